@@ -1,0 +1,144 @@
+//! The one opaque error type for open-ended failures.
+//!
+//! Expected outcomes of an operation (a timeout, a child that panicked) are small per-operation
+//! enums next to the operation, such as [`JoinError`](crate::JoinError). What is left — the OS
+//! refused, a value would not encode, a child is a different build — is an [`Error`] with a
+//! [`kind`](Error::kind), a [`source`](std::error::Error::source) and, for OS failures, the
+//! [`raw_os_error`](Error::raw_os_error).
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, broadly. New kinds may be added, so match with a wildcard arm.
+///
+/// Python raises `OSError`, `ValueError`, `pickle.PicklingError` and friends for these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The operating system refused a call; see [`Error::raw_os_error`].
+    Os,
+    /// A value (task arguments, a result) could not be encoded.
+    Encode,
+    /// Received bytes could not be decoded as the expected type.
+    Decode,
+    /// The child is not the same build as its parent, so it refused to run the task.
+    BuildMismatch,
+    /// A daemon process tried to start a child (Python: "daemonic processes are not allowed to
+    /// have children").
+    DaemonChild,
+    /// The process-wide start method was already set.
+    StartMethodAlreadySet,
+    /// The process was already joined, so its result has been taken.
+    AlreadyJoined,
+    /// A handle was serialized outside of a transfer that can carry descriptors.
+    HandleOutsideTransfer,
+    /// More descriptors in one transfer than the kernel can pass at once.
+    TooManyHandles,
+    /// The fork server could not be reached or could not fork.
+    ForkServer,
+    /// The child failed before it could run the task (bad bootstrap, lost channel).
+    ChildStartup,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Os => "operating system error",
+            ErrorKind::Encode => "value could not be encoded",
+            ErrorKind::Decode => "bytes could not be decoded",
+            ErrorKind::BuildMismatch => "child is a different build from its parent",
+            ErrorKind::DaemonChild => "daemonic processes are not allowed to have children",
+            ErrorKind::StartMethodAlreadySet => "the start method has already been set",
+            ErrorKind::AlreadyJoined => "the process was already joined",
+            ErrorKind::HandleOutsideTransfer => "a handle can only be serialized by multiproc when it sends it to a process",
+            ErrorKind::TooManyHandles => "too many handles in one transfer",
+            ErrorKind::ForkServer => "fork server failure",
+            ErrorKind::ChildStartup => "child failed to start",
+        }
+    }
+}
+
+/// An open-ended failure: the OS, a codec, a child that could not start.
+///
+/// # Example
+/// ```
+/// use multiproc::{Error, ErrorKind};
+/// let err = Error::from(std::io::Error::from_raw_os_error(libc::EMFILE));
+/// assert_eq!(err.kind(), ErrorKind::Os);
+/// assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
+/// ```
+/// Python counterpart: the `OSError`/`ValueError`/`PicklingError` a call would raise.
+pub struct Error {
+    kind: ErrorKind,
+    detail: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// An error of `kind` with a sentence of detail.
+    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Error {
+        Error { kind, detail: Some(detail.into()), source: None }
+    }
+
+    /// An error of `kind` caused by `source`.
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        detail: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        Error { kind, detail: Some(detail.into()), source: Some(source.into()) }
+    }
+
+    /// An OS error with a word about what we were doing.
+    pub(crate) fn os(context: &str, err: io::Error) -> Error {
+        Error::with_source(ErrorKind::Os, context, err)
+    }
+
+    /// What went wrong, broadly.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The OS error number, when the operating system refused a call.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.as_ref()?.downcast_ref::<io::Error>()?.raw_os_error()
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        Error { kind: ErrorKind::Os, detail: None, source: Some(Box::new(err)) }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(detail) => write!(f, "{}: {detail}", self.kind.describe())?,
+            None => f.write_str(self.kind.describe())?,
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,171 @@
+//! Handles in arguments: how an OS resource travels inside a serialized value.
+//!
+//! A task's arguments are serialized with serde. A handle — this module's [`Fd`], and later the
+//! crate's locks, queues, pipe ends and shared-memory segments — cannot be turned into bytes, so
+//! while a value is being serialized for a transfer each handle puts its descriptor into a side
+//! table and writes only the table index. The table travels beside the bytes: inherited under
+//! `fork`, passed with `SCM_RIGHTS` under `spawn` and `forkserver`. On the receiving side the
+//! deserializer maps each index back to a descriptor that the process now owns.
+//!
+//! Outside such a transfer (say, `serde_json::to_string(&fd)`) serializing a handle fails with
+//! [`ErrorKind::HandleOutsideTransfer`](crate::ErrorKind::HandleOutsideTransfer) rather than
+//! writing a number that would mean nothing elsewhere.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind};
+
+/// The side table of one transfer, as the serializing or deserializing side sees it.
+enum Table {
+    /// Raw descriptors, borrowed from the values being serialized (which outlive the transfer).
+    Sending(Vec<RawFd>),
+    /// Descriptors received with the bytes, owned by the table until the values claim copies.
+    Receiving(Vec<OwnedFd>),
+}
+
+thread_local! {
+    static TABLE: RefCell<Option<Table>> = const { RefCell::new(None) };
+}
+
+/// Encodes `value` for a transfer, returning its bytes and the descriptors of every handle inside.
+///
+/// The descriptors are borrowed from `value`, so they stay open for as long as the bytes may be
+/// sent along with them.
+pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
+    let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+    let bytes = postcard::to_stdvec(value);
+    let table = TABLE.with(|t| t.replace(outer));
+    let raws = match table {
+        Some(Table::Sending(fds)) => fds,
+        _ => Vec::new(),
+    };
+    // SAFETY: every raw descriptor in the table was written by `serialize_fd` from a `BorrowedFd`
+    // that a handle inside `value` lent it, so each stays open while `value` is borrowed ('a).
+    let fds = raws.into_iter().map(|raw| unsafe { BorrowedFd::borrow_raw(raw) }).collect();
+    Ok((bytes?, fds))
+}
+
+/// Deserializes with `decode`, letting handles claim descriptors from `fds` by index.
+pub(crate) fn provide<T>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> T) -> T {
+    let outer = TABLE.with(|t| t.replace(Some(Table::Receiving(fds))));
+    let out = decode();
+    TABLE.with(|t| t.replace(outer));
+    out
+}
+
+/// Serializes a descriptor as an index into the current transfer's table.
+pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, serializer: S) -> Result<S::Ok, S::Error> {
+    let raw = fd.as_raw_fd();
+    let index = TABLE.with(|t| match &mut *t.borrow_mut() {
+        Some(Table::Sending(fds)) => {
+            // The same descriptor twice travels once; both indexes name it.
+            Ok(fds.iter().position(|&f| f == raw).unwrap_or_else(|| {
+                fds.push(raw);
+                fds.len() - 1
+            }))
+        }
+        _ => Err(Error::new(ErrorKind::HandleOutsideTransfer, format!("descriptor {raw}"))),
+    });
+    match index {
+        Ok(index) => serializer.serialize_u32(index as u32),
+        Err(err) => Err(S::Error::custom(err)),
+    }
+}
+
+/// Deserializes a descriptor index and claims a descriptor of our own for it.
+pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::Error> {
+    let index = u32::deserialize(deserializer)? as usize;
+    TABLE.with(|t| match &*t.borrow() {
+        // Each claim is a duplicate, so a descriptor named twice yields two owners, and the
+        // table's originals close when the transfer ends.
+        Some(Table::Receiving(fds)) => match fds.get(index) {
+            Some(fd) => fd.try_clone().map_err(D::Error::custom),
+            None => Err(D::Error::custom(format!("handle index {index} beyond the {} received", fds.len()))),
+        },
+        _ => Err(D::Error::custom(Error::new(ErrorKind::HandleOutsideTransfer, "no descriptors were received"))),
+    })
+}
+
+/// An owned file descriptor that can travel inside a task's arguments.
+///
+/// Wrap any descriptor — a pipe end, a socket, a file, a memfd — and put it in the arguments of
+/// [`Process::spawn`](crate::Process::spawn); the child receives a working descriptor of its own,
+/// under every start method. The parent keeps its copy until it drops the `Fd`.
+///
+/// # Example
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::unix::net::UnixStream;
+/// use multiproc::{Fd, Process};
+///
+/// fn greet(fd: Fd) {
+///     let mut stream = UnixStream::from(fd.into_owned());
+///     stream.write_all(b"hello from the child").unwrap();
+/// }
+///
+/// let (ours, theirs) = UnixStream::pair().unwrap();
+/// let mut child = Process::spawn(greet, (Fd::from(theirs),)).unwrap();
+/// child.join().unwrap();
+/// let mut text = String::new();
+/// (&ours).read_to_string(&mut text).unwrap();
+/// assert_eq!(text, "hello from the child");
+/// ```
+///
+/// Python counterpart: `multiprocessing.reduction.DupFd` / `send_handle`, which Python uses for
+/// the same job inside its pickling.
+pub struct Fd(OwnedFd);
+
+impl Fd {
+    /// Takes back the owned descriptor.
+    pub fn into_owned(self) -> OwnedFd {
+        self.0
+    }
+}
+
+impl<T: Into<OwnedFd>> From<T> for Fd {
+    fn from(fd: T) -> Fd {
+        Fd(fd.into())
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl IntoRawFd for Fd {
+    fn into_raw_fd(self) -> RawFd {
+        self.0.into_raw_fd()
+    }
+}
+
+impl fmt::Debug for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Fd").field(&self.0.as_raw_fd()).finish()
+    }
+}
+
+impl Serialize for Fd {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_fd(self.0.as_fd(), serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fd, D::Error> {
+        deserialize_fd(deserializer).map(Fd)
+    }
+}

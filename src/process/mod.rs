@@ -1,0 +1,787 @@
+//! Processes: start a function in a child process, wait for it, signal it, get its result back.
+//!
+//! A [`Process`] runs a [`Task`] — a plain `fn` (or a closure that captures nothing) with
+//! serde arguments — or a [`Run`] object in a child started by one of the [start
+//! methods](StartMethod). The child's return value comes back through [`Process::join`]; a panic
+//! comes back as [`JoinError::Panicked`] with its message, and a child that exits early or is
+//! killed as [`JoinError::Exited`] with its [`ExitStatus`]. Nothing in the parent panics.
+//!
+//! Beyond Python, children die with a parent that is killed (see
+//! [`ProcessBuilder::die_with_parent`]), every finished child is reaped, and at the program's end
+//! daemonic children are terminated and the others joined (see `registry` for how the end of
+//! the program is hooked).
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle;
+use crate::sys;
+
+pub(crate) mod child;
+pub(crate) mod identity;
+pub(crate) mod registry;
+pub(crate) mod start;
+pub(crate) mod task;
+
+pub use start::{Context, StartMethod, UnknownStartMethod, get_start_method, set_start_method};
+pub use task::{Run, Task};
+
+use registry::{ChildState, lock};
+
+/// A signal number, named the way `kill -l` names it.
+///
+/// ```
+/// use multiproc::Signal;
+/// assert_eq!(Signal::KILL.to_string(), "SIGKILL");
+/// assert_eq!(Signal::from_raw(15), Signal::TERM);
+/// ```
+/// Python counterpart: `signal.Signals`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// SIGINT, sent by [`Process::interrupt`] (and by Ctrl-C in a terminal).
+    pub const INT: Signal = Signal(libc::SIGINT);
+    /// SIGKILL, sent by [`Process::kill`]; cannot be caught.
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    /// SIGTERM, sent by [`Process::terminate`].
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// SIGABRT, raised by `std::process::abort`.
+    pub const ABRT: Signal = Signal(libc::SIGABRT);
+    /// SIGSEGV, an invalid memory access.
+    pub const SEGV: Signal = Signal(libc::SIGSEGV);
+
+    /// The signal with this number.
+    pub fn from_raw(number: i32) -> Signal {
+        Signal(number)
+    }
+
+    /// The signal's number.
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+
+    /// The conventional name (`"SIGKILL"`), or `None` for a number without one.
+    pub fn name(self) -> Option<&'static str> {
+        const NAMES: [&str; 32] = [
+            "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
+            "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP",
+            "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
+            "SIGIO", "SIGPWR", "SIGSYS",
+        ];
+        usize::try_from(self.0).ok().and_then(|i| NAMES.get(i)).copied().filter(|n| !n.is_empty())
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signal({self})")
+    }
+}
+
+/// How a process ended: an exit code, or the signal that killed it.
+///
+/// ```
+/// use multiproc::{ExitStatus, Signal};
+/// assert!(ExitStatus::Code(0).success());
+/// assert_eq!(ExitStatus::Signal(Signal::KILL).python_exitcode(), -9);
+/// assert_eq!(ExitStatus::Code(3).to_string(), "exit code 3");
+/// ```
+/// Python counterpart: `Process.exitcode` (an int, negative for a signal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// The process exited with this code (0 after a task returned, 1 after a panic).
+    Code(i32),
+    /// The process was killed by this signal.
+    Signal(Signal),
+}
+
+impl ExitStatus {
+    /// Exit code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// The exit code, if the process exited rather than being killed.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            ExitStatus::Code(code) => Some(code),
+            ExitStatus::Signal(_) => None,
+        }
+    }
+
+    /// The signal that killed the process, if one did.
+    pub fn signal(self) -> Option<Signal> {
+        match self {
+            ExitStatus::Signal(signal) => Some(signal),
+            ExitStatus::Code(_) => None,
+        }
+    }
+
+    /// Python's encoding: the exit code, or minus the signal number.
+    pub fn python_exitcode(self) -> i32 {
+        match self {
+            ExitStatus::Code(code) => code,
+            ExitStatus::Signal(signal) => -signal.as_raw(),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
+/// Why [`Process::join`] (or [`join_timeout`](Process::join_timeout)) has no value to return.
+///
+/// ```
+/// use multiproc::{JoinError, Process};
+/// fn fail() -> u8 { panic!("out of tickets") }
+/// let mut p = Process::spawn(fail, ()).unwrap();
+/// match p.join() {
+///     Err(JoinError::Panicked { message }) => assert_eq!(message, "out of tickets"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+/// Python counterpart: none — Python's `join` returns nothing and the caller inspects `exitcode`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The task panicked; the panic's message.
+    #[error("the task panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The process ended without returning a value: `std::process::exit(n)`, a signal, an abort.
+    #[error("the process ended without a result: {0}")]
+    Exited(ExitStatus),
+    /// The deadline of `join_timeout` passed while the process was still running; it still runs,
+    /// and a later join can still collect its result.
+    #[error("timed out waiting for the process")]
+    Timeout,
+    /// Something else failed: the OS, decoding the result, a child of another build, a second
+    /// join. See [`Error::kind`].
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// The parent's end of a child's channel: the outcome frame as it arrives.
+struct Channel {
+    sock: Option<OwnedFd>,
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Channel {
+    /// Reads what is there without blocking; true once a whole frame has arrived.
+    fn pump(&mut self) -> io::Result<bool> {
+        while let Some(sock) = &self.sock {
+            if self.complete() {
+                return Ok(true);
+            }
+            let mut chunk = vec![0u8; self.wanted().clamp(4096, 1 << 20)];
+            match sys::socket::recv_with_fds(sock.as_fd(), &mut chunk, &mut self.fds, true) {
+                Ok(Some(0)) => self.sock = None,
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(None) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => self.sock = None,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.complete())
+    }
+
+    fn frame_len(&self) -> Option<usize> {
+        let header: [u8; 8] = self.buf.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(header) as usize)
+    }
+
+    fn wanted(&self) -> usize {
+        self.frame_len().map_or(8, |len| (8 + len).saturating_sub(self.buf.len()))
+    }
+
+    fn complete(&self) -> bool {
+        self.frame_len().is_some_and(|len| self.buf.len() >= 8 + len)
+    }
+}
+
+/// A child process started by multiproc, returning an `R` when its task is done.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use multiproc::Process;
+///
+/// fn work(n: u64) -> u64 { (1..=n).sum() }
+///
+/// let mut p = Process::builder().name("summer").spawn(work, (100,)).unwrap();
+/// assert_eq!(p.name(), "summer");
+/// assert_eq!(p.join().unwrap(), 5050);
+/// assert!(!p.is_alive());
+/// assert!(p.exit_code().unwrap().success());
+/// ```
+/// Python counterpart: `multiprocessing.Process`.
+pub struct Process<R = ()> {
+    state: Arc<ChildState>,
+    channel: Mutex<Channel>,
+    joined: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.state.pid)
+            .field("name", &self.state.name)
+            .field("daemon", &self.state.daemon)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Process<()> {
+    /// A builder for a process with a name, the daemon flag, a start method and more.
+    ///
+    /// Python counterpart: the keyword arguments of `Process(...)`.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::default()
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// Starts `task(args...)` in a new child process with the default start method.
+    ///
+    /// `args` is a tuple that is unpacked into the task's parameters (`()` for none, `(x,)` for
+    /// one). It is serialized for the child; handles inside it (such as an [`Fd`](crate::Fd))
+    /// carry their descriptors along.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`] if the arguments cannot be encoded (nothing is started),
+    /// [`ErrorKind::DaemonChild`] in a daemon process, [`ErrorKind::Os`] or
+    /// [`ErrorKind::ForkServer`] if the OS refuses.
+    ///
+    /// # Example
+    /// ```
+    /// use multiproc::Process;
+    /// fn shout(word: String, times: usize) -> String { word.to_uppercase().repeat(times) }
+    /// let mut p = Process::spawn(shout, ("ha".to_string(), 3)).unwrap();
+    /// assert_eq!(p.join().unwrap(), "HAHAHA");
+    /// ```
+    /// Python counterpart: `p = Process(target=f, args=(a, b)); p.start()`.
+    #[doc(alias = "start")]
+    pub fn spawn<F, A>(task: F, args: A) -> Result<Process<R>>
+    where
+        F: Task<A, Output = R>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize,
+    {
+        ProcessBuilder::default().spawn(task, args)
+    }
+
+    /// Waits for the process to end and returns its task's value.
+    ///
+    /// # Errors
+    /// [`JoinError::Panicked`], [`JoinError::Exited`], or [`JoinError::Failed`] (including
+    /// [`ErrorKind::AlreadyJoined`] on a second successful join).
+    ///
+    /// Python counterpart: `Process.join()`.
+    pub fn join(&mut self) -> Result<R, JoinError> {
+        self.join_deadline(None)
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` with [`JoinError::Timeout`].
+    ///
+    /// A real blocking wait on the child's descriptors, not polling with sleeps.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{JoinError, Process};
+    /// fn nap() { std::thread::sleep(Duration::from_secs(30)) }
+    /// let mut p = Process::spawn(nap, ()).unwrap();
+    /// assert!(matches!(p.join_timeout(Duration::from_millis(50)), Err(JoinError::Timeout)));
+    /// p.kill().unwrap();
+    /// assert!(matches!(p.join(), Err(JoinError::Exited(_))));
+    /// ```
+    /// Python counterpart: `Process.join(timeout)`.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinError> {
+        self.join_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Like [`join`](Self::join), with an absolute deadline (`None`: no deadline).
+    pub fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<R, JoinError> {
+        if self.joined {
+            return Err(Error::new(ErrorKind::AlreadyJoined, format!("pid {}", self.state.pid)).into());
+        }
+        let os = |e| JoinError::Failed(Error::os("waiting for the child", e));
+        let status = loop {
+            let mut channel = lock(&self.channel);
+            let complete = channel.pump().map_err(os)?;
+            if let Some(status) = self.state.try_wait().map_err(os)? {
+                channel.pump().map_err(os)?;
+                break status;
+            }
+            let mut watched: Vec<BorrowedFd<'_>> = vec![self.state.exit_fd()];
+            if !complete {
+                watched.extend(channel.sock.as_ref().map(|s| s.as_fd()));
+            }
+            let ready = sys::poll::wait_readable(&watched, deadline).map_err(os)?;
+            if !ready.iter().any(|&r| r) {
+                return Err(JoinError::Timeout);
+            }
+        };
+        let mut channel = lock(&self.channel);
+        self.joined = true;
+        if !channel.complete() {
+            return Err(JoinError::Exited(status));
+        }
+        let body = channel.buf.split_off(8);
+        let fds = std::mem::take(&mut channel.fds);
+        decode_outcome(&body, fds)
+    }
+}
+
+fn decode_outcome<R: DeserializeOwned>(body: &[u8], fds: Vec<OwnedFd>) -> Result<R, JoinError> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match body.split_first() {
+        Some((0, value)) => handle::provide(fds, || postcard::from_bytes(value))
+            .map_err(|e| Error::with_source(ErrorKind::Decode, "the task's result", e).into()),
+        Some((1, message)) => Err(JoinError::Panicked { message: text(message) }),
+        Some((2, rest)) if !rest.is_empty() => Err(Error::new(child::kind_from_code(rest[0]), text(&rest[1..])).into()),
+        _ => Err(Error::new(ErrorKind::Decode, "malformed outcome frame from the child").into()),
+    }
+}
+
+impl<R> Process<R> {
+    /// The child's process id.
+    ///
+    /// Python counterpart: `Process.pid`.
+    pub fn pid(&self) -> u32 {
+        self.state.pid
+    }
+
+    /// The child's name (`Process-N` unless one was given).
+    ///
+    /// Python counterpart: `Process.name`.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Whether the child is a daemon.
+    ///
+    /// Python counterpart: `Process.daemon`.
+    pub fn is_daemon(&self) -> bool {
+        self.state.daemon
+    }
+
+    /// Whether the child is still running (reaping it if it has ended).
+    ///
+    /// Python counterpart: `Process.is_alive()`.
+    pub fn is_alive(&self) -> bool {
+        self.exit_code().is_none()
+    }
+
+    /// How the child ended, or `None` while it runs.
+    ///
+    /// Python counterpart: `Process.exitcode` (see [`ExitStatus::python_exitcode`]).
+    #[doc(alias = "exitcode")]
+    pub fn exit_code(&self) -> Option<ExitStatus> {
+        // Take in what the child has written, so that a large result never keeps it from exiting.
+        let _ = lock(&self.channel).pump();
+        self.state.try_wait().ok().flatten()
+    }
+
+    /// Sends SIGTERM. A no-op for a child that has ended.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    ///
+    /// Python counterpart: `Process.terminate()`.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    /// Sends SIGKILL. A no-op for a child that has ended.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    ///
+    /// Python counterpart: `Process.kill()`.
+    pub fn kill(&self) -> Result<()> {
+        self.signal(Signal::KILL)
+    }
+
+    /// Sends SIGINT. A no-op for a child that has ended.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    ///
+    /// Python counterpart: `Process.interrupt()` (3.14).
+    pub fn interrupt(&self) -> Result<()> {
+        self.signal(Signal::INT)
+    }
+
+    /// Sends any signal, race-free against pid reuse (through a pidfd).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.state.signal(signal).map_err(|e| Error::os("sending a signal", e))
+    }
+
+    /// A descriptor (a pidfd) that becomes readable when the child ends: for `poll`, and for the
+    /// crate's `wait` over several objects.
+    ///
+    /// Python counterpart: `Process.sentinel`.
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.state.pidfd.as_fd()
+    }
+}
+
+impl<R> AsFd for Process<R> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sentinel()
+    }
+}
+
+/// Options for a new process: name, daemon flag, start method, parent-death behaviour.
+///
+/// # Example
+/// ```
+/// use multiproc::{Process, StartMethod};
+/// fn id() -> u32 { std::process::id() }
+/// let mut p = Process::builder()
+///     .name("worker")
+///     .daemon(true)
+///     .start_method(StartMethod::Fork)
+///     .spawn(id, ())
+///     .unwrap();
+/// assert!(p.is_daemon());
+/// assert_eq!(p.join().unwrap(), p.pid());
+/// ```
+/// Python counterpart: `Process(name=..., daemon=...)` and `get_context(method).Process`.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    keep_on_parent_death: bool,
+    executable: Option<PathBuf>,
+}
+
+impl ProcessBuilder {
+    /// The child's name (default: `Process-N`, numbered as Python numbers them).
+    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the child a daemon: terminated when this program ends instead of waited for, and not
+    /// allowed to start children of its own.
+    ///
+    /// Python counterpart: `Process(daemon=True)`.
+    pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The start method (default: [`get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> ProcessBuilder {
+        self.method = Some(method);
+        self
+    }
+
+    /// Whether the child is killed (SIGKILL) when this process dies, even by SIGKILL
+    /// (default: `true`). Python has no such option: its children outlive a killed parent.
+    pub fn die_with_parent(mut self, die: bool) -> ProcessBuilder {
+        self.keep_on_parent_death = !die;
+        self
+    }
+
+    /// The program a `spawn` or `forkserver` child runs (default: this program).
+    ///
+    /// It must be the very same build; a different one refuses the task and the join reports
+    /// [`ErrorKind::BuildMismatch`].
+    ///
+    /// Python counterpart: `multiprocessing.set_executable(path)`.
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> ProcessBuilder {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// Starts `task(args...)`; see [`Process::spawn`].
+    ///
+    /// # Errors
+    /// As for [`Process::spawn`].
+    pub fn spawn<F, A>(self, _task: F, args: A) -> Result<Process<F::Output>>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let entry = task::entry_offset::<F, A>();
+        let (encoded, handles) =
+            handle::encode(&args).map_err(|e| Error::with_source(ErrorKind::Encode, "the task's arguments", e))?;
+        if handles.len() >= sys::socket::MAX_FDS {
+            return Err(Error::new(ErrorKind::TooManyHandles, format!("{} descriptors", handles.len())));
+        }
+        let (identity, default_name, parent_name, parent_pidfd) = {
+            let mut state = identity::hold();
+            if state.daemon {
+                return Err(Error::new(ErrorKind::DaemonChild, state.name()));
+            }
+            let pidfd = state.own_pidfd().map_err(|e| Error::os("pidfd_open", e))?;
+            let (identity, name) = state.next_child();
+            (identity, name, state.name(), pidfd)
+        };
+        let name = self.name.unwrap_or(default_name);
+        let job = start::Job {
+            entry,
+            args: &encoded,
+            handles: &handles,
+            name: name.clone(),
+            identity,
+            daemon: self.daemon,
+            die_with_parent: !self.keep_on_parent_death,
+            executable: self.executable.as_ref(),
+            parent_name,
+            parent_pidfd,
+        };
+        let started = start::start(self.method.unwrap_or_else(get_start_method), &job)?;
+        let state = Arc::new(ChildState::new(started.pid, started.pidfd, started.exit, name, self.daemon));
+        registry::register(state.clone());
+        Ok(Process {
+            state,
+            channel: Mutex::new(Channel { sock: Some(started.channel), buf: Vec::new(), fds: Vec::new() }),
+            joined: false,
+            _result: PhantomData,
+        })
+    }
+
+    /// Starts a class-style process; see [`Process::start`].
+    ///
+    /// # Errors
+    /// As for [`Process::spawn`].
+    pub fn start<T: Run>(self, object: T) -> Result<Process<T::Output>> {
+        self.spawn(task::run_object::<T>, (object,))
+    }
+}
+
+impl<T: DeserializeOwned> Process<T> {
+    /// Starts a class-style process: `object.run()` in a new child (see [`Run`]).
+    ///
+    /// # Errors
+    /// As for [`Process::spawn`].
+    ///
+    /// Python counterpart: `MyProcess(...).start()` for a subclass of `Process`.
+    pub fn start<O: Run<Output = T>>(object: O) -> Result<Process<T>> {
+        ProcessBuilder::default().start(object)
+    }
+}
+
+/// A child as [`active_children`] lists it: everything but the typed result.
+///
+/// Python counterpart: the `Process` objects in `active_children()`.
+#[derive(Clone)]
+pub struct ChildProcess {
+    state: Arc<ChildState>,
+}
+
+impl fmt::Debug for ChildProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildProcess").field("pid", &self.state.pid).field("name", &self.state.name).finish()
+    }
+}
+
+impl ChildProcess {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.state.pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.state.daemon
+    }
+
+    /// Whether the child is still running.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.state.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    pub fn terminate(&self) -> Result<()> {
+        self.state.signal(Signal::TERM).map_err(|e| Error::os("sending a signal", e))
+    }
+
+    /// Sends SIGKILL.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    pub fn kill(&self) -> Result<()> {
+        self.state.signal(Signal::KILL).map_err(|e| Error::os("sending a signal", e))
+    }
+
+    /// Waits for the child to end, up to `timeout` (`None`: no limit); `None` on timeout. Its task's
+    /// value stays with its [`Process`] handle.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if waiting fails.
+    pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.state.wait_deadline(deadline).map_err(|e| Error::os("waiting for the child", e))
+    }
+}
+
+/// The children of this process that are still running; finished ones are reaped.
+///
+/// # Example
+/// ```
+/// use multiproc::{Process, active_children};
+/// fn nap() { std::thread::sleep(std::time::Duration::from_secs(30)) }
+/// let p = Process::spawn(nap, ()).unwrap();
+/// assert!(active_children().iter().any(|c| c.pid() == p.pid()));
+/// p.kill().unwrap();
+/// ```
+/// Python counterpart: `multiprocessing.active_children()`.
+pub fn active_children() -> Vec<ChildProcess> {
+    registry::active().into_iter().map(|state| ChildProcess { state }).collect()
+}
+
+/// What [`current_process`] says about this process.
+///
+/// Python counterpart: the object `multiprocessing.current_process()` returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl CurrentProcess {
+    /// `"MainProcess"` in the main program, the child's name in a child.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// This process's id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// Whether this process is a daemon child.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// This process: its name, pid and daemon flag.
+///
+/// ```
+/// let me = multiproc::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+/// Python counterpart: `multiprocessing.current_process()`.
+pub fn current_process() -> CurrentProcess {
+    let state = identity::hold();
+    CurrentProcess { name: state.name(), pid: sys::process::getpid(), daemon: state.daemon }
+}
+
+/// The process that started this one, as seen from a child.
+///
+/// Python counterpart: the object `multiprocessing.parent_process()` returns.
+#[derive(Clone)]
+pub struct ParentProcess {
+    parent: identity::Parent,
+}
+
+impl fmt::Debug for ParentProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParentProcess").field("pid", &self.parent.pid).field("name", &self.parent.name).finish()
+    }
+}
+
+impl ParentProcess {
+    /// The parent's process id.
+    pub fn pid(&self) -> u32 {
+        self.parent.pid
+    }
+    /// The parent's name.
+    pub fn name(&self) -> &str {
+        &self.parent.name
+    }
+    /// Whether the parent is still running.
+    pub fn is_alive(&self) -> bool {
+        !sys::poll::is_readable(self.parent.pidfd.as_fd()).unwrap_or(true)
+    }
+    /// Waits until the parent has exited.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if waiting fails.
+    pub fn join(&self) -> Result<()> {
+        self.join_timeout(None).map(|_| ())
+    }
+    /// Waits until the parent has exited or `timeout` passes; true if it exited.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if waiting fails.
+    pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let ready = sys::poll::wait_readable(&[self.parent.pidfd.as_fd()], deadline)
+            .map_err(|e| Error::os("waiting for the parent", e))?;
+        Ok(ready[0])
+    }
+}
+
+/// The process that started this one, or `None` in the main program.
+///
+/// ```
+/// assert!(multiproc::parent_process().is_none());
+/// fn parent_pid() -> u32 { multiproc::parent_process().unwrap().pid() }
+/// let mut p = multiproc::Process::spawn(parent_pid, ()).unwrap();
+/// assert_eq!(p.join().unwrap(), std::process::id());
+/// ```
+/// Python counterpart: `multiprocessing.parent_process()`.
+pub fn parent_process() -> Option<ParentProcess> {
+    identity::hold().parent.clone().map(|parent| ParentProcess { parent })
+}
+
+/// The number of CPUs this process may use: its CPU affinity, and cgroup CPU quotas, both honoured.
+///
+/// ```
+/// assert!(multiproc::cpu_count() >= 1);
+/// ```
+/// Python counterpart: `os.process_cpu_count()` (which honours affinity; `cpu_count()` does not).
+pub fn cpu_count() -> usize {
+    // std reads sched_getaffinity and the cgroup v1/v2 CPU quota of this process.
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,280 @@
+//! Start methods: how a child process comes to exist.
+//!
+//! | method | how | cost here | safe in a threaded parent |
+//! |---|---|---|---|
+//! | [`Fork`](StartMethod::Fork) | `fork()`; the child continues from the parent's memory | lowest | no (see below) |
+//! | [`Spawn`](StartMethod::Spawn) | re-executes this program, which diverts to the child before `main` | highest | yes |
+//! | [`ForkServer`](StartMethod::ForkServer) | a single-threaded server, spawned once, forks each child | between | yes |
+//!
+//! **The default is `ForkServer`**, for the reason Python 3.14 made it the default on Linux:
+//! forking a parent that runs other threads copies locks those threads hold (in allocators,
+//! loggers, stdio, your own code) into a child where nobody will ever release them, and the child
+//! can deadlock. A fork server is single-threaded, so forking it is always safe, and it is still
+//! far cheaper than re-executing the program for every child (figures in `BENCHMARKS.md`). Pick
+//! `Fork` when the parent is single-threaded and start-up latency matters most; pick `Spawn` when
+//! each child should start from a fresh program.
+//!
+//! # The child entry
+//! Under `spawn` and `forkserver` the program is started again. A constructor in this crate (an
+//! ELF `.init_array` entry, run before `main` and before the test harness of a `cargo test`
+//! binary) looks for a marker in the environment; if it is there, the process becomes the child
+//! (or the fork server) and never reaches `main`. Programs therefore need no line in `main` at
+//! all, and test binaries work the same. The marker is removed at once, so programs the child
+//! starts itself are not mistaken for children.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::process::registry::Exit;
+use crate::sys;
+
+pub(crate) mod fork;
+pub(crate) mod forkserver;
+pub(crate) mod spawn;
+
+/// How child processes are started. See the [module docs](self) for the trade-offs.
+///
+/// # Example
+/// ```
+/// use multiproc::StartMethod;
+/// assert_eq!("spawn".parse::<StartMethod>().unwrap(), StartMethod::Spawn);
+/// assert_eq!(StartMethod::ForkServer.to_string(), "forkserver");
+/// ```
+/// Python counterpart: the method names of `multiprocessing.get_context('fork' | 'spawn' |
+/// 'forkserver')`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// `fork()` the calling process.
+    Fork,
+    /// Re-execute the program and run the task in the new process.
+    Spawn,
+    /// Ask a single-threaded fork server (started by spawn on first use) to fork the child.
+    ForkServer,
+}
+
+impl StartMethod {
+    /// Every start method, in Python's order of `get_all_start_methods()` on Linux.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::StartMethod::ALL.len(), 3);
+    /// ```
+    pub const ALL: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+
+    /// Python's name for the method.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::StartMethod::Fork.name(), "fork");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+        }
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error for a start-method name that is not one of `fork`, `spawn`, `forkserver`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot find context for {0:?}")]
+pub struct UnknownStartMethod(pub String);
+
+impl FromStr for StartMethod {
+    type Err = UnknownStartMethod;
+    fn from_str(name: &str) -> std::result::Result<StartMethod, UnknownStartMethod> {
+        StartMethod::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| UnknownStartMethod(name.to_owned()))
+    }
+}
+
+static DEFAULT: OnceLock<StartMethod> = OnceLock::new();
+
+/// Sets the process-wide default start method, once, before any child is started with it.
+///
+/// # Errors
+/// [`ErrorKind::StartMethodAlreadySet`] if it was set before or the default was already used.
+///
+/// # Example
+/// ```
+/// use multiproc::{StartMethod, set_start_method, get_start_method};
+/// set_start_method(StartMethod::Spawn).unwrap();
+/// assert_eq!(get_start_method(), StartMethod::Spawn);
+/// assert!(set_start_method(StartMethod::Fork).is_err());
+/// ```
+/// Python counterpart: `multiprocessing.set_start_method(method)`.
+pub fn set_start_method(method: StartMethod) -> Result<()> {
+    let mut set = false;
+    let current = *DEFAULT.get_or_init(|| {
+        set = true;
+        method
+    });
+    if set {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::StartMethodAlreadySet, format!("it is {current}")))
+    }
+}
+
+/// The process-wide default start method; reading it fixes it, as using it does in Python.
+///
+/// ```
+/// let method = multiproc::get_start_method();
+/// assert!(multiproc::StartMethod::ALL.contains(&method));
+/// ```
+/// Python counterpart: `multiprocessing.get_start_method()`.
+pub fn get_start_method() -> StartMethod {
+    *DEFAULT.get_or_init(|| StartMethod::ForkServer)
+}
+
+/// The whole process API bound to one start method.
+///
+/// # Example
+/// ```
+/// use multiproc::{Context, StartMethod};
+/// fn square(x: u64) -> u64 { x * x }
+/// let ctx = Context::new(StartMethod::Spawn);
+/// let mut p = ctx.spawn(square, (7,)).unwrap();
+/// assert_eq!(p.join().unwrap(), 49);
+/// ```
+/// Python counterpart: `multiprocessing.get_context(method)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    method: StartMethod,
+}
+
+impl Context {
+    /// A context whose processes start with `method`.
+    pub fn new(method: StartMethod) -> Context {
+        Context { method }
+    }
+
+    /// The context of the process-wide default start method.
+    ///
+    /// Python counterpart: `multiprocessing.get_context()`.
+    pub fn default_context() -> Context {
+        Context::new(get_start_method())
+    }
+
+    /// This context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A process builder that starts with this context's method.
+    pub fn process(&self) -> crate::ProcessBuilder {
+        crate::Process::builder().start_method(self.method)
+    }
+
+    /// Starts `task(args...)` in a new process; see [`Process::spawn`](crate::Process::spawn).
+    ///
+    /// # Errors
+    /// As for [`Process::spawn`](crate::Process::spawn).
+    pub fn spawn<F, A>(&self, task: F, args: A) -> Result<crate::Process<F::Output>>
+    where
+        F: crate::Task<A>,
+        A: serde::Serialize + serde::de::DeserializeOwned,
+        F::Output: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.process().spawn(task, args)
+    }
+
+    /// Starts a class-style process; see [`Process::start`](crate::Process::start).
+    ///
+    /// # Errors
+    /// As for [`Process::spawn`](crate::Process::spawn).
+    pub fn start<T: crate::Run>(&self, object: T) -> Result<crate::Process<T::Output>> {
+        self.process().start(object)
+    }
+
+    /// The affinity- and quota-aware CPU count; see [`cpu_count`](crate::cpu_count).
+    pub fn cpu_count(&self) -> usize {
+        crate::cpu_count()
+    }
+}
+
+/// What the start methods need to know about one child.
+pub(crate) struct Job<'a> {
+    pub(crate) entry: i64,
+    pub(crate) args: &'a [u8],
+    pub(crate) handles: &'a [BorrowedFd<'a>],
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) die_with_parent: bool,
+    pub(crate) executable: Option<&'a PathBuf>,
+    pub(crate) parent_name: String,
+    pub(crate) parent_pidfd: std::sync::Arc<OwnedFd>,
+}
+
+/// A started child, before it is registered.
+pub(crate) struct Started {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) channel: OwnedFd,
+    pub(crate) exit: Exit,
+}
+
+/// Starts `job` with `method`.
+pub(crate) fn start(method: StartMethod, job: &Job<'_>) -> Result<Started> {
+    match method {
+        StartMethod::Fork => fork::start(job),
+        StartMethod::Spawn => spawn::start(job),
+        StartMethod::ForkServer => forkserver::start(job),
+    }
+}
+
+impl Job<'_> {
+    /// The bootstrap that tells a re-executed or fork-server child what to run.
+    pub(crate) fn bootstrap(&self, watch_parent: bool) -> crate::process::child::Bootstrap {
+        crate::process::child::Bootstrap {
+            fingerprint: sys::build_id::fingerprint().to_vec(),
+            entry: self.entry,
+            args: self.args.to_vec(),
+            name: self.name.clone(),
+            identity: self.identity.clone(),
+            daemon: self.daemon,
+            parent_pid: sys::process::getpid(),
+            parent_name: self.parent_name.clone(),
+            watch_parent,
+        }
+    }
+}
+
+/// The environment marker of a re-executed child: the number of its channel descriptor.
+pub(crate) const CHILD_MARKER: &str = "MULTIPROC_CHILD_FD";
+/// The environment marker of the fork server: the number of its control descriptor.
+pub(crate) const SERVER_MARKER: &str = "MULTIPROC_FORKSERVER_FD";
+
+/// The executable a re-executed process runs: the given one, or this very program.
+pub(crate) fn executable(given: Option<&PathBuf>) -> OsString {
+    given.map_or_else(|| OsString::from("/proc/self/exe"), |p| p.clone().into_os_string())
+}
+
+/// Runs before `main` (and before the test harness) in every program linked with multiproc.
+///
+/// In an ordinary start it finds no marker and returns at once. In a re-executed child or fork
+/// server it takes the process over and never returns.
+#[ctor::ctor(unsafe)]
+fn divert() {
+    if let Some(fd) = sys::process::take_env_before_main(CHILD_MARKER).and_then(|v| v.parse().ok()) {
+        // SAFETY: the parent cleared close-on-exec on exactly this descriptor for us and named it
+        // in the marker; nothing else in this fresh process owns it.
+        let channel = unsafe { sys::process::adopt(fd) };
+        crate::process::child::run_from_channel(channel);
+    }
+    if let Some(fd) = sys::process::take_env_before_main(SERVER_MARKER).and_then(|v| v.parse().ok()) {
+        // SAFETY: as above, for the fork server's control socket.
+        let control = unsafe { sys::process::adopt(fd) };
+        forkserver::serve(control);
+    }
+}

@@ -1,0 +1,184 @@
+//! What a child runs: a task (a function plus its arguments), and how it is named across processes.
+//!
+//! A task is a zero-sized callable — a `fn` item or a closure that captures nothing — so the child
+//! can run it knowing only its type. The type is carried as the address of a monomorphised
+//! trampoline, written as an offset from a fixed anchor function of this crate: in the same build
+//! the offset is the same whatever address-space randomisation did, and the child checks the
+//! build fingerprint before it ever turns the offset back into a function.
+
+use std::os::fd::OwnedFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ErrorKind;
+use crate::handle;
+
+/// A function a child process can run with arguments `Args` (a tuple, unpacked into its parameters).
+///
+/// Implemented for every `fn` item and every non-capturing closure of up to eight parameters,
+/// with `Args` the tuple of the parameter types: `fn add(a: i32, b: i32) -> i32` is a
+/// `Task<(i32, i32)>`, and `fn tick()` is a `Task<()>`. A closure that captures anything is
+/// rejected at compile time: its captures could not be rebuilt in another process.
+///
+/// # Example
+/// ```
+/// use multiproc::Process;
+/// fn add(a: i32, b: i32) -> i32 { a + b }
+/// let mut p = Process::spawn(add, (2, 3)).unwrap();
+/// assert_eq!(p.join().unwrap(), 5);
+/// let mut q = Process::spawn(|| "closure", ()).unwrap();
+/// assert_eq!(q.join().unwrap(), "closure");
+/// ```
+/// Python counterpart: `Process(target=f, args=(a, b))`, where `f` must be importable and the
+/// arguments picklable.
+pub trait Task<Args>: Copy + Send + Sync + 'static {
+    /// What the function returns; it comes back to the parent through `join`.
+    type Output;
+    /// Calls the function with the unpacked arguments.
+    fn call(self, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_task {
+    ($($arg:ident),*) => {
+        impl<Func, Ret, $($arg),*> Task<($($arg,)*)> for Func
+        where
+            Func: Fn($($arg),*) -> Ret + Copy + Send + Sync + 'static,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn call(self, ($($arg,)*): ($($arg,)*)) -> Ret {
+                self($($arg),*)
+            }
+        }
+    };
+}
+
+impl_task!();
+impl_task!(A1);
+impl_task!(A1, A2);
+impl_task!(A1, A2, A3);
+impl_task!(A1, A2, A3, A4);
+impl_task!(A1, A2, A3, A4, A5);
+impl_task!(A1, A2, A3, A4, A5, A6);
+impl_task!(A1, A2, A3, A4, A5, A6, A7);
+impl_task!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// The class style of Python's `Process` subclasses: a serde struct whose `run` is the child's work.
+///
+/// The struct's fields play the part of the arguments to `__init__`; they are serialized into the
+/// child, which calls [`run`](Run::run) and sends the result back.
+///
+/// # Example
+/// ```
+/// use multiproc::{Process, Run};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Greeter { name: String }
+///
+/// impl Run for Greeter {
+///     type Output = String;
+///     fn run(self) -> String { format!("hello, {}", self.name) }
+/// }
+///
+/// let mut p = Process::start(Greeter { name: "egon".into() }).unwrap();
+/// assert_eq!(p.join().unwrap(), "hello, egon");
+/// ```
+/// Python counterpart: `class Greeter(Process): def run(self): ...`, then `Greeter(...).start()`.
+pub trait Run: Serialize + DeserializeOwned + 'static {
+    /// What `run` returns; it comes back to the parent through `join`.
+    type Output: Serialize + DeserializeOwned;
+    /// The child's work.
+    fn run(self) -> Self::Output;
+}
+
+/// The `fn` item through which [`Run`] types become tasks.
+pub(crate) fn run_object<T: Run>(object: T) -> T::Output {
+    object.run()
+}
+
+/// How a child's task ended, ready to be framed and sent to the parent.
+pub(crate) enum Outcome {
+    /// The task returned; its encoded value and the descriptors of any handles inside it.
+    Returned(Vec<u8>, Vec<OwnedFd>),
+    /// The task panicked with this message.
+    Panicked(String),
+    /// The child could not run the task.
+    Failed(ErrorKind, String),
+}
+
+/// The type-erased form of a task as the child calls it: encoded arguments and received
+/// descriptors in, outcome out.
+pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> Outcome;
+
+/// The fixed point that entry offsets are measured from. Never inlined, and its body differs from
+/// every other function's, so the linker cannot fold it into another.
+#[inline(never)]
+fn anchor() -> u64 {
+    std::hint::black_box(0x6d75_6c74_6970_726f)
+}
+
+/// The offset of task `F`'s trampoline from the anchor: the same in every run of one build.
+pub(crate) fn entry_offset<F, A>() -> i64
+where
+    F: Task<A>,
+    A: DeserializeOwned,
+    F::Output: Serialize,
+{
+    const { assert!(size_of::<F>() == 0, "a task must be a fn item or a closure that captures nothing") };
+    let entry: Entry = trampoline::<F, A>;
+    (entry as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// Turns an offset back into the trampoline it came from.
+///
+/// # Safety
+/// `offset` must have come from [`entry_offset`] in a process running this very build (checked
+/// through the build fingerprint before this is called).
+pub(crate) unsafe fn entry_from_offset(offset: i64) -> Entry {
+    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's contract `address` is the address of an `Entry` trampoline in this
+    // same build, and function pointers and `usize` have the same size on every supported target.
+    unsafe { std::mem::transmute::<usize, Entry>(address) }
+}
+
+/// The monomorphised body that runs task `F` in the child.
+fn trampoline<F, A>(encoded: &[u8], fds: Vec<OwnedFd>) -> Outcome
+where
+    F: Task<A>,
+    A: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let args: A = match handle::provide(fds, || postcard::from_bytes(encoded)) {
+        Ok(args) => args,
+        Err(err) => return Outcome::Failed(ErrorKind::Decode, format!("task arguments: {err}")),
+    };
+    // SAFETY: `F` is zero-sized (asserted at compile time in `entry_offset`, the only way to name
+    // this trampoline) and is a fn item or a closure with no captures, so it has no bytes and no
+    // validity invariant: a value of it is the same whichever way it is made.
+    let task: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+    match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
+        Ok(value) => {
+            let (encoded, fds) = match handle::encode(&value) {
+                Ok((bytes, fds)) => (bytes, fds.iter().filter_map(|fd| fd.try_clone_to_owned().ok()).collect()),
+                Err(err) => return Outcome::Failed(ErrorKind::Encode, format!("task result: {err}")),
+            };
+            drop(value);
+            Outcome::Returned(encoded, fds)
+        }
+        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

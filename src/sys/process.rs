@@ -1,0 +1,193 @@
+//! Process primitives: fork, exit, pidfds, reaping, signals, parent-death signals, atexit.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::process::{Pid, PidfdFlags, WaitOptions};
+
+use crate::process::ExitStatus;
+
+/// Our own process id.
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// Whether the calling thread is the process's main thread.
+///
+/// Matters for `PR_SET_PDEATHSIG`, which fires when the *thread* that forked a child exits.
+pub(crate) fn is_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
+}
+
+fn pid(raw: u32) -> io::Result<Pid> {
+    i32::try_from(raw)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Opens a pidfd for `pid`: pollable (readable once the process has exited) and usable to send
+/// signals without racing against pid reuse. Close-on-exec.
+pub(crate) fn pidfd_open(raw: u32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(pid(raw)?, PidfdFlags::empty())?)
+}
+
+/// Sends signal number `sig` through a pidfd. A process that has already exited is not an error.
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: `pidfd_send_signal(2)` takes a pidfd we borrow for the call, a signal number, a null
+    // siginfo (the kernel then fills one as kill(2) would) and no flags; no memory is shared.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, 0usize, 0u32) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    // ESRCH: the process has exited (perhaps not yet reaped); signalling it is then a no-op, as
+    // Python's terminate() on a finished process is.
+    if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) }
+}
+
+/// Sends `sig` to a process by pid (for processes we have no pidfd for).
+pub(crate) fn kill(raw: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(raw as libc::pid_t, sig) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+fn to_status(status: rustix::process::WaitStatus) -> Option<ExitStatus> {
+    if let Some(code) = status.exit_status() {
+        Some(ExitStatus::Code(code))
+    } else {
+        status.terminating_signal().map(|s| ExitStatus::Signal(crate::process::Signal::from_raw(s)))
+    }
+}
+
+/// Reaps our child `pid` if it has exited; `None` if it is still running.
+pub(crate) fn try_reap(raw: u32) -> io::Result<Option<ExitStatus>> {
+    loop {
+        match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => return Ok(to_status(status)),
+            Ok(None) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Blocks until our child `pid` exits and reaps it.
+pub(crate) fn reap(raw: u32) -> io::Result<ExitStatus> {
+    loop {
+        match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(s) = to_status(status) {
+                    return Ok(s);
+                }
+            }
+            Ok(None) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What `fork` returned, seen from one side.
+pub(crate) enum Forked {
+    /// We are the new child.
+    Child,
+    /// We are the parent; the child's pid.
+    Parent(u32),
+}
+
+/// `fork(2)`.
+///
+/// # Safety
+/// In a multi-threaded parent the child may only run async-signal-safe code until it execs or
+/// exits, unless the caller knows that no other thread holds a lock the child will need. The
+/// caller owns that argument (see `process::start::fork`).
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: forwarded to the caller, per this function's contract.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Ends this process at once with `code`: no atexit handlers, no destructors, no stdio flush.
+///
+/// The only correct way for a forked child to end, since the parent's atexit handlers and buffered
+/// output are not the child's to run or flush.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) is async-signal-safe and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Asks the kernel to SIGKILL us when our parent (the thread that forked us) exits.
+///
+/// Returns false when the parent is already gone (`expected_parent` no longer our parent), in
+/// which case the caller should exit: the signal would never come.
+pub(crate) fn die_with_parent(expected_parent: u32) -> bool {
+    // Async-signal-safe: a bare prctl and getppid, usable between fork and exec.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes an integer signal number; no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    // SAFETY: getppid(2) has no preconditions.
+    let ppid = unsafe { libc::getppid() } as u32;
+    ppid == expected_parent
+}
+
+/// Clears close-on-exec on `fd` so that it survives an exec. Async-signal-safe.
+pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on an integer descriptor; no memory is passed.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Runs `hook` when the program ends through `exit` (which is what returning from `main` does).
+pub(crate) fn at_exit(hook: extern "C" fn()) {
+    // SAFETY: `hook` is a plain function with the C ABI, valid for the life of the program.
+    unsafe { libc::atexit(hook) };
+}
+
+/// Takes ownership of a descriptor inherited at a known number (across fork or exec).
+///
+/// # Safety
+/// `raw` must be open in this process and owned by nothing else.
+pub(crate) unsafe fn adopt(raw: RawFd) -> OwnedFd {
+    // SAFETY: forwarded to the caller.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) }
+}
+
+/// Reads and removes an environment variable before `main` runs.
+///
+/// Only called from the child-entry constructor, which runs before `main` and before any thread
+/// of ours exists, so nothing can read the environment concurrently.
+pub(crate) fn take_env_before_main(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    // SAFETY: see above: single-threaded, before main.
+    unsafe { std::env::remove_var(name) };
+    Some(value)
+}
+
+/// Configures `cmd` so that `keep` survives the exec and, when `death_parent` is set, the child
+/// is SIGKILLed when its parent (that pid) dies.
+pub(crate) fn keep_fd_across_exec(cmd: &mut std::process::Command, keep: RawFd, death_parent: Option<u32>) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        clear_cloexec(keep)?;
+        if let Some(parent) = death_parent {
+            if !die_with_parent(parent) {
+                exit_now(1);
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and calls only fcntl, prctl, getppid and _exit,
+    // all async-signal-safe, and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+/// Ignores SIGINT (`true`) or restores its default action (`false`).
+pub(crate) fn ignore_interrupts(ignore: bool) {
+    let action = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: installing SIG_IGN or SIG_DFL runs no handler code of ours.
+    unsafe { libc::signal(libc::SIGINT, action) };
+}

@@ -1,0 +1,129 @@
+//! Unix-domain socket pairs, and sending bytes with file descriptors attached (`SCM_RIGHTS`).
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// A connected pair of stream sockets, both close-on-exec.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+}
+
+/// A connected pair of sequenced-packet sockets (message boundaries kept), both close-on-exec.
+pub(crate) fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
+}
+
+// NOSIGNAL: a peer that died must show up as EPIPE here, never as a SIGPIPE that kills us.
+const SEND: SendFlags = SendFlags::NOSIGNAL;
+
+/// Sends all of `bytes`, with `fds` attached to the first byte.
+pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors in one message"));
+    }
+    let mut sent = 0;
+    if !fds.is_empty() {
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(fds));
+        loop {
+            match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SEND) {
+                Ok(n) => {
+                    sent = n;
+                    break;
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    send_all(sock, &bytes[sent..])
+}
+
+/// Sends all of `bytes`, blocking as needed.
+pub(crate) fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::net::send(sock, bytes, SEND) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends one whole packet (on a packet socket) with `fds` attached.
+pub(crate) fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    loop {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SEND) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives into `buf` (blocking unless `nonblocking`), collecting any descriptors that arrive.
+///
+/// Returns the byte count (0 at end of stream). `Ok(None)` means nothing was there yet
+/// (non-blocking only). Received descriptors are close-on-exec.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<Option<usize>> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    loop {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
+            Ok(msg) => {
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(received) = message {
+                        fds.extend(received);
+                    }
+                }
+                return Ok(Some(msg.bytes));
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Fills `buf` completely, collecting descriptors; an early end of stream is `UnexpectedEof`.
+pub(crate) fn recv_exact(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match recv_with_fds(sock, &mut buf[got..], fds, false)? {
+            Some(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Some(n) => got += n,
+            None => unreachable!("blocking receive reported would-block"),
+        }
+    }
+    Ok(())
+}
+
+/// Borrows a list of owned descriptors.
+pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(|fd| fd.as_fd()).collect()
+}
