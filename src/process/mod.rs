@@ -543,7 +543,9 @@ impl ProcessBuilder {
     {
         let entry = task::entry_offset::<F, A>();
         let (encoded, handles) =
-            handle::encode(&args).map_err(|e| Error::with_source(ErrorKind::Encode, "the task's arguments", e))?;
+            handle::encode(&args).map_err(|e| {
+            Error::with_source(ErrorKind::Encode, format!("the task's arguments ({})", std::any::type_name::<A>()), e)
+        })?;
         if handles.len() >= sys::socket::MAX_FDS {
             return Err(Error::new(ErrorKind::TooManyHandles, format!("{} descriptors", handles.len())));
         }
@@ -773,6 +775,21 @@ impl ParentProcess {
 /// Python counterpart: `multiprocessing.parent_process()`.
 pub fn parent_process() -> Option<ParentProcess> {
     identity::hold().parent.clone().map(|parent| ParentProcess { parent })
+}
+
+/// The build fingerprint that children check before they run a task: the executable's GNU
+/// build-id, or a hash of the executable file when it was linked without one.
+///
+/// Two programs with the same fingerprint are the same build, so a function named in one can be
+/// run by the other (see [`Task`]).
+///
+/// ```
+/// assert!(!multiproc::process::build_fingerprint().is_empty());
+/// ```
+/// Python counterpart: none — Python sends functions by module and name, so any interpreter that
+/// can import them will run them.
+pub fn build_fingerprint() -> &'static [u8] {
+    sys::build_id::fingerprint()
 }
 
 /// The number of CPUs this process may use: its CPU affinity, and cgroup CPU quotas, both honoured.

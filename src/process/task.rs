@@ -163,7 +163,10 @@ where
         Ok(value) => {
             let (encoded, fds) = match handle::encode(&value) {
                 Ok((bytes, fds)) => (bytes, fds.iter().filter_map(|fd| fd.try_clone_to_owned().ok()).collect()),
-                Err(err) => return Outcome::Failed(ErrorKind::Encode, format!("task result: {err}")),
+                Err(err) => {
+                    let what = std::any::type_name::<F::Output>();
+                    return Outcome::Failed(ErrorKind::Encode, format!("the task's result ({what}): {err}"));
+                }
             };
             drop(value);
             Outcome::Returned(encoded, fds)

@@ -185,9 +185,19 @@ pub(crate) fn keep_fd_across_exec(cmd: &mut std::process::Command, keep: RawFd, 
     unsafe { cmd.pre_exec(hook) };
 }
 
-/// Ignores SIGINT (`true`) or restores its default action (`false`).
-pub(crate) fn ignore_interrupts(ignore: bool) {
-    let action = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
-    // SAFETY: installing SIG_IGN or SIG_DFL runs no handler code of ours.
-    unsafe { libc::signal(libc::SIGINT, action) };
+/// Blocks SIGINT for this thread (`true`) or unblocks it (`false`).
+///
+/// The fork server blocks rather than ignores it: a SIGINT sent to one of its children in the
+/// instant between the fork and the child's unblocking stays pending and is delivered then,
+/// whereas an ignored one would be lost.
+pub(crate) fn block_interrupts(block: bool) {
+    // SAFETY: sigset_t is plain data that sigemptyset initialises before use; pthread_sigmask
+    // reads it and writes no old set (null).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
 }

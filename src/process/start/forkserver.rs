@@ -22,7 +22,7 @@
 //! the socket reaches end-of-file and the server SIGKILLs the children that were to die with
 //! their parent, then exits. Those children also carry a parent-death signal tied to the server,
 //! so killing the server kills them too. A client that finds its server dead (a failed send, or
-//! end-of-file instead of a pid) starts a new one and retries once. The server ignores SIGINT, so
+//! end-of-file instead of a pid) starts a new one and retries once. The server blocks SIGINT, so
 //! that Ctrl-C in a terminal reaches the program and its children but not the machinery.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -139,7 +139,7 @@ struct Kid {
 
 /// The server's main loop; never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
-    sys::process::ignore_interrupts(true);
+    sys::process::block_interrupts(true);
     let me = sys::process::getpid();
     let mut kids: Vec<Kid> = Vec::new();
     loop {
@@ -173,7 +173,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                         drop(control);
                         drop(kids);
                         drop(status);
-                        sys::process::ignore_interrupts(false);
+                        sys::process::block_interrupts(false);
                         if die_with_client && !sys::process::die_with_parent(me) {
                             sys::process::exit_now(1);
                         }
