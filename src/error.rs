@@ -50,7 +50,9 @@ impl ErrorKind {
             ErrorKind::DaemonChild => "daemonic processes are not allowed to have children",
             ErrorKind::StartMethodAlreadySet => "the start method has already been set",
             ErrorKind::AlreadyJoined => "the process was already joined",
-            ErrorKind::HandleOutsideTransfer => "a handle can only be serialized by multiproc when it sends it to a process",
+            ErrorKind::HandleOutsideTransfer => {
+                "a handle can only be serialized by multiproc when it sends it to a process"
+            }
             ErrorKind::TooManyHandles => "too many handles in one transfer",
             ErrorKind::ForkServer => "fork server failure",
             ErrorKind::ChildStartup => "child failed to start",

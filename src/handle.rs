@@ -8,8 +8,10 @@
 //! deserializer maps each index back to a descriptor that the process now owns.
 //!
 //! Outside such a transfer (say, `serde_json::to_string(&fd)`) serializing a handle fails with
-//! [`ErrorKind::HandleOutsideTransfer`](crate::ErrorKind::HandleOutsideTransfer) rather than
+//! [`ErrorKind::HandleOutsideTransfer`] rather than
 //! writing a number that would mean nothing elsewhere.
+//!
+//! [`ErrorKind::HandleOutsideTransfer`]: crate::ErrorKind::HandleOutsideTransfer
 
 use std::cell::RefCell;
 use std::fmt;

@@ -1,6 +1,88 @@
-//! Python's `multiprocessing`, in Rust.
+//! Python's `multiprocessing`, in Rust: processes started by fork, spawn or a fork server, with
+//! typed arguments and results, that cannot hang you or be left behind.
 //!
-//! (The tour is filled in below.)
+//! # A tour
+//!
+//! ## Starting a process
+//! A task is a plain function (or a closure that captures nothing) and a tuple of arguments that
+//! serde can encode. [`Process::spawn`] starts it in a child; [`Process::join`] waits for it and
+//! returns what it returned.
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! fn sell(tickets: u32, buyer: String) -> String {
+//!     format!("{buyer} bought {tickets} tickets in process {}", std::process::id())
+//! }
+//!
+//! let mut p = Process::spawn(sell, (2, "egon".to_string())).unwrap();
+//! println!("{}", p.join().unwrap());
+//! ```
+//!
+//! No line in `main` is needed: a constructor that runs before `main` turns a re-executed program
+//! into the child (see [`StartMethod`]), and that works the same in `cargo test` binaries.
+//!
+//! ## Processes as objects
+//! Python's subclass-of-`Process` style is a serde struct implementing [`Run`], started with
+//! [`Process::start`]. Names, the daemon flag and the start method go through
+//! [`Process::builder`]. A process can be waited for with a deadline ([`Process::join_timeout`]),
+//! polled ([`Process::is_alive`], [`Process::exit_code`]) and signalled
+//! ([`terminate`](Process::terminate), [`kill`](Process::kill), [`interrupt`](Process::interrupt)).
+//!
+//! ## When things go wrong, you get data, not a hang
+//! A panic in the child comes back as [`JoinError::Panicked`] with its message; an early
+//! `exit(3)`, an abort or a kill as [`JoinError::Exited`] with an [`ExitStatus`] that names the
+//! code or the [`Signal`]. A child that is a different build from its parent refuses to run the
+//! task ([`ErrorKind::BuildMismatch`]) instead of jumping to a wrong address.
+//!
+//! ```
+//! use multiproc::{ExitStatus, JoinError, Process};
+//! fn quit() -> u8 { std::process::exit(3) }
+//! let mut p = Process::spawn(quit, ()).unwrap();
+//! assert!(matches!(p.join(), Err(JoinError::Exited(ExitStatus::Code(3)))));
+//! ```
+//!
+//! ## Start methods
+//! [`StartMethod::Fork`], [`StartMethod::Spawn`] and [`StartMethod::ForkServer`] (the default;
+//! [`StartMethod`] says why). A [`Context`] binds the whole API to
+//! one method; [`set_start_method`] sets the process-wide default once.
+//!
+//! ## Handles travel with the arguments
+//! An [`Fd`] (and later every lock, queue and pipe end of this crate) can sit inside a task's
+//! arguments: its descriptor is inherited under fork and passed over a Unix socket under spawn and
+//! forkserver, and the child gets a working handle (see [`handle`]).
+//!
+//! ## Children never linger
+//! Beyond Python: children are SIGKILLed when their parent dies, even by SIGKILL
+//! ([`ProcessBuilder::die_with_parent`] turns that off for one child); every finished child is
+//! reaped; at the program's end daemonic children are terminated and the others joined, as
+//! Python does.
+//!
+//! # Python → Rust
+//!
+//! | Python | multiproc |
+//! |---|---|
+//! | `Process(target=f, args=(a, b)).start()` | [`Process::spawn(f, (a, b))`](Process::spawn) |
+//! | `Process(name=, daemon=)` | [`Process::builder()`](Process::builder)`.name(..).daemon(..)` |
+//! | subclass of `Process` with `run()` | a serde struct implementing [`Run`]; [`Process::start`] |
+//! | `p.join()`, `p.join(timeout)` | [`join`](Process::join), [`join_timeout`](Process::join_timeout) (returns the value) |
+//! | `p.is_alive()`, `p.exitcode`, `p.pid`, `p.name`, `p.daemon` | [`is_alive`](Process::is_alive), [`exit_code`](Process::exit_code), [`pid`](Process::pid), [`name`](Process::name), [`is_daemon`](Process::is_daemon) |
+//! | `p.terminate()`, `p.kill()`, `p.interrupt()` | [`terminate`](Process::terminate), [`kill`](Process::kill), [`interrupt`](Process::interrupt) |
+//! | `p.sentinel` | [`sentinel`](Process::sentinel) (a pidfd) |
+//! | `get_context('fork')`, `set_start_method`, `get_start_method` | [`Context::new`], [`set_start_method`], [`get_start_method`] |
+//! | `set_executable(path)` | [`ProcessBuilder::executable`] |
+//! | `current_process()`, `parent_process()`, `active_children()` | [`current_process`], [`parent_process`], [`active_children`] |
+//! | `os.process_cpu_count()` / `cpu_count()` | [`cpu_count`] (affinity and cgroup quota aware) |
+//! | `reduction.DupFd` / `send_handle` | [`Fd`] inside the arguments |
+//!
+//! # Differences from Python
+//! - Arguments and results are typed and encoded with serde ([postcard]), never pickled: decoding
+//!   cannot run code, and a value that cannot be encoded fails in the caller.
+//! - `join` returns the task's value; the error says how the child failed.
+//! - Children die with a killed parent unless asked not to.
+//! - `fork` children keep stdin; `spawn` and fork-server children read an empty stdin.
+//!
+//! [postcard]: https://docs.rs/postcard
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -13,7 +95,7 @@ mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Fd;
 pub use process::{
-    ChildProcess, Context, CurrentProcess, ExitStatus, JoinError, ParentProcess, Process, ProcessBuilder, Run,
-    Signal, StartMethod, Task, UnknownStartMethod, active_children, cpu_count, current_process, get_start_method,
+    ChildProcess, Context, CurrentProcess, ExitStatus, JoinError, ParentProcess, Process, ProcessBuilder, Run, Signal,
+    StartMethod, Task, UnknownStartMethod, active_children, cpu_count, current_process, get_start_method,
     parent_process, set_start_method,
 };

@@ -10,7 +10,11 @@ use std::time::Duration;
 use common::watchdog;
 use multiproc::{Context, ErrorKind, Fd, JoinError, StartMethod};
 
-per_method!(middle_process_killed_leaves_no_grandchild, child_kept_on_parent_death_survives, daemon_cannot_start_children);
+per_method!(
+    middle_process_killed_leaves_no_grandchild,
+    child_kept_on_parent_death_survives,
+    daemon_cannot_start_children
+);
 
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));

@@ -64,6 +64,7 @@ fn returns_values_of_several_types(method: StartMethod) {
     assert!(big.iter().all(|&b| b == 7));
 }
 
+#[allow(clippy::too_many_arguments)] // the point: all eight parameters unpack from one tuple
 fn describe(a: i8, b: u64, c: String, d: (bool, char), e: Vec<i32>, f: Option<String>, g: f32, h: [u16; 3]) -> String {
     format!("{a} {b} {c} {d:?} {e:?} {f:?} {g} {h:?}")
 }
@@ -182,7 +183,8 @@ fn write_through(fd: Fd, text: String) -> usize {
 fn fd_argument_works_in_the_child(method: StartMethod) {
     let _w = watchdog(60);
     let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let mut p = Context::new(method).spawn(write_through, (Fd::from(theirs), "through the handle".to_string())).unwrap();
+    let mut p =
+        Context::new(method).spawn(write_through, (Fd::from(theirs), "through the handle".to_string())).unwrap();
     assert_eq!(p.join().unwrap(), 18);
     let mut text = String::new();
     // The child's copy closed when it exited, and ours was dropped by spawn: read to the end.
@@ -221,7 +223,13 @@ fn no_zombie_after_join(method: StartMethod) {
 fn who_am_i() -> (String, bool, u32, Option<u32>, Option<String>) {
     let me = multiproc::current_process();
     let parent = multiproc::parent_process();
-    (me.name().to_owned(), me.is_daemon(), me.pid(), parent.as_ref().map(|p| p.pid()), parent.map(|p| p.name().to_owned()))
+    (
+        me.name().to_owned(),
+        me.is_daemon(),
+        me.pid(),
+        parent.as_ref().map(|p| p.pid()),
+        parent.map(|p| p.name().to_owned()),
+    )
 }
 
 fn names_and_identity(method: StartMethod) {

@@ -103,7 +103,8 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
         finish(&channel, Outcome::Failed(ErrorKind::BuildMismatch, message));
     }
     let mut fds = fds.into_iter();
-    let parent = fds.next().map(|pidfd| Parent { pid: boot.parent_pid, name: boot.parent_name, pidfd: Arc::new(pidfd) });
+    let parent =
+        fds.next().map(|pidfd| Parent { pid: boot.parent_pid, name: boot.parent_name, pidfd: Arc::new(pidfd) });
     run(Start {
         channel,
         entry: boot.entry,
@@ -182,4 +183,3 @@ fn watch(pidfd: Arc<OwnedFd>) {
         sys::process::exit_now(1);
     }
 }
-

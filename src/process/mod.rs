@@ -73,10 +73,38 @@ impl Signal {
     /// The conventional name (`"SIGKILL"`), or `None` for a number without one.
     pub fn name(self) -> Option<&'static str> {
         const NAMES: [&str; 32] = [
-            "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
-            "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP",
-            "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
-            "SIGIO", "SIGPWR", "SIGSYS",
+            "",
+            "SIGHUP",
+            "SIGINT",
+            "SIGQUIT",
+            "SIGILL",
+            "SIGTRAP",
+            "SIGABRT",
+            "SIGBUS",
+            "SIGFPE",
+            "SIGKILL",
+            "SIGUSR1",
+            "SIGSEGV",
+            "SIGUSR2",
+            "SIGPIPE",
+            "SIGALRM",
+            "SIGTERM",
+            "SIGSTKFLT",
+            "SIGCHLD",
+            "SIGCONT",
+            "SIGSTOP",
+            "SIGTSTP",
+            "SIGTTIN",
+            "SIGTTOU",
+            "SIGURG",
+            "SIGXCPU",
+            "SIGXFSZ",
+            "SIGVTALRM",
+            "SIGPROF",
+            "SIGWINCH",
+            "SIGIO",
+            "SIGPWR",
+            "SIGSYS",
         ];
         usize::try_from(self.0).ok().and_then(|i| NAMES.get(i)).copied().filter(|n| !n.is_empty())
     }
@@ -85,8 +113,8 @@ impl Signal {
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "signal {}", self.0),
+            Some(name) => f.pad(name),
+            None => f.pad(&format!("signal {}", self.0)),
         }
     }
 }
@@ -542,8 +570,7 @@ impl ProcessBuilder {
         F::Output: Serialize + DeserializeOwned,
     {
         let entry = task::entry_offset::<F, A>();
-        let (encoded, handles) =
-            handle::encode(&args).map_err(|e| {
+        let (encoded, handles) = handle::encode(&args).map_err(|e| {
             Error::with_source(ErrorKind::Encode, format!("the task's arguments ({})", std::any::type_name::<A>()), e)
         })?;
         if handles.len() >= sys::socket::MAX_FDS {

@@ -158,7 +158,7 @@ where
     // SAFETY: `F` is zero-sized (asserted at compile time in `entry_offset`, the only way to name
     // this trampoline) and is a fn item or a closure with no captures, so it has no bytes and no
     // validity invariant: a value of it is the same whichever way it is made.
-    let task: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+    let task: F = unsafe { std::mem::zeroed() };
     match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
         Ok(value) => {
             let (encoded, fds) = match handle::encode(&value) {

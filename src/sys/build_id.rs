@@ -27,7 +27,11 @@ fn gnu_build_id() -> Option<Vec<u8>> {
     found
 }
 
-unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+unsafe extern "C" fn callback(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: per dl_iterate_phdr's contract `info` is valid for this call, and `data` is the
     // `&mut Option<Vec<u8>>` that gnu_build_id passed in.
     let (info, found) = unsafe { (&*info, &mut *data.cast::<Option<Vec<u8>>>()) };

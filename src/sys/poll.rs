@@ -18,10 +18,7 @@ pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -
             None => None,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                Some(Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                })
+                Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) })
             }
         };
         match rustix::event::poll(&mut pollfds, timeout.as_ref()) {

@@ -20,10 +20,7 @@ pub(crate) fn is_main_thread() -> bool {
 }
 
 fn pid(raw: u32) -> io::Result<Pid> {
-    i32::try_from(raw)
-        .ok()
-        .and_then(Pid::from_raw)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+    i32::try_from(raw).ok().and_then(Pid::from_raw).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 /// Opens a pidfd for `pid`: pollable (readable once the process has exited) and usable to send

@@ -87,7 +87,8 @@ fn launch(exe: Option<&PathBuf>) -> Result<Server> {
     // No parent-death signal: the server watches its control socket instead, which also works
     // when the client started it from a thread that ends early.
     sys::process::keep_fd_across_exec(&mut cmd, theirs.as_raw_fd(), None);
-    let child = cmd.spawn().map_err(|e| Error::with_source(ErrorKind::ForkServer, "could not start the fork server", e))?;
+    let child =
+        cmd.spawn().map_err(|e| Error::with_source(ErrorKind::ForkServer, "could not start the fork server", e))?;
     Ok(Server { executable: exe.cloned(), pid: child.id(), control: Arc::new(ours) })
 }
 

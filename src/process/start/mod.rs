@@ -1,26 +1,6 @@
 //! Start methods: how a child process comes to exist.
 //!
-//! | method | how | cost here | safe in a threaded parent |
-//! |---|---|---|---|
-//! | [`Fork`](StartMethod::Fork) | `fork()`; the child continues from the parent's memory | lowest | no (see below) |
-//! | [`Spawn`](StartMethod::Spawn) | re-executes this program, which diverts to the child before `main` | highest | yes |
-//! | [`ForkServer`](StartMethod::ForkServer) | a single-threaded server, spawned once, forks each child | between | yes |
-//!
-//! **The default is `ForkServer`**, for the reason Python 3.14 made it the default on Linux:
-//! forking a parent that runs other threads copies locks those threads hold (in allocators,
-//! loggers, stdio, your own code) into a child where nobody will ever release them, and the child
-//! can deadlock. A fork server is single-threaded, so forking it is always safe, and it is still
-//! far cheaper than re-executing the program for every child (figures in `BENCHMARKS.md`). Pick
-//! `Fork` when the parent is single-threaded and start-up latency matters most; pick `Spawn` when
-//! each child should start from a fresh program.
-//!
-//! # The child entry
-//! Under `spawn` and `forkserver` the program is started again. A constructor in this crate (an
-//! ELF `.init_array` entry, run before `main` and before the test harness of a `cargo test`
-//! binary) looks for a marker in the environment; if it is there, the process becomes the child
-//! (or the fork server) and never reaches `main`. Programs therefore need no line in `main` at
-//! all, and test binaries work the same. The marker is removed at once, so programs the child
-//! starts itself are not mistaken for children.
+//! The trade-offs and the child entry are documented on [`StartMethod`].
 
 use std::ffi::OsString;
 use std::fmt;
@@ -37,7 +17,29 @@ pub(crate) mod fork;
 pub(crate) mod forkserver;
 pub(crate) mod spawn;
 
-/// How child processes are started. See the [module docs](self) for the trade-offs.
+/// How child processes are started.
+///
+/// | method | how | cost here | safe in a threaded parent |
+/// |---|---|---|---|
+/// | [`Fork`](StartMethod::Fork) | `fork()`; the child continues from the parent's memory | lowest | no (see below) |
+/// | [`Spawn`](StartMethod::Spawn) | re-executes this program, which diverts to the child before `main` | highest | yes |
+/// | [`ForkServer`](StartMethod::ForkServer) | a single-threaded server, spawned once, forks each child | between | yes |
+///
+/// **The default is `ForkServer`**, for the reason Python 3.14 made it the default on Linux:
+/// forking a parent that runs other threads copies locks those threads hold (in allocators,
+/// loggers, stdio, your own code) into a child where nobody will ever release them, and the child
+/// can deadlock. A fork server is single-threaded, so forking it is always safe, and it is still
+/// far cheaper than re-executing the program for every child (figures in `BENCHMARKS.md`). Pick
+/// `Fork` when the parent is single-threaded and start-up latency matters most; pick `Spawn` when
+/// each child should start from a fresh program.
+///
+/// # The child entry
+/// Under `spawn` and `forkserver` the program is started again. A constructor in this crate (an
+/// ELF `.init_array` entry, run before `main` and before the test harness of a `cargo test`
+/// binary) looks for a marker in the environment; if it is there, the process becomes the child
+/// (or the fork server) and never reaches `main`. Programs therefore need no line in `main` at
+/// all, and test binaries work the same. The marker is removed at once, so programs the child
+/// starts itself are not mistaken for children.
 ///
 /// # Example
 /// ```
@@ -81,7 +83,7 @@ impl StartMethod {
 
 impl fmt::Display for StartMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -118,11 +120,7 @@ pub fn set_start_method(method: StartMethod) -> Result<()> {
         set = true;
         method
     });
-    if set {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::StartMethodAlreadySet, format!("it is {current}")))
-    }
+    if set { Ok(()) } else { Err(Error::new(ErrorKind::StartMethodAlreadySet, format!("it is {current}"))) }
 }
 
 /// The process-wide default start method; reading it fixes it, as using it does in Python.

@@ -1,0 +1,19 @@
+//! The tour: every story of the seeds that multiproc implements, run end to end.
+//!
+//! `cargo run --release --example tour`
+
+#[path = "stories/process.rs"]
+mod process;
+
+fn main() {
+    println!(
+        "multiproc tour: default start method {}, {} usable CPUs\n",
+        multiproc::get_start_method(),
+        multiproc::cpu_count()
+    );
+    process::daemon_story();
+    process::class_story();
+    process::ten_story();
+    process::terminate_story();
+    println!("\nthe tour is over");
+}
