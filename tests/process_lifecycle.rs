@@ -12,6 +12,7 @@ use multiproc::{Context, ErrorKind, Fd, JoinError, StartMethod};
 
 per_method!(
     middle_process_killed_leaves_no_grandchild,
+    grandchild_started_from_a_thread_dies_with_the_middle_too,
     child_kept_on_parent_death_survives,
     daemon_cannot_start_children
 );
@@ -49,6 +50,28 @@ fn middle(report: Fd, method: String, keep: bool) {
     let grandchild = Context::new(method).process().die_with_parent(!keep).spawn(sleep_ms, (60_000,)).unwrap();
     send_pid(&report, grandchild.pid());
     std::thread::sleep(Duration::from_secs(60));
+}
+
+/// As `middle`, but the grandchild is started from a thread that has ended by the time the
+/// middle process is killed (the kernel's parent-death signal alone would fire too early).
+fn middle_via_thread(report: Fd, method: String) {
+    let method: StartMethod = method.parse().unwrap();
+    let grandchild =
+        std::thread::spawn(move || Context::new(method).spawn(sleep_ms, (60_000,)).unwrap()).join().unwrap();
+    send_pid(&report, grandchild.pid());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn grandchild_started_from_a_thread_dies_with_the_middle_too(method: StartMethod) {
+    let _w = watchdog(60);
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let mut p = Context::new(method).spawn(middle_via_thread, (Fd::from(theirs), method.to_string())).unwrap();
+    let grandchild = read_pid(&mut ours);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(common::running(grandchild), "the grandchild died with the thread that started it");
+    p.kill().unwrap();
+    let _ = p.join();
+    assert!(common::ends_within(grandchild, Duration::from_secs(20)), "grandchild {grandchild} outlived its parent");
 }
 
 fn middle_process_killed_leaves_no_grandchild(method: StartMethod) {

@@ -40,6 +40,8 @@ pub(crate) struct Bootstrap {
     /// Watch the parent's pidfd from a thread and die with it (when a parent-death signal could
     /// not be used; see `start`).
     pub(crate) watch_parent: bool,
+    /// Ask the kernel for SIGKILL when the parent (which started us from its main thread) dies.
+    pub(crate) parent_death_signal: bool,
 }
 
 /// Everything a child needs to run, however it was started.
@@ -101,6 +103,10 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
             hex(&boot.fingerprint)
         );
         finish(&channel, Outcome::Failed(ErrorKind::BuildMismatch, message));
+    }
+    // Checked after asking: a parent that died before the request is no longer our parent.
+    if boot.parent_death_signal && !sys::process::die_with_parent(boot.parent_pid) {
+        sys::process::exit_now(1);
     }
     let mut fds = fds.into_iter();
     let parent =

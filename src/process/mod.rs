@@ -216,6 +216,9 @@ pub enum JoinError {
     Failed(#[from] Error),
 }
 
+/// How long a join spins before it blocks (see `join_deadline`).
+const SPIN: Duration = Duration::from_micros(200);
+
 /// The parent's end of a child's channel: the outcome frame as it arrives.
 struct Channel {
     sock: Option<OwnedFd>,
@@ -364,12 +367,27 @@ impl<R: DeserializeOwned> Process<R> {
             return Err(Error::new(ErrorKind::AlreadyJoined, format!("pid {}", self.state.pid)).into());
         }
         let os = |e| JoinError::Failed(Error::os("waiting for the child", e));
+        // Spin briefly before blocking, and again once the result is in and the child is about to
+        // exit: waking a blocked thread costs tens of microseconds on these machines, often more
+        // than a short task's whole run (see DESIGN.md, "Latency").
+        let mut spin_until = Instant::now() + SPIN;
+        let mut had_result = false;
         let status = loop {
             let mut channel = lock(&self.channel);
             let complete = channel.pump().map_err(os)?;
             if let Some(status) = self.state.try_wait().map_err(os)? {
                 channel.pump().map_err(os)?;
                 break status;
+            }
+            if complete && !had_result {
+                had_result = true;
+                spin_until = Instant::now() + SPIN;
+            }
+            let now = Instant::now();
+            if now < spin_until && deadline.is_none_or(|d| now < d) {
+                drop(channel);
+                std::thread::yield_now();
+                continue;
             }
             let mut watched: Vec<BorrowedFd<'_>> = vec![self.state.exit_fd()];
             if !complete {

@@ -131,13 +131,6 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> bool {
     ppid == expected_parent
 }
 
-/// Clears close-on-exec on `fd` so that it survives an exec. Async-signal-safe.
-pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl(F_SETFD) on an integer descriptor; no memory is passed.
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
 /// Runs `hook` when the program ends through `exit` (which is what returning from `main` does).
 pub(crate) fn at_exit(hook: extern "C" fn()) {
     // SAFETY: `hook` is a plain function with the C ABI, valid for the life of the program.
@@ -164,22 +157,22 @@ pub(crate) fn take_env_before_main(name: &str) -> Option<String> {
     Some(value)
 }
 
-/// Configures `cmd` so that `keep` survives the exec and, when `death_parent` is set, the child
-/// is SIGKILLed when its parent (that pid) dies.
-pub(crate) fn keep_fd_across_exec(cmd: &mut std::process::Command, keep: RawFd, death_parent: Option<u32>) {
-    use std::os::unix::process::CommandExt;
-    let hook = move || {
-        clear_cloexec(keep)?;
-        if let Some(parent) = death_parent {
-            if !die_with_parent(parent) {
-                exit_now(1);
-            }
-        }
-        Ok(())
-    };
-    // SAFETY: the hook runs between fork and exec and calls only fcntl, prctl, getppid and _exit,
-    // all async-signal-safe, and allocates nothing.
-    unsafe { cmd.pre_exec(hook) };
+/// Takes over standard input as a socket the parent handed us, and puts `/dev/null` in its place.
+///
+/// Re-executed children and the fork server receive their channel as stdin: that is the one
+/// descriptor `std::process::Command` can hand a child without a `pre_exec` hook, which would
+/// force a full `fork` of the parent instead of the cheaper `posix_spawn`.
+pub(crate) fn take_stdin() -> io::Result<OwnedFd> {
+    let stdin = rustix::stdio::stdin();
+    let channel = rustix::io::fcntl_dupfd_cloexec(stdin, 3)?;
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    // dup2 onto 0 clears close-on-exec on the new stdin, as a stdin should be.
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(channel)
 }
 
 /// Blocks SIGINT for this thread (`true`) or unblocks it (`false`).

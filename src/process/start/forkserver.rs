@@ -25,7 +25,7 @@
 //! end-of-file instead of a pid) starts a new one and retries once. The server blocks SIGINT, so
 //! that Ctrl-C in a terminal reaches the program and its children but not the machinery.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -83,10 +83,10 @@ fn discard(control: &Arc<OwnedFd>) {
 fn launch(exe: Option<&PathBuf>) -> Result<Server> {
     let (ours, theirs) = sys::socket::packet_pair().map_err(|e| Error::os("socketpair", e))?;
     let mut cmd = Command::new(executable(exe));
-    cmd.arg("--multiproc-forkserver").env(SERVER_MARKER, theirs.as_raw_fd().to_string()).stdin(Stdio::null());
-    // No parent-death signal: the server watches its control socket instead, which also works
-    // when the client started it from a thread that ends early.
-    sys::process::keep_fd_across_exec(&mut cmd, theirs.as_raw_fd(), None);
+    // The control socket goes in as stdin (see `sys::process::take_stdin`). No parent-death
+    // signal: the server watches its control socket instead, which also works when the client
+    // started it from a thread that ends early.
+    cmd.arg("--multiproc-forkserver").env(SERVER_MARKER, "stdin").stdin(Stdio::from(theirs));
     let child =
         cmd.spawn().map_err(|e| Error::with_source(ErrorKind::ForkServer, "could not start the fork server", e))?;
     Ok(Server { executable: exe.cloned(), pid: child.id(), control: Arc::new(ours) })
@@ -115,20 +115,36 @@ fn request(control: &OwnedFd, job: &Job<'_>) -> std::io::Result<Started> {
     sys::socket::send_packet(control.as_fd(), &request, &[theirs.as_fd(), status_theirs.as_fd()])?;
     drop((theirs, status_theirs));
 
+    // The bootstrap goes out before the pid comes back, so that it is waiting in the channel when
+    // the child starts. A child that died early is reported by its exit status at join.
+    let boot = job.bootstrap(false, false);
+    let _ = crate::process::child::send_bootstrap(ours.as_fd(), &boot, job.parent_pidfd.as_fd(), job.handles);
+
     let mut reply = [0u8; 4];
     let mut fds = Vec::new();
-    let got = sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, false)?;
+    // The server answers within a fork's time: spin on the reply briefly before blocking on it.
+    let spin_until = std::time::Instant::now() + REPLY_SPIN;
+    let mut got = None;
+    while got.is_none() && std::time::Instant::now() < spin_until {
+        got = sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, true)?;
+        if got.is_none() {
+            std::thread::yield_now();
+        }
+    }
+    let got = match got {
+        Some(n) => Some(n),
+        None => sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, false)?,
+    };
     if got != Some(4) || fds.len() != 1 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     let pid = u32::from_le_bytes(reply);
     let pidfd = fds.pop().expect("one pidfd");
-
-    let boot = job.bootstrap(false);
-    // As under spawn: a child that died early is reported by its exit status at join.
-    let _ = crate::process::child::send_bootstrap(ours.as_fd(), &boot, job.parent_pidfd.as_fd(), job.handles);
     Ok(Started { pid, pidfd, channel: ours, exit: Exit::Server(status) })
 }
+
+/// How long a request spins on the server's reply before blocking on it.
+const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// A child the server forked and has not reaped yet.
 struct Kid {

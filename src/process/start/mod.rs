@@ -233,7 +233,7 @@ pub(crate) fn start(method: StartMethod, job: &Job<'_>) -> Result<Started> {
 
 impl Job<'_> {
     /// The bootstrap that tells a re-executed or fork-server child what to run.
-    pub(crate) fn bootstrap(&self, watch_parent: bool) -> crate::process::child::Bootstrap {
+    pub(crate) fn bootstrap(&self, watch_parent: bool, parent_death_signal: bool) -> crate::process::child::Bootstrap {
         crate::process::child::Bootstrap {
             fingerprint: sys::build_id::fingerprint().to_vec(),
             entry: self.entry,
@@ -244,14 +244,15 @@ impl Job<'_> {
             parent_pid: sys::process::getpid(),
             parent_name: self.parent_name.clone(),
             watch_parent,
+            parent_death_signal,
         }
     }
 }
 
-/// The environment marker of a re-executed child: the number of its channel descriptor.
-pub(crate) const CHILD_MARKER: &str = "MULTIPROC_CHILD_FD";
-/// The environment marker of the fork server: the number of its control descriptor.
-pub(crate) const SERVER_MARKER: &str = "MULTIPROC_FORKSERVER_FD";
+/// The environment marker of a re-executed child, whose channel is its stdin.
+pub(crate) const CHILD_MARKER: &str = "MULTIPROC_CHILD";
+/// The environment marker of the fork server, whose control socket is its stdin.
+pub(crate) const SERVER_MARKER: &str = "MULTIPROC_FORKSERVER";
 
 /// The executable a re-executed process runs: the given one, or this very program.
 pub(crate) fn executable(given: Option<&PathBuf>) -> OsString {
@@ -264,15 +265,16 @@ pub(crate) fn executable(given: Option<&PathBuf>) -> OsString {
 /// server it takes the process over and never returns.
 #[ctor::ctor(unsafe)]
 fn divert() {
-    if let Some(fd) = sys::process::take_env_before_main(CHILD_MARKER).and_then(|v| v.parse().ok()) {
-        // SAFETY: the parent cleared close-on-exec on exactly this descriptor for us and named it
-        // in the marker; nothing else in this fresh process owns it.
-        let channel = unsafe { sys::process::adopt(fd) };
-        crate::process::child::run_from_channel(channel);
+    if sys::process::take_env_before_main(CHILD_MARKER).is_some() {
+        match sys::process::take_stdin() {
+            Ok(channel) => crate::process::child::run_from_channel(channel),
+            Err(_) => sys::process::exit_now(1),
+        }
     }
-    if let Some(fd) = sys::process::take_env_before_main(SERVER_MARKER).and_then(|v| v.parse().ok()) {
-        // SAFETY: as above, for the fork server's control socket.
-        let control = unsafe { sys::process::adopt(fd) };
-        forkserver::serve(control);
+    if sys::process::take_env_before_main(SERVER_MARKER).is_some() {
+        match sys::process::take_stdin() {
+            Ok(control) => forkserver::serve(control),
+            Err(_) => sys::process::exit_now(1),
+        }
     }
 }

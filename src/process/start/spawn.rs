@@ -1,6 +1,6 @@
 //! The `spawn` start method: re-execute the program and hand the child its task over a socket.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
@@ -12,21 +12,19 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
     let (ours, theirs) = sys::socket::stream_pair().map_err(|e| Error::os("socketpair", e))?;
     // The kernel's parent-death signal follows the forking thread; see `child::watch`.
     let from_main_thread = sys::process::is_main_thread();
-    let death_parent = (job.die_with_parent && from_main_thread).then(sys::process::getpid);
 
     let mut cmd = Command::new(executable(job.executable));
     // If the constructor did not divert (it always should), the program sees an argument no
     // ordinary program accepts instead of running its `main` (or every test) again.
-    cmd.arg("--multiproc-child").env(CHILD_MARKER, theirs.as_raw_fd().to_string()).stdin(Stdio::null());
-    sys::process::keep_fd_across_exec(&mut cmd, theirs.as_raw_fd(), death_parent);
+    // The channel goes in as stdin (see `sys::process::take_stdin`); the child puts /dev/null there.
+    cmd.arg("--multiproc-child").env(CHILD_MARKER, "stdin").stdin(Stdio::from(theirs));
     let child = cmd.spawn().map_err(|e| Error::os("spawn", e))?;
     let pid = child.id();
     // std's handle neither waits nor kills when dropped; the registry reaps the child.
     drop(child);
-    drop(theirs);
     let pidfd = sys::process::pidfd_open(pid).map_err(|e| Error::os("pidfd_open", e))?;
 
-    let boot = job.bootstrap(job.die_with_parent && !from_main_thread);
+    let boot = job.bootstrap(job.die_with_parent && !from_main_thread, job.die_with_parent && from_main_thread);
     // A child that died before reading shows up as EPIPE here; its exit status tells the story
     // at join, so the send error itself is not reported.
     let _ = crate::process::child::send_bootstrap(ours.as_fd(), &boot, job.parent_pidfd.as_fd(), job.handles);
