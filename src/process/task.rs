@@ -28,7 +28,7 @@ use crate::handle;
 /// fn add(a: i32, b: i32) -> i32 { a + b }
 /// let mut p = Process::spawn(add, (2, 3)).unwrap();
 /// assert_eq!(p.join().unwrap(), 5);
-/// let mut q = Process::spawn(|| "closure", ()).unwrap();
+/// let mut q = Process::spawn(|| "closure".to_string(), ()).unwrap();
 /// assert_eq!(q.join().unwrap(), "closure");
 /// ```
 /// Python counterpart: `Process(target=f, args=(a, b))`, where `f` must be importable and the
