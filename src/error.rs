@@ -38,6 +38,8 @@ pub enum ErrorKind {
     ForkServer,
     /// The child failed before it could run the task (bad bootstrap, lost channel).
     ChildStartup,
+    /// An argument is out of range (Python's `ValueError`), such as a barrier for no parties.
+    InvalidInput,
 }
 
 impl ErrorKind {
@@ -56,6 +58,7 @@ impl ErrorKind {
             ErrorKind::TooManyHandles => "too many handles in one transfer",
             ErrorKind::ForkServer => "fork server failure",
             ErrorKind::ChildStartup => "child failed to start",
+            ErrorKind::InvalidInput => "invalid argument",
         }
     }
 }

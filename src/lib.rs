@@ -90,6 +90,8 @@
 mod error;
 pub mod handle;
 pub mod process;
+mod shm;
+pub mod sync;
 mod sys;
 
 pub use error::{Error, ErrorKind, Result};
@@ -98,4 +100,9 @@ pub use process::{
     ChildProcess, Context, CurrentProcess, ExitStatus, JoinError, ParentProcess, Process, ProcessBuilder, Run, Signal,
     StartMethod, Task, UnknownStartMethod, active_children, cpu_count, current_process, get_start_method,
     parent_process, set_start_method,
+};
+pub use sync::{
+    AcquireTimeoutError, Barrier, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard, ConditionLock, Event,
+    Lock, LockGuard, LockResult, NotOwner, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,
+    SemaphoreReleaseError, TryAcquireError, WaitError,
 };

@@ -185,3 +185,19 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "Box<dyn Any>".to_owned()
     }
 }
+
+/// The offset of a plain function from the anchor, for naming it in shared memory (a
+/// [`Barrier`](crate::Barrier)'s action): valid in every process of this build.
+pub(crate) fn plain_fn_offset(f: fn()) -> i64 {
+    (f as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// Turns an offset from [`plain_fn_offset`] back into the function.
+///
+/// # Safety
+/// `offset` must have come from `plain_fn_offset` in a process running this very build.
+pub(crate) unsafe fn plain_fn_from_offset(offset: i64) -> fn() {
+    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's contract `address` is a `fn()` of this build.
+    unsafe { std::mem::transmute::<usize, fn()>(address) }
+}

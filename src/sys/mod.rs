@@ -5,6 +5,8 @@
 //! what another platform would have to provide.
 
 pub(crate) mod build_id;
+pub(crate) mod futex;
 pub(crate) mod poll;
 pub(crate) mod process;
+pub(crate) mod shm;
 pub(crate) mod socket;

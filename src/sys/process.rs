@@ -191,3 +191,64 @@ pub(crate) fn block_interrupts(block: bool) {
         libc::pthread_sigmask(how, &set, std::ptr::null_mut());
     }
 }
+
+/// Whether process `pid` is running: false when it has exited, even if not yet reaped (a zombie).
+///
+/// Used to find locks whose holder died. A pid reused by an unrelated process reads as alive.
+pub(crate) fn is_running(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // The state letter follows the command name, which is in parentheses and may contain any
+        // byte, so look after the last ')'.
+        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+            Some(end) => !matches!(stat.get(end + 2), Some(b'Z') | Some(b'X') | None),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// The calling thread's kernel id.
+pub(crate) fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Our pid, cached: lock fast paths need it in a few nanoseconds, and `getpid` is a system call.
+/// A `pthread_atfork` child handler clears the cache, so a forked child never sees its parent's.
+pub(crate) fn cached_pid() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    HOOK.call_once(|| {
+        // SAFETY: registers a plain C-ABI function as the child-side fork handler; it only stores
+        // to an atomic, which is async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+    });
+    let pid = getpid();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// The calling thread's kernel id, cached per thread (and refreshed in a forked child).
+pub(crate) fn cached_tid() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        static TID: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    let pid = cached_pid();
+    TID.with(|cell| {
+        let (for_pid, tid) = cell.get();
+        if for_pid == pid {
+            return tid;
+        }
+        let tid = gettid();
+        cell.set((pid, tid));
+        tid
+    })
+}

@@ -72,3 +72,55 @@ macro_rules! per_method {
         }
     };
 }
+
+/// A plain (non-atomic) integer in shared memory for the tests: a memfd the children map too.
+/// Increments through it are read-modify-write races unless a lock protects them.
+pub struct Counter {
+    fd: multiproc::Fd,
+    ptr: *mut u64,
+}
+
+impl Counter {
+    pub fn new() -> Counter {
+        // SAFETY: memfd_create with a NUL-terminated name; checked below.
+        let raw = unsafe { libc::memfd_create(c"test-counter".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: `raw` is a fresh descriptor that we own from here on.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        // SAFETY: ftruncate on our descriptor.
+        assert_eq!(unsafe { libc::ftruncate(raw, 8) }, 0);
+        Counter::map(multiproc::Fd::from(owned))
+    }
+
+    /// Maps a counter received from the parent.
+    pub fn map(fd: multiproc::Fd) -> Counter {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an 8-byte shared mapping of a memfd at least 8 bytes long.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), 8, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        Counter { fd, ptr: ptr.cast() }
+    }
+
+    /// A deliberately non-atomic increment: read, pause, write.
+    pub fn bump(&self) {
+        // SAFETY: the mapping is valid and 8-byte aligned for the life of self.
+        unsafe {
+            let v = std::ptr::read_volatile(self.ptr);
+            std::hint::spin_loop();
+            std::ptr::write_volatile(self.ptr, v + 1);
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        // SAFETY: as above.
+        unsafe { std::ptr::read_volatile(self.ptr) }
+    }
+
+    /// The descriptor to pass to a child (a duplicate).
+    pub fn share(&self) -> multiproc::Fd {
+        use std::os::fd::AsFd;
+        multiproc::Fd::from(self.fd.as_fd().try_clone_to_owned().unwrap())
+    }
+}

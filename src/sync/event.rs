@@ -1,0 +1,123 @@
+//! `Event`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::shm::{Shared, SharedState};
+use crate::sync::{deadline_after, raw};
+use crate::sys;
+
+#[repr(C)]
+pub(crate) struct EventState {
+    /// 0 clear, 1 set: the futex word.
+    flag: AtomicU32,
+    /// Processes that may be asleep on `flag`.
+    sleepers: AtomicU32,
+}
+
+// SAFETY: repr(C), made of atomics only, no destructor.
+unsafe impl SharedState for EventState {
+    const KIND: u32 = 4;
+    const NAME: &'static str = "Event";
+}
+
+/// A flag that processes can wait for: `set` wakes every waiter; `clear` resets it.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Event, Process};
+///
+/// fn wait_for_green(light: Event) -> bool { light.wait_timeout(Duration::from_secs(30)) }
+///
+/// let light = Event::new().unwrap();
+/// let mut car = Process::spawn(wait_for_green, (light.clone(),)).unwrap();
+/// light.set();
+/// assert!(car.join().unwrap());
+/// assert!(light.is_set());
+/// ```
+/// Python counterpart: `multiprocessing.Event`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Event {
+    state: Shared<EventState>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event").field("set", &self.is_set()).finish()
+    }
+}
+
+impl Event {
+    /// A new, clear event.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    pub fn new() -> Result<Event> {
+        Ok(Event { state: Shared::new(EventState { flag: AtomicU32::new(0), sleepers: AtomicU32::new(0) })? })
+    }
+
+    /// Sets the flag and wakes every waiter.
+    ///
+    /// Python counterpart: `event.set()`.
+    pub fn set(&self) {
+        if self.state.flag.swap(1, Ordering::SeqCst) == 0 && self.state.sleepers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&self.state.flag, u32::MAX);
+        }
+    }
+
+    /// Clears the flag.
+    ///
+    /// Python counterpart: `event.clear()`.
+    pub fn clear(&self) {
+        self.state.flag.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    ///
+    /// Python counterpart: `event.is_set()`.
+    pub fn is_set(&self) -> bool {
+        self.state.flag.load(Ordering::Acquire) == 1
+    }
+
+    /// Waits until the flag is set.
+    ///
+    /// Python counterpart: `event.wait()`.
+    pub fn wait(&self) {
+        self.wait_deadline(None);
+    }
+
+    /// Waits up to `timeout` for the flag; whether it is set.
+    ///
+    /// Python counterpart: `event.wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` (`None`: forever) for the flag; whether it is set.
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        if self.is_set() || raw::spin(raw::SPIN, || self.is_set()) {
+            return true;
+        }
+        let state = &*self.state;
+        loop {
+            state.sleepers.fetch_add(1, Ordering::SeqCst);
+            let woke = if state.flag.load(Ordering::SeqCst) == 1 {
+                sys::futex::Wake::Maybe
+            } else {
+                sys::futex::wait_until(&state.flag, 0, deadline, Duration::from_secs(3600))
+            };
+            state.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if self.is_set() {
+                return true;
+            }
+            if woke == sys::futex::Wake::TimedOut {
+                return false;
+            }
+        }
+    }
+}

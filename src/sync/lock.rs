@@ -1,0 +1,392 @@
+//! `Lock` and `RLock`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::shm::{Shared, SharedState};
+use crate::sync::raw::{Acquired, RawMutex, TimedOut};
+use crate::sync::{AcquireTimeoutError, LockResult, OwnerDied, ReleaseError, TryAcquireError, deadline_after};
+
+#[repr(C)]
+pub(crate) struct LockState {
+    pub(crate) raw: RawMutex,
+}
+
+// SAFETY: repr(C), made of atomics only, no destructor.
+unsafe impl SharedState for LockState {
+    const KIND: u32 = 1;
+    const NAME: &'static str = "Lock";
+}
+
+/// A lock shared between processes: one holder at a time, released by dropping its guard.
+///
+/// Any thread of any process may release a `Lock` (as in Python); it is not recursive: acquiring
+/// it twice from one thread deadlocks until a timeout, as in Python.
+///
+/// # Example
+/// ```
+/// use multiproc::Lock;
+/// let lock = Lock::new().unwrap();
+/// {
+///     let _guard = lock.acquire().unwrap();
+///     assert!(lock.locked());
+///     assert!(lock.try_acquire().is_err());
+/// }
+/// assert!(!lock.locked());
+/// // The non-scoped form the tutorial uses:
+/// assert!(lock.acquire_with(true, None).unwrap());
+/// lock.release().unwrap();
+/// assert!(lock.release().is_err()); // release unlocked lock
+/// ```
+/// Python counterpart: `multiprocessing.Lock`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Lock {
+    state: Shared<LockState>,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock").field("locked", &self.locked()).finish()
+    }
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw().unlock();
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    pub fn new() -> Result<Lock> {
+        Ok(Lock { state: Shared::new(LockState { raw: RawMutex::new() })? })
+    }
+
+    pub(crate) fn raw(&self) -> &RawMutex {
+        &self.state.raw
+    }
+
+    fn guard(&self, how: Acquired) -> LockResult<LockGuard<'_>> {
+        let guard = LockGuard { lock: self };
+        match how {
+            Acquired::Clean => Ok(guard),
+            Acquired::OwnerDied(pid) => Err(OwnerDied::new(guard, pid)),
+        }
+    }
+
+    /// Blocks until the lock is ours.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (carrying the guard: the lock *is* held) if the previous holder died holding it.
+    ///
+    /// Python counterpart: `lock.acquire()` / `with lock:`.
+    pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
+        let how = self.raw().lock(None).unwrap_or(Acquired::Clean);
+        self.guard(how)
+    }
+
+    /// Takes the lock if nobody holds it, without waiting.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] if it is held; [`TryAcquireError::OwnerDied`] as for
+    /// [`acquire`](Self::acquire).
+    ///
+    /// Python counterpart: `lock.acquire(block=False)`.
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+        match self.raw().try_lock() {
+            None => Err(TryAcquireError::WouldBlock),
+            Some(how) => self.guard(how).map_err(TryAcquireError::OwnerDied),
+        }
+    }
+
+    /// Waits up to `timeout` for the lock.
+    ///
+    /// # Errors
+    /// [`AcquireTimeoutError::Timeout`] once the timeout has passed; `OwnerDied` as above.
+    ///
+    /// Python counterpart: `lock.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError<LockGuard<'_>>> {
+        self.acquire_deadline(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` (`None`: forever) for the lock.
+    ///
+    /// # Errors
+    /// As for [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<LockGuard<'_>, AcquireTimeoutError<LockGuard<'_>>> {
+        match self.raw().lock(deadline) {
+            Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
+            Ok(how) => self.guard(how).map_err(AcquireTimeoutError::OwnerDied),
+        }
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`, for code that is not scope-shaped: returns
+    /// whether the lock was taken; pair it with [`release`](Self::release).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (with no guard: the lock *is* held and must be released) if the previous
+    /// holder died holding it.
+    ///
+    /// Python counterpart: `lock.acquire(block, timeout)`.
+    pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
+        let result = if block {
+            self.raw().lock(timeout.and_then(deadline_after))
+        } else {
+            self.raw().try_lock().ok_or(TimedOut)
+        };
+        match result {
+            Err(TimedOut) => Ok(false),
+            Ok(Acquired::Clean) => Ok(true),
+            Ok(Acquired::OwnerDied(pid)) => Err(OwnerDied::new((), pid)),
+        }
+    }
+
+    /// Releases the lock, whoever holds it (Python allows any process to).
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotLocked`] if it was not locked.
+    ///
+    /// Python counterpart: `lock.release()`.
+    pub fn release(&self) -> std::result::Result<(), ReleaseError> {
+        if self.raw().unlock() { Ok(()) } else { Err(ReleaseError::NotLocked) }
+    }
+
+    /// Whether anybody holds the lock right now.
+    ///
+    /// Python counterpart: `lock._semlock._count() != 0` (Python's `Lock` has no public `locked()`;
+    /// `threading.Lock.locked()` is the model).
+    pub fn locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+}
+
+#[repr(C)]
+pub(crate) struct RLockState {
+    pub(crate) raw: RawMutex,
+    /// Recursion depth; only its holder touches it.
+    pub(crate) count: AtomicU32,
+}
+
+// SAFETY: repr(C), made of atomics only, no destructor.
+unsafe impl SharedState for RLockState {
+    const KIND: u32 = 2;
+    const NAME: &'static str = "RLock";
+}
+
+/// A recursive lock: the thread (of a process) that holds it may acquire it again; it is free
+/// once released as many times as acquired. Only the holder may release it.
+///
+/// # Example
+/// ```
+/// use multiproc::RLock;
+/// let lock = RLock::new().unwrap();
+/// let outer = lock.acquire().unwrap();
+/// let inner = lock.acquire().unwrap(); // same thread: fine
+/// drop(inner);
+/// assert!(lock.locked());
+/// drop(outer);
+/// assert!(!lock.locked());
+/// assert!(lock.release().is_err()); // not held
+/// ```
+/// Python counterpart: `multiprocessing.RLock`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RLock {
+    state: Shared<RLockState>,
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock").field("locked", &self.locked()).finish()
+    }
+}
+
+/// Holds one level of an [`RLock`]; releases that level when dropped. Not `Send`: the level
+/// belongs to the thread that took it.
+#[must_use = "the level is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RLockGuard")
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        // The guard's existence proves this thread holds a level.
+        let _ = self.lock.release();
+    }
+}
+
+impl RLock {
+    /// A new, unlocked recursive lock.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    pub fn new() -> Result<RLock> {
+        Ok(RLock { state: Shared::new(RLockState { raw: RawMutex::new(), count: AtomicU32::new(0) })? })
+    }
+
+    pub(crate) fn state(&self) -> &RLockState {
+        &self.state
+    }
+
+    /// Enters one level if this thread already holds the lock.
+    fn reenter(&self) -> bool {
+        if self.state.raw.held_by_me() {
+            self.state.count.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn first_level(&self, how: Acquired) -> LockResult<RLockGuard<'_>> {
+        self.state.count.store(1, Ordering::Relaxed);
+        let guard = RLockGuard { lock: self, _not_send: PhantomData };
+        match how {
+            Acquired::Clean => Ok(guard),
+            Acquired::OwnerDied(pid) => Err(OwnerDied::new(guard, pid)),
+        }
+    }
+
+    /// Blocks until this thread holds the lock (at once if it already does).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (carrying the guard) if the previous holder died holding it.
+    ///
+    /// Python counterpart: `rlock.acquire()`.
+    pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
+        if self.reenter() {
+            return Ok(RLockGuard { lock: self, _not_send: PhantomData });
+        }
+        let how = self.state.raw.lock(None).unwrap_or(Acquired::Clean);
+        self.first_level(how)
+    }
+
+    /// Takes the lock if it is free or already ours, without waiting.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] if another thread holds it; `OwnerDied` as above.
+    ///
+    /// Python counterpart: `rlock.acquire(block=False)`.
+    pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
+        if self.reenter() {
+            return Ok(RLockGuard { lock: self, _not_send: PhantomData });
+        }
+        match self.state.raw.try_lock() {
+            None => Err(TryAcquireError::WouldBlock),
+            Some(how) => self.first_level(how).map_err(TryAcquireError::OwnerDied),
+        }
+    }
+
+    /// Waits up to `timeout` for the lock.
+    ///
+    /// # Errors
+    /// [`AcquireTimeoutError::Timeout`] once the timeout has passed; `OwnerDied` as above.
+    ///
+    /// Python counterpart: `rlock.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, AcquireTimeoutError<RLockGuard<'_>>> {
+        self.acquire_deadline(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` (`None`: forever) for the lock.
+    ///
+    /// # Errors
+    /// As for [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<RLockGuard<'_>, AcquireTimeoutError<RLockGuard<'_>>> {
+        if self.reenter() {
+            return Ok(RLockGuard { lock: self, _not_send: PhantomData });
+        }
+        match self.state.raw.lock(deadline) {
+            Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
+            Ok(how) => self.first_level(how).map_err(AcquireTimeoutError::OwnerDied),
+        }
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`: whether a level was taken; pair it with
+    /// [`release`](Self::release).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (the lock *is* held) if the previous holder died holding it.
+    pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
+        let taken = match (block, timeout) {
+            (false, _) => self.try_acquire().map_err(|e| match e {
+                TryAcquireError::WouldBlock => None,
+                TryAcquireError::OwnerDied(d) => Some(d.map(std::mem::forget)),
+            }),
+            (true, timeout) => self.acquire_deadline(timeout.and_then(deadline_after)).map_err(|e| match e {
+                AcquireTimeoutError::Timeout => None,
+                AcquireTimeoutError::OwnerDied(d) => Some(d.map(std::mem::forget)),
+            }),
+        };
+        match taken {
+            Ok(guard) => {
+                // The level stays taken until `release`.
+                std::mem::forget(guard);
+                Ok(true)
+            }
+            Err(None) => Ok(false),
+            Err(Some(died)) => Err(died),
+        }
+    }
+
+    /// Releases one level; the lock is free when every level is released.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotOwner`] if this thread does not hold it (Python: "cannot release
+    /// un-acquired lock").
+    ///
+    /// Python counterpart: `rlock.release()`.
+    pub fn release(&self) -> std::result::Result<(), ReleaseError> {
+        if !self.state.raw.held_by_me() {
+            return Err(ReleaseError::NotOwner);
+        }
+        if self.state.count.fetch_sub(1, Ordering::Relaxed) <= 1 {
+            self.state.count.store(0, Ordering::Relaxed);
+            self.state.raw.unlock();
+        }
+        Ok(())
+    }
+
+    /// Whether any thread of any process holds the lock.
+    pub fn locked(&self) -> bool {
+        self.state.raw.is_locked()
+    }
+
+    /// Whether the calling thread holds the lock.
+    ///
+    /// Python counterpart: `rlock._is_owned()`.
+    pub fn is_owned(&self) -> bool {
+        self.state.raw.held_by_me()
+    }
+}

@@ -1,0 +1,186 @@
+//! `Semaphore` and `BoundedSemaphore`.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::shm::{Shared, SharedState};
+use crate::sync::deadline_after;
+use crate::sync::raw::RawSemaphore;
+
+#[repr(C)]
+pub(crate) struct SemaphoreState {
+    raw: RawSemaphore,
+}
+
+// SAFETY: repr(C), atomics and a plain integer, no destructor.
+unsafe impl SharedState for SemaphoreState {
+    const KIND: u32 = 3;
+    const NAME: &'static str = "Semaphore";
+}
+
+/// Why a semaphore release was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[error("semaphore or lock released too many times")]
+pub struct SemaphoreReleaseError;
+
+/// A counter of units shared between processes: `acquire` takes one (waiting while there are
+/// none), `release` returns one.
+///
+/// The initial value is a `u32`: Python's `ValueError` for a negative value is a compile error
+/// here.
+///
+/// ```compile_fail
+/// let sem = multiproc::Semaphore::new(-1); // negative values do not type-check
+/// ```
+///
+/// A unit held by a process that dies is lost, as in Python (see the [module docs](crate::sync)).
+///
+/// # Example
+/// ```
+/// use multiproc::Semaphore;
+/// let room = Semaphore::new(2).unwrap();
+/// assert!(room.try_acquire());
+/// assert!(room.try_acquire());
+/// assert!(!room.try_acquire());
+/// assert!(!room.acquire_timeout(std::time::Duration::from_millis(10)));
+/// room.release().unwrap();
+/// assert_eq!(room.value(), 1);
+/// ```
+/// Python counterpart: `multiprocessing.Semaphore`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Semaphore {
+    state: Shared<SemaphoreState>,
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore").field("value", &self.value()).finish()
+    }
+}
+
+impl Semaphore {
+    /// A semaphore holding `value` units.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    pub fn new(value: u32) -> Result<Semaphore> {
+        Semaphore::with_bound(value, u32::MAX)
+    }
+
+    fn with_bound(value: u32, max: u32) -> Result<Semaphore> {
+        Ok(Semaphore { state: Shared::new(SemaphoreState { raw: RawSemaphore::new(value, max) })? })
+    }
+
+    /// Takes a unit, waiting for as long as it takes.
+    ///
+    /// Python counterpart: `sem.acquire()`.
+    pub fn acquire(&self) {
+        let _ = self.state.raw.acquire(None);
+    }
+
+    /// Takes a unit if one is there; whether it did.
+    ///
+    /// Python counterpart: `sem.acquire(block=False)`.
+    pub fn try_acquire(&self) -> bool {
+        self.state.raw.try_acquire()
+    }
+
+    /// Waits up to `timeout` for a unit; whether it got one.
+    ///
+    /// Python counterpart: `sem.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.acquire_deadline(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` (`None`: forever) for a unit; whether it got one.
+    pub fn acquire_deadline(&self, deadline: Option<Instant>) -> bool {
+        self.state.raw.acquire(deadline).is_ok()
+    }
+
+    /// Returns a unit, waking one waiter.
+    ///
+    /// # Errors
+    /// Never for a plain semaphore (it saturates at `u32::MAX`); [`SemaphoreReleaseError`] for a
+    /// [`BoundedSemaphore`] at its bound.
+    ///
+    /// Python counterpart: `sem.release()`.
+    pub fn release(&self) -> std::result::Result<(), SemaphoreReleaseError> {
+        if self.state.raw.release() { Ok(()) } else { Err(SemaphoreReleaseError) }
+    }
+
+    /// The units available right now (a snapshot: others may change it at once).
+    ///
+    /// Python counterpart: `sem.get_value()`.
+    #[doc(alias = "get_value")]
+    pub fn value(&self) -> u32 {
+        self.state.raw.value()
+    }
+}
+
+/// A [`Semaphore`] that refuses to be released above its initial value.
+///
+/// # Example
+/// ```
+/// use multiproc::BoundedSemaphore;
+/// let sem = BoundedSemaphore::new(1).unwrap();
+/// assert!(sem.release().is_err()); // already at its bound: nothing changes
+/// sem.acquire();
+/// sem.release().unwrap();
+/// ```
+/// Python counterpart: `multiprocessing.BoundedSemaphore`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BoundedSemaphore {
+    inner: Semaphore,
+}
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore").field("value", &self.value()).finish()
+    }
+}
+
+impl BoundedSemaphore {
+    /// A semaphore holding `value` units, which is also its bound.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    pub fn new(value: u32) -> Result<BoundedSemaphore> {
+        Ok(BoundedSemaphore { inner: Semaphore::with_bound(value, value)? })
+    }
+
+    /// Takes a unit, waiting for as long as it takes.
+    pub fn acquire(&self) {
+        self.inner.acquire()
+    }
+
+    /// Takes a unit if one is there; whether it did.
+    pub fn try_acquire(&self) -> bool {
+        self.inner.try_acquire()
+    }
+
+    /// Waits up to `timeout` for a unit; whether it got one.
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.inner.acquire_timeout(timeout)
+    }
+
+    /// Waits until `deadline` (`None`: forever) for a unit; whether it got one.
+    pub fn acquire_deadline(&self, deadline: Option<Instant>) -> bool {
+        self.inner.acquire_deadline(deadline)
+    }
+
+    /// Returns a unit.
+    ///
+    /// # Errors
+    /// [`SemaphoreReleaseError`] if the value is already at its bound (Python's `ValueError`).
+    pub fn release(&self) -> std::result::Result<(), SemaphoreReleaseError> {
+        self.inner.release()
+    }
+
+    /// The units available right now.
+    pub fn value(&self) -> u32 {
+        self.inner.value()
+    }
+}

@@ -1,0 +1,78 @@
+//! Shared memory segments backed by a memfd, mapped `MAP_SHARED`.
+//!
+//! A segment is anonymous (it has no name in `/dev/shm`), so nothing is left behind when the last
+//! process holding its descriptor or a mapping of it exits, however it exits.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::MemfdFlags;
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// A mapping of a whole memfd, unmapped on drop.
+pub(crate) struct Mapping {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; what is stored in it is made of atomics (see
+// `shm::SharedState`), so sharing and sending the pointer between threads is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Creates a zero-filled segment of `len` bytes and maps it.
+    pub(crate) fn create(name: &str, len: usize) -> io::Result<Mapping> {
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        Mapping::map(fd)
+    }
+
+    /// Maps the whole of an existing segment.
+    pub(crate) fn map(fd: OwnedFd) -> io::Result<Mapping> {
+        let len = usize::try_from(rustix::fs::fstat(&fd)?.st_size).map_err(|_| io::ErrorKind::InvalidData)?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty shared memory segment"));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (null hint) of a descriptor we own, sized
+        // to the file; it aliases no Rust object.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd.as_fd(),
+                0,
+            )?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(io::ErrorKind::InvalidData)?;
+        Ok(Mapping { fd, ptr, len })
+    }
+
+    /// The segment's descriptor, for passing it to another process.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The mapped bytes' start.
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The mapped length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, and no reference into it
+        // outlives `self` (views borrow the `Mapping`).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
