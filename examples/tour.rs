@@ -4,6 +4,8 @@
 
 #[path = "stories/process.rs"]
 mod process;
+#[path = "stories/sync.rs"]
+mod sync;
 
 fn main() {
     println!(
@@ -15,5 +17,8 @@ fn main() {
     process::class_story();
     process::ten_story();
     process::terminate_story();
+    sync::ticket_office_story();
+    sync::ktv_story();
+    sync::traffic_light_story();
     println!("\nthe tour is over");
 }

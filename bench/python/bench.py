@@ -37,7 +37,80 @@ def start_join(method, iterations):
     return (time.perf_counter() - t0) / iterations
 
 
+def lock_uncontended(iterations):
+    lock = multiprocessing.Lock()
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        lock.acquire()
+        lock.release()
+    return (time.perf_counter() - t0) / iterations
+
+
+def semaphore_uncontended(iterations):
+    sem = multiprocessing.Semaphore(1)
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        sem.acquire()
+        sem.release()
+    return (time.perf_counter() - t0) / iterations
+
+
+def _count_under_lock(lock, start, counter, rounds):
+    start.wait()
+    for _ in range(rounds):
+        with lock:
+            counter.value += 1
+
+
+def lock_contended(iterations):
+    ctx = multiprocessing.get_context("fork")
+    lock = ctx.Lock()
+    start = ctx.Barrier(3)
+    counter = ctx.RawValue("q", 0)
+    half = iterations // 2
+    workers = [ctx.Process(target=_count_under_lock, args=(lock, start, counter, half)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t0
+    if counter.value != 2 * half:
+        raise SystemExit("count %d instead of %d" % (counter.value, 2 * half))
+    return elapsed / (2 * half)
+
+
+def _pong(ping, pong, rounds):
+    for _ in range(rounds):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+def event_pingpong(iterations):
+    ctx = multiprocessing.get_context("fork")
+    ping, back = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_pong, args=(ping, back, iterations + 1))
+    other.start()
+    ping.set()
+    back.wait()
+    back.clear()
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        ping.set()
+        back.wait()
+        back.clear()
+    elapsed = time.perf_counter() - t0
+    other.join()
+    return elapsed / iterations
+
+
 SCENARIOS = {
+    "lock_uncontended": lock_uncontended,
+    "semaphore_uncontended": semaphore_uncontended,
+    "lock_contended": lock_contended,
+    "event_pingpong": event_pingpong,
     "start_join_fork": lambda n: start_join("fork", n),
     "start_join_spawn": lambda n: start_join("spawn", n),
     "start_join_forkserver": lambda n: start_join("forkserver", n),

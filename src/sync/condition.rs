@@ -185,7 +185,7 @@ impl Condition {
     /// Takes the lock.
     ///
     /// # Errors
-    /// [`OwnerDied`] (carrying the guard) if its previous holder died holding it.
+    /// [`OwnerDied`](crate::OwnerDied) (carrying the guard) if its previous holder died holding it.
     ///
     /// Python counterpart: `cond.acquire()` / `with cond:`.
     pub fn acquire(&self) -> LockResult<ConditionGuard<'_>> {

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 mod baseline;
 mod process;
+mod sync;
 
 pub use baseline::EXIT_AT_ONCE;
 
@@ -108,5 +109,6 @@ pub fn per_op(iterations: u64, mut op: impl FnMut() -> Result<(), BoxError>) -> 
 pub fn all() -> Vec<Scenario> {
     let mut all = baseline::scenarios();
     all.extend(process::scenarios());
+    all.extend(sync::scenarios());
     all
 }
