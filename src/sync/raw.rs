@@ -22,10 +22,107 @@
 //! with nobody waiting makes no system call. Both sides use sequentially consistent operations
 //! (waiter: announce, then re-check; releaser: add, then look for waiters), so no wake-up is lost.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys;
+use crate::sys::futex::Wake;
+
+/// A 32-bit atomic word: std's `AtomicU32` in shared memory, or loom's in the model checker.
+pub(crate) trait Word: Send + Sync {
+    fn new(value: u32) -> Self;
+    fn load(&self, order: Ordering) -> u32;
+    fn store(&self, value: u32, order: Ordering);
+    fn swap(&self, value: u32, order: Ordering) -> u32;
+    fn compare_exchange(&self, current: u32, new: u32, success: Ordering, failure: Ordering) -> Result<u32, u32>;
+    fn fetch_add(&self, value: u32, order: Ordering) -> u32;
+    fn fetch_sub(&self, value: u32, order: Ordering) -> u32;
+}
+
+impl Word for AtomicU32 {
+    fn new(value: u32) -> Self {
+        AtomicU32::new(value)
+    }
+    #[inline]
+    fn load(&self, order: Ordering) -> u32 {
+        AtomicU32::load(self, order)
+    }
+    #[inline]
+    fn store(&self, value: u32, order: Ordering) {
+        AtomicU32::store(self, value, order)
+    }
+    #[inline]
+    fn swap(&self, value: u32, order: Ordering) -> u32 {
+        AtomicU32::swap(self, value, order)
+    }
+    #[inline]
+    fn compare_exchange(&self, current: u32, new: u32, success: Ordering, failure: Ordering) -> Result<u32, u32> {
+        AtomicU32::compare_exchange(self, current, new, success, failure)
+    }
+    #[inline]
+    fn fetch_add(&self, value: u32, order: Ordering) -> u32 {
+        AtomicU32::fetch_add(self, value, order)
+    }
+    #[inline]
+    fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
+        AtomicU32::fetch_sub(self, value, order)
+    }
+}
+
+/// What the state machines need from the world: words, futexes, identities, liveness, spinning.
+/// [`Os`] is the real one; the loom model in the tests below is the other.
+pub(crate) trait Platform: 'static {
+    type Word: Word;
+    /// This process's id.
+    fn pid() -> u32;
+    /// This thread's id.
+    fn tid() -> u32;
+    /// Whether process `pid` still runs.
+    fn is_running(pid: u32) -> bool;
+    /// Sleeps while `*word == expected` (see [`sys::futex::wait_until`]).
+    fn wait(word: &Self::Word, expected: u32, deadline: Option<Instant>, slice: Duration) -> Wake;
+    /// Wakes up to `count` sleepers.
+    fn wake(word: &Self::Word, count: u32);
+    /// Spins until `ready()` or `limit` passes (see [`spin`]).
+    fn spin(limit: Duration, ready: impl FnMut() -> bool) -> bool;
+    /// Orders a store before a later load (the semaphore's announce-then-check on both sides).
+    fn store_load_fence();
+}
+
+/// The real platform: shared memory, futexes, `/proc`.
+pub(crate) struct Os;
+
+impl Platform for Os {
+    type Word = AtomicU32;
+    #[inline]
+    fn pid() -> u32 {
+        sys::process::cached_pid()
+    }
+    #[inline]
+    fn tid() -> u32 {
+        sys::process::cached_tid()
+    }
+    fn is_running(pid: u32) -> bool {
+        sys::process::is_running(pid)
+    }
+    fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>, slice: Duration) -> Wake {
+        sys::futex::wait_until(word, expected, deadline, slice)
+    }
+    fn wake(word: &AtomicU32, count: u32) {
+        sys::futex::wake(word, count);
+    }
+    fn spin(limit: Duration, ready: impl FnMut() -> bool) -> bool {
+        spin(limit, ready)
+    }
+    #[inline]
+    fn store_load_fence() {
+        // Nothing to do: both sides' stores are SeqCst read-modify-writes and the releaser's
+        // check is a SeqCst load, which the memory model already orders; the waiter's check is
+        // made again by the kernel inside the futex call, a full barrier. (loom treats SeqCst
+        // accesses as AcqRel, so its model needs a real fence here.)
+    }
+}
 
 /// Set in the mutex word while somebody may be asleep on it.
 pub(crate) const WAITERS: u32 = 1 << 31;
@@ -76,27 +173,28 @@ pub(crate) struct TimedOut;
 
 /// A robust, process-shared mutex word (see the module docs). Lives in shared memory.
 #[repr(C)]
-pub(crate) struct RawMutex {
-    word: AtomicU32,
-    owner_tid: AtomicU32,
+pub(crate) struct RawMutex<P: Platform = Os> {
+    word: P::Word,
+    owner_tid: P::Word,
+    _platform: PhantomData<P>,
 }
 
-impl RawMutex {
+impl<P: Platform> RawMutex<P> {
     /// An unlocked mutex.
-    pub(crate) const fn new() -> RawMutex {
-        RawMutex { word: AtomicU32::new(0), owner_tid: AtomicU32::new(0) }
+    pub(crate) fn new() -> RawMutex<P> {
+        RawMutex { word: P::Word::new(0), owner_tid: P::Word::new(0), _platform: PhantomData }
     }
 
     #[inline]
     fn claimed(&self, how: Acquired) -> Acquired {
-        self.owner_tid.store(sys::process::cached_tid(), Ordering::Relaxed);
+        self.owner_tid.store(P::tid(), Ordering::Relaxed);
         how
     }
 
     /// Takes the lock if it is free, or if its holder has died.
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<Acquired> {
-        let me = sys::process::cached_pid();
+        let me = P::pid();
         match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => Some(self.claimed(Acquired::Clean)),
             Err(seen) => self.take_from_dead(seen, me),
@@ -106,7 +204,7 @@ impl RawMutex {
     /// Takes the lock, waiting until `deadline` (`None`: for as long as it takes).
     #[inline]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Acquired, TimedOut> {
-        let me = sys::process::cached_pid();
+        let me = P::pid();
         if self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return Ok(self.claimed(Acquired::Clean));
         }
@@ -115,9 +213,9 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow(&self, me: u32, deadline: Option<Instant>) -> Result<Acquired, TimedOut> {
-        let spun = spin(SPIN, || {
+        let spun = P::spin(SPIN, || {
             self.word.load(Ordering::Relaxed) == 0
-                && self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                && self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
         });
         if spun {
             return Ok(self.claimed(Acquired::Clean));
@@ -138,8 +236,8 @@ impl RawMutex {
                 continue;
             }
             let asleep = Instant::now();
-            let woke = sys::futex::wait_until(&self.word, seen | WAITERS, deadline, slice);
-            if woke == sys::futex::Wake::TimedOut {
+            let woke = P::wait(&self.word, seen | WAITERS, deadline, slice);
+            if woke == Wake::TimedOut {
                 return self.try_lock().ok_or(TimedOut);
             }
             if asleep.elapsed() >= slice {
@@ -155,7 +253,7 @@ impl RawMutex {
     /// If `seen` names a holder that is no longer running, takes the lock over from it.
     fn take_from_dead(&self, seen: u32, me: u32) -> Option<Acquired> {
         let holder = seen & PID_MASK;
-        if holder == 0 || holder == me || sys::process::is_running(holder) {
+        if holder == 0 || holder == me || P::is_running(holder) {
             return None;
         }
         // Keep WAITERS as it was: sleepers must still be woken by our release.
@@ -172,7 +270,7 @@ impl RawMutex {
         self.owner_tid.store(0, Ordering::Relaxed);
         let previous = self.word.swap(0, Ordering::Release);
         if previous & WAITERS != 0 {
-            sys::futex::wake(&self.word, 1);
+            P::wake(&self.word, 1);
         }
         previous != 0
     }
@@ -184,24 +282,24 @@ impl RawMutex {
 
     /// Whether the calling thread of this process holds the lock.
     pub(crate) fn held_by_me(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & PID_MASK == sys::process::cached_pid()
-            && self.owner_tid.load(Ordering::Relaxed) == sys::process::cached_tid()
+        self.word.load(Ordering::Relaxed) & PID_MASK == P::pid() && self.owner_tid.load(Ordering::Relaxed) == P::tid()
     }
 }
 
 /// A counting semaphore on a futex word (see the module docs). Lives in shared memory.
 #[repr(C)]
-pub(crate) struct RawSemaphore {
-    value: AtomicU32,
-    waiters: AtomicU32,
+pub(crate) struct RawSemaphore<P: Platform = Os> {
+    value: P::Word,
+    waiters: P::Word,
     /// Releases beyond this value are refused (`u32::MAX`: unbounded).
     max: u32,
+    _platform: PhantomData<P>,
 }
 
-impl RawSemaphore {
+impl<P: Platform> RawSemaphore<P> {
     /// A semaphore holding `value` units, refusing to grow beyond `max`.
-    pub(crate) const fn new(value: u32, max: u32) -> RawSemaphore {
-        RawSemaphore { value: AtomicU32::new(value), waiters: AtomicU32::new(0), max }
+    pub(crate) fn new(value: u32, max: u32) -> RawSemaphore<P> {
+        RawSemaphore { value: P::Word::new(value), waiters: P::Word::new(0), max, _platform: PhantomData }
     }
 
     /// Takes a unit if one is there.
@@ -209,7 +307,7 @@ impl RawSemaphore {
     pub(crate) fn try_acquire(&self) -> bool {
         let mut value = self.value.load(Ordering::Relaxed);
         while value > 0 {
-            match self.value.compare_exchange_weak(value, value - 1, Ordering::Acquire, Ordering::Relaxed) {
+            match self.value.compare_exchange(value, value - 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(seen) => value = seen,
             }
@@ -228,21 +326,22 @@ impl RawSemaphore {
 
     #[cold]
     fn acquire_slow(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
-        if spin(SPIN, || self.try_acquire()) {
+        if P::spin(SPIN, || self.try_acquire()) {
             return Ok(());
         }
         loop {
             self.waiters.fetch_add(1, Ordering::SeqCst);
+            P::store_load_fence();
             if self.try_acquire() {
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Ok(());
             }
-            let woke = sys::futex::wait_until(&self.value, 0, deadline, MAX_SLICE);
+            let woke = P::wait(&self.value, 0, deadline, MAX_SLICE);
             self.waiters.fetch_sub(1, Ordering::SeqCst);
             if self.try_acquire() {
                 return Ok(());
             }
-            if woke == sys::futex::Wake::TimedOut {
+            if woke == Wake::TimedOut {
                 return Err(TimedOut);
             }
         }
@@ -256,13 +355,14 @@ impl RawSemaphore {
             if value >= self.max {
                 return false;
             }
-            match self.value.compare_exchange_weak(value, value + 1, Ordering::SeqCst, Ordering::Relaxed) {
+            match self.value.compare_exchange(value, value + 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(seen) => value = seen,
             }
         }
+        P::store_load_fence();
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&self.value, 1);
+            P::wake(&self.value, 1);
         }
         true
     }
@@ -270,5 +370,167 @@ impl RawSemaphore {
     /// The number of units available now.
     pub(crate) fn value(&self) -> u32 {
         self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// Model checks of the two state machines with loom: every interleaving of a few threads (each
+/// playing a process) over a futex model in which checking the word and going to sleep is one
+/// step with respect to wake-ups, as in the kernel. A lost wake-up shows up as a deadlock that
+/// loom reports; a broken exclusion as a failed assertion.
+#[cfg(test)]
+mod model {
+    use std::cell::Cell;
+
+    use loom::sync::atomic::AtomicU32 as LoomU32;
+    use loom::sync::{Arc, Condvar, Mutex};
+
+    use super::*;
+
+    /// The sleepers of one futex word: who is asleep, and who has been chosen by a wake.
+    struct Sleepers {
+        next: u64,
+        asleep: Vec<u64>,
+        woken: Vec<u64>,
+    }
+
+    struct ModelWord {
+        value: LoomU32,
+        sleepers: Mutex<Sleepers>,
+        wakeup: Condvar,
+    }
+
+    impl Word for ModelWord {
+        fn new(value: u32) -> Self {
+            ModelWord {
+                value: LoomU32::new(value),
+                sleepers: Mutex::new(Sleepers { next: 0, asleep: Vec::new(), woken: Vec::new() }),
+                wakeup: Condvar::new(),
+            }
+        }
+        fn load(&self, order: Ordering) -> u32 {
+            self.value.load(order)
+        }
+        fn store(&self, value: u32, order: Ordering) {
+            self.value.store(value, order)
+        }
+        fn swap(&self, value: u32, order: Ordering) -> u32 {
+            self.value.swap(value, order)
+        }
+        fn compare_exchange(&self, current: u32, new: u32, success: Ordering, failure: Ordering) -> Result<u32, u32> {
+            self.value.compare_exchange(current, new, success, failure)
+        }
+        fn fetch_add(&self, value: u32, order: Ordering) -> u32 {
+            self.value.fetch_add(value, order)
+        }
+        fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
+            self.value.fetch_sub(value, order)
+        }
+    }
+
+    loom::thread_local! {
+        static PROCESS: Cell<u32> = Cell::new(0);
+    }
+
+    fn as_process(id: u32) {
+        PROCESS.with(|p| p.set(id));
+    }
+
+    struct Model;
+
+    impl Platform for Model {
+        type Word = ModelWord;
+        fn pid() -> u32 {
+            PROCESS.with(|p| p.get())
+        }
+        fn tid() -> u32 {
+            1
+        }
+        fn is_running(_: u32) -> bool {
+            true
+        }
+        fn wait(word: &ModelWord, expected: u32, _: Option<Instant>, _: Duration) -> Wake {
+            // A system call is a full barrier.
+            loom::sync::atomic::fence(Ordering::SeqCst);
+            let mut sleepers = word.sleepers.lock().unwrap();
+            if word.value.load(Ordering::SeqCst) != expected {
+                return Wake::Maybe;
+            }
+            let me = sleepers.next;
+            sleepers.next += 1;
+            sleepers.asleep.push(me);
+            loop {
+                if let Some(i) = sleepers.woken.iter().position(|&w| w == me) {
+                    sleepers.woken.swap_remove(i);
+                    return Wake::Maybe;
+                }
+                sleepers = word.wakeup.wait(sleepers).unwrap();
+            }
+        }
+        fn wake(word: &ModelWord, count: u32) {
+            let mut sleepers = word.sleepers.lock().unwrap();
+            let n = (count as usize).min(sleepers.asleep.len());
+            let chosen: Vec<u64> = sleepers.asleep.drain(..n).collect();
+            sleepers.woken.extend(chosen);
+            drop(sleepers);
+            word.wakeup.notify_all();
+        }
+        fn spin(_: Duration, mut ready: impl FnMut() -> bool) -> bool {
+            // One look: the sleeping path is the one worth exploring.
+            ready()
+        }
+        fn store_load_fence() {
+            loom::sync::atomic::fence(Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn mutex_excludes_and_never_loses_a_wakeup() {
+        loom::model(|| {
+            let mutex = Arc::new(RawMutex::<Model>::new());
+            let inside = Arc::new(LoomU32::new(0));
+            let threads: Vec<_> = (1..=2)
+                .map(|id| {
+                    let (mutex, inside) = (mutex.clone(), inside.clone());
+                    loom::thread::spawn(move || {
+                        as_process(id);
+                        assert_eq!(mutex.lock(None), Ok(Acquired::Clean));
+                        assert!(mutex.held_by_me());
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        assert!(mutex.unlock());
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert!(!mutex.is_locked());
+            assert!(!mutex.unlock(), "unlocking an unlocked mutex reports it");
+        });
+    }
+
+    #[test]
+    fn semaphore_counts_and_never_loses_a_wakeup() {
+        loom::model(|| {
+            let sem = Arc::new(RawSemaphore::<Model>::new(1, 1));
+            let inside = Arc::new(LoomU32::new(0));
+            let threads: Vec<_> = (1..=2)
+                .map(|id| {
+                    let (sem, inside) = (sem.clone(), inside.clone());
+                    loom::thread::spawn(move || {
+                        as_process(id);
+                        assert_eq!(sem.acquire(None), Ok(()));
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders of one unit");
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        assert!(sem.release());
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert_eq!(sem.value(), 1);
+            assert!(!sem.release(), "a bounded semaphore refuses to exceed its bound");
+        });
     }
 }
