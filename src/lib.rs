@@ -119,6 +119,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod connection;
 mod error;
 pub mod handle;
 pub mod process;
@@ -126,6 +127,7 @@ mod shm;
 pub mod sync;
 mod sys;
 
+pub use connection::{Connection, pipe, pipe_one_way};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Fd;
 pub use process::{

@@ -127,3 +127,13 @@ pub(crate) fn recv_exact(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<Own
 pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
     fds.iter().map(|fd| fd.as_fd()).collect()
 }
+
+/// Shuts the sending direction of a socket (the peer then reads end-of-file).
+pub(crate) fn shutdown_write(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Write)?)
+}
+
+/// Shuts the receiving direction of a socket.
+pub(crate) fn shutdown_read(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Read)?)
+}
