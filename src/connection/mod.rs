@@ -100,6 +100,9 @@ pub enum RecvIntoError {
     Recv(#[from] RecvError),
 }
 
+/// A whole frame: its payload and the descriptors that came with it.
+type Frame = (Vec<u8>, Vec<OwnedFd>);
+
 /// A frame being read, kept across calls so that a timeout never loses half a message.
 struct Reader {
     header: [u8; 8],
@@ -115,7 +118,7 @@ impl Reader {
     }
 
     /// Reads what is there without blocking; `Some` once a whole frame is in.
-    fn advance(&mut self, sock: BorrowedFd<'_>) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, RecvError> {
+    fn advance(&mut self, sock: BorrowedFd<'_>) -> Result<Option<Frame>, RecvError> {
         loop {
             let (buf, header) = if self.header_got < 8 {
                 (&mut self.header[self.header_got..], true)
@@ -302,7 +305,7 @@ impl<T> Connection<T> {
     }
 
     /// Receives a frame by `deadline` (`None`: no limit); `Some(now)` checks once.
-    fn recv_frame(&self, deadline: Option<Instant>) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
+    fn recv_frame(&self, deadline: Option<Instant>) -> Result<Frame, RecvTimeoutError> {
         if !self.readable {
             return Err(RecvError::WriteOnly.into());
         }
