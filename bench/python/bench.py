@@ -106,7 +106,53 @@ def event_pingpong(iterations):
     return elapsed / iterations
 
 
+def _echo(conn, rounds):
+    for _ in range(rounds):
+        conn.send(conn.recv() + 1)
+
+
+def pipe_round_trip(iterations):
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_echo, args=(theirs, iterations + 1))
+    child.start()
+    ours.send(0)
+    ours.recv()
+    t0 = time.perf_counter()
+    for i in range(iterations):
+        ours.send(i)
+        if ours.recv() != i + 1:
+            raise SystemExit("wrong echo")
+    elapsed = time.perf_counter() - t0
+    child.join()
+    return elapsed / iterations
+
+
+def _drain(conn, count):
+    for _ in range(count):
+        conn.recv_bytes()
+    conn.send_bytes(b"done")
+
+
+def pipe_one_way(iterations, size):
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_drain, args=(theirs, iterations))
+    child.start()
+    message = b"\x07" * size
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        ours.send_bytes(message)
+    ours.recv_bytes()
+    elapsed = time.perf_counter() - t0
+    child.join()
+    return elapsed / iterations
+
+
 SCENARIOS = {
+    "pipe_round_trip": pipe_round_trip,
+    "pipe_one_way_64": lambda n: pipe_one_way(n, 64),
+    "pipe_one_way_1m": lambda n: pipe_one_way(n, 1 << 20),
     "lock_uncontended": lock_uncontended,
     "semaphore_uncontended": semaphore_uncontended,
     "lock_contended": lock_contended,

@@ -12,6 +12,9 @@ use rustix::net::{
 /// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = 253;
 
+/// Control-message space for receiving `MAX_FDS` descriptors (header plus 4 bytes each, aligned).
+const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
+
 /// A connected pair of stream sockets, both close-on-exec.
 pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
@@ -87,7 +90,8 @@ pub(crate) fn recv_with_fds(
     fds: &mut Vec<OwnedFd>,
     nonblocking: bool,
 ) -> io::Result<Option<usize>> {
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    // On the stack: this runs for every read of every message.
+    let mut space = [MaybeUninit::<u8>::uninit(); RECV_SPACE];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut flags = RecvFlags::CMSG_CLOEXEC;
     if nonblocking {

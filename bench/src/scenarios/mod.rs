@@ -25,6 +25,7 @@ use std::error::Error;
 use std::time::Instant;
 
 mod baseline;
+mod pipe;
 mod process;
 mod sync;
 
@@ -110,5 +111,6 @@ pub fn all() -> Vec<Scenario> {
     let mut all = baseline::scenarios();
     all.extend(process::scenarios());
     all.extend(sync::scenarios());
+    all.extend(pipe::scenarios());
     all
 }
