@@ -123,6 +123,7 @@ pub mod connection;
 mod error;
 pub mod handle;
 pub mod process;
+pub mod queue;
 mod shm;
 pub mod sync;
 mod sys;
@@ -135,6 +136,7 @@ pub use process::{
     StartMethod, Task, UnknownStartMethod, active_children, cpu_count, current_process, get_start_method,
     parent_process, set_start_method,
 };
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     AcquireTimeoutError, Barrier, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard, ConditionLock, Event,
     Lock, LockGuard, LockResult, NotOwner, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,

@@ -8,7 +8,9 @@
 //!        8   layout version    u32
 //!       12   kind              u32   which T (see SharedState::KIND)
 //!       16   size of T         u64
+//!       24   size of the tail  u64   bytes after T, for types with a variable part (a ring)
 //!       64   T                       (64-byte aligned)
+//!  64+|T|↑64 tail                    (64-byte aligned)
 //! ```
 //!
 //! The handle is `Clone` (clones share one mapping) and serde-serializable: it travels as its
@@ -52,6 +54,12 @@ struct Header {
     version: u32,
     kind: u32,
     size: u64,
+    tail: u64,
+}
+
+/// Where the tail starts: after T, rounded up to 64 bytes.
+const fn tail_offset<T>() -> usize {
+    (DATA_OFFSET + size_of::<T>()).next_multiple_of(64)
 }
 
 /// A `T` in shared memory; see the module docs.
@@ -63,13 +71,24 @@ pub(crate) struct Shared<T: SharedState> {
 impl<T: SharedState> Shared<T> {
     /// Places `value` in a new segment.
     pub(crate) fn new(value: T) -> Result<Shared<T>> {
+        Shared::with_tail(value, 0)
+    }
+
+    /// Places `value` in a new segment followed by `tail` zeroed bytes.
+    pub(crate) fn with_tail(value: T, tail: usize) -> Result<Shared<T>> {
         const { assert!(align_of::<T>() <= DATA_OFFSET) };
-        let map = Mapping::create(T::NAME, DATA_OFFSET + size_of::<T>())
+        let map = Mapping::create(T::NAME, tail_offset::<T>() + tail)
             .map_err(|e| Error::os("creating a shared memory segment", e))?;
-        let header = Header { magic: MAGIC, version: LAYOUT_VERSION, kind: T::KIND, size: size_of::<T>() as u64 };
-        // SAFETY: the mapping is fresh, page-aligned and DATA_OFFSET + size_of::<T>() bytes long,
-        // so the header at 0 and the T at DATA_OFFSET (aligned, asserted above) fit, and no other
-        // process can see it yet.
+        let header = Header {
+            magic: MAGIC,
+            version: LAYOUT_VERSION,
+            kind: T::KIND,
+            size: size_of::<T>() as u64,
+            tail: tail as u64,
+        };
+        // SAFETY: the mapping is fresh, page-aligned and at least DATA_OFFSET + size_of::<T>()
+        // bytes long, so the header at 0 and the T at DATA_OFFSET (aligned, asserted above) fit,
+        // and no other process can see it yet.
         unsafe {
             map.ptr().as_ptr().cast::<Header>().write(header);
             map.ptr().as_ptr().add(DATA_OFFSET).cast::<T>().write(value);
@@ -80,7 +99,7 @@ impl<T: SharedState> Shared<T> {
     /// Maps a segment received from another process, checking that it holds a `T`.
     fn attach(map: Mapping) -> Result<Shared<T>> {
         let wrong = |what: String| Error::new(ErrorKind::Decode, format!("not a shared {}: {what}", T::NAME));
-        if map.len() < DATA_OFFSET + size_of::<T>() {
+        if map.len() < tail_offset::<T>() {
             return Err(wrong(format!("segment of {} bytes is too small", map.len())));
         }
         // SAFETY: the mapping is at least DATA_OFFSET bytes long (checked) and page-aligned;
@@ -95,7 +114,21 @@ impl<T: SharedState> Shared<T> {
         if header.kind != T::KIND || header.size != size_of::<T>() as u64 {
             return Err(wrong(format!("segment holds kind {} of {} bytes", header.kind, header.size)));
         }
+        if header.tail != (map.len() - tail_offset::<T>()) as u64 {
+            return Err(wrong(format!("segment of {} bytes cannot hold a tail of {}", map.len(), header.tail)));
+        }
         Ok(Shared { map: Arc::new(map), _type: PhantomData })
+    }
+}
+
+impl<T: SharedState> Shared<T> {
+    /// The variable part after `T`: its start and length. Callers synchronise access to it through
+    /// the atomics in `T`.
+    pub(crate) fn tail(&self) -> (std::ptr::NonNull<u8>, usize) {
+        let offset = tail_offset::<T>();
+        // SAFETY: `offset` is within the mapping (checked on attach, true by construction in new).
+        let start = unsafe { self.map.ptr().add(offset) };
+        (start, self.map.len() - offset)
     }
 }
 

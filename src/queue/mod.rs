@@ -1,0 +1,682 @@
+//! Queues between processes: [`Queue`], [`SimpleQueue`] and [`JoinableQueue`].
+//!
+//! A queue is a ring of bytes in shared memory (see the `ring` module for its layout and its
+//! crash-safety argument): `put` encodes the item in the caller — so an item that cannot be
+//! encoded fails right there, never silently in a background thread as in Python — and copies it
+//! into the ring; `get` copies it out and decodes it. There is no feeder thread, so a process that
+//! put items can always exit, and joining it never deadlocks. Producers and consumers spin
+//! briefly before they sleep on a futex, so a queue between two running processes moves millions
+//! of small items a second.
+//!
+//! Messages larger than half the ring stream through it in chunks, so items of any size pass a
+//! queue of any capacity. A process killed in the middle of a `put` or `get` leaves the queue
+//! usable by everyone else: nothing torn or duplicated is ever delivered; at most the one message
+//! in flight in the killed process is lost.
+//!
+//! Items must not contain handles (locks, descriptors): a ring of bytes cannot carry descriptors.
+//! Send those over a [`Connection`](crate::Connection). A queue's own handle, however, can be
+//! put in a process's arguments or sent over a connection.
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//!
+//! fn cook(q: Queue<Option<String>>) {
+//!     for dish in ["noodles", "dumplings", "rice"] {
+//!         q.put(Some(dish.to_string())).unwrap();
+//!     }
+//!     q.put(None).unwrap(); // the sentinel: no more dishes
+//! }
+//!
+//! let q = Queue::new().unwrap();
+//! let mut cook = Process::spawn(cook, (q.clone(),)).unwrap();
+//! let mut eaten = Vec::new();
+//! while let Some(dish) = q.get().unwrap() {
+//!     eaten.push(dish);
+//! }
+//! cook.join().unwrap();
+//! assert_eq!(eaten, ["noodles", "dumplings", "rice"]);
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle;
+use crate::sync::deadline_after;
+
+mod ring;
+
+use ring::{Ring, RingError};
+
+/// The ring size of a queue made without one: 4 MiB (pages are only touched as they are used).
+pub const DEFAULT_CAPACITY: usize = 4 << 20;
+
+macro_rules! item_error {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident),* }) => {
+        $(#[$meta])*
+        pub enum $name<T> {
+            $($(#[$vmeta])* $variant(T),)*
+            /// The item could not be encoded, or the queue is broken; the item is handed back.
+            Failed(T, Error),
+        }
+
+        impl<T> $name<T> {
+            /// The item that was not put.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $($name::$variant(item) => item,)*
+                    $name::Failed(item, _) => item,
+                }
+            }
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($name::$variant(_) => f.write_str(concat!(stringify!($variant), "(..)")),)*
+                    $name::Failed(_, err) => f.debug_tuple("Failed").field(&"..").field(err).finish(),
+                }
+            }
+        }
+
+        impl<T> std::error::Error for $name<T> {}
+    };
+}
+
+item_error!(
+    /// Why [`Queue::put`] did not put the item (it is handed back).
+    PutError {
+        /// This handle was closed.
+        Closed
+    }
+);
+item_error!(
+    /// Why [`Queue::try_put`] did not put the item (it is handed back).
+    TryPutError {
+        /// The queue is at its `maxsize` (or its ring is full).
+        Full,
+        /// This handle was closed.
+        Closed
+    }
+);
+item_error!(
+    /// Why [`Queue::put_timeout`] did not put the item (it is handed back).
+    PutTimeoutError {
+        /// There was no room before the deadline.
+        Timeout,
+        /// This handle was closed.
+        Closed
+    }
+);
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Closed(_) => f.write_str("queue is closed"),
+            PutError::Failed(_, err) => err.fmt(f),
+        }
+    }
+}
+
+impl<T> fmt::Display for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPutError::Full(_) => f.write_str("queue is full"),
+            TryPutError::Closed(_) => f.write_str("queue is closed"),
+            TryPutError::Failed(_, err) => err.fmt(f),
+        }
+    }
+}
+
+impl<T> fmt::Display for PutTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutTimeoutError::Timeout(_) => f.write_str("timed out waiting for room in the queue"),
+            PutTimeoutError::Closed(_) => f.write_str("queue is closed"),
+            PutTimeoutError::Failed(_, err) => err.fmt(f),
+        }
+    }
+}
+
+/// Why [`Queue::get`] returned no item.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// This handle was closed.
+    #[error("queue is closed")]
+    Closed,
+    /// An item arrived but could not be decoded as the expected type (it is consumed; the queue
+    /// stays usable), or the queue is broken.
+    #[error(transparent)]
+    Failed(Error),
+}
+
+/// Why [`Queue::try_get`] returned no item.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryGetError {
+    /// The queue was empty.
+    #[error("queue is empty")]
+    Empty,
+    /// This handle was closed.
+    #[error("queue is closed")]
+    Closed,
+    /// As [`GetError::Failed`].
+    #[error(transparent)]
+    Failed(Error),
+}
+
+/// Why [`Queue::get_timeout`] returned no item.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetTimeoutError {
+    /// Nothing arrived before the deadline.
+    #[error("timed out waiting for an item")]
+    Timeout,
+    /// This handle was closed.
+    #[error("queue is closed")]
+    Closed,
+    /// As [`GetError::Failed`].
+    #[error(transparent)]
+    Failed(Error),
+}
+
+/// A multi-producer, multi-consumer queue between processes, optionally bounded.
+///
+/// Items from one producer arrive in the order it put them. [`len`](Self::len),
+/// [`is_empty`](Self::is_empty) and [`is_full`](Self::is_full) are snapshots: exact at the instant
+/// they read the shared counter, and possibly stale by the time the caller looks (as in Python).
+///
+/// See the [module docs](self) for an example.
+///
+/// Python counterpart: `multiprocessing.Queue`.
+pub struct Queue<T> {
+    ring: Ring,
+    closed: AtomicBool,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    /// Another handle to the same queue (open, whatever this one's state).
+    fn clone(&self) -> Queue<T> {
+        Queue { ring: self.ring.clone(), closed: AtomicBool::new(false), _type: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").field("len", &self.len()).field("maxsize", &self.ring.maxsize()).finish()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.ring.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Queue<T>, D::Error> {
+        Ok(Queue { ring: Ring::deserialize(deserializer)?, closed: AtomicBool::new(false), _type: PhantomData })
+    }
+}
+
+impl<T> Queue<T> {
+    /// An unbounded queue.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if no shared memory can be had.
+    ///
+    /// Python counterpart: `Queue()`.
+    pub fn new() -> Result<Queue<T>> {
+        Queue::with_capacity(0, DEFAULT_CAPACITY)
+    }
+
+    /// A queue of at most `maxsize` items (0: unbounded, as in Python).
+    ///
+    /// `maxsize` is a `usize`, so Python's negative sizes (meaning unbounded) cannot be written.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if no shared memory can be had.
+    ///
+    /// Python counterpart: `Queue(maxsize)`.
+    pub fn bounded(maxsize: usize) -> Result<Queue<T>> {
+        Queue::with_capacity(maxsize, DEFAULT_CAPACITY)
+    }
+
+    /// A queue of at most `maxsize` items (0: unbounded) over a ring of `bytes` bytes (at least
+    /// 4 KiB). Items larger than half the ring stream through it in chunks.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if no shared memory can be had.
+    pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Queue<T>> {
+        Ok(Queue { ring: Ring::new(maxsize as u64, bytes)?, closed: AtomicBool::new(false), _type: PhantomData })
+    }
+
+    /// The number of items in the queue (a snapshot).
+    ///
+    /// Python counterpart: `q.qsize()`.
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.ring.len() as usize
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    ///
+    /// Python counterpart: `q.empty()`.
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (a snapshot; never for an unbounded queue).
+    ///
+    /// Python counterpart: `q.full()`.
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
+        let max = self.ring.maxsize();
+        max > 0 && self.ring.len() >= max
+    }
+
+    /// The bound given at creation (0: unbounded).
+    pub fn maxsize(&self) -> usize {
+        self.ring.maxsize() as usize
+    }
+
+    /// Closes this handle: later `put`s and `get`s through it fail with `Closed`. Other handles
+    /// (in this or other processes) are not affected, and nothing already put is lost.
+    ///
+    /// Python counterpart: `q.close()`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// What a put or get ended with, before it is dressed in the caller's error type.
+enum Outcome {
+    Timeout,
+    Failed(Error),
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    fn encode(item: &T) -> std::result::Result<Vec<u8>, Error> {
+        let (bytes, fds) = handle::encode(item)
+            .map_err(|e| Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e))?;
+        if !fds.is_empty() {
+            return Err(Error::new(
+                ErrorKind::HandleOutsideTransfer,
+                "a queue carries bytes only; send handles over a Connection",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn put_until(&self, item: &T, deadline: Option<Instant>) -> std::result::Result<(), Outcome> {
+        let bytes = Queue::encode(item).map_err(Outcome::Failed)?;
+        self.ring.put(&bytes, deadline).map_err(|e| match e {
+            RingError::Timeout => Outcome::Timeout,
+            RingError::Corrupt(err) => Outcome::Failed(err),
+        })
+    }
+
+    fn get_until(&self, deadline: Option<Instant>) -> std::result::Result<T, Outcome> {
+        let bytes = self.ring.get(deadline).map_err(|e| match e {
+            RingError::Timeout => Outcome::Timeout,
+            RingError::Corrupt(err) => Outcome::Failed(err),
+        })?;
+        postcard::from_bytes(&bytes).map_err(|e| {
+            Outcome::Failed(Error::with_source(
+                ErrorKind::Decode,
+                format!("an item is not a {}", std::any::type_name::<T>()),
+                e,
+            ))
+        })
+    }
+
+    /// Puts an item, waiting for room in a bounded queue for as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutError::Failed`] with [`ErrorKind::Encode`] if the item cannot be encoded, or
+    /// [`ErrorKind::HandleOutsideTransfer`] if it contains handles; [`PutError::Closed`] on a
+    /// closed handle. The item is handed back either way.
+    ///
+    /// Python counterpart: `q.put(obj)`.
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        if self.is_closed() {
+            return Err(PutError::Closed(item));
+        }
+        match self.put_until(&item, None) {
+            Ok(()) => Ok(()),
+            Err(Outcome::Failed(err)) => Err(PutError::Failed(item, err)),
+            Err(Outcome::Timeout) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Puts an item if there is room now.
+    ///
+    /// # Errors
+    /// [`TryPutError::Full`] if there is not; otherwise as [`put`](Self::put).
+    ///
+    /// Python counterpart: `q.put_nowait(obj)` / `q.put(obj, block=False)`.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        if self.is_closed() {
+            return Err(TryPutError::Closed(item));
+        }
+        match self.put_until(&item, Some(Instant::now())) {
+            Ok(()) => Ok(()),
+            Err(Outcome::Timeout) => Err(TryPutError::Full(item)),
+            Err(Outcome::Failed(err)) => Err(TryPutError::Failed(item, err)),
+        }
+    }
+
+    /// Puts an item, waiting up to `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutTimeoutError::Timeout`] once it has passed; otherwise as [`put`](Self::put).
+    ///
+    /// Python counterpart: `q.put(obj, timeout=t)`.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.put_deadline(item, deadline_after(timeout))
+    }
+
+    /// Puts an item, waiting until `deadline` (`None`: forever) for room.
+    ///
+    /// # Errors
+    /// As for [`put_timeout`](Self::put_timeout).
+    pub fn put_deadline(&self, item: T, deadline: Option<Instant>) -> std::result::Result<(), PutTimeoutError<T>> {
+        if self.is_closed() {
+            return Err(PutTimeoutError::Closed(item));
+        }
+        match self.put_until(&item, deadline) {
+            Ok(()) => Ok(()),
+            Err(Outcome::Timeout) => Err(PutTimeoutError::Timeout(item)),
+            Err(Outcome::Failed(err)) => Err(PutTimeoutError::Failed(item, err)),
+        }
+    }
+
+    /// Takes the oldest item, waiting for one for as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetError::Failed`] with [`ErrorKind::Decode`] if the item is not a `T` (it is consumed;
+    /// the queue stays usable); [`GetError::Closed`] on a closed handle.
+    ///
+    /// Python counterpart: `q.get()`.
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        if self.is_closed() {
+            return Err(GetError::Closed);
+        }
+        match self.get_until(None) {
+            Ok(item) => Ok(item),
+            Err(Outcome::Failed(err)) => Err(GetError::Failed(err)),
+            Err(Outcome::Timeout) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Takes an item if one is there now.
+    ///
+    /// # Errors
+    /// [`TryGetError::Empty`] if none is; otherwise as [`get`](Self::get).
+    ///
+    /// Python counterpart: `q.get_nowait()` / `q.get(block=False)`.
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
+        if self.is_closed() {
+            return Err(TryGetError::Closed);
+        }
+        match self.get_until(Some(Instant::now())) {
+            Ok(item) => Ok(item),
+            Err(Outcome::Timeout) => Err(TryGetError::Empty),
+            Err(Outcome::Failed(err)) => Err(TryGetError::Failed(err)),
+        }
+    }
+
+    /// Takes an item, waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`] once it has passed; otherwise as [`get`](Self::get).
+    ///
+    /// Python counterpart: `q.get(timeout=t)`.
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
+        self.get_deadline(deadline_after(timeout))
+    }
+
+    /// Takes an item, waiting until `deadline` (`None`: forever). A large item whose first part
+    /// has arrived is received whole even if that takes past the deadline.
+    ///
+    /// # Errors
+    /// As for [`get_timeout`](Self::get_timeout).
+    pub fn get_deadline(&self, deadline: Option<Instant>) -> std::result::Result<T, GetTimeoutError> {
+        if self.is_closed() {
+            return Err(GetTimeoutError::Closed);
+        }
+        match self.get_until(deadline) {
+            Ok(item) => Ok(item),
+            Err(Outcome::Timeout) => Err(GetTimeoutError::Timeout),
+            Err(Outcome::Failed(err)) => Err(GetTimeoutError::Failed(err)),
+        }
+    }
+}
+
+/// A queue with nothing but `put`, `get` and `is_empty`: no bound, no timeouts.
+///
+/// ```
+/// let q = multiproc::SimpleQueue::new().unwrap();
+/// q.put(1u8).unwrap();
+/// assert_eq!(q.get().unwrap(), 1);
+/// assert!(q.is_empty());
+/// ```
+/// Python counterpart: `multiprocessing.SimpleQueue`.
+pub struct SimpleQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> SimpleQueue<T> {
+        SimpleQueue { queue: self.queue.clone() }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue").field("len", &self.queue.len()).finish()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.queue.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<SimpleQueue<T>, D::Error> {
+        Ok(SimpleQueue { queue: Queue::deserialize(deserializer)? })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new, empty queue.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if no shared memory can be had.
+    pub fn new() -> Result<SimpleQueue<T>> {
+        Ok(SimpleQueue { queue: Queue::new()? })
+    }
+
+    /// Puts an item.
+    ///
+    /// # Errors
+    /// As [`Queue::put`].
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.queue.put(item)
+    }
+
+    /// Takes the oldest item, waiting for one.
+    ///
+    /// # Errors
+    /// As [`Queue::get`].
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.queue.get()
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Closes this handle.
+    pub fn close(&self) {
+        self.queue.close()
+    }
+}
+
+/// A [`Queue`] that counts unfinished items: each `put` adds one, each [`task_done`](Self::task_done)
+/// removes one, and [`join`](Self::join) waits until none is left.
+///
+/// # Example
+/// ```
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn eat(q: JoinableQueue<u32>) {
+///     loop {
+///         let _bun = q.get().unwrap();
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// let q = JoinableQueue::new().unwrap();
+/// let _eater = Process::builder().daemon(true).spawn(eat, (q.clone(),)).unwrap();
+/// for bun in 0..10 {
+///     q.put(bun).unwrap();
+/// }
+/// q.join().unwrap(); // every bun eaten; the daemon eater ends with the program
+/// ```
+/// Python counterpart: `multiprocessing.JoinableQueue`.
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+/// [`JoinableQueue::task_done`] was called more times than items were put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("task_done() called too many times")]
+pub struct TaskDoneError;
+
+/// [`JoinableQueue::join_timeout`] returned before every item was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for the queue's items to be done")]
+pub struct JoinTimeout;
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> JoinableQueue<T> {
+        JoinableQueue { queue: self.queue.clone() }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue").field("len", &self.queue.len()).finish()
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.queue.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<JoinableQueue<T>, D::Error> {
+        Ok(JoinableQueue { queue: Queue::deserialize(deserializer)? })
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    /// Everything a [`Queue`] does but putting (which must count): `get`, `len`, `close`, ….
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if no shared memory can be had.
+    pub fn new() -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue { queue: Queue::new()? })
+    }
+
+    /// A joinable queue of at most `maxsize` items (0: unbounded).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if no shared memory can be had.
+    pub fn bounded(maxsize: usize) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue { queue: Queue::bounded(maxsize)? })
+    }
+
+    /// Puts an item and counts it as unfinished.
+    ///
+    /// # Errors
+    /// As [`Queue::put`] (a failed put is not counted).
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.queue.ring.add_unfinished();
+        self.queue.put(item).inspect_err(|_| self.queue.ring.remove_unfinished())
+    }
+
+    /// Puts an item if there is room now, counting it as unfinished.
+    ///
+    /// # Errors
+    /// As [`Queue::try_put`].
+    pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        self.queue.ring.add_unfinished();
+        self.queue.try_put(item).inspect_err(|_| self.queue.ring.remove_unfinished())
+    }
+
+    /// Puts an item, waiting up to `timeout` for room, counting it as unfinished.
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.queue.ring.add_unfinished();
+        self.queue.put_timeout(item, timeout).inspect_err(|_| self.queue.ring.remove_unfinished())
+    }
+
+    /// Marks one item taken with `get` as done.
+    ///
+    /// # Errors
+    /// [`TaskDoneError`] if more items were marked done than were put (Python's `ValueError`).
+    ///
+    /// Python counterpart: `q.task_done()`.
+    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
+        if self.queue.ring.task_done() { Ok(()) } else { Err(TaskDoneError) }
+    }
+
+    /// Waits until every item put has been marked done.
+    ///
+    /// # Errors
+    /// Never; the `Result` keeps the shape of [`join_timeout`](Self::join_timeout).
+    ///
+    /// Python counterpart: `q.join()`.
+    pub fn join(&self) -> std::result::Result<(), JoinTimeout> {
+        self.queue.ring.join(None).map_err(|_| JoinTimeout)
+    }
+
+    /// Waits up to `timeout` until every item put has been marked done.
+    ///
+    /// # Errors
+    /// [`JoinTimeout`] if some were still unfinished at the deadline.
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeout> {
+        self.queue.ring.join(deadline_after(timeout)).map_err(|_| JoinTimeout)
+    }
+}
