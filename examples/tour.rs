@@ -4,6 +4,8 @@
 
 #[path = "stories/process.rs"]
 mod process;
+#[path = "stories/queue.rs"]
+mod queue;
 #[path = "stories/sync.rs"]
 mod sync;
 
@@ -20,5 +22,10 @@ fn main() {
     sync::ticket_office_story();
     sync::ktv_story();
     sync::traffic_light_story();
+    queue::one_to_one_story();
+    queue::many_to_many_story();
+    queue::joinable_story();
+    queue::full_and_empty_story();
+    queue::pipe_echo_story();
     println!("\nthe tour is over");
 }

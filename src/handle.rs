@@ -53,6 +53,15 @@ pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Resul
     Ok((bytes?, fds))
 }
 
+/// The size of `value`'s encoding and whether it holds any handle, without encoding it.
+pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usize, bool)> {
+    let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+    let size = postcard::experimental::serialized_size(value);
+    let table = TABLE.with(|t| t.replace(outer));
+    let has_handles = matches!(table, Some(Table::Sending(fds)) if !fds.is_empty());
+    Ok((size?, has_handles))
+}
+
 /// Deserializes with `decode`, letting handles claim descriptors from `fds` by index.
 pub(crate) fn provide<T>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> T) -> T {
     let outer = TABLE.with(|t| t.replace(Some(Table::Receiving(fds))));

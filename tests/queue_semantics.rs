@@ -243,3 +243,45 @@ fn simple_queue_puts_and_gets() {
     assert!(!q.is_empty());
     assert_eq!(q.get().unwrap(), "x");
 }
+
+fn put_when_told(go: Queue<()>, q: Queue<u32>) {
+    go.get().unwrap();
+    q.put(42).unwrap();
+}
+
+#[test]
+fn wait_over_queues_pipes_and_processes() {
+    use multiproc::connection::{Waitable, pipe, wait};
+    let _w = watchdog(60);
+    let (go, q) = (Queue::new().unwrap(), Queue::<u32>::new().unwrap());
+    let simple = SimpleQueue::<u8>::new().unwrap();
+    let (pipe_end, pipe_peer) = pipe::<u8>().unwrap();
+    let mut child = Process::spawn(put_when_told, (go.clone(), q.clone())).unwrap();
+
+    // Nothing is ready: the timeout passes in full and nothing is reported.
+    let timeout = Duration::from_millis(150);
+    let began = Instant::now();
+    assert!(wait(&[&q as &dyn Waitable, &simple, &pipe_end], Some(timeout)).unwrap().is_empty());
+    assert!(began.elapsed() >= timeout);
+
+    // An item put by another process wakes a wait with no timeout.
+    go.put(()).unwrap();
+    assert_eq!(wait(&[&pipe_end as &dyn Waitable, &simple, &q], None).unwrap(), [2]);
+    // Waiting does not take the item; ready stays ready until it is taken.
+    assert_eq!(wait(&[&q as &dyn Waitable], Some(Duration::ZERO)).unwrap(), [0]);
+    assert_eq!(q.get().unwrap(), 42);
+
+    // A pipe and a process alongside queues: each is reported when it is ready.
+    child.join().unwrap();
+    assert_eq!(wait(&[&q as &dyn Waitable, &child], Some(Duration::from_secs(20))).unwrap(), [1]);
+    pipe_peer.send(&1).unwrap();
+    simple.put(3).unwrap();
+    assert_eq!(wait(&[&q as &dyn Waitable, &simple, &pipe_end], None).unwrap(), [1, 2]);
+    assert_eq!(simple.get().unwrap(), 3);
+    assert_eq!(wait(&[&q as &dyn Waitable, &simple, &pipe_end], None).unwrap(), [2]);
+
+    // A JoinableQueue too.
+    let jq = JoinableQueue::<u8>::new().unwrap();
+    jq.put(9).unwrap();
+    assert_eq!(wait(&[&q as &dyn Waitable, &jq], None).unwrap(), [1]);
+}

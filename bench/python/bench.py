@@ -149,7 +149,96 @@ def pipe_one_way(iterations, size):
     return elapsed / iterations
 
 
+def _produce(q, go, n, size):
+    go.wait()
+    item = (lambda i: i) if size == 8 else (lambda i: bytes([i % 256]) * size)
+    for i in range(n):
+        q.put(item(i))
+
+
+def queue_one_to_one(iterations, size, simple=False):
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.SimpleQueue() if simple else ctx.Queue()
+    go = ctx.Event()
+    producer = ctx.Process(target=_produce, args=(q, go, iterations, size))
+    producer.start()
+    t0 = time.perf_counter()
+    go.set()
+    for _ in range(iterations):
+        q.get()
+    elapsed = time.perf_counter() - t0
+    producer.join()
+    return elapsed / iterations
+
+
+def _produce_then_stop(q, go, n):
+    go.wait()
+    for i in range(n):
+        q.put(i)
+
+
+def _consume_until_sentinel(q, go, taken):
+    go.wait()
+    count = 0
+    while q.get() is not None:
+        count += 1
+    with taken.get_lock():
+        taken.value += count
+
+
+def queue_two_by_two(iterations):
+    ctx = multiprocessing.get_context("fork")
+    q, go, taken = ctx.Queue(), ctx.Event(), ctx.Value("q", 0)
+    half = iterations // 2
+    producers = [ctx.Process(target=_produce_then_stop, args=(q, go, half)) for _ in range(2)]
+    consumers = [ctx.Process(target=_consume_until_sentinel, args=(q, go, taken)) for _ in range(2)]
+    for p in producers + consumers:
+        p.start()
+    t0 = time.perf_counter()
+    go.set()
+    for p in producers:
+        p.join()
+    q.put(None)
+    q.put(None)
+    for c in consumers:
+        c.join()
+    elapsed = time.perf_counter() - t0
+    if taken.value != 2 * half:
+        raise SystemExit("%d items taken instead of %d" % (taken.value, 2 * half))
+    return elapsed / (2 * half)
+
+
+def _work_off(q):
+    while q.get() is not None:
+        q.task_done()
+    q.task_done()
+
+
+def joinable_queue(iterations):
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.JoinableQueue()
+    worker = ctx.Process(target=_work_off, args=(q,))
+    worker.start()
+    q.put(0)
+    q.join()
+    t0 = time.perf_counter()
+    for i in range(iterations):
+        q.put(i)
+    q.join()
+    elapsed = time.perf_counter() - t0
+    q.put(None)
+    worker.join()
+    return elapsed / iterations
+
+
 SCENARIOS = {
+    "queue_1to1_8": lambda n: queue_one_to_one(n, 8),
+    "queue_1to1_64": lambda n: queue_one_to_one(n, 64),
+    "simple_queue_1to1_8": lambda n: queue_one_to_one(n, 8, simple=True),
+    "queue_2x2_8": queue_two_by_two,
+    "queue_1to1_64k": lambda n: queue_one_to_one(n, 64 << 10),
+    "queue_1to1_1m": lambda n: queue_one_to_one(n, 1 << 20),
+    "joinable_queue": joinable_queue,
     "pipe_round_trip": pipe_round_trip,
     "pipe_one_way_64": lambda n: pipe_one_way(n, 64),
     "pipe_one_way_1m": lambda n: pipe_one_way(n, 1 << 20),

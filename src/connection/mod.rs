@@ -40,7 +40,7 @@ use crate::sys;
 
 mod wait;
 
-pub use wait::{Waitable, wait};
+pub use wait::{WaitSource, Waitable, wait};
 
 /// How long a receiver spins (re-checking the socket) before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);

@@ -45,11 +45,12 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::connection::{WaitSource, Waitable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::sync::deadline_after;
 
-mod ring;
+pub(crate) mod ring;
 
 use ring::{Ring, RingError};
 
@@ -308,32 +309,43 @@ enum Outcome {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    fn encode(item: &T) -> std::result::Result<Vec<u8>, Error> {
-        let (bytes, fds) = handle::encode(item)
-            .map_err(|e| Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e))?;
-        if !fds.is_empty() {
-            return Err(Error::new(
-                ErrorKind::HandleOutsideTransfer,
-                "a queue carries bytes only; send handles over a Connection",
-            ));
-        }
-        Ok(bytes)
+    fn encode_error(e: postcard::Error) -> Error {
+        Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e)
     }
 
     fn put_until(&self, item: &T, deadline: Option<Instant>) -> std::result::Result<(), Outcome> {
-        let bytes = Queue::encode(item).map_err(Outcome::Failed)?;
-        self.ring.put(&bytes, deadline).map_err(|e| match e {
+        // Measure first: an item that fits goes straight into the ring, encoded in place, with
+        // no buffer in between; a bigger one is encoded into a buffer and streamed in chunks.
+        let (len, has_handles) = handle::measure(item).map_err(|e| Outcome::Failed(Self::encode_error(e)))?;
+        if has_handles {
+            return Err(Outcome::Failed(Error::new(
+                ErrorKind::HandleOutsideTransfer,
+                "a queue carries bytes only; send handles over a Connection",
+            )));
+        }
+        let result = if len <= self.ring.whole_limit() {
+            self.ring.put_whole(len, deadline, &mut |room| {
+                postcard::to_slice(item, room).map(drop).map_err(Self::encode_error)
+            })
+        } else {
+            let bytes = postcard::to_stdvec(item).map_err(|e| Outcome::Failed(Self::encode_error(e)))?;
+            self.ring.put(&bytes, deadline)
+        };
+        result.map_err(|e| match e {
             RingError::Timeout => Outcome::Timeout,
-            RingError::Corrupt(err) => Outcome::Failed(err),
+            RingError::Failed(err) => Outcome::Failed(err),
         })
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> std::result::Result<T, Outcome> {
-        let bytes = self.ring.get(deadline).map_err(|e| match e {
-            RingError::Timeout => Outcome::Timeout,
-            RingError::Corrupt(err) => Outcome::Failed(err),
-        })?;
-        postcard::from_bytes(&bytes).map_err(|e| {
+        let mut decoded = None;
+        self.ring.get(deadline, &mut |bytes| decoded = Some(postcard::from_bytes::<T>(bytes))).map_err(
+            |e| match e {
+                RingError::Timeout => Outcome::Timeout,
+                RingError::Failed(err) => Outcome::Failed(err),
+            },
+        )?;
+        decoded.expect("a message was taken").map_err(|e| {
             Outcome::Failed(Error::with_source(
                 ErrorKind::Decode,
                 format!("an item is not a {}", std::any::type_name::<T>()),
@@ -575,6 +587,25 @@ pub struct TaskDoneError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("timed out waiting for the queue's items to be done")]
 pub struct JoinTimeout;
+
+/// A queue is ready for [`wait`](crate::connection::wait) when an item can be taken.
+impl<T> Waitable for Queue<T> {
+    fn wait_source(&self) -> WaitSource<'_> {
+        WaitSource::ring(&self.ring)
+    }
+}
+
+impl<T> Waitable for SimpleQueue<T> {
+    fn wait_source(&self) -> WaitSource<'_> {
+        self.queue.wait_source()
+    }
+}
+
+impl<T> Waitable for JoinableQueue<T> {
+    fn wait_source(&self) -> WaitSource<'_> {
+        self.queue.wait_source()
+    }
+}
 
 impl<T> Clone for JoinableQueue<T> {
     fn clone(&self) -> JoinableQueue<T> {

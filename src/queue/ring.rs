@@ -36,7 +36,7 @@
 //!   killed in the middle of a chunked message leaves `assembling` set; the next consumer skips
 //!   the orphaned chunks. That one message — the one in flight in the killed process — is lost.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
@@ -54,29 +54,62 @@ const HEADER: u64 = 8;
 /// Room always left free while a chunked message streams in, for an ABORT record.
 const ABORT_RESERVE: u64 = HEADER;
 
+/// The shared header of a ring. Each side's hot words sit on their own cache line, so a
+/// producer and a consumer running flat out do not bounce one line between their CPUs.
 #[repr(C)]
 pub(crate) struct RingState {
-    put_lock: RawMutex,
-    get_lock: RawMutex,
-    tail: AtomicU64,
-    head: AtomicU64,
-    /// Bumped after every publish; consumers sleep on it.
-    published: AtomicU32,
-    /// Bumped after every consume; producers sleep on it.
-    consumed: AtomicU32,
-    consumers_asleep: AtomicU32,
-    producers_asleep: AtomicU32,
-    /// Whole messages published and not yet taken.
-    count: AtomicU64,
-    /// 1 while a producer is in the middle of a chunked message.
-    streaming: AtomicU32,
-    /// 1 while a consumer is in the middle of a chunked message.
-    assembling: AtomicU32,
-    /// Messages put and not yet marked done (JoinableQueue).
-    unfinished: AtomicU32,
-    unfinished_asleep: AtomicU32,
     maxsize: u64,
     capacity: u64,
+    producer: ProducerSide,
+    consumer: ConsumerSide,
+    sleepers: Sleepers,
+    tasks: Tasks,
+}
+
+/// Written by the producer holding `put_lock`.
+#[repr(C, align(64))]
+struct ProducerSide {
+    put_lock: RawMutex,
+    tail: AtomicU64,
+    /// Whole messages ever published.
+    put_count: AtomicU64,
+    /// The last `head` a producer read: room up to there is certainly free, known without
+    /// touching the consumer's cache line (`head` only grows).
+    head_seen: AtomicU64,
+    /// Bumped after every publish; consumers sleep on it.
+    published: AtomicU32,
+    /// 1 while a producer is in the middle of a chunked message.
+    streaming: AtomicU32,
+}
+
+/// Written by the consumer holding `get_lock`.
+#[repr(C, align(64))]
+struct ConsumerSide {
+    get_lock: RawMutex,
+    head: AtomicU64,
+    /// Whole messages ever taken.
+    get_count: AtomicU64,
+    /// The last `tail` a consumer read: records up to there are certainly published.
+    tail_seen: AtomicU64,
+    /// Bumped after every consume; producers sleep on it.
+    consumed: AtomicU32,
+    /// 1 while a consumer is in the middle of a chunked message.
+    assembling: AtomicU32,
+}
+
+/// How many of each side are asleep: read on every publish and consume, written only around a
+/// sleep.
+#[repr(C, align(64))]
+struct Sleepers {
+    consumers: AtomicU32,
+    producers: AtomicU32,
+}
+
+/// JoinableQueue's count of messages put and not yet marked done.
+#[repr(C, align(64))]
+struct Tasks {
+    unfinished: AtomicU32,
+    asleep: AtomicU32,
 }
 
 // SAFETY: repr(C), atomics and plain integers, no destructor.
@@ -94,8 +127,9 @@ const fn record_size(len: u64) -> u64 {
 pub(crate) enum RingError {
     /// The deadline passed (for `try_`: the queue was full or empty).
     Timeout,
-    /// A record in the ring is not well formed: a bug or foreign writes.
-    Corrupt(Error),
+    /// A record in the ring is not well formed (a bug or foreign writes), or the caller's
+    /// encoding into the ring failed.
+    Failed(Error),
 }
 
 /// A handle to a ring in shared memory.
@@ -109,21 +143,26 @@ impl Ring {
     pub(crate) fn new(maxsize: u64, capacity: usize) -> crate::Result<Ring> {
         let capacity = (capacity.max(4096) as u64).next_multiple_of(8);
         let state = RingState {
-            put_lock: RawMutex::new(),
-            get_lock: RawMutex::new(),
-            tail: AtomicU64::new(0),
-            head: AtomicU64::new(0),
-            published: AtomicU32::new(0),
-            consumed: AtomicU32::new(0),
-            consumers_asleep: AtomicU32::new(0),
-            producers_asleep: AtomicU32::new(0),
-            count: AtomicU64::new(0),
-            streaming: AtomicU32::new(0),
-            assembling: AtomicU32::new(0),
-            unfinished: AtomicU32::new(0),
-            unfinished_asleep: AtomicU32::new(0),
             maxsize,
             capacity,
+            producer: ProducerSide {
+                put_lock: RawMutex::new(),
+                tail: AtomicU64::new(0),
+                put_count: AtomicU64::new(0),
+                head_seen: AtomicU64::new(0),
+                published: AtomicU32::new(0),
+                streaming: AtomicU32::new(0),
+            },
+            consumer: ConsumerSide {
+                get_lock: RawMutex::new(),
+                head: AtomicU64::new(0),
+                get_count: AtomicU64::new(0),
+                tail_seen: AtomicU64::new(0),
+                consumed: AtomicU32::new(0),
+                assembling: AtomicU32::new(0),
+            },
+            sleepers: Sleepers { consumers: AtomicU32::new(0), producers: AtomicU32::new(0) },
+            tasks: Tasks { unfinished: AtomicU32::new(0), asleep: AtomicU32::new(0) },
         };
         Ok(Ring { state: Shared::with_tail(state, capacity as usize)? })
     }
@@ -134,7 +173,10 @@ impl Ring {
 
     /// The number of whole messages in the ring (a snapshot).
     pub(crate) fn len(&self) -> u64 {
-        self.state.count.load(Ordering::Relaxed)
+        let s = &*self.state;
+        // Taken before the put count, so a put and get in between cannot make it negative.
+        let taken = s.consumer.get_count.load(Ordering::Acquire);
+        s.producer.put_count.load(Ordering::Acquire).saturating_sub(taken)
     }
 
     /// The message bound (0: none).
@@ -144,50 +186,90 @@ impl Ring {
 
     // ----- producer side -----
 
-    /// Puts one message, waiting until `deadline` for room.
+    /// The largest message that goes into the ring as one record (bigger ones stream in chunks).
+    pub(crate) fn whole_limit(&self) -> usize {
+        // record_size(len) <= capacity / 2, records being 8-aligned.
+        ((self.state.capacity / 2 - HEADER) & !7) as usize
+    }
+
+    /// Puts one message of any size, waiting until `deadline` for room.
     pub(crate) fn put(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), RingError> {
+        if payload.len() <= self.whole_limit() {
+            return self.put_whole(payload.len(), deadline, &mut |room| {
+                room.copy_from_slice(payload);
+                Ok(())
+            });
+        }
+        let _held = self.lock_put(deadline)?;
+        self.put_chunked(payload, deadline)
+    }
+
+    /// Puts one message of `len <= whole_limit()` bytes that `fill` writes straight into the
+    /// ring, waiting until `deadline` for room. If `fill` fails (or panics), nothing is published.
+    pub(crate) fn put_whole(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Error>,
+    ) -> Result<(), RingError> {
         let s = &*self.state;
-        match s.put_lock.lock(deadline) {
+        assert!(len <= self.whole_limit(), "put_whole of {len} bytes");
+        let _held = self.lock_put(deadline)?;
+        if s.maxsize > 0 {
+            self.wait_for_producers(deadline, || self.len() < s.maxsize)?;
+        }
+        let need = record_size(len as u64);
+        self.wait_for_room(need, deadline)?;
+        let at = self.wrap_for(need);
+        let offset = self.position(at);
+        self.write_header(offset, len as u32, WHOLE);
+        // SAFETY: the record fits before the end of the ring (wrap_for) and lies past `tail`, so
+        // only this producer (holding put_lock) touches these bytes until it publishes them.
+        let room = unsafe { std::slice::from_raw_parts_mut(self.bytes().add((offset + HEADER) as usize), len) };
+        fill(room).map_err(RingError::Failed)?;
+        self.publish(at + need, true);
+        Ok(())
+    }
+
+    /// Takes `put_lock` (finishing a dead holder's message first), released when dropped — also
+    /// when a caller's `fill` panics.
+    fn lock_put(&self, deadline: Option<Instant>) -> Result<Held<'_>, RingError> {
+        let lock = &self.state.producer.put_lock;
+        match lock.lock(deadline) {
             Err(TimedOut) => return Err(RingError::Timeout),
-            Ok(Acquired::OwnerDied(_)) => self.abort_stream_locked(),
+            Ok(Acquired::OwnerDied(_)) => {
+                let held = Held(lock);
+                self.abort_stream_locked();
+                return Ok(held);
+            }
             Ok(Acquired::Clean) => {}
         }
-        let result = self.put_locked(payload, deadline);
-        s.put_lock.unlock();
-        result
+        Ok(Held(lock))
     }
 
     /// Called with `put_lock` taken over from a dead holder: finish its message with ABORT.
     fn abort_stream_locked(&self) {
         let s = &*self.state;
-        if s.streaming.load(Ordering::Relaxed) != 0 {
+        if s.producer.streaming.load(Ordering::Relaxed) != 0 {
             // Room for this record was kept free by the dead producer.
             let at = self.wrap_for(HEADER);
             self.write_record(at, ABORT, &[], &[]);
             self.publish(at + HEADER, false);
-            s.streaming.store(0, Ordering::Relaxed);
+            s.producer.streaming.store(0, Ordering::Relaxed);
         }
     }
 
-    fn put_locked(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), RingError> {
+    /// Streams a message bigger than `whole_limit()` in chunks. Holds put_lock.
+    fn put_chunked(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), RingError> {
         let s = &*self.state;
-        if s.maxsize > 0 {
-            self.wait_for_producers(deadline, || s.count.load(Ordering::Acquire) < s.maxsize)?;
-        }
         let len = payload.len() as u64;
-        // A message that fits in half the ring goes whole; a bigger one streams in chunks.
-        if record_size(len) <= s.capacity / 2 {
-            let need = record_size(len);
-            self.wait_for_room(need, deadline)?;
-            let at = self.wrap_for(need);
-            self.write_record(at, WHOLE, &[], payload);
-            self.publish(at + need, true);
-            return Ok(());
+        if s.maxsize > 0 {
+            self.wait_for_producers(deadline, || self.len() < s.maxsize)?;
         }
         // Chunked: wait (until the deadline) for room for a first chunk; from then on stream
         // whatever the consumers free, always keeping room for an ABORT record.
         self.wait_for_room(record_size(16) + ABORT_RESERVE, deadline)?;
-        s.streaming.store(1, Ordering::Relaxed);
+        s.producer.streaming.store(1, Ordering::Relaxed);
         let mut sent = 0u64;
         let mut first = true;
         loop {
@@ -199,7 +281,7 @@ impl Ring {
             if usable < smallest {
                 if to_end < smallest && free >= to_end + ABORT_RESERVE {
                     // The end of the ring is in the way, not the consumer: pad and go on at 0.
-                    self.write_pad(self.position(s.tail.load(Ordering::Relaxed)));
+                    self.write_pad(self.position(s.producer.tail.load(Ordering::Relaxed)));
                 } else {
                     let _ = self.wait_for_producers(None, || self.free() > free);
                 }
@@ -213,7 +295,7 @@ impl Ring {
             } else {
                 MIDDLE
             };
-            let tail = s.tail.load(Ordering::Relaxed);
+            let tail = s.producer.tail.load(Ordering::Relaxed);
             let total = len.to_le_bytes();
             let prefix_bytes: &[u8] = if first { &total } else { &[] };
             self.write_record(tail, kind, prefix_bytes, &payload[sent as usize..(sent + chunk) as usize]);
@@ -224,7 +306,7 @@ impl Ring {
                 break;
             }
         }
-        s.streaming.store(0, Ordering::Relaxed);
+        s.producer.streaming.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -235,26 +317,36 @@ impl Ring {
 
     fn free(&self) -> u64 {
         let s = &*self.state;
-        s.capacity - (s.tail.load(Ordering::Relaxed) - s.head.load(Ordering::Acquire))
+        let head = s.consumer.head.load(Ordering::Acquire);
+        s.producer.head_seen.store(head, Ordering::Relaxed);
+        s.capacity - (s.producer.tail.load(Ordering::Relaxed) - head)
+    }
+
+    /// A lower bound of [`free`](Self::free) from the producers' own cache line.
+    fn free_seen(&self) -> u64 {
+        let s = &*self.state;
+        s.capacity - (s.producer.tail.load(Ordering::Relaxed) - s.producer.head_seen.load(Ordering::Relaxed))
     }
 
     fn contiguous_to_end(&self) -> u64 {
         let s = &*self.state;
-        s.capacity - self.position(s.tail.load(Ordering::Relaxed))
+        s.capacity - self.position(s.producer.tail.load(Ordering::Relaxed))
     }
 
     /// Waits until a record of `need` bytes fits (counting a pad to the end of the ring).
     fn wait_for_room(&self, need: u64, deadline: Option<Instant>) -> Result<(), RingError> {
         let s = &*self.state;
-        let fits = || {
+        let fits_in = |free: u64| {
             let to_end = self.contiguous_to_end();
-            let free = self.free();
             if need <= to_end { free >= need } else { free >= to_end + need }
         };
         if need > s.capacity {
-            return Err(RingError::Corrupt(Error::new(ErrorKind::InvalidInput, "record larger than the ring")));
+            return Err(RingError::Failed(Error::new(ErrorKind::InvalidInput, "record larger than the ring")));
         }
-        self.wait_for_producers(deadline, fits)
+        if fits_in(self.free_seen()) {
+            return Ok(());
+        }
+        self.wait_for_producers(deadline, || fits_in(self.free()))
     }
 
     /// Makes `need` contiguous bytes available at the tail, padding to the end if needed;
@@ -262,16 +354,16 @@ impl Ring {
     fn wrap_for(&self, need: u64) -> u64 {
         let s = &*self.state;
         if self.contiguous_to_end() < need {
-            self.write_pad(self.position(s.tail.load(Ordering::Relaxed)));
+            self.write_pad(self.position(s.producer.tail.load(Ordering::Relaxed)));
         }
-        s.tail.load(Ordering::Relaxed)
+        s.producer.tail.load(Ordering::Relaxed)
     }
 
     /// Writes a PAD record from ring offset `at` to the end and publishes it.
     fn write_pad(&self, at: u64) {
         let s = &*self.state;
         let to_end = s.capacity - at;
-        let tail = s.tail.load(Ordering::Relaxed);
+        let tail = s.producer.tail.load(Ordering::Relaxed);
         self.write_header(at, (to_end - HEADER) as u32, PAD);
         self.publish(tail + to_end, false);
     }
@@ -301,56 +393,88 @@ impl Ring {
         }
     }
 
-    /// Makes everything up to `tail` visible to consumers, and wakes one if asleep.
+    /// Makes everything up to `tail` visible to consumers, and wakes them if asleep.
     fn publish(&self, tail: u64, whole_message: bool) {
         let s = &*self.state;
+        s.producer.tail.store(tail, Ordering::Release);
         if whole_message {
-            s.count.fetch_add(1, Ordering::Release);
+            // After `tail`: a count never runs ahead of what a consumer can see (a producer
+            // killed between the two stores leaves `len()` one short, never one too many). Before
+            // the bump: a `wait` watcher woken by the bump sees the count.
+            // Only the holder of put_lock writes it: a plain store, no read-modify-write.
+            s.producer.put_count.store(s.producer.put_count.load(Ordering::Relaxed) + 1, Ordering::Release);
         }
-        s.tail.store(tail, Ordering::Release);
-        s.published.fetch_add(1, Ordering::SeqCst);
-        if s.consumers_asleep.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.published, u32::MAX);
+        s.producer.published.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.consumers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&s.producer.published, u32::MAX);
         }
+    }
+
+    /// For [`wait`](crate::connection::wait): sleeps like a consumer until a whole message is in
+    /// the ring, `stop` is set (then [`wake_watchers`](Self::wake_watchers) must follow), or
+    /// `deadline` passes; returns whether a message is there.
+    pub(crate) fn watch(&self, stop: &AtomicBool, deadline: Option<Instant>) -> bool {
+        let s = &*self.state;
+        let ready = || self.len() > 0 || stop.load(Ordering::SeqCst);
+        let _ = wait_on(&s.producer.published, &s.sleepers.consumers, deadline, &ready);
+        self.len() > 0
+    }
+
+    /// Wakes every [`watch`](Self::watch)er so it sees its `stop` flag. Sleeping consumers wake
+    /// too, find nothing new, and sleep again.
+    pub(crate) fn wake_watchers(&self) {
+        let s = &*self.state;
+        // A bump, not only a wake: a watcher between its check and its sleep must see the word
+        // change, or it would sleep through this.
+        s.producer.published.fetch_add(1, Ordering::SeqCst);
+        sys::futex::wake(&s.producer.published, u32::MAX);
     }
 
     /// Producers wait here (for room, or for the message count to drop).
     fn wait_for_producers(&self, deadline: Option<Instant>, ready: impl Fn() -> bool) -> Result<(), RingError> {
         let s = &*self.state;
-        wait_on(&s.consumed, &s.producers_asleep, deadline, &ready).map_err(|TimedOut| RingError::Timeout)
+        wait_on(&s.consumer.consumed, &s.sleepers.producers, deadline, &ready).map_err(|TimedOut| RingError::Timeout)
     }
 
     // ----- consumer side -----
 
-    /// Takes one message, waiting until `deadline` for one to start arriving. Once a chunked
-    /// message has started, the call finishes it (or sees it aborted) whatever the deadline.
-    pub(crate) fn get(&self, deadline: Option<Instant>) -> Result<Vec<u8>, RingError> {
+    /// Takes one message and hands its bytes to `decode`, waiting until `deadline` for one to
+    /// start arriving. A whole message is decoded in place, straight from the ring; a chunked one
+    /// from the buffer it was assembled in. Once a chunked message has started, the call finishes
+    /// it (or sees it aborted) whatever the deadline. The message is consumed even if `decode`
+    /// panics, so a message that makes decoding panic cannot jam the queue.
+    pub(crate) fn get(&self, deadline: Option<Instant>, decode: &mut dyn FnMut(&[u8])) -> Result<(), RingError> {
         let s = &*self.state;
+        let lock = &s.consumer.get_lock;
         let mut discard = false;
-        match s.get_lock.lock(deadline) {
+        match lock.lock(deadline) {
             Err(TimedOut) => return Err(RingError::Timeout),
             // A consumer died in the middle of a chunked message: its remaining chunks are orphans.
-            Ok(Acquired::OwnerDied(_)) => discard = s.assembling.swap(0, Ordering::Relaxed) != 0,
+            Ok(Acquired::OwnerDied(_)) => discard = s.consumer.assembling.swap(0, Ordering::Relaxed) != 0,
             Ok(Acquired::Clean) => {}
         }
-        let result = self.get_locked(deadline, discard);
-        s.get_lock.unlock();
-        result
+        let _held = Held(lock);
+        self.get_locked(deadline, discard, decode)
     }
 
-    fn get_locked(&self, deadline: Option<Instant>, mut discard: bool) -> Result<Vec<u8>, RingError> {
+    fn get_locked(
+        &self,
+        deadline: Option<Instant>,
+        mut discard: bool,
+        decode: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), RingError> {
         let s = &*self.state;
         let mut message: Option<(Vec<u8>, u64)> = None;
         loop {
-            let head = s.head.load(Ordering::Relaxed);
+            let head = s.consumer.head.load(Ordering::Relaxed);
             let waiting_deadline = if message.is_some() { None } else { deadline };
-            if s.tail.load(Ordering::Acquire) == head {
-                let ready = || s.tail.load(Ordering::Acquire) != head;
+            if s.consumer.tail_seen.load(Ordering::Relaxed) == head && self.refresh_tail() == head {
+                let ready = || s.producer.tail.load(Ordering::Acquire) != head;
                 if message.is_some() {
                     self.wait_for_chunk(&ready);
                     continue;
                 }
-                wait_on(&s.published, &s.consumers_asleep, waiting_deadline, &ready)
+                wait_on(&s.producer.published, &s.sleepers.consumers, waiting_deadline, &ready)
                     .map_err(|TimedOut| RingError::Timeout)?;
                 continue;
             }
@@ -369,14 +493,17 @@ impl Ring {
             let payload = unsafe { std::slice::from_raw_parts(self.bytes().add((at + HEADER) as usize), len as usize) };
             match kind {
                 WHOLE => {
-                    let out = payload.to_vec();
-                    self.consume(head + size, true);
                     if message.is_some() || discard {
                         // Cannot follow an unfinished chunked message (an ABORT comes first);
                         // whatever was being assembled is gone.
-                        s.assembling.store(0, Ordering::Relaxed);
+                        s.consumer.assembling.store(0, Ordering::Relaxed);
                     }
-                    return Ok(out);
+                    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(payload)));
+                    self.consume(head + size, true);
+                    if let Err(panic) = decoded {
+                        std::panic::resume_unwind(panic);
+                    }
+                    return Ok(());
                 }
                 FIRST => {
                     if payload.len() < 8 {
@@ -389,7 +516,7 @@ impl Ring {
                     buf.extend_from_slice(&payload[8..]);
                     message = Some((buf, total));
                     discard = false;
-                    s.assembling.store(1, Ordering::Relaxed);
+                    s.consumer.assembling.store(1, Ordering::Relaxed);
                     self.consume(head + size, false);
                 }
                 MIDDLE | LAST => {
@@ -401,12 +528,13 @@ impl Ring {
                     let done = kind == LAST;
                     self.consume(head + size, done);
                     if done {
-                        s.assembling.store(0, Ordering::Relaxed);
+                        s.consumer.assembling.store(0, Ordering::Relaxed);
                         if let Some((buf, total)) = message.take() {
                             if buf.len() as u64 != total {
                                 return Err(self.corrupt(format!("message of {} bytes, {total} announced", buf.len())));
                             }
-                            return Ok(buf);
+                            decode(&buf);
+                            return Ok(());
                         }
                         discard = false;
                     }
@@ -415,11 +543,19 @@ impl Ring {
                     self.consume(head + size, false);
                     message = None;
                     discard = false;
-                    s.assembling.store(0, Ordering::Relaxed);
+                    s.consumer.assembling.store(0, Ordering::Relaxed);
                 }
                 other => return Err(self.corrupt(format!("unknown record kind {other}"))),
             }
         }
+    }
+
+    /// Reads the producers' `tail` (Acquire) and remembers it in `tail_seen`. Holds get_lock.
+    fn refresh_tail(&self) -> u64 {
+        let s = &*self.state;
+        let tail = s.producer.tail.load(Ordering::Acquire);
+        s.consumer.tail_seen.store(tail, Ordering::Relaxed);
+        tail
     }
 
     fn read_header(&self, at: u64) -> Result<(u32, u32), RingError> {
@@ -433,19 +569,20 @@ impl Ring {
     }
 
     fn corrupt(&self, what: String) -> RingError {
-        RingError::Corrupt(Error::new(ErrorKind::Decode, format!("queue ring: {what}")))
+        RingError::Failed(Error::new(ErrorKind::Decode, format!("queue ring: {what}")))
     }
 
     /// Frees everything up to `head` for producers, and wakes one if asleep.
     fn consume(&self, head: u64, whole_message: bool) {
         let s = &*self.state;
-        s.head.store(head, Ordering::Release);
+        s.consumer.head.store(head, Ordering::Release);
         if whole_message {
-            s.count.fetch_sub(1, Ordering::Release);
+            // Only the holder of get_lock writes it.
+            s.consumer.get_count.store(s.consumer.get_count.load(Ordering::Relaxed) + 1, Ordering::Release);
         }
-        s.consumed.fetch_add(1, Ordering::SeqCst);
-        if s.producers_asleep.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.consumed, u32::MAX);
+        s.consumer.consumed.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.producers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&s.consumer.consumed, u32::MAX);
         }
     }
 
@@ -454,15 +591,15 @@ impl Ring {
     fn wait_for_chunk(&self, ready: &dyn Fn() -> bool) {
         let s = &*self.state;
         let slice = Instant::now() + Duration::from_millis(20);
-        if wait_on(&s.published, &s.consumers_asleep, Some(slice), ready).is_ok() {
+        if wait_on(&s.producer.published, &s.sleepers.consumers, Some(slice), ready).is_ok() {
             return;
         }
-        if let Some(how) = s.put_lock.try_lock() {
+        if let Some(how) = s.producer.put_lock.try_lock() {
             // Nobody (alive) holds put_lock, so no chunk is coming unless we write the ABORT.
-            if how != Acquired::Clean || s.streaming.load(Ordering::Relaxed) != 0 {
+            if how != Acquired::Clean || s.producer.streaming.load(Ordering::Relaxed) != 0 {
                 self.abort_stream_locked();
             }
-            s.put_lock.unlock();
+            s.producer.put_lock.unlock();
         }
     }
 
@@ -470,7 +607,7 @@ impl Ring {
 
     /// Counts a message as unfinished (before it is put).
     pub(crate) fn add_unfinished(&self) {
-        self.state.unfinished.fetch_add(1, Ordering::SeqCst);
+        self.state.tasks.unfinished.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Takes back an unfinished count when a put failed.
@@ -481,18 +618,18 @@ impl Ring {
     /// Marks one message done; false if none was unfinished.
     pub(crate) fn task_done(&self) -> bool {
         let s = &*self.state;
-        let mut current = s.unfinished.load(Ordering::SeqCst);
+        let mut current = s.tasks.unfinished.load(Ordering::SeqCst);
         loop {
             if current == 0 {
                 return false;
             }
-            match s.unfinished.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match s.tasks.unfinished.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => break,
                 Err(seen) => current = seen,
             }
         }
-        if current == 1 && s.unfinished_asleep.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.unfinished, u32::MAX);
+        if current == 1 && s.tasks.asleep.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&s.tasks.unfinished, u32::MAX);
         }
         true
     }
@@ -500,18 +637,18 @@ impl Ring {
     /// Waits until every message put has been marked done.
     pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         let s = &*self.state;
-        let ready = || s.unfinished.load(Ordering::SeqCst) == 0;
+        let ready = || s.tasks.unfinished.load(Ordering::SeqCst) == 0;
         if ready() || raw::spin(raw::SPIN, ready) {
             return Ok(());
         }
         loop {
-            let seen = s.unfinished.load(Ordering::SeqCst);
+            let seen = s.tasks.unfinished.load(Ordering::SeqCst);
             if seen == 0 {
                 return Ok(());
             }
-            s.unfinished_asleep.fetch_add(1, Ordering::SeqCst);
-            let woke = sys::futex::wait_until(&s.unfinished, seen, deadline, Duration::from_secs(3600));
-            s.unfinished_asleep.fetch_sub(1, Ordering::SeqCst);
+            s.tasks.asleep.fetch_add(1, Ordering::SeqCst);
+            let woke = sys::futex::wait_until(&s.tasks.unfinished, seen, deadline, Duration::from_secs(3600));
+            s.tasks.asleep.fetch_sub(1, Ordering::SeqCst);
             if ready() {
                 return Ok(());
             }
@@ -519,6 +656,15 @@ impl Ring {
                 return Err(TimedOut);
             }
         }
+    }
+}
+
+/// A ring lock held until dropped.
+struct Held<'a>(&'a RawMutex);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.unlock();
     }
 }
 

@@ -27,6 +27,7 @@ use std::time::Instant;
 mod baseline;
 mod pipe;
 mod process;
+mod queue;
 mod sync;
 
 pub use baseline::EXIT_AT_ONCE;
@@ -112,5 +113,6 @@ pub fn all() -> Vec<Scenario> {
     all.extend(process::scenarios());
     all.extend(sync::scenarios());
     all.extend(pipe::scenarios());
+    all.extend(queue::scenarios());
     all
 }

@@ -175,13 +175,13 @@ fn event_pingpong(n: u64) -> Result<f64, BoxError> {
     Ok(elapsed.as_secs_f64() / n as f64)
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32) {
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32) {
     // SAFETY: FUTEX_WAIT (shared: the word is in a MAP_SHARED page) on a valid aligned word with
     // no timeout; it only reads the word.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, 0usize, 0usize, 0u32) };
 }
 
-fn futex_wake(word: &AtomicU32) {
+pub(super) fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE of one sleeper on a valid aligned word.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1, 0usize, 0usize, 0u32) };
 }
