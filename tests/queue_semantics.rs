@@ -94,14 +94,22 @@ fn closed_handles_refuse_and_lose_nothing() {
     assert_eq!(other.get().unwrap(), 1, "closing one handle loses nothing for the others");
 }
 
-/// A value that encodes everything but refuses to decode 13.
+/// A value that refuses to encode 99, refuses to decode 13, panics when 66 is encoded a second
+/// time (the queue measures an item, then encodes it in place) and panics when 77 is decoded.
 #[derive(Debug, PartialEq)]
 struct Picky(u8);
+
+thread_local! {
+    static ENCODED_66: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 impl serde::Serialize for Picky {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.0 == 99 {
             return Err(serde::ser::Error::custom("99 is not encodable"));
+        }
+        if self.0 == 66 && ENCODED_66.replace(ENCODED_66.get() + 1) % 2 == 1 {
+            panic!("66 panics while being written");
         }
         s.serialize_u8(self.0)
     }
@@ -111,9 +119,43 @@ impl<'de> serde::Deserialize<'de> for Picky {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match u8::deserialize(d)? {
             13 => Err(serde::de::Error::custom("13 is unlucky")),
+            77 => panic!("77 panics while being read"),
             n => Ok(Picky(n)),
         }
     }
+}
+
+#[test]
+fn a_panic_while_encoding_or_decoding_leaves_the_queue_usable() {
+    let _w = watchdog(60);
+    let q = Queue::new().unwrap();
+    let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.put(Picky(66))));
+    assert!(put.is_err(), "the panic reaches the caller");
+    assert!(q.is_empty(), "nothing half-written is published");
+    q.put(Picky(77)).unwrap();
+    q.put(Picky(5)).unwrap();
+    let get = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.get()));
+    assert!(get.is_err(), "the panic reaches the caller");
+    // The item that panicked is gone (it would panic again), the locks are free, the rest is there.
+    assert_eq!(q.get_timeout(Duration::from_secs(20)).unwrap(), Picky(5));
+    q.put(Picky(6)).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(20)).unwrap(), Picky(6));
+}
+
+fn get_from_the_queue_i_was_sent(conn: multiproc::Connection<Queue<String>>) -> String {
+    let q = conn.recv().unwrap();
+    q.get().unwrap()
+}
+
+#[test]
+fn a_queue_handle_travels_over_a_connection() {
+    let _w = watchdog(60);
+    let (ours, theirs) = multiproc::pipe::<Queue<String>>().unwrap();
+    let mut child = Process::spawn(get_from_the_queue_i_was_sent, (theirs,)).unwrap();
+    let q = Queue::new().unwrap();
+    ours.send(&q).unwrap();
+    q.put("through the queue".to_string()).unwrap();
+    assert_eq!(child.join().unwrap(), "through the queue");
 }
 
 #[test]

@@ -46,6 +46,14 @@ pub use wait::{WaitSource, Waitable, wait};
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Why a send failed. The message was not sent.
+///
+/// ```
+/// use multiproc::connection::{SendError, pipe};
+/// let (a, b) = pipe::<u8>().unwrap();
+/// drop(b);
+/// assert!(matches!(a.send(&1), Err(SendError::Disconnected)));
+/// ```
+/// Python counterpart: `BrokenPipeError` / `OSError` from `send`, or the pickling error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -61,6 +69,16 @@ pub enum SendError {
 }
 
 /// Why a blocking receive failed.
+///
+/// ```
+/// use multiproc::connection::{RecvError, pipe};
+/// let (a, b) = pipe::<u8>().unwrap();
+/// b.send(&1).unwrap();
+/// drop(b);
+/// assert_eq!(a.recv().unwrap(), 1); // what was sent is still read
+/// assert!(matches!(a.recv(), Err(RecvError::Disconnected)));
+/// ```
+/// Python counterpart: `EOFError` from `recv`, or the unpickling error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -77,6 +95,13 @@ pub enum RecvError {
 }
 
 /// Why a receive with a deadline (or none at all) returned no message.
+///
+/// ```
+/// use multiproc::connection::{RecvTimeoutError, pipe};
+/// let (a, _b) = pipe::<u8>().unwrap();
+/// assert!(matches!(a.try_recv(), Err(RecvTimeoutError::Timeout)));
+/// ```
+/// Python counterpart: `conn.poll(timeout)` returning `False`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvTimeoutError {
@@ -89,6 +114,18 @@ pub enum RecvTimeoutError {
 }
 
 /// Why [`Connection::recv_bytes_into`] did not fill the buffer.
+///
+/// ```
+/// use multiproc::connection::{RecvIntoError, pipe};
+/// let (a, b) = pipe::<()>().unwrap();
+/// b.send_bytes(b"too long").unwrap();
+/// let mut buf = [0u8; 3];
+/// match a.recv_bytes_into(&mut buf) {
+///     Err(RecvIntoError::TooSmall(whole)) => assert_eq!(whole, b"too long"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+/// Python counterpart: `multiprocessing.BufferTooShort`, whose `args[0]` is the message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvIntoError {
@@ -198,6 +235,20 @@ impl<T> fmt::Debug for Connection<T> {
 /// # Errors
 /// [`ErrorKind::Os`] if the OS has no socket pair to give.
 ///
+/// ```
+/// use multiproc::{Process, pipe, Connection};
+///
+/// fn greet(conn: Connection<String>) {
+///     let name = conn.recv().unwrap();
+///     conn.send(&format!("hello, {name}")).unwrap();
+/// }
+///
+/// let (ours, theirs) = pipe().unwrap();
+/// let mut child = Process::spawn(greet, (theirs,)).unwrap();
+/// ours.send(&"world".to_string()).unwrap();
+/// assert_eq!(ours.recv().unwrap(), "hello, world");
+/// child.join().unwrap();
+/// ```
 /// Python counterpart: `multiprocessing.Pipe()`.
 pub fn pipe<T>() -> crate::Result<(Connection<T>, Connection<T>)> {
     let (a, b) = sys::socket::stream_pair().map_err(|e| Error::os("socketpair", e))?;
@@ -209,6 +260,12 @@ pub fn pipe<T>() -> crate::Result<(Connection<T>, Connection<T>)> {
 /// # Errors
 /// [`ErrorKind::Os`] if the OS has no socket pair to give.
 ///
+/// ```
+/// let (receiver, sender) = multiproc::pipe_one_way::<u32>().unwrap();
+/// sender.send(&7).unwrap();
+/// assert_eq!(receiver.recv().unwrap(), 7);
+/// assert!(receiver.send(&8).is_err()); // the receiving end cannot send
+/// ```
 /// Python counterpart: `multiprocessing.Pipe(duplex=False)`.
 pub fn pipe_one_way<T>() -> crate::Result<(Connection<T>, Connection<T>)> {
     let (a, b) = sys::socket::stream_pair().map_err(|e| Error::os("socketpair", e))?;
@@ -231,11 +288,23 @@ impl<T> Connection<T> {
     }
 
     /// Whether this end can receive.
+    ///
+    /// ```
+    /// let (receiver, sender) = multiproc::pipe_one_way::<u8>().unwrap();
+    /// assert!(receiver.readable() && !sender.readable());
+    /// ```
+    /// Python counterpart: `conn.readable`.
     pub fn readable(&self) -> bool {
         self.readable
     }
 
     /// Whether this end can send.
+    ///
+    /// ```
+    /// let (receiver, sender) = multiproc::pipe_one_way::<u8>().unwrap();
+    /// assert!(sender.writable() && !receiver.writable());
+    /// ```
+    /// Python counterpart: `conn.writable`.
     pub fn writable(&self) -> bool {
         self.writable
     }
@@ -269,6 +338,13 @@ impl<T> Connection<T> {
     /// [`SendError::Disconnected`] if the other end is closed; [`SendError::ReadOnly`] on the
     /// receiving end of a one-way pipe.
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<()>().unwrap();
+    /// a.send_bytes(b"raw").unwrap();
+    /// a.send_bytes(b"").unwrap(); // empty messages keep their boundary
+    /// assert_eq!(b.recv_bytes().unwrap(), b"raw");
+    /// assert_eq!(b.recv_bytes().unwrap(), b"");
+    /// ```
     /// Python counterpart: `conn.send_bytes(buf)`.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
         self.send_frame(bytes, &[])
@@ -279,6 +355,11 @@ impl<T> Connection<T> {
     /// # Errors
     /// [`RecvError::Disconnected`] once the other end is closed and everything it sent was read.
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<()>().unwrap();
+    /// b.send_bytes(&[1, 2, 3]).unwrap();
+    /// assert_eq!(a.recv_bytes().unwrap(), [1, 2, 3]);
+    /// ```
     /// Python counterpart: `conn.recv_bytes()`.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
         self.recv_frame(None).map(|(bytes, _)| bytes).map_err(|e| match e {
@@ -293,6 +374,13 @@ impl<T> Connection<T> {
     /// [`RecvIntoError::TooSmall`] with the whole message if it does not fit; otherwise as
     /// [`recv_bytes`](Self::recv_bytes).
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<()>().unwrap();
+    /// b.send_bytes(b"abc").unwrap();
+    /// let mut buf = [0u8; 16];
+    /// let n = a.recv_bytes_into(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], b"abc");
+    /// ```
     /// Python counterpart: `conn.recv_bytes_into(buf)` (which raises `BufferTooShort` carrying
     /// the message).
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
@@ -341,6 +429,13 @@ impl<T> Connection<T> {
     /// # Errors
     /// [`ErrorKind::Os`] if waiting fails.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::pipe::<u8>().unwrap();
+    /// assert!(!a.poll(Some(Duration::from_millis(10))).unwrap());
+    /// b.send(&1).unwrap();
+    /// assert!(a.poll(None).unwrap());
+    /// ```
     /// Python counterpart: `conn.poll(timeout)`.
     pub fn poll(&self, timeout: Option<Duration>) -> crate::Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -351,6 +446,11 @@ impl<T> Connection<T> {
 
     /// Closes this end (dropping it does the same).
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u8>().unwrap();
+    /// a.close();
+    /// assert!(b.recv().is_err()); // the other end sees the disconnection
+    /// ```
     /// Python counterpart: `conn.close()`.
     pub fn close(self) {}
 }
@@ -362,6 +462,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`SendError::Failed`] with [`ErrorKind::Encode`] if the message cannot be encoded (in the
     /// caller: nothing is sent); [`SendError::Disconnected`] if the other end is closed.
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<Vec<u32>>().unwrap();
+    /// a.send(&vec![1, 2, 3]).unwrap();
+    /// assert_eq!(b.recv().unwrap(), [1, 2, 3]);
+    /// ```
     /// Python counterpart: `conn.send(obj)`.
     pub fn send(&self, message: &T) -> Result<(), SendError> {
         let (bytes, fds) = handle::encode(message)
@@ -379,6 +484,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`RecvError::Failed`] with [`ErrorKind::Decode`] for a message that is not a `T` (it is
     /// consumed; the next one can still be read).
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<(u8, String)>().unwrap();
+    /// b.send(&(1, "one".into())).unwrap();
+    /// assert_eq!(a.recv().unwrap(), (1, "one".to_string()));
+    /// ```
     /// Python counterpart: `conn.recv()`.
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(None).map_err(|e| match e {
@@ -392,6 +502,12 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] if none is; otherwise as [`recv`](Self::recv).
     ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u8>().unwrap();
+    /// assert!(a.try_recv().is_err());
+    /// b.send(&2).unwrap();
+    /// assert_eq!(a.try_recv().unwrap(), 2);
+    /// ```
     /// Python counterpart: `conn.poll(0)` then `conn.recv()`.
     pub fn try_recv(&self) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(Some(Instant::now()))
@@ -402,6 +518,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] once it has passed; otherwise as [`recv`](Self::recv).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc::pipe::<u8>().unwrap();
+    /// assert!(a.recv_timeout(Duration::from_millis(10)).is_err());
+    /// ```
     /// Python counterpart: `conn.poll(timeout)` then `conn.recv()`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(Some(Instant::now() + timeout))
@@ -411,6 +532,14 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// # Errors
     /// As for [`recv_timeout`](Self::recv_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (a, b) = multiproc::pipe::<u8>().unwrap();
+    /// b.send(&3).unwrap();
+    /// assert_eq!(a.recv_deadline(Some(Instant::now() + Duration::from_secs(1))).unwrap(), 3);
+    /// ```
+    /// Python counterpart: `conn.poll(deadline - time.monotonic())` then `conn.recv()`.
     pub fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let (bytes, fds) = self.recv_frame(deadline)?;
         handle::provide(fds, || postcard::from_bytes(&bytes)).map_err(|e| {

@@ -26,6 +26,13 @@ use crate::sys;
 /// own types can take part through a descriptor that becomes readable: return
 /// [`WaitSource::fd`].
 ///
+/// ```
+/// use multiproc::connection::{Waitable, wait};
+/// let q = multiproc::Queue::new().unwrap();
+/// let (conn, _peer) = multiproc::pipe::<u8>().unwrap();
+/// q.put(1).unwrap();
+/// assert_eq!(wait(&[&conn as &dyn Waitable, &q], None).unwrap(), [1]);
+/// ```
 /// Python counterpart: the objects `multiprocessing.connection.wait` accepts (connections,
 /// sockets, `Process.sentinel`, anything with `fileno()`).
 pub trait Waitable {
@@ -34,6 +41,17 @@ pub trait Waitable {
 }
 
 /// What [`wait`] watches for one [`Waitable`]: a descriptor, or a queue's shared state.
+///
+/// Make one with [`WaitSource::fd`]:
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use multiproc::connection::WaitSource;
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let _source = WaitSource::fd(a.as_fd());
+/// ```
+///
+/// Python counterpart: what `fileno()` returns to `multiprocessing.connection.wait`.
 pub struct WaitSource<'a>(Source<'a>);
 
 enum Source<'a> {
@@ -43,6 +61,8 @@ enum Source<'a> {
 
 impl<'a> WaitSource<'a> {
     /// Ready when `fd` is readable (or hung up).
+    ///
+    /// Python counterpart: an object whose `fileno()` returns `fd`.
     ///
     /// ```
     /// use std::os::fd::AsFd;

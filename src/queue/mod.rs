@@ -55,6 +55,12 @@ pub(crate) mod ring;
 use ring::{Ring, RingError};
 
 /// The ring size of a queue made without one: 4 MiB (pages are only touched as they are used).
+///
+/// ```
+/// // Items up to half the ring go in whole; bigger ones stream through in chunks.
+/// assert_eq!(multiproc::queue::DEFAULT_CAPACITY, 4 << 20);
+/// ```
+/// Python counterpart: none (Python's queue buffers in the feeder thread's memory and the pipe).
 pub const DEFAULT_CAPACITY: usize = 4 << 20;
 
 macro_rules! item_error {
@@ -68,6 +74,14 @@ macro_rules! item_error {
 
         impl<T> $name<T> {
             /// The item that was not put.
+            ///
+            /// ```
+            /// let q = multiproc::Queue::bounded(1).unwrap();
+            /// q.put(1).unwrap();
+            /// let refused = q.try_put(2).unwrap_err();
+            /// assert_eq!(refused.into_inner(), 2);
+            /// ```
+            /// Python counterpart: none; Python's `put` keeps the object in the caller's hands.
             pub fn into_inner(self) -> T {
                 match self {
                     $($name::$variant(item) => item,)*
@@ -91,6 +105,14 @@ macro_rules! item_error {
 
 item_error!(
     /// Why [`Queue::put`] did not put the item (it is handed back).
+    ///
+    /// ```
+    /// use multiproc::{Queue, queue::PutError};
+    /// let q = Queue::new().unwrap();
+    /// q.close();
+    /// assert!(matches!(q.put(1), Err(PutError::Closed(1))));
+    /// ```
+    /// Python counterpart: the `ValueError` of a put on a closed queue, or the pickling error.
     PutError {
         /// This handle was closed.
         Closed
@@ -98,6 +120,14 @@ item_error!(
 );
 item_error!(
     /// Why [`Queue::try_put`] did not put the item (it is handed back).
+    ///
+    /// ```
+    /// use multiproc::{Queue, queue::TryPutError};
+    /// let q = Queue::bounded(1).unwrap();
+    /// q.try_put(1).unwrap();
+    /// assert!(matches!(q.try_put(2), Err(TryPutError::Full(2))));
+    /// ```
+    /// Python counterpart: `queue.Full` from `put_nowait`.
     TryPutError {
         /// The queue is at its `maxsize` (or its ring is full).
         Full,
@@ -107,6 +137,15 @@ item_error!(
 );
 item_error!(
     /// Why [`Queue::put_timeout`] did not put the item (it is handed back).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Queue, queue::PutTimeoutError};
+    /// let q = Queue::bounded(1).unwrap();
+    /// q.put(1).unwrap();
+    /// assert!(matches!(q.put_timeout(2, Duration::from_millis(10)), Err(PutTimeoutError::Timeout(2))));
+    /// ```
+    /// Python counterpart: `queue.Full` from `put(obj, timeout=t)`.
     PutTimeoutError {
         /// There was no room before the deadline.
         Timeout,
@@ -145,6 +184,14 @@ impl<T> fmt::Display for PutTimeoutError<T> {
 }
 
 /// Why [`Queue::get`] returned no item.
+///
+/// ```
+/// use multiproc::{Queue, queue::GetError};
+/// let q = Queue::<u8>::new().unwrap();
+/// q.close();
+/// assert!(matches!(q.get(), Err(GetError::Closed)));
+/// ```
+/// Python counterpart: the `ValueError` of a get on a closed queue, or the unpickling error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
@@ -158,6 +205,13 @@ pub enum GetError {
 }
 
 /// Why [`Queue::try_get`] returned no item.
+///
+/// ```
+/// use multiproc::{Queue, queue::TryGetError};
+/// let q = Queue::<u8>::new().unwrap();
+/// assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+/// ```
+/// Python counterpart: `queue.Empty` from `get_nowait`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TryGetError {
@@ -173,6 +227,14 @@ pub enum TryGetError {
 }
 
 /// Why [`Queue::get_timeout`] returned no item.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Queue, queue::GetTimeoutError};
+/// let q = Queue::<u8>::new().unwrap();
+/// assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(GetTimeoutError::Timeout)));
+/// ```
+/// Python counterpart: `queue.Empty` from `get(timeout=t)`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetTimeoutError {
@@ -193,7 +255,31 @@ pub enum GetTimeoutError {
 /// [`is_empty`](Self::is_empty) and [`is_full`](Self::is_full) are snapshots: exact at the instant
 /// they read the shared counter, and possibly stale by the time the caller looks (as in Python).
 ///
-/// See the [module docs](self) for an example.
+/// Unlike Python's, an unbounded queue is unbounded in items, not in bytes: a `put` that finds
+/// the ring (4 MiB by default) full waits until consumers make room. Python's feeder thread
+/// would instead buffer without limit in the producer's memory — and then keep that process
+/// from exiting until someone drains it; ours never does.
+///
+/// ```
+/// use multiproc::{Process, Queue};
+///
+/// fn square(jobs: Queue<Option<u64>>, results: Queue<u64>) {
+///     while let Some(n) = jobs.get().unwrap() {
+///         results.put(n * n).unwrap();
+///     }
+/// }
+///
+/// let (jobs, results) = (Queue::new().unwrap(), Queue::new().unwrap());
+/// let mut worker = Process::spawn(square, (jobs.clone(), results.clone())).unwrap();
+/// for n in 1..=3 {
+///     jobs.put(Some(n)).unwrap();
+/// }
+/// jobs.put(None).unwrap();
+/// worker.join().unwrap();
+/// let squares: Vec<u64> = (0..3).map(|_| results.get().unwrap()).collect();
+/// assert_eq!(squares, [1, 4, 9]);
+/// ```
+/// See also the [module docs](self).
 ///
 /// Python counterpart: `multiprocessing.Queue`.
 pub struct Queue<T> {
@@ -228,11 +314,15 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 }
 
 impl<T> Queue<T> {
-    /// An unbounded queue.
+    /// An unbounded queue (see the type's docs for what a full ring does).
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if no shared memory can be had.
     ///
+    /// ```
+    /// let q = multiproc::Queue::<String>::new().unwrap();
+    /// assert_eq!(q.maxsize(), 0);
+    /// ```
     /// Python counterpart: `Queue()`.
     pub fn new() -> Result<Queue<T>> {
         Queue::with_capacity(0, DEFAULT_CAPACITY)
@@ -245,6 +335,12 @@ impl<T> Queue<T> {
     /// # Errors
     /// [`ErrorKind::Os`] if no shared memory can be had.
     ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(2).unwrap();
+    /// q.put(1).unwrap();
+    /// q.put(2).unwrap();
+    /// assert!(q.is_full());
+    /// ```
     /// Python counterpart: `Queue(maxsize)`.
     pub fn bounded(maxsize: usize) -> Result<Queue<T>> {
         Queue::with_capacity(maxsize, DEFAULT_CAPACITY)
@@ -254,29 +350,63 @@ impl<T> Queue<T> {
     /// 4 KiB). Items larger than half the ring stream through it in chunks.
     ///
     /// # Errors
-    /// [`ErrorKind::Os`] if no shared memory can be had.
+    /// [`ErrorKind::Os`] if no shared memory can be had, [`ErrorKind::InvalidInput`] if `bytes`
+    /// is absurdly large.
+    ///
+    /// ```
+    /// // A 64 KiB ring: a 1 MiB item still passes, in chunks, as the consumer takes them.
+    /// let q = multiproc::Queue::<Vec<u8>>::with_capacity(0, 64 << 10).unwrap();
+    /// let consumer = std::thread::spawn({
+    ///     let q = q.clone();
+    ///     move || q.get().unwrap()
+    /// });
+    /// q.put(vec![7u8; 1 << 20]).unwrap();
+    /// assert_eq!(consumer.join().unwrap().len(), 1 << 20);
+    /// ```
+    /// Python counterpart: none (Python's pipe buffer is the kernel's).
     pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Queue<T>> {
         Ok(Queue { ring: Ring::new(maxsize as u64, bytes)?, closed: AtomicBool::new(false), _type: PhantomData })
     }
 
     /// The number of items in the queue (a snapshot).
     ///
+    /// Exact when nobody is putting or getting; otherwise it may be one behind for each put in
+    /// progress (an item is counted once it can be taken). Unlike Python's `qsize()`, it works on
+    /// every platform.
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new().unwrap();
+    /// q.put('a').unwrap();
+    /// q.put('b').unwrap();
+    /// q.get().unwrap();
+    /// assert_eq!(q.len(), 1);
+    /// ```
     /// Python counterpart: `q.qsize()`.
     #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         self.ring.len() as usize
     }
 
-    /// Whether the queue is empty (a snapshot).
+    /// Whether the queue is empty (a snapshot, as [`len`](Self::len)).
     ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::new().unwrap();
+    /// assert!(q.is_empty());
+    /// ```
     /// Python counterpart: `q.empty()`.
     #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Whether the queue holds `maxsize` items (a snapshot; never for an unbounded queue).
+    /// Whether the queue holds `maxsize` items (a snapshot; never for an unbounded queue, even
+    /// when its ring is momentarily full).
     ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(1).unwrap();
+    /// q.put(()).unwrap();
+    /// assert!(q.is_full());
+    /// ```
     /// Python counterpart: `q.full()`.
     #[doc(alias = "full")]
     pub fn is_full(&self) -> bool {
@@ -285,6 +415,11 @@ impl<T> Queue<T> {
     }
 
     /// The bound given at creation (0: unbounded).
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Queue::<u8>::bounded(5).unwrap().maxsize(), 5);
+    /// ```
+    /// Python counterpart: `q._maxsize` (private in Python).
     pub fn maxsize(&self) -> usize {
         self.ring.maxsize() as usize
     }
@@ -292,6 +427,14 @@ impl<T> Queue<T> {
     /// Closes this handle: later `put`s and `get`s through it fail with `Closed`. Other handles
     /// (in this or other processes) are not affected, and nothing already put is lost.
     ///
+    /// ```
+    /// let q = multiproc::Queue::new().unwrap();
+    /// let other = q.clone();
+    /// q.put(1).unwrap();
+    /// q.close();
+    /// assert!(q.get().is_err());
+    /// assert_eq!(other.get().unwrap(), 1);
+    /// ```
     /// Python counterpart: `q.close()`.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
@@ -361,6 +504,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`ErrorKind::HandleOutsideTransfer`] if it contains handles; [`PutError::Closed`] on a
     /// closed handle. The item is handed back either way.
     ///
+    /// ```
+    /// let q = multiproc::Queue::new().unwrap();
+    /// q.put(String::from("dumplings")).unwrap();
+    /// assert_eq!(q.get().unwrap(), "dumplings");
+    /// ```
     /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         if self.is_closed() {
@@ -378,6 +526,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`TryPutError::Full`] if there is not; otherwise as [`put`](Self::put).
     ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(1).unwrap();
+    /// assert!(q.try_put(1).is_ok());
+    /// assert_eq!(q.try_put(2).unwrap_err().into_inner(), 2);
+    /// ```
     /// Python counterpart: `q.put_nowait(obj)` / `q.put(obj, block=False)`.
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
@@ -396,6 +549,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`PutTimeoutError::Timeout`] once it has passed; otherwise as [`put`](Self::put).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::Queue::bounded(1).unwrap();
+    /// q.put_timeout(1, Duration::from_secs(1)).unwrap();
+    /// assert!(q.put_timeout(2, Duration::from_millis(10)).is_err());
+    /// ```
     /// Python counterpart: `q.put(obj, timeout=t)`.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
         self.put_deadline(item, deadline_after(timeout))
@@ -405,6 +564,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// As for [`put_timeout`](Self::put_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = multiproc::Queue::new().unwrap();
+    /// q.put_deadline('x', Some(Instant::now() + Duration::from_secs(1))).unwrap();
+    /// ```
+    /// Python counterpart: `q.put(obj, timeout=deadline - time.monotonic())`.
     pub fn put_deadline(&self, item: T, deadline: Option<Instant>) -> std::result::Result<(), PutTimeoutError<T>> {
         if self.is_closed() {
             return Err(PutTimeoutError::Closed(item));
@@ -422,6 +588,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`GetError::Failed`] with [`ErrorKind::Decode`] if the item is not a `T` (it is consumed;
     /// the queue stays usable); [`GetError::Closed`] on a closed handle.
     ///
+    /// ```
+    /// let q = multiproc::Queue::new().unwrap();
+    /// q.put((1, String::from("one"))).unwrap();
+    /// let (n, word) = q.get().unwrap();
+    /// assert_eq!((n, word.as_str()), (1, "one"));
+    /// ```
     /// Python counterpart: `q.get()`.
     pub fn get(&self) -> std::result::Result<T, GetError> {
         if self.is_closed() {
@@ -439,6 +611,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`TryGetError::Empty`] if none is; otherwise as [`get`](Self::get).
     ///
+    /// ```
+    /// let q = multiproc::Queue::new().unwrap();
+    /// assert!(q.try_get().is_err());
+    /// q.put(5u8).unwrap();
+    /// assert_eq!(q.try_get().unwrap(), 5);
+    /// ```
     /// Python counterpart: `q.get_nowait()` / `q.get(block=False)`.
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
@@ -457,6 +635,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`GetTimeoutError::Timeout`] once it has passed; otherwise as [`get`](Self::get).
     ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = multiproc::Queue::<u8>::new().unwrap();
+    /// let began = Instant::now();
+    /// assert!(q.get_timeout(Duration::from_millis(20)).is_err());
+    /// assert!(began.elapsed() >= Duration::from_millis(20));
+    /// ```
     /// Python counterpart: `q.get(timeout=t)`.
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         self.get_deadline(deadline_after(timeout))
@@ -467,6 +652,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// As for [`get_timeout`](Self::get_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = multiproc::Queue::new().unwrap();
+    /// q.put(1u8).unwrap();
+    /// assert_eq!(q.get_deadline(Some(Instant::now() + Duration::from_secs(1))).unwrap(), 1);
+    /// ```
+    /// Python counterpart: `q.get(timeout=deadline - time.monotonic())`.
     pub fn get_deadline(&self, deadline: Option<Instant>) -> std::result::Result<T, GetTimeoutError> {
         if self.is_closed() {
             return Err(GetTimeoutError::Closed);
@@ -521,6 +714,12 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if no shared memory can be had.
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::<u32>::new().unwrap();
+    /// assert!(q.is_empty());
+    /// ```
+    /// Python counterpart: `SimpleQueue()`.
     pub fn new() -> Result<SimpleQueue<T>> {
         Ok(SimpleQueue { queue: Queue::new()? })
     }
@@ -529,6 +728,12 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     ///
     /// # Errors
     /// As [`Queue::put`].
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new().unwrap();
+    /// q.put(String::from("hi")).unwrap();
+    /// ```
+    /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         self.queue.put(item)
     }
@@ -537,16 +742,37 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     ///
     /// # Errors
     /// As [`Queue::get`].
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new().unwrap();
+    /// q.put(3).unwrap();
+    /// assert_eq!(q.get().unwrap(), 3);
+    /// ```
+    /// Python counterpart: `q.get()`.
     pub fn get(&self) -> std::result::Result<T, GetError> {
         self.queue.get()
     }
 
     /// Whether the queue is empty (a snapshot).
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new().unwrap();
+    /// q.put(1).unwrap();
+    /// assert!(!q.is_empty());
+    /// ```
+    /// Python counterpart: `q.empty()`.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// Closes this handle.
+    /// Closes this handle (see [`Queue::close`]).
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::<u8>::new().unwrap();
+    /// q.close();
+    /// assert!(q.put(1).is_err());
+    /// ```
+    /// Python counterpart: `q.close()`.
     pub fn close(&self) {
         self.queue.close()
     }
@@ -579,11 +805,25 @@ pub struct JoinableQueue<T> {
 }
 
 /// [`JoinableQueue::task_done`] was called more times than items were put.
+///
+/// ```
+/// let q = multiproc::JoinableQueue::<u8>::new().unwrap();
+/// assert_eq!(q.task_done(), Err(multiproc::queue::TaskDoneError));
+/// ```
+/// Python counterpart: `ValueError: task_done() called too many times`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("task_done() called too many times")]
 pub struct TaskDoneError;
 
 /// [`JoinableQueue::join_timeout`] returned before every item was done.
+///
+/// ```
+/// use std::time::Duration;
+/// let q = multiproc::JoinableQueue::new().unwrap();
+/// q.put(1).unwrap();
+/// assert_eq!(q.join_timeout(Duration::from_millis(10)), Err(multiproc::queue::JoinTimeout));
+/// ```
+/// Python counterpart: none (Python's `JoinableQueue.join` has no timeout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("timed out waiting for the queue's items to be done")]
 pub struct JoinTimeout;
@@ -644,6 +884,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if no shared memory can be had.
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::new().unwrap();
+    /// q.join().unwrap(); // nothing put, nothing to wait for
+    /// ```
+    /// Python counterpart: `JoinableQueue()`.
     pub fn new() -> Result<JoinableQueue<T>> {
         Ok(JoinableQueue { queue: Queue::new()? })
     }
@@ -652,6 +898,13 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if no shared memory can be had.
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::bounded(1).unwrap();
+    /// q.put(1).unwrap();
+    /// assert!(q.try_put(2).is_err());
+    /// ```
+    /// Python counterpart: `JoinableQueue(maxsize)`.
     pub fn bounded(maxsize: usize) -> Result<JoinableQueue<T>> {
         Ok(JoinableQueue { queue: Queue::bounded(maxsize)? })
     }
@@ -660,6 +913,15 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     /// As [`Queue::put`] (a failed put is not counted).
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::new().unwrap();
+    /// q.put(String::from("task")).unwrap();
+    /// q.get().unwrap();
+    /// q.task_done().unwrap();
+    /// q.join().unwrap();
+    /// ```
+    /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         self.queue.ring.add_unfinished();
         self.queue.put(item).inspect_err(|_| self.queue.ring.remove_unfinished())
@@ -668,7 +930,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// Puts an item if there is room now, counting it as unfinished.
     ///
     /// # Errors
-    /// As [`Queue::try_put`].
+    /// As [`Queue::try_put`] (a failed put is not counted).
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::bounded(1).unwrap();
+    /// q.try_put(1).unwrap();
+    /// assert!(q.try_put(2).is_err());
+    /// q.get().unwrap();
+    /// q.task_done().unwrap();
+    /// q.join().unwrap(); // the refused item was never counted
+    /// ```
+    /// Python counterpart: `q.put_nowait(obj)`.
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
         self.queue.ring.add_unfinished();
         self.queue.try_put(item).inspect_err(|_| self.queue.ring.remove_unfinished())
@@ -677,7 +949,14 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// Puts an item, waiting up to `timeout` for room, counting it as unfinished.
     ///
     /// # Errors
-    /// As [`Queue::put_timeout`].
+    /// As [`Queue::put_timeout`] (a failed put is not counted).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::JoinableQueue::new().unwrap();
+    /// q.put_timeout(1, Duration::from_secs(1)).unwrap();
+    /// ```
+    /// Python counterpart: `q.put(obj, timeout=t)`.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
         self.queue.ring.add_unfinished();
         self.queue.put_timeout(item, timeout).inspect_err(|_| self.queue.ring.remove_unfinished())
@@ -688,6 +967,13 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     /// [`TaskDoneError`] if more items were marked done than were put (Python's `ValueError`).
     ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::new().unwrap();
+    /// q.put(1).unwrap();
+    /// q.get().unwrap();
+    /// assert!(q.task_done().is_ok());
+    /// assert!(q.task_done().is_err());
+    /// ```
     /// Python counterpart: `q.task_done()`.
     pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
         if self.queue.ring.task_done() { Ok(()) } else { Err(TaskDoneError) }
@@ -698,6 +984,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     /// Never; the `Result` keeps the shape of [`join_timeout`](Self::join_timeout).
     ///
+    /// See the [type's example](JoinableQueue) for `join` with a consumer process.
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::new().unwrap();
+    /// q.join().unwrap();
+    /// ```
     /// Python counterpart: `q.join()`.
     pub fn join(&self) -> std::result::Result<(), JoinTimeout> {
         self.queue.ring.join(None).map_err(|_| JoinTimeout)
@@ -707,6 +999,14 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     /// [`JoinTimeout`] if some were still unfinished at the deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::JoinableQueue::new().unwrap();
+    /// q.put(1).unwrap();
+    /// assert!(q.join_timeout(Duration::from_millis(10)).is_err());
+    /// ```
+    /// Python counterpart: none (Python's `join` waits without limit).
     pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeout> {
         self.queue.ring.join(deadline_after(timeout)).map_err(|_| JoinTimeout)
     }
