@@ -1,5 +1,7 @@
 //! Python's `multiprocessing`, in Rust: processes started by fork, spawn or a fork server, with
-//! typed arguments and results, that cannot hang you or be left behind.
+//! typed arguments and results, that cannot hang you or be left behind; locks, events and the
+//! rest that survive a holder being killed; pipes and queues that move millions of items a
+//! second.
 //!
 //! # A tour
 //!
@@ -75,6 +77,38 @@
 //! assert_eq!(sung, 28);
 //! ```
 //!
+//! ## Pipes and queues
+//! [`pipe`] gives two typed [`Connection`]s: what one end sends, the other receives, messages of
+//! any size (hundreds of MiB) with their boundaries kept; handles (locks, descriptors, other
+//! connections, queues) may ride inside a message. A [`Queue`] is a multi-producer,
+//! multi-consumer ring in shared memory: `put` encodes the item straight into the ring in the
+//! caller — an item that cannot be encoded fails right there — and `get` decodes it straight out.
+//! There is no feeder thread, so a child that put items always exits, and a process killed in
+//! the middle of a `put` or `get` leaves the queue whole for everyone else (see [`queue`]).
+//! [`SimpleQueue`] and [`JoinableQueue`] (with `task_done` and `join`) complete Python's set, and
+//! [`connection::wait`] waits for whichever of several connections, queues and processes is
+//! ready first.
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//!
+//! fn cook(q: Queue<Option<String>>) {
+//!     for dish in ["noodles", "pizza"] {
+//!         q.put(Some(dish.to_string())).unwrap();
+//!     }
+//!     q.put(None).unwrap(); // the sentinel
+//! }
+//!
+//! let q = Queue::new().unwrap();
+//! let mut cook = Process::spawn(cook, (q.clone(),)).unwrap();
+//! let mut eaten = Vec::new();
+//! while let Some(dish) = q.get().unwrap() {
+//!     eaten.push(dish);
+//! }
+//! cook.join().unwrap();
+//! assert_eq!(eaten, ["noodles", "pizza"]);
+//! ```
+//!
 //! ## Children never linger
 //! Beyond Python: children are SIGKILLed when their parent dies, even by SIGKILL
 //! ([`ProcessBuilder::die_with_parent`] turns that off for one child); every finished child is
@@ -104,6 +138,13 @@
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: the same, [`Event::wait_timeout`] |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]: the same, plus [`Condition::wait_while`] |
 //! | `Barrier(parties, action, timeout)`: `wait`, `abort`, `reset`, `broken` | [`Barrier::with`]: the same |
+//! | `Pipe()`, `Pipe(duplex=False)` | [`pipe`], [`pipe_one_way`] |
+//! | `conn.send(obj)`, `conn.recv()`, `conn.poll(t)` | [`Connection::send`], [`Connection::recv`], [`Connection::poll`], plus [`Connection::recv_timeout`] |
+//! | `send_bytes`, `recv_bytes`, `recv_bytes_into` | the same names |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`connection::wait`] (also over queues) |
+//! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `empty`, `full`, `close` | [`Queue::bounded`]: [`put`](Queue::put), [`get`](Queue::get), [`try_put`](Queue::try_put), [`try_get`](Queue::try_get), [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full), [`close`](Queue::close) |
+//! | `q.put(obj, timeout=t)`, `q.get(timeout=t)` | [`Queue::put_timeout`], [`Queue::get_timeout`] |
+//! | `SimpleQueue()`, `JoinableQueue()`: `task_done`, `join` | [`SimpleQueue`], [`JoinableQueue`]: the same |
 //!
 //! # Differences from Python
 //! - Arguments and results are typed and encoded with serde ([postcard]), never pickled: decoding
@@ -112,6 +153,10 @@
 //! - Children die with a killed parent unless asked not to.
 //! - A lock whose holder died is taken over by the next acquirer (with [`OwnerDied`]) instead of
 //!   deadlocking everyone.
+//! - A queue has no feeder thread: `put` returns once the item is in shared memory, an item that
+//!   cannot be encoded fails in `put`, and a process that put items can always exit. An
+//!   unbounded queue is unbounded in items; a `put` into a full ring waits for room.
+//! - Queue handles may be sent over a [`Connection`] (Python forbids it).
 //! - `fork` children keep stdin; `spawn` and fork-server children read an empty stdin.
 //!
 //! [postcard]: https://docs.rs/postcard
