@@ -167,6 +167,7 @@
 pub mod connection;
 mod error;
 pub mod handle;
+pub mod pool;
 pub mod process;
 pub mod queue;
 mod shm;
@@ -176,6 +177,7 @@ mod sys;
 pub use connection::{Connection, pipe, pipe_one_way};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Fd;
+pub use pool::{AsyncResult, Pool, ProcessPoolExecutor, TaskFuture};
 pub use process::{
     ChildProcess, Context, CurrentProcess, ExitStatus, JoinError, ParentProcess, Process, ProcessBuilder, Run, Signal,
     StartMethod, Task, UnknownStartMethod, active_children, cpu_count, current_process, get_start_method,

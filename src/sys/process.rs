@@ -252,3 +252,9 @@ pub(crate) fn cached_tid() -> u32 {
         tid
     })
 }
+
+/// Ignores SIGINT in this process from now on (pool workers: Ctrl-C is the parent's business).
+pub(crate) fn ignore_interrupts() {
+    // SAFETY: installs the SIG_IGN disposition, which runs no code of ours in a handler.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}

@@ -1,0 +1,768 @@
+//! The parent side of a pool: workers, batches, dispatch, and the two threads that keep it going.
+//!
+//! - The **result thread** takes every [`Report`] off the shared report queue, in order: finished
+//!   batches (delivered to their collectors, and the worker is given more), failed initializers,
+//!   and ended workers. It is the only thread that changes the set of workers.
+//! - The **supervisor thread** sleeps in `poll` on every worker's pidfd and on a wake-up eventfd,
+//!   with a deadline when a task timeout is due. When a worker ends it puts `Ended` on the report
+//!   queue — behind everything that worker reported before it died, so its finished batches are
+//!   never mistaken for lost ones. When a task runs past its timeout it sends SIGTERM, then
+//!   SIGKILL after a grace period.
+//!
+//! Each worker has its own order queue and at most [`PREFETCH`] batches in flight; the rest wait
+//! in the parent, so a batch is always in exactly one place: pending here, in one worker's hands,
+//! or finished. That is what lets a dead worker's batches be sorted out exactly (see `worker`).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::event::{EventfdFlags, eventfd};
+use serde_bytes::ByteBuf;
+
+use crate::connection::{Connection, pipe};
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Fd;
+use crate::pool::result::{Collector, Raw, TaskError};
+use crate::pool::worker::{self, Order, Report, Setup, Slot, Wire};
+use crate::process::{ExitStatus, JoinError, Process, Signal, StartMethod};
+use crate::queue::Queue;
+use crate::shm::Shared;
+use crate::sys;
+
+/// Batches a worker may hold beyond the one it runs: enough that it never waits for the parent.
+pub(crate) const PREFETCH: usize = 2;
+
+/// A worker initializer: its entry, encoded arguments and the descriptors of their handles.
+pub(crate) type Initializer = (i64, ByteBuf, Arc<Vec<OwnedFd>>);
+
+/// How a pool is set up (from its builder).
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) initializer: Option<Initializer>,
+    pub(crate) max_tasks_per_child: u64,
+    pub(crate) method: Option<StartMethod>,
+    pub(crate) task_timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL for a worker being stopped.
+    pub(crate) kill_grace: Duration,
+    pub(crate) name: String,
+}
+
+/// One submitted batch: items of one submission run by one worker in one go.
+pub(crate) struct Batch {
+    pub(crate) entry: i64,
+    pub(crate) items: Vec<ByteBuf>,
+    /// Descriptors for the (single) item's handles.
+    pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) sink: Arc<Collector>,
+    /// Index in the sink of the first item.
+    pub(crate) first: usize,
+    /// The worker holding it, if dispatched.
+    worker: Option<u32>,
+}
+
+impl Batch {
+    pub(crate) fn new(entry: i64, items: Vec<ByteBuf>, fds: Vec<OwnedFd>, sink: Arc<Collector>, first: usize) -> Batch {
+        Batch { entry, items, fds, sink, first, worker: None }
+    }
+}
+
+/// Why the parent is stopping a worker.
+#[derive(Clone, Copy, Debug)]
+enum Stopping {
+    /// Item `item` of `batch` ran past the timeout.
+    Timeout { batch: u64, item: u32 },
+    /// Batch `batch` was cancelled while item `item` ran.
+    Cancel { batch: u64 },
+    /// The pool is being terminated.
+    Terminate,
+}
+
+struct WorkerHandle {
+    process: Process<()>,
+    pid: u32,
+    pidfd: Arc<OwnedFd>,
+    orders: Queue<Order>,
+    handles: Connection<Vec<Fd>>,
+    slot: Shared<Slot>,
+    in_flight: VecDeque<u64>,
+    /// The supervisor has seen it end (an `Ended` report is on its way).
+    ended: bool,
+    stopping: Option<Stopping>,
+    kill_at: Option<Instant>,
+    /// Told to stop: its exit is expected.
+    retiring: bool,
+}
+
+/// Statistics of one worker place, across the processes that filled it.
+#[derive(Clone, Debug, Default)]
+struct PlaceStats {
+    restarts: u32,
+    items_before: u64,
+    busy_before: Duration,
+    since: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// No new submissions; work in hand goes on.
+    Closed,
+    /// Workers killed, everything unfinished failed.
+    Terminated,
+}
+
+pub(crate) struct State {
+    workers: Vec<Option<WorkerHandle>>,
+    stats: Vec<PlaceStats>,
+    batches: HashMap<u64, Batch>,
+    pending: VecDeque<u64>,
+    next_batch: u64,
+    pub(crate) phase: Phase,
+    broken: Option<String>,
+    /// Workers in a row that ended before becoming ready.
+    startup_deaths: u32,
+    /// Set when every thread should end.
+    finished: bool,
+}
+
+/// The shared core of a [`Pool`](crate::Pool) or an executor.
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    state: Mutex<State>,
+    /// Signalled whenever batches finish (for `join`).
+    drained: Condvar,
+    reports: Queue<Report>,
+    /// Written to wake the supervisor when workers or deadlines change.
+    wake: OwnedFd,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Per-worker statistics, from [`Pool::stats`](crate::Pool::stats).
+///
+/// ```
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// pool.map(|x: u32| x + 1, 0..100).unwrap();
+/// let stats = pool.stats();
+/// assert_eq!(stats.len(), 2);
+/// assert_eq!(stats.iter().map(|s| s.tasks_done).sum::<u64>(), 100);
+/// ```
+/// Python counterpart: none (mpire's `worker_insights` is the nearest).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The pid of the process now in this place (`None` if there is none at the moment).
+    pub pid: Option<u32>,
+    /// Items finished in this place, by all the processes that held it.
+    pub tasks_done: u64,
+    /// Time spent running items.
+    pub busy: Duration,
+    /// Time alive and not running items.
+    pub idle: Duration,
+    /// Processes started to replace ended ones (after a crash, a timeout or `max_tasks_per_child`).
+    pub restarts: u32,
+}
+
+/// Everything a worker's death settles: outcomes to deliver, after the state lock is released.
+type Deliveries = Vec<(Arc<Collector>, usize, Vec<Raw>)>;
+
+impl Core {
+    /// Starts the workers and the two threads.
+    pub(crate) fn start(config: Config) -> Result<Arc<Core>> {
+        if config.processes == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput, "a pool needs at least one process"));
+        }
+        let wake =
+            eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(|e| Error::os("eventfd", e.into()))?;
+        let core = Arc::new(Core {
+            state: Mutex::new(State {
+                workers: (0..config.processes).map(|_| None).collect(),
+                stats: vec![PlaceStats::default(); config.processes],
+                batches: HashMap::new(),
+                pending: VecDeque::new(),
+                next_batch: 0,
+                phase: Phase::Running,
+                broken: None,
+                startup_deaths: 0,
+                finished: false,
+            }),
+            drained: Condvar::new(),
+            reports: Queue::new()?,
+            wake,
+            threads: Mutex::new(Vec::new()),
+            config,
+        });
+        {
+            let mut st = core.lock();
+            for index in 0..core.config.processes as u32 {
+                if let Err(err) = core.spawn_worker(&mut st, index) {
+                    for w in st.workers.iter_mut().flatten() {
+                        let _ = w.process.kill();
+                        let _ = w.process.join();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        let results = {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name(format!("{}-results", core.config.name))
+                .spawn(move || core.result_loop())
+                .map_err(|e| Error::os("starting the pool's result thread", e))?
+        };
+        let supervisor = {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name(format!("{}-supervisor", core.config.name))
+                .spawn(move || core.supervise())
+                .map_err(|e| Error::os("starting the pool's supervisor thread", e))?
+        };
+        core.threads.lock().unwrap_or_else(|p| p.into_inner()).extend([results, supervisor]);
+        Ok(core)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wake_supervisor(&self) {
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    fn spawn_worker(&self, st: &mut State, index: u32) -> Result<()> {
+        let (handles, worker_handles) = pipe::<Vec<Fd>>()?;
+        let orders = Queue::new()?;
+        let slot = Shared::new(Slot::new())?;
+        let setup = Setup {
+            worker: index,
+            orders: orders.clone(),
+            reports: self.reports.clone(),
+            handles: worker_handles,
+            slot: slot.clone(),
+            initializer: match &self.config.initializer {
+                None => None,
+                Some((entry, args, fds)) => {
+                    let fds = fds.iter().map(|fd| fd.try_clone().map(Fd::from)).collect::<std::io::Result<Vec<Fd>>>();
+                    Some((*entry, args.clone(), fds.map_err(|e| Error::os("duplicating a handle", e))?))
+                }
+            },
+            max_batches: self.config.max_tasks_per_child,
+        };
+        let mut builder = Process::builder().name(format!("{}-worker-{index}", self.config.name)).daemon(true);
+        if let Some(method) = self.config.method {
+            builder = builder.start_method(method);
+        }
+        let process = builder.spawn(worker::worker_main, (setup,))?;
+        let pid = process.pid();
+        let pidfd = Arc::new(process.sentinel().try_clone_to_owned().map_err(|e| Error::os("duplicating a pidfd", e))?);
+        st.stats[index as usize].since.get_or_insert_with(Instant::now);
+        st.workers[index as usize] = Some(WorkerHandle {
+            process,
+            pid,
+            pidfd,
+            orders,
+            handles,
+            slot,
+            in_flight: VecDeque::new(),
+            ended: false,
+            stopping: None,
+            kill_at: None,
+            retiring: false,
+        });
+        self.wake_supervisor();
+        Ok(())
+    }
+
+    /// Queues batches for dispatch (under the state lock) and dispatches what fits.
+    pub(crate) fn submit(&self, st: &mut State, batches: Vec<Batch>) -> std::result::Result<(), TaskError> {
+        if st.phase != Phase::Running {
+            return Err(TaskError::Closed);
+        }
+        if let Some(why) = &st.broken {
+            return Err(TaskError::Broken(why.clone()));
+        }
+        for batch in batches {
+            let id = st.next_batch;
+            st.next_batch += 1;
+            st.batches.insert(id, batch);
+            st.pending.push_back(id);
+        }
+        self.dispatch(st);
+        Ok(())
+    }
+
+    /// Gives pending batches to workers with room, the least loaded first.
+    fn dispatch(&self, st: &mut State) {
+        while let Some(&id) = st.pending.front() {
+            let Some(index) = st
+                .workers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.as_ref().map(|w| (i, w)))
+                .filter(|(_, w)| !w.ended && w.stopping.is_none() && !w.retiring && w.in_flight.len() < PREFETCH)
+                .min_by_key(|(_, w)| w.in_flight.len())
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            st.pending.pop_front();
+            let batch = st.batches.get_mut(&id).expect("pending batches are known");
+            let worker = st.workers[index].as_mut().expect("chosen above");
+            if send(worker, id, batch) {
+                batch.worker = Some(index as u32);
+                worker.in_flight.push_back(id);
+            } else {
+                // The worker cannot take orders (it is dying): the batch waits for another, and
+                // this worker's end is handled when the supervisor sees it.
+                st.pending.push_front(id);
+                worker.retiring = true;
+            }
+        }
+    }
+
+    /// Waits until no batch is pending or in flight.
+    pub(crate) fn wait_drained(&self) {
+        let mut st = self.lock();
+        while !st.batches.is_empty() && st.phase != Phase::Terminated {
+            st = self.drained.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Closes the pool to new submissions.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        if st.phase == Phase::Running {
+            st.phase = Phase::Closed;
+        }
+    }
+
+    /// After `close`: waits for the work in hand, stops the workers and the threads.
+    pub(crate) fn join(&self) {
+        self.wait_drained();
+        {
+            let mut st = self.lock();
+            for w in st.workers.iter_mut().flatten() {
+                w.retiring = true;
+                let _ = w.orders.put_timeout(Order::Stop, Duration::from_secs(1));
+            }
+        }
+        self.finish();
+    }
+
+    /// Kills the workers (SIGTERM, then SIGKILL after the grace period), fails everything
+    /// unfinished with [`TaskError::Terminated`], and stops the threads.
+    pub(crate) fn terminate(&self, signal: Signal) {
+        let deliveries = {
+            let mut st = self.lock();
+            if st.finished {
+                return;
+            }
+            st.phase = Phase::Terminated;
+            let now = Instant::now();
+            for w in st.workers.iter_mut().flatten() {
+                w.stopping = Some(Stopping::Terminate);
+                w.kill_at = Some(now + self.config.kill_grace);
+                let _ = w.process.signal(signal);
+            }
+            let mut deliveries = Deliveries::new();
+            for (_, batch) in st.batches.drain() {
+                let n = batch.items.len();
+                deliveries.push((batch.sink, batch.first, vec![Err(TaskError::Terminated); n]));
+            }
+            st.pending.clear();
+            for w in st.workers.iter_mut().flatten() {
+                w.in_flight.clear();
+            }
+            deliveries
+        };
+        self.drained.notify_all();
+        deliver(deliveries);
+        self.wake_supervisor();
+        self.finish();
+    }
+
+    /// Waits for every worker to end, then ends the threads.
+    fn finish(&self) {
+        {
+            let mut st = self.lock();
+            st.phase = if st.phase == Phase::Running { Phase::Closed } else { st.phase };
+        }
+        // The result thread reaps the workers as their `Ended` reports come in; wait for that.
+        let mut st = self.lock();
+        while st.workers.iter().any(Option::is_some) {
+            st = self.drained.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        st.finished = true;
+        drop(st);
+        let _ = self.reports.put(Report::Wake);
+        self.wake_supervisor();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.lock().finished
+    }
+
+    /// Cancels batch `id` if it has not finished; returns whether it was cancelled. Its outcome
+    /// becomes [`TaskError::Cancelled`] at once. A batch still waiting in the parent is dropped; a
+    /// running one has its worker stopped (SIGTERM, then SIGKILL) and replaced; one already handed
+    /// to a worker but not started may still run there, and its result is discarded.
+    pub(crate) fn cancel(&self, id: u64) -> bool {
+        let mut st = self.lock();
+        let Some(batch) = st.batches.get(&id) else { return false };
+        let (sink, first, n) = (batch.sink.clone(), batch.first, batch.items.len());
+        match batch.worker {
+            None => {
+                st.pending.retain(|&b| b != id);
+                st.batches.remove(&id);
+            }
+            Some(index) => {
+                let grace = self.config.kill_grace;
+                let w = st.workers[index as usize].as_mut().expect("a batch's worker is present");
+                if let Some((running, _, _)) = w.slot.running().filter(|(b, _, _)| *b == id) {
+                    if w.stopping.is_none() {
+                        w.stopping = Some(Stopping::Cancel { batch: running });
+                        w.kill_at = Some(Instant::now() + grace);
+                        let _ = w.process.terminate();
+                    }
+                }
+            }
+        }
+        drop(st);
+        self.wake_supervisor();
+        self.drained.notify_all();
+        deliver(vec![(sink, first, vec![Err(TaskError::Cancelled); n])]);
+        true
+    }
+
+    /// Cancels every batch still waiting in the parent.
+    pub(crate) fn cancel_pending(&self) {
+        let deliveries: Deliveries = {
+            let mut st = self.lock();
+            let pending: Vec<u64> = st.pending.drain(..).collect();
+            pending
+                .into_iter()
+                .filter_map(|id| st.batches.remove(&id))
+                .map(|b| {
+                    let n = b.items.len();
+                    (b.sink, b.first, vec![Err(TaskError::Cancelled); n])
+                })
+                .collect()
+        };
+        self.drained.notify_all();
+        deliver(deliveries);
+    }
+
+    /// Whether batch `id` is being run right now.
+    pub(crate) fn is_running(&self, id: u64) -> bool {
+        let st = self.lock();
+        let Some(index) = st.batches.get(&id).and_then(|b| b.worker) else { return false };
+        st.workers[index as usize].as_ref().and_then(|w| w.slot.running()).is_some_and(|(b, _, _)| b == id)
+    }
+
+    /// The id the next submitted batch will get.
+    pub(crate) fn next_batch_id(st: &State) -> u64 {
+        st.next_batch
+    }
+
+    pub(crate) fn stats(&self) -> Vec<WorkerStats> {
+        let st = self.lock();
+        st.stats
+            .iter()
+            .zip(&st.workers)
+            .map(|(place, w)| {
+                let (items, busy) = w.as_ref().map_or((0, Duration::ZERO), |w| (w.slot.items_done(), w.slot.busy()));
+                let busy = place.busy_before + busy;
+                let alive = place.since.map_or(Duration::ZERO, |s| s.elapsed());
+                WorkerStats {
+                    pid: w.as_ref().map(|w| w.pid),
+                    tasks_done: place.items_before + items,
+                    busy,
+                    idle: alive.saturating_sub(busy),
+                    restarts: place.restarts,
+                }
+            })
+            .collect()
+    }
+
+    // ----- the result thread -----
+
+    fn result_loop(&self) {
+        loop {
+            let report = match self.reports.get() {
+                Ok(report) => report,
+                // A report that does not decode cannot come from our workers; skip it.
+                Err(_) => continue,
+            };
+            let deliveries = {
+                let mut st = self.lock();
+                let deliveries = match report {
+                    Report::Done { batch, outcomes } => self.on_done(&mut st, batch, outcomes),
+                    Report::InitFailed { worker, pid, message } => self.on_init_failed(&mut st, worker, pid, message),
+                    Report::Ended { worker, pid } => self.on_ended(&mut st, worker, pid),
+                    Report::Wake => Deliveries::new(),
+                };
+                self.dispatch(&mut st);
+                if st.finished {
+                    return;
+                }
+                deliveries
+            };
+            self.drained.notify_all();
+            deliver(deliveries);
+        }
+    }
+
+    fn on_done(&self, st: &mut State, id: u64, outcomes: Vec<Wire>) -> Deliveries {
+        let Some(batch) = st.batches.remove(&id) else { return Deliveries::new() };
+        let mut pid = 0;
+        if let Some(index) = batch.worker {
+            if let Some(w) = st.workers[index as usize].as_mut() {
+                w.in_flight.retain(|&b| b != id);
+                pid = w.pid;
+                st.startup_deaths = 0;
+            }
+        }
+        let raws = outcomes
+            .into_iter()
+            .map(|wire| match wire {
+                Wire::Returned(bytes) => Ok(bytes.into_vec()),
+                Wire::Panicked(message) => Err(TaskError::Panicked { message, pid }),
+                Wire::Failed { encode: true, message } => Err(TaskError::ResultEncode(message)),
+                Wire::Failed { encode: false, message } => Err(TaskError::Decode(message)),
+            })
+            .collect();
+        vec![(batch.sink, batch.first, raws)]
+    }
+
+    fn on_init_failed(&self, st: &mut State, _worker: u32, pid: u32, message: String) -> Deliveries {
+        let why = format!("the initializer failed in worker {pid}: {message}");
+        self.break_pool(st, why)
+    }
+
+    /// Marks the pool broken and fails every unfinished batch.
+    fn break_pool(&self, st: &mut State, why: String) -> Deliveries {
+        st.broken.get_or_insert(why.clone());
+        st.pending.clear();
+        for w in st.workers.iter_mut().flatten() {
+            w.in_flight.clear();
+        }
+        st.batches
+            .drain()
+            .map(|(_, b)| {
+                let n = b.items.len();
+                (b.sink, b.first, vec![Err(TaskError::Broken(why.clone())); n])
+            })
+            .collect()
+    }
+
+    fn on_ended(&self, st: &mut State, index: u32, pid: u32) -> Deliveries {
+        let Some(mut w) = st.workers[index as usize].take_if(|w| w.pid == pid) else { return Deliveries::new() };
+        let status = match w.process.join() {
+            Err(JoinError::Exited(status)) => status,
+            _ => ExitStatus::Code(0),
+        };
+        let place = &mut st.stats[index as usize];
+        place.items_before += w.slot.items_done();
+        place.busy_before += w.slot.busy();
+        let mut deliveries = Deliveries::new();
+        // The item it was running, if its batch is still unreported, fails; the batch's other
+        // items, and its other batches, go back to the front of the queue.
+        let running = w.slot.running();
+        let mut requeue = Vec::new();
+        for id in w.in_flight.drain(..) {
+            let Some(batch) = st.batches.get_mut(&id) else { continue };
+            batch.worker = None;
+            let failed_item = match running {
+                Some((b, item, _)) if b == id => Some(item),
+                _ => None,
+            };
+            let cancelled_here = matches!(w.stopping, Some(Stopping::Cancel { batch, .. }) if batch == id);
+            if cancelled_here {
+                let batch = st.batches.remove(&id).expect("present");
+                let n = batch.items.len();
+                deliveries.push((batch.sink, batch.first, vec![Err(TaskError::Cancelled); n]));
+                continue;
+            }
+            if let Some(item) = failed_item {
+                let error = match w.stopping {
+                    Some(Stopping::Timeout { batch: b, item: i }) if b == id && i == item => {
+                        TaskError::TimedOut { timeout: self.config.task_timeout.unwrap_or_default(), pid }
+                    }
+                    Some(Stopping::Terminate) => TaskError::Terminated,
+                    _ => TaskError::WorkerDied { pid, status },
+                };
+                let item = item as usize;
+                // Split the batch: the failed item is settled now, the rest run again.
+                let before: Vec<ByteBuf> = batch.items.drain(..item.min(batch.items.len())).collect();
+                let failed_index = batch.first + item;
+                let after_first = failed_index + 1;
+                let after: Vec<ByteBuf> = batch.items.drain(1.min(batch.items.len())..).collect();
+                deliveries.push((batch.sink.clone(), failed_index, vec![Err(error)]));
+                let (entry, sink, first) = (batch.entry, batch.sink.clone(), batch.first);
+                st.batches.remove(&id);
+                if !before.is_empty() {
+                    requeue.push(Batch::new(entry, before, Vec::new(), sink.clone(), first));
+                }
+                if !after.is_empty() {
+                    requeue.push(Batch::new(entry, after, Vec::new(), sink, after_first));
+                }
+            } else {
+                st.pending.push_front(id);
+            }
+        }
+        for batch in requeue.into_iter().rev() {
+            let id = st.next_batch;
+            st.next_batch += 1;
+            st.batches.insert(id, batch);
+            st.pending.push_front(id);
+        }
+        let died_on_start = !w.slot.is_ready() && !w.retiring;
+        drop(w);
+        // Replace it, unless the pool is winding down or workers keep dying before they start.
+        if died_on_start {
+            st.startup_deaths += 1;
+        }
+        let storm = st.startup_deaths as usize >= 2 * self.config.processes + 2;
+        if storm && st.broken.is_none() {
+            deliveries.extend(self.break_pool(st, format!("workers keep dying on start (the last: {status})")));
+        }
+        let replace = st.phase != Phase::Terminated
+            && st.broken.is_none()
+            && (st.phase == Phase::Running || !st.batches.is_empty());
+        if replace {
+            st.stats[index as usize].restarts += 1;
+            if let Err(err) = self.spawn_worker(st, index) {
+                deliveries.extend(self.break_pool(st, format!("could not start a worker: {err}")));
+            }
+        }
+        deliveries
+    }
+
+    // ----- the supervisor thread -----
+
+    fn supervise(&self) {
+        let mut buf = [0u8; 8];
+        loop {
+            let (watched, deadline) = {
+                let st = self.lock();
+                if st.finished {
+                    return;
+                }
+                let watched: Vec<(u32, u32, Arc<OwnedFd>)> = st
+                    .workers
+                    .iter()
+                    .flatten()
+                    .filter(|w| !w.ended)
+                    .map(|w| (index_of(&st, w.pid), w.pid, w.pidfd.clone()))
+                    .collect();
+                (watched, self.next_deadline(&st))
+            };
+            let mut fds: Vec<BorrowedFd<'_>> = vec![self.wake.as_fd()];
+            fds.extend(watched.iter().map(|(_, _, fd)| fd.as_fd()));
+            let ready = sys::poll::wait_readable(&fds, deadline).unwrap_or_default();
+            if ready.first().copied().unwrap_or(false) {
+                let _ = rustix::io::read(&self.wake, &mut buf);
+            }
+            let mut ended = Vec::new();
+            {
+                let mut st = self.lock();
+                for ((index, pid, _), &is_ready) in watched.iter().zip(ready.iter().skip(1)) {
+                    if is_ready {
+                        if let Some(w) = st.workers[*index as usize].as_mut().filter(|w| w.pid == *pid) {
+                            w.ended = true;
+                            ended.push((*index, *pid));
+                        }
+                    }
+                }
+                self.enforce_deadlines(&mut st);
+            }
+            for (worker, pid) in ended {
+                let _ = self.reports.put(Report::Ended { worker, pid });
+            }
+        }
+    }
+
+    /// The next instant the supervisor must act: a task's timeout, or a SIGKILL after a SIGTERM.
+    fn next_deadline(&self, st: &State) -> Option<Instant> {
+        let now_ns = worker::now_ns();
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for w in st.workers.iter().flatten().filter(|w| !w.ended) {
+            let mut consider = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            if let Some(at) = w.kill_at {
+                consider(at);
+            }
+            if let (Some(timeout), None) = (self.config.task_timeout, w.stopping) {
+                if let Some((_, _, started)) = w.slot.running() {
+                    let due_ns = started.saturating_add(timeout.as_nanos() as u64);
+                    consider(now + Duration::from_nanos(due_ns.saturating_sub(now_ns)));
+                }
+            }
+        }
+        next
+    }
+
+    fn enforce_deadlines(&self, st: &mut State) {
+        let now_ns = worker::now_ns();
+        let now = Instant::now();
+        for w in st.workers.iter_mut().flatten().filter(|w| !w.ended) {
+            if w.kill_at.is_some_and(|at| at <= now) {
+                w.kill_at = None;
+                let _ = w.process.kill();
+                continue;
+            }
+            let (Some(timeout), None) = (self.config.task_timeout, w.stopping) else { continue };
+            let Some((batch, item, started)) = w.slot.running() else { continue };
+            if now_ns.saturating_sub(started) >= timeout.as_nanos() as u64 && w.in_flight.contains(&batch) {
+                w.stopping = Some(Stopping::Timeout { batch, item });
+                w.kill_at = Some(now + self.config.kill_grace);
+                let _ = w.process.terminate();
+            }
+        }
+    }
+}
+
+fn index_of(st: &State, pid: u32) -> u32 {
+    st.workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid == pid)).expect("a worker's place") as u32
+}
+
+/// Hands a batch to a worker: its descriptors first (on the worker's connection), then the order.
+fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
+    let with_fds = !batch.fds.is_empty();
+    if with_fds {
+        let fds: Vec<Fd> = match batch.fds.iter().map(|fd| fd.try_clone().map(Fd::from)).collect() {
+            Ok(fds) => fds,
+            Err(_) => return false,
+        };
+        if w.handles.send(&fds).is_err() {
+            return false;
+        }
+    }
+    let mut order = Order::Run { batch: id, entry: batch.entry, items: batch.items.clone(), with_fds };
+    // Orders are small next to the ring, so this rarely waits; when it does (huge arguments), it
+    // checks that the worker is still there to make room.
+    loop {
+        match w.orders.put_timeout(order, Duration::from_millis(100)) {
+            Ok(()) => return true,
+            Err(crate::queue::PutTimeoutError::Timeout(back)) if w.process.is_alive() => order = back,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Delivers outcomes to their collectors (with the state lock released: callbacks run here).
+fn deliver(deliveries: Deliveries) {
+    for (sink, first, raws) in deliveries {
+        sink.deliver(first, raws);
+    }
+}

@@ -1,0 +1,512 @@
+//! [`ProcessPoolExecutor`] and its futures: Python's `concurrent.futures` over a [`Pool`].
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, mpsc};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::core::{Batch, Core};
+use super::result::{Collected, Collector, TaskError, assemble_one};
+use super::{Imap, Pool, PoolBuilder, ResultTimeoutError, encode_args};
+use crate::error::Result;
+use crate::process::Signal;
+use crate::process::task::{Task, entry_offset};
+use crate::sync::deadline_after;
+
+/// A pool with Python's `concurrent.futures` interface: [`submit`](Self::submit) returns a
+/// [`TaskFuture`].
+///
+/// ```
+/// use multiproc::ProcessPoolExecutor;
+/// fn fetch(url: String) -> usize { url.len() }
+/// let executor = ProcessPoolExecutor::new(2).unwrap();
+/// let future = executor.submit(fetch, ("https://example.org".to_string(),)).unwrap();
+/// future.add_done_callback(|f| println!("done: {:?}", f.result()));
+/// assert_eq!(future.result().unwrap(), 19);
+/// executor.shutdown(true, false);
+/// ```
+/// Python counterpart: `concurrent.futures.ProcessPoolExecutor`.
+#[derive(Debug)]
+pub struct ProcessPoolExecutor {
+    pool: Pool,
+}
+
+impl ProcessPoolExecutor {
+    pub(crate) fn from_pool(pool: Pool) -> ProcessPoolExecutor {
+        ProcessPoolExecutor { pool }
+    }
+
+    /// An executor of `max_workers` processes.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// # drop(executor);
+    /// ```
+    /// Python counterpart: `ProcessPoolExecutor(max_workers)`.
+    pub fn new(max_workers: usize) -> Result<ProcessPoolExecutor> {
+        PoolBuilder::default().processes(max_workers).build_executor()
+    }
+
+    /// A builder (initializer, max tasks per child, start method, …); finish with
+    /// [`PoolBuilder::build_executor`].
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::builder().processes(1).build_executor().unwrap();
+    /// # drop(executor);
+    /// ```
+    /// Python counterpart: `ProcessPoolExecutor(...)` with keyword arguments.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Starts `f(args)` in a worker.
+    ///
+    /// # Errors
+    /// [`TaskError::ArgumentEncode`] if the arguments cannot be encoded; [`TaskError::Closed`]
+    /// after [`shutdown`](Self::shutdown); [`TaskError::Broken`].
+    ///
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let executor = multiproc::ProcessPoolExecutor::new(2).unwrap();
+    /// assert_eq!(executor.submit(add, (1, 2)).unwrap().result().unwrap(), 3);
+    /// ```
+    /// Python counterpart: `executor.submit(f, *args)`.
+    pub fn submit<F, A>(&self, f: F, args: A) -> std::result::Result<TaskFuture<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let sink = Collector::new(Some(1), false);
+        let (bytes, fds) = encode_args(&args)?;
+        let batch = Batch::new(entry_offset::<F, A>(), vec![bytes], fds, sink.clone(), 0);
+        let core = &self.pool.core;
+        let id = {
+            let mut st = core.lock();
+            let id = Core::next_batch_id(&st);
+            core.submit(&mut st, vec![batch])?;
+            id
+        };
+        Ok(TaskFuture { core: core.clone(), batch: id, sink, _type: PhantomData })
+    }
+
+    /// `f(item)` for every item, lazily (a bounded number ahead of the reader), in input order,
+    /// `chunksize` items per batch.
+    ///
+    /// # Errors
+    /// [`TaskError::Closed`] after [`shutdown`](Self::shutdown).
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(2).unwrap();
+    /// let doubled: Vec<u32> = executor.map(|x: u32| x * 2, 0..4, 1).unwrap().map(Result::unwrap).collect();
+    /// assert_eq!(doubled, [0, 2, 4, 6]);
+    /// ```
+    /// Python counterpart: `executor.map(f, iterable, chunksize=n)` (whose input is read at once).
+    pub fn map<F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> std::result::Result<Imap<'_, I::IntoIter, F::Output>, TaskError>
+    where
+        I: IntoIterator,
+        F: Task<(I::Item,)>,
+        I::Item: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.pool.imap_chunked(f, items, chunksize)
+    }
+
+    /// Stops accepting tasks. With `cancel_futures`, tasks not yet started are cancelled; with
+    /// `wait`, returns once every task in hand has finished and the workers have exited.
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(|| 1, ()).unwrap();
+    /// executor.shutdown(true, false);
+    /// assert_eq!(f.result().unwrap(), 1);
+    /// assert!(executor.submit(|| 2, ()).is_err());
+    /// ```
+    /// Python counterpart: `executor.shutdown(wait, cancel_futures=...)`.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let core = &self.pool.core;
+        core.close();
+        if cancel_futures {
+            core.cancel_pending();
+        }
+        if wait && !core.is_finished() {
+            core.join();
+        }
+    }
+
+    /// Stops every worker with SIGTERM (then SIGKILL after the kill grace); unfinished tasks fail
+    /// with [`TaskError::Terminated`].
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// executor.terminate_workers();
+    /// assert!(executor.submit(|| 1, ()).is_err());
+    /// ```
+    /// Python counterpart: `executor.terminate_workers()` (Python 3.14).
+    pub fn terminate_workers(&self) {
+        self.pool.core.terminate(Signal::TERM);
+    }
+
+    /// As [`terminate_workers`](Self::terminate_workers), with SIGKILL.
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// executor.kill_workers();
+    /// ```
+    /// Python counterpart: `executor.kill_workers()` (Python 3.14).
+    pub fn kill_workers(&self) {
+        self.pool.core.terminate(Signal::KILL);
+    }
+
+    /// Per-worker statistics (see [`Pool::stats`]).
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(2).unwrap();
+    /// assert_eq!(executor.stats().len(), 2);
+    /// ```
+    /// Python counterpart: none.
+    pub fn stats(&self) -> Vec<super::WorkerStats> {
+        self.pool.stats()
+    }
+}
+
+/// The eventual outcome of [`ProcessPoolExecutor::submit`]. Also a `std::future::Future`, so it
+/// can be awaited.
+///
+/// ```
+/// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+/// let f = executor.submit(|| 6 * 7, ()).unwrap();
+/// assert_eq!(f.result().unwrap(), 42);
+/// assert!(f.done() && !f.cancelled());
+/// ```
+/// Python counterpart: `concurrent.futures.Future`.
+pub struct TaskFuture<R> {
+    core: Arc<Core>,
+    batch: u64,
+    sink: Arc<Collector>,
+    _type: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for TaskFuture<R> {
+    fn clone(&self) -> TaskFuture<R> {
+        TaskFuture { core: self.core.clone(), batch: self.batch, sink: self.sink.clone(), _type: PhantomData }
+    }
+}
+
+impl<R> std::fmt::Debug for TaskFuture<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskFuture").field("done", &self.done()).finish()
+    }
+}
+
+impl<R: DeserializeOwned> TaskFuture<R> {
+    /// Waits for the value.
+    ///
+    /// # Errors
+    /// The task's [`TaskError`] ([`TaskError::Cancelled`] if it was cancelled).
+    ///
+    /// ```
+    /// fn fail() -> u8 { panic!("boom") }
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// assert!(executor.submit(fail, ()).unwrap().result().is_err());
+    /// ```
+    /// Python counterpart: `future.result()`.
+    pub fn result(&self) -> std::result::Result<R, TaskError> {
+        let c = self.sink.wait_until(None, Collected::is_complete).expect("no deadline");
+        assemble_one(&c.outcomes)
+    }
+
+    /// Waits up to `timeout` for the value.
+    ///
+    /// # Errors
+    /// [`ResultTimeoutError::Timeout`] if it has not arrived (the task goes on);
+    /// [`ResultTimeoutError::Failed`] with the task's error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(|| 1, ()).unwrap();
+    /// assert_eq!(f.result_timeout(Duration::from_secs(30)), Ok(1));
+    /// ```
+    /// Python counterpart: `future.result(timeout)`.
+    pub fn result_timeout(&self, timeout: Duration) -> std::result::Result<R, ResultTimeoutError> {
+        match self.sink.wait_until(deadline_after(timeout), Collected::is_complete) {
+            Some(c) => assemble_one(&c.outcomes).map_err(ResultTimeoutError::Failed),
+            None => Err(ResultTimeoutError::Timeout),
+        }
+    }
+
+    /// Waits for the task and returns its error, if it failed.
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// assert_eq!(executor.submit(|| 1, ()).unwrap().exception(), None);
+    /// ```
+    /// Python counterpart: `future.exception()`.
+    pub fn exception(&self) -> Option<TaskError> {
+        self.result().err()
+    }
+
+    /// Calls `callback` with this future once it is done: at once (in this thread) if it already
+    /// is, otherwise in the executor's result thread. A callback that panics is contained.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let f = executor.submit(|| 5u8, ()).unwrap();
+    /// f.add_done_callback(move |f| tx.send(f.result().unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 5);
+    /// ```
+    /// Python counterpart: `future.add_done_callback(fn)`.
+    pub fn add_done_callback(&self, callback: impl FnOnce(&TaskFuture<R>) + Send + 'static)
+    where
+        R: 'static,
+    {
+        let me = self.clone();
+        let mut c = self.sink.lock();
+        if c.is_complete() {
+            drop(c);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&me)));
+        } else {
+            c.done_callbacks.push(Box::new(move || callback(&me)));
+        }
+    }
+}
+
+impl<R> TaskFuture<R> {
+    /// Cancels the task unless it has finished; returns whether it was cancelled. Beyond Python
+    /// (which cannot cancel a running task), a running task has its worker stopped (SIGTERM, then
+    /// SIGKILL) and replaced. A task already handed to a worker but not yet started may still run;
+    /// its result is discarded.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(nap, ()).unwrap();
+    /// assert!(f.cancel());
+    /// assert!(f.cancelled());
+    /// ```
+    /// Python counterpart: `future.cancel()`.
+    pub fn cancel(&self) -> bool {
+        if self.done() {
+            return false;
+        }
+        self.core.cancel(self.batch)
+    }
+
+    /// Whether the task was cancelled.
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(|| 1, ()).unwrap();
+    /// f.result().unwrap();
+    /// assert!(!f.cancelled());
+    /// ```
+    /// Python counterpart: `future.cancelled()`.
+    pub fn cancelled(&self) -> bool {
+        let c = self.sink.lock();
+        c.is_complete() && matches!(c.outcomes.first(), Some(Some(Err(TaskError::Cancelled))))
+    }
+
+    /// Whether a worker is running the task right now.
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(|| 1, ()).unwrap();
+    /// f.result().unwrap();
+    /// assert!(!f.running());
+    /// ```
+    /// Python counterpart: `future.running()`.
+    pub fn running(&self) -> bool {
+        !self.done() && self.core.is_running(self.batch)
+    }
+
+    /// Whether the task has finished (a value, an error, or cancelled).
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(|| 1, ()).unwrap();
+    /// f.result().unwrap();
+    /// assert!(f.done());
+    /// ```
+    /// Python counterpart: `future.done()`.
+    pub fn done(&self) -> bool {
+        self.sink.lock().is_complete()
+    }
+
+    /// Calls `notify` once this future is done (at once if it is).
+    fn on_done(&self, notify: impl FnOnce() + Send + 'static) {
+        let mut c = self.sink.lock();
+        if c.is_complete() {
+            drop(c);
+            notify();
+        } else {
+            c.done_callbacks.push(Box::new(notify));
+        }
+    }
+}
+
+impl<R: DeserializeOwned> std::future::Future for TaskFuture<R> {
+    type Output = std::result::Result<R, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut c = self.sink.lock();
+        if c.is_complete() {
+            return Poll::Ready(assemble_one(&c.outcomes));
+        }
+        if !c.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            c.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// The futures of `futures` as they finish: indexes into the slice, each once. After `timeout`
+/// (`None`: no limit) with some still running, yields one `Err(Timeout)` and ends.
+///
+/// ```
+/// use multiproc::pool::{ProcessPoolExecutor, as_completed};
+/// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+/// let executor = ProcessPoolExecutor::new(2).unwrap();
+/// let futures = vec![executor.submit(nap, (300,)).unwrap(), executor.submit(nap, (10,)).unwrap()];
+/// let order: Vec<usize> = as_completed(&futures, None).map(Result::unwrap).collect();
+/// assert_eq!(order, [1, 0]);
+/// ```
+/// Python counterpart: `concurrent.futures.as_completed(futures, timeout)`.
+pub fn as_completed<R>(futures: &[TaskFuture<R>], timeout: Option<Duration>) -> AsCompleted {
+    let (tx, rx) = mpsc::channel();
+    for (index, future) in futures.iter().enumerate() {
+        let tx = tx.clone();
+        future.on_done(move || {
+            let _ = tx.send(index);
+        });
+    }
+    AsCompleted { done: rx, left: futures.len(), deadline: timeout.and_then(deadline_after), timed_out: false }
+}
+
+/// The iterator of [`as_completed`].
+///
+/// ```
+/// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+/// let futures = [executor.submit(|| 1, ()).unwrap()];
+/// assert_eq!(multiproc::pool::as_completed(&futures, None).count(), 1);
+/// ```
+/// Python counterpart: the generator `as_completed` returns.
+#[derive(Debug)]
+pub struct AsCompleted {
+    done: mpsc::Receiver<usize>,
+    left: usize,
+    deadline: Option<Instant>,
+    timed_out: bool,
+}
+
+/// [`as_completed`] or [`wait`] gave up before every future was done.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::pool::{ProcessPoolExecutor, as_completed, Timeout};
+/// fn nap() { std::thread::sleep(Duration::from_secs(60)) }
+/// let executor = ProcessPoolExecutor::new(1).unwrap();
+/// let futures = [executor.submit(nap, ()).unwrap()];
+/// let first = as_completed(&futures, Some(Duration::from_millis(10))).next();
+/// assert_eq!(first, Some(Err(Timeout)));
+/// executor.kill_workers();
+/// ```
+/// Python counterpart: `concurrent.futures.TimeoutError`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for futures")]
+pub struct Timeout;
+
+impl Iterator for AsCompleted {
+    type Item = std::result::Result<usize, Timeout>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 || self.timed_out {
+            return None;
+        }
+        let received = match self.deadline {
+            None => self.done.recv().ok(),
+            Some(deadline) => self.done.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok(),
+        };
+        match received {
+            Some(index) => {
+                self.left -= 1;
+                Some(Ok(index))
+            }
+            None => {
+                self.timed_out = true;
+                Some(Err(Timeout))
+            }
+        }
+    }
+}
+
+/// When [`wait`] returns.
+///
+/// ```
+/// let when = multiproc::pool::ReturnWhen::FirstCompleted;
+/// # let _ = when;
+/// ```
+/// Python counterpart: `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any future is done.
+    FirstCompleted,
+    /// As soon as any future fails (or all are done).
+    FirstException,
+    /// When all are done.
+    AllCompleted,
+}
+
+/// Waits for `futures` as `when` says, at most `timeout` (`None`: no limit); returns the indexes
+/// of the futures done and of those not done.
+///
+/// ```
+/// use multiproc::pool::{ProcessPoolExecutor, ReturnWhen, wait};
+/// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+/// let executor = ProcessPoolExecutor::new(2).unwrap();
+/// let futures = vec![executor.submit(nap, (10,)).unwrap(), executor.submit(nap, (5_000,)).unwrap()];
+/// let (done, not_done) = wait(&futures, ReturnWhen::FirstCompleted, None);
+/// assert_eq!((done, not_done), (vec![0], vec![1]));
+/// executor.kill_workers();
+/// ```
+/// Python counterpart: `concurrent.futures.wait(futures, timeout, return_when)`.
+pub fn wait<R: DeserializeOwned>(
+    futures: &[TaskFuture<R>],
+    when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut done = vec![false; futures.len()];
+    for index in as_completed(futures, timeout) {
+        let Ok(index) = index else { break };
+        done[index] = true;
+        let stop = match when {
+            ReturnWhen::FirstCompleted => true,
+            ReturnWhen::FirstException => futures[index].exception().is_some(),
+            ReturnWhen::AllCompleted => false,
+        };
+        if stop {
+            break;
+        }
+    }
+    // Anything else that finished meanwhile counts as done too, as in Python.
+    for (index, future) in futures.iter().enumerate() {
+        done[index] |= future.done();
+    }
+    let (yes, no): (Vec<usize>, Vec<usize>) = (0..futures.len()).partition(|&i| done[i]);
+    (yes, no)
+}

@@ -1,0 +1,1022 @@
+//! Process pools: [`Pool`] (Python's `multiprocessing.Pool`) and [`ProcessPoolExecutor`]
+//! (Python's `concurrent.futures.ProcessPoolExecutor`).
+//!
+//! A pool keeps a fixed number of worker processes and feeds them tasks: a plain function (or a
+//! closure that captures nothing) and its arguments, exactly as for [`Process::spawn`]. Results
+//! come back typed. Unlike Python's pools, nothing here can hang you:
+//!
+//! - A task that **panics** fails alone ([`TaskError::Panicked`]); its worker goes on.
+//! - A worker that **dies** mid-task (SIGKILL, the OOM killer, `abort`, `exit`) fails that one
+//!   task ([`TaskError::WorkerDied`], with the pid and the signal or exit code) and is replaced;
+//!   every other task completes. Python's `Pool.map` hangs forever here; its executor breaks.
+//! - A **task timeout** ([`PoolBuilder::task_timeout`]) stops the worker that overran (SIGTERM,
+//!   then SIGKILL if it is ignored) and fails that task with [`TaskError::TimedOut`].
+//! - An **initializer** that fails breaks the pool with a clear error ([`TaskError::Broken`]);
+//!   workers that keep dying on start do too, instead of respawning forever.
+//! - **Ctrl-C**: workers ignore SIGINT, so the terminal's Ctrl-C reaches only the parent, which
+//!   ends by default; its workers die with it (they never outlive their parent), silently.
+//! - [`Pool::imap`] reads its input lazily, a bounded number of items ahead.
+//!
+//! ```
+//! use multiproc::Pool;
+//!
+//! fn collatz_steps(mut n: u64) -> u32 {
+//!     let mut steps = 0;
+//!     while n != 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! }
+//!
+//! let pool = Pool::new(2).unwrap();
+//! let steps = pool.map(collatz_steps, 1..=10).unwrap();
+//! assert_eq!(steps, [0, 1, 7, 2, 5, 8, 16, 3, 19, 6]);
+//! ```
+//!
+//! # How it works
+//! Each worker has its own order queue in shared memory and at most two batches in hand; the
+//! rest wait in the parent. Workers report on one shared queue, read by a result thread in the
+//! parent, which delivers results, runs callbacks (in completion order) and hands out more work. A
+//! supervisor thread watches every worker's pidfd and the task deadlines. Before running an item a
+//! worker writes what it runs into a slot of shared memory, so when it dies the parent knows which
+//! item killed it. A chunk (`chunksize` items) is reported whole: if its worker dies, the items of
+//! the chunk it had already finished run again on another worker.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle;
+use crate::process::task::{Task, entry_offset};
+use crate::process::{Signal, StartMethod, cpu_count};
+
+mod core;
+mod executor;
+mod result;
+mod worker;
+
+pub use self::core::WorkerStats;
+use self::core::{Batch, Config, Core, Initializer, PREFETCH, Phase};
+pub use executor::{AsCompleted, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed, wait};
+pub use result::{AsyncResult, TaskError};
+use result::{Collector, Raw, assemble_all, assemble_one, decode};
+
+/// Why a wait with a timeout returned no value.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::pool::{Pool, ResultTimeoutError};
+/// fn nap() { std::thread::sleep(Duration::from_millis(300)) }
+/// let pool = Pool::new(1).unwrap();
+/// let result = pool.apply_async(nap, ()).unwrap();
+/// assert_eq!(result.get_timeout(Duration::from_millis(10)), Err(ResultTimeoutError::Timeout));
+/// ```
+/// Python counterpart: `multiprocessing.TimeoutError` / `concurrent.futures.TimeoutError`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResultTimeoutError {
+    /// The value did not arrive in time; the task goes on.
+    #[error("timed out waiting for the result")]
+    Timeout,
+    /// The task failed.
+    #[error(transparent)]
+    Failed(#[from] TaskError),
+}
+
+/// Builds a [`Pool`] (or a [`ProcessPoolExecutor`]) with options.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Pool, StartMethod};
+///
+/// fn setup(greeting: String) { println!("{greeting} from {}", std::process::id()) }
+///
+/// let pool = Pool::builder()
+///     .processes(2)
+///     .initializer(setup, ("hello".to_string(),))
+///     .max_tasks_per_child(100)
+///     .task_timeout(Duration::from_secs(60))
+///     .start_method(StartMethod::ForkServer)
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.apply(|| 7, ()).unwrap(), 7);
+/// ```
+/// Python counterpart: `Pool(processes, initializer, initargs, maxtasksperchild, context)`.
+#[derive(Clone)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<std::result::Result<Initializer, String>>,
+    max_tasks_per_child: u64,
+    method: Option<StartMethod>,
+    task_timeout: Option<Duration>,
+    kill_grace: Duration,
+    in_flight: Option<usize>,
+    name: String,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            initializer: None,
+            max_tasks_per_child: 0,
+            method: None,
+            task_timeout: None,
+            kill_grace: Duration::from_secs(1),
+            in_flight: None,
+            name: "pool".into(),
+        }
+    }
+}
+
+fn encode_args<A: Serialize>(args: &A) -> std::result::Result<(ByteBuf, Vec<std::os::fd::OwnedFd>), TaskError> {
+    let (bytes, fds) = handle::encode(args).map_err(|e| TaskError::ArgumentEncode(e.to_string()))?;
+    let fds = fds
+        .iter()
+        .map(|fd| fd.try_clone_to_owned())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| TaskError::ArgumentEncode(format!("duplicating a handle: {e}")))?;
+    Ok((ByteBuf::from(bytes), fds))
+}
+
+impl PoolBuilder {
+    /// The number of worker processes (default: [`cpu_count`], which honours affinity and cgroup
+    /// quotas).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(3).build().unwrap();
+    /// assert_eq!(pool.stats().len(), 3);
+    /// ```
+    /// Python counterpart: `Pool(processes=n)`.
+    pub fn processes(mut self, n: usize) -> PoolBuilder {
+        self.processes = Some(n);
+        self
+    }
+
+    /// A function every worker runs once, with `args`, before any task. The arguments may hold
+    /// handles (a queue, a lock), which every worker receives. If it panics (or its arguments do
+    /// not decode), the pool is broken: every task fails with [`TaskError::Broken`] naming the
+    /// cause — no respawn storm.
+    ///
+    /// ```
+    /// fn fail() { panic!("no database") }
+    /// let pool = multiproc::Pool::builder().processes(1).initializer(fail, ()).build().unwrap();
+    /// assert!(matches!(pool.apply(|| 1, ()), Err(multiproc::pool::TaskError::Broken(why)) if why.contains("no database")));
+    /// ```
+    /// Python counterpart: `Pool(initializer=f, initargs=args)`.
+    pub fn initializer<F, A>(mut self, _f: F, args: A) -> PoolBuilder
+    where
+        F: Task<A, Output = ()>,
+        A: Serialize + DeserializeOwned,
+    {
+        let encoded = match encode_args(&args) {
+            Ok((bytes, fds)) => Ok((entry_offset::<F, A>(), bytes, Arc::new(fds))),
+            Err(err) => Err(err.to_string()),
+        };
+        self.initializer = Some(encoded);
+        self
+    }
+
+    /// Replace a worker after it has run `n` tasks (a chunk counts as one, as in Python); 0 (the
+    /// default) never.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(1).max_tasks_per_child(1).build().unwrap();
+    /// let a = pool.apply(std::process::id, ()).unwrap();
+    /// let b = pool.apply(std::process::id, ()).unwrap();
+    /// assert_ne!(a, b);
+    /// ```
+    /// Python counterpart: `Pool(maxtasksperchild=n)`, `ProcessPoolExecutor(max_tasks_per_child=n)`.
+    pub fn max_tasks_per_child(mut self, n: u64) -> PoolBuilder {
+        self.max_tasks_per_child = n;
+        self
+    }
+
+    /// How workers are started (default: the process-wide default).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(1).start_method(multiproc::StartMethod::Fork).build().unwrap();
+    /// assert_eq!(pool.apply(|| 2 + 2, ()).unwrap(), 4);
+    /// ```
+    /// Python counterpart: `Pool(context=get_context(method))`.
+    pub fn start_method(mut self, method: StartMethod) -> PoolBuilder {
+        self.method = Some(method);
+        self
+    }
+
+    /// The longest one task may run. A task past it has its worker stopped (SIGTERM, then SIGKILL
+    /// after the kill grace) and fails with [`TaskError::TimedOut`]; a new worker takes the place.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn hang() { std::thread::sleep(Duration::from_secs(600)) }
+    /// let pool = multiproc::Pool::builder().processes(1).task_timeout(Duration::from_millis(100)).build().unwrap();
+    /// assert!(matches!(pool.apply(hang, ()), Err(multiproc::pool::TaskError::TimedOut { .. })));
+    /// assert_eq!(pool.apply(|| 5, ()).unwrap(), 5); // the pool goes on
+    /// ```
+    /// Python counterpart: none (pebble's `timeout`).
+    pub fn task_timeout(mut self, timeout: Duration) -> PoolBuilder {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a worker being stopped may take to end after SIGTERM before it gets SIGKILL
+    /// (default 1 s).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().kill_grace(std::time::Duration::from_millis(200)).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    /// Python counterpart: none.
+    pub fn kill_grace(mut self, grace: Duration) -> PoolBuilder {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// How many items `imap` and friends keep submitted ahead of the reader (default: enough to
+    /// keep every worker busy, four chunks per worker).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(2).max_in_flight(4).build().unwrap();
+    /// let first: Vec<u64> = pool.imap(|x: u64| x, 0..).unwrap().take(3).map(Result::unwrap).collect();
+    /// assert_eq!(first, [0, 1, 2]);
+    /// ```
+    /// Python counterpart: none (Python's `imap` reads the whole input first).
+    pub fn max_in_flight(mut self, items: usize) -> PoolBuilder {
+        self.in_flight = Some(items.max(1));
+        self
+    }
+
+    fn config(&self, name: &str) -> Result<Config> {
+        let initializer = match &self.initializer {
+            None => None,
+            Some(Ok(init)) => Some(init.clone()),
+            Some(Err(why)) => return Err(Error::new(ErrorKind::Encode, format!("pool initializer: {why}"))),
+        };
+        Ok(Config {
+            processes: self.processes.unwrap_or_else(cpu_count),
+            initializer,
+            max_tasks_per_child: self.max_tasks_per_child,
+            method: self.method,
+            task_timeout: self.task_timeout,
+            kill_grace: self.kill_grace,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Starts the pool's workers.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for zero processes; [`ErrorKind::Encode`] if the initializer's
+    /// arguments cannot be encoded; [`ErrorKind::Os`] if workers cannot be started.
+    ///
+    /// ```
+    /// assert!(multiproc::Pool::builder().processes(0).build().is_err());
+    /// ```
+    /// Python counterpart: `Pool(...)`.
+    pub fn build(self) -> Result<Pool> {
+        let config = self.config(&self.name)?;
+        let in_flight = self.in_flight.unwrap_or(config.processes * (PREFETCH + 2));
+        Ok(Pool { core: Core::start(config)?, in_flight })
+    }
+
+    /// Starts an executor with these options.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    ///
+    /// ```
+    /// let executor = multiproc::Pool::builder().processes(2).build_executor().unwrap();
+    /// assert_eq!(executor.submit(|| 1, ()).unwrap().result().unwrap(), 1);
+    /// ```
+    /// Python counterpart: `ProcessPoolExecutor(max_workers, mp_context, initializer, initargs, max_tasks_per_child)`.
+    pub fn build_executor(self) -> Result<ProcessPoolExecutor> {
+        let config = self.config("executor")?;
+        let in_flight = self.in_flight.unwrap_or(config.processes * (PREFETCH + 2));
+        Ok(ProcessPoolExecutor::from_pool(Pool { core: Core::start(config)?, in_flight }))
+    }
+}
+
+/// A pool of worker processes. See the [module docs](self).
+///
+/// Dropping a pool that was not joined terminates it (Python's `with Pool() as p:` exit).
+///
+/// ```
+/// use multiproc::Pool;
+/// fn shout(word: String) -> String { word.to_uppercase() }
+/// let pool = Pool::new(2).unwrap();
+/// assert_eq!(pool.map(shout, ["a".to_string(), "b".to_string()]).unwrap(), ["A", "B"]);
+/// pool.close();
+/// pool.join().unwrap();
+/// ```
+/// Python counterpart: `multiprocessing.Pool`.
+pub struct Pool {
+    pub(crate) core: Arc<Core>,
+    in_flight: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("processes", &self.core.config.processes).finish()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if !self.core.is_finished() {
+            self.core.terminate(Signal::TERM);
+        }
+    }
+}
+
+/// Python's default chunk size for `map`: four chunks per worker.
+fn default_chunksize(items: usize, processes: usize) -> usize {
+    items.div_ceil(processes * 4).max(1)
+}
+
+impl Pool {
+    /// A pool of `processes` workers, started at once.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.apply(|| "hi".to_string(), ()).unwrap(), "hi");
+    /// ```
+    /// Python counterpart: `Pool(processes)`.
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder for a pool with options.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(1).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    /// Python counterpart: `Pool(...)` with keyword arguments.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Submits batches of items of task `F`, whose outcomes go to `sink` from index `first` on.
+    fn submit_items<F, A>(
+        &self,
+        items: Vec<A>,
+        chunksize: usize,
+        sink: &Arc<Collector>,
+        first: usize,
+    ) -> std::result::Result<(), TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize,
+    {
+        let entry = entry_offset::<F, A>();
+        let mut batches = Vec::new();
+        let mut chunk = Vec::new();
+        let mut chunk_first = first;
+        let mut early: Vec<(usize, Raw)> = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let index = first + i;
+            match encode_args(&item) {
+                Ok((bytes, fds)) if fds.is_empty() => {
+                    if chunk.is_empty() {
+                        chunk_first = index;
+                    }
+                    chunk.push(bytes);
+                    if chunk.len() == chunksize {
+                        batches.push(Batch::new(
+                            entry,
+                            std::mem::take(&mut chunk),
+                            Vec::new(),
+                            sink.clone(),
+                            chunk_first,
+                        ));
+                    }
+                }
+                // Handles travel with their item alone.
+                Ok((bytes, fds)) => {
+                    if !chunk.is_empty() {
+                        batches.push(Batch::new(
+                            entry,
+                            std::mem::take(&mut chunk),
+                            Vec::new(),
+                            sink.clone(),
+                            chunk_first,
+                        ));
+                    }
+                    batches.push(Batch::new(entry, vec![bytes], fds, sink.clone(), index));
+                }
+                Err(err) => {
+                    if !chunk.is_empty() {
+                        batches.push(Batch::new(
+                            entry,
+                            std::mem::take(&mut chunk),
+                            Vec::new(),
+                            sink.clone(),
+                            chunk_first,
+                        ));
+                    }
+                    early.push((index, Err(err)));
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            batches.push(Batch::new(entry, chunk, Vec::new(), sink.clone(), chunk_first));
+        }
+        {
+            let mut st = self.core.lock();
+            self.core.submit(&mut st, batches)?;
+        }
+        for (index, outcome) in early {
+            sink.deliver(index, vec![outcome]);
+        }
+        Ok(())
+    }
+
+    /// Runs `f(args)` in a worker and waits for its value.
+    ///
+    /// # Errors
+    /// The task's [`TaskError`].
+    ///
+    /// ```
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
+    /// ```
+    /// Python counterpart: `pool.apply(f, args)`.
+    pub fn apply<F, A>(&self, f: F, args: A) -> std::result::Result<F::Output, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Starts `f(args)` in a worker; the value arrives in the returned [`AsyncResult`].
+    ///
+    /// # Errors
+    /// [`TaskError::ArgumentEncode`] if the arguments cannot be encoded (in the caller, at once);
+    /// [`TaskError::Closed`] after [`close`](Self::close); [`TaskError::Broken`].
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let results: Vec<_> = (0..4).map(|x| pool.apply_async(square, (x,)).unwrap()).collect();
+    /// let squares: Vec<u64> = results.iter().map(|r| r.get().unwrap()).collect();
+    /// assert_eq!(squares, [0, 1, 4, 9]);
+    /// ```
+    /// Python counterpart: `pool.apply_async(f, args)`.
+    pub fn apply_async<F, A>(&self, f: F, args: A) -> std::result::Result<AsyncResult<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let sink = Collector::new(Some(1), false);
+        let (bytes, fds) = encode_args(&args)?;
+        let batch = Batch::new(entry_offset::<F, A>(), vec![bytes], fds, sink.clone(), 0);
+        {
+            let mut st = self.core.lock();
+            self.core.submit(&mut st, vec![batch])?;
+        }
+        Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
+    }
+
+    /// As [`apply_async`](Self::apply_async), with callbacks: `callback` gets the value, or
+    /// `error_callback` the error. Both run in this process, on the pool's result thread, in the
+    /// order tasks finish, before [`AsyncResult::get`] returns. A callback that panics is
+    /// contained: other results keep flowing.
+    ///
+    /// # Errors
+    /// As [`apply_async`](Self::apply_async).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// fn page(n: u32) -> String { format!("<html>page {n}</html>") }
+    /// let parsed = Arc::new(Mutex::new(Vec::new()));
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let results: Vec<_> = (0..3)
+    ///     .map(|n| {
+    ///         let parsed = parsed.clone();
+    ///         pool.apply_async_with(page, (n,), move |html: &String| parsed.lock().unwrap().push(html.len()), |_| {})
+    ///             .unwrap()
+    ///     })
+    ///     .collect();
+    /// results.iter().for_each(|r| r.wait());
+    /// assert_eq!(parsed.lock().unwrap().len(), 3);
+    /// ```
+    /// Python counterpart: `pool.apply_async(f, args, callback=cb, error_callback=ecb)`.
+    pub fn apply_async_with<F, A>(
+        &self,
+        f: F,
+        args: A,
+        callback: impl FnOnce(&F::Output) + Send + 'static,
+        error_callback: impl FnOnce(&TaskError) + Send + 'static,
+    ) -> std::result::Result<AsyncResult<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let sink = Collector::new(Some(1), false);
+        sink.lock().on_complete =
+            Some(Box::new(move |outcomes: &[Option<Raw>]| match assemble_one::<F::Output>(outcomes) {
+                Ok(value) => callback(&value),
+                Err(err) => error_callback(&err),
+            }));
+        let (bytes, fds) = encode_args(&args)?;
+        let batch = Batch::new(entry_offset::<F, A>(), vec![bytes], fds, sink.clone(), 0);
+        {
+            let mut st = self.core.lock();
+            self.core.submit(&mut st, vec![batch])?;
+        }
+        Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
+    }
+
+    fn map_collect<F, A>(
+        &self,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+    ) -> std::result::Result<Arc<Collector>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize,
+    {
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.core.config.processes)).max(1);
+        let sink = Collector::new(Some(items.len()), false);
+        self.submit_items::<F, A>(items, chunksize, &sink, 0)?;
+        Ok(sink)
+    }
+
+    /// `f(item)` for every item, in parallel, in input order; waits for all of them. Items go to
+    /// workers in chunks (Python's default: four chunks per worker).
+    ///
+    /// # Errors
+    /// The first failing item's [`TaskError`] in input order, once every item has finished (as
+    /// Python's `map` raises). For every item's own outcome, use [`imap`](Self::imap).
+    ///
+    /// ```
+    /// fn cube(x: i64) -> i64 { x * x * x }
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.map(cube, -2..=2).unwrap(), [-8, -1, 0, 1, 8]);
+    /// ```
+    /// Python counterpart: `pool.map(f, iterable)`.
+    pub fn map<F, T>(&self, f: F, items: impl IntoIterator<Item = T>) -> std::result::Result<Vec<F::Output>, TaskError>
+    where
+        F: Task<(T,)>,
+        T: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.map_async(f, items)?.get()
+    }
+
+    /// [`map`](Self::map) with an explicit chunk size.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.map_chunked(|x: u8| x + 1, 0..4, 1).unwrap(), [1, 2, 3, 4]);
+    /// ```
+    /// Python counterpart: `pool.map(f, iterable, chunksize)`.
+    pub fn map_chunked<F, T>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> std::result::Result<Vec<F::Output>, TaskError>
+    where
+        F: Task<(T,)>,
+        T: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
+        let sink = self.map_collect::<F, (T,)>(items, Some(chunksize))?;
+        AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData }.get()
+    }
+
+    /// [`map`](Self::map) without waiting: the values arrive in an [`AsyncResult`].
+    ///
+    /// # Errors
+    /// [`TaskError::Closed`] after [`close`](Self::close), [`TaskError::Broken`].
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let pending = pool.map_async(|x: u32| x * 10, [1, 2, 3]).unwrap();
+    /// assert_eq!(pending.get().unwrap(), [10, 20, 30]);
+    /// ```
+    /// Python counterpart: `pool.map_async(f, iterable)`.
+    pub fn map_async<F, T>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+    ) -> std::result::Result<AsyncResult<Vec<F::Output>>, TaskError>
+    where
+        F: Task<(T,)>,
+        T: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
+        let sink = self.map_collect::<F, (T,)>(items, None)?;
+        Ok(AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData })
+    }
+
+    /// [`map_async`](Self::map_async) with callbacks, as [`apply_async_with`](Self::apply_async_with):
+    /// `callback` gets every value, or `error_callback` the first error in input order.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let (tx, rx) = mpsc::channel();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let r = pool.map_async_with(|x: u8| x, [1, 2], move |all: &Vec<u8>| tx.send(all.len()).unwrap(), |_| {}).unwrap();
+    /// r.wait();
+    /// assert_eq!(rx.recv().unwrap(), 2);
+    /// ```
+    /// Python counterpart: `pool.map_async(f, iterable, callback=cb, error_callback=ecb)`.
+    pub fn map_async_with<F, T>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        callback: impl FnOnce(&Vec<F::Output>) + Send + 'static,
+        error_callback: impl FnOnce(&TaskError) + Send + 'static,
+    ) -> std::result::Result<AsyncResult<Vec<F::Output>>, TaskError>
+    where
+        F: Task<(T,)>,
+        T: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
+        let chunksize = default_chunksize(items.len(), self.core.config.processes);
+        let sink = Collector::new(Some(items.len()), false);
+        sink.lock().on_complete =
+            Some(Box::new(move |outcomes: &[Option<Raw>]| match assemble_all::<F::Output>(outcomes) {
+                Ok(values) => callback(&values),
+                Err(err) => error_callback(&err),
+            }));
+        self.submit_items::<F, (T,)>(items, chunksize, &sink, 0)?;
+        Ok(AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData })
+    }
+
+    /// `f(a, b, …)` for every tuple of arguments, in input order.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    ///
+    /// ```
+    /// fn power(base: u64, exp: u32) -> u64 { base.pow(exp) }
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.starmap(power, [(2, 10), (3, 3)]).unwrap(), [1024, 27]);
+    /// ```
+    /// Python counterpart: `pool.starmap(f, iterable)`.
+    pub fn starmap<F, A>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> std::result::Result<Vec<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.starmap_async(f, items)?.get()
+    }
+
+    /// [`starmap`](Self::starmap) without waiting.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    ///
+    /// ```
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.starmap_async(add, [(1, 2), (3, 4)]).unwrap().get().unwrap(), [3, 7]);
+    /// ```
+    /// Python counterpart: `pool.starmap_async(f, iterable)`.
+    pub fn starmap_async<F, A>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> std::result::Result<AsyncResult<Vec<F::Output>>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let sink = self.map_collect::<F, A>(items.into_iter().collect(), None)?;
+        Ok(AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData })
+    }
+
+    /// `f(item)` for every item, lazily: items are read and submitted a bounded number ahead of
+    /// the reader, and each item's outcome comes out in input order. Works on endless iterators.
+    ///
+    /// # Errors
+    /// [`TaskError::Closed`] after [`close`](Self::close).
+    ///
+    /// ```
+    /// fn is_prime(n: u64) -> bool { n > 1 && (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0) }
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let primes: Vec<u64> = pool
+    ///     .imap(is_prime, 0..) // endless: only what is needed is read
+    ///     .unwrap()
+    ///     .enumerate()
+    ///     .filter(|(_, prime)| *prime.as_ref().unwrap())
+    ///     .map(|(n, _)| n as u64)
+    ///     .take(5)
+    ///     .collect();
+    /// assert_eq!(primes, [2, 3, 5, 7, 11]);
+    /// ```
+    /// Python counterpart: `pool.imap(f, iterable)` (which reads the whole input first).
+    pub fn imap<F, I>(&self, f: F, items: I) -> std::result::Result<Imap<'_, I::IntoIter, F::Output>, TaskError>
+    where
+        I: IntoIterator,
+        F: Task<(I::Item,)>,
+        I::Item: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.imap_chunked(f, items, 1)
+    }
+
+    /// [`imap`](Self::imap) with `chunksize` items per batch.
+    ///
+    /// # Errors
+    /// As [`imap`](Self::imap).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let out: Vec<u32> = pool.imap_chunked(|x: u32| x * 2, 0..100, 10).unwrap().map(Result::unwrap).collect();
+    /// assert_eq!(out[99], 198);
+    /// ```
+    /// Python counterpart: `pool.imap(f, iterable, chunksize)`.
+    pub fn imap_chunked<F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> std::result::Result<Imap<'_, I::IntoIter, F::Output>, TaskError>
+    where
+        I: IntoIterator,
+        F: Task<(I::Item,)>,
+        I::Item: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.imap_inner(f, items, chunksize, false)
+    }
+
+    /// [`imap`](Self::imap), but outcomes come out as they finish, each once.
+    ///
+    /// # Errors
+    /// As [`imap`](Self::imap).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let mut out: Vec<u32> = pool.imap_unordered(|x: u32| x + 1, 0..5).unwrap().map(Result::unwrap).collect();
+    /// out.sort();
+    /// assert_eq!(out, [1, 2, 3, 4, 5]);
+    /// ```
+    /// Python counterpart: `pool.imap_unordered(f, iterable)`.
+    pub fn imap_unordered<F, I>(
+        &self,
+        f: F,
+        items: I,
+    ) -> std::result::Result<Imap<'_, I::IntoIter, F::Output>, TaskError>
+    where
+        I: IntoIterator,
+        F: Task<(I::Item,)>,
+        I::Item: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.imap_inner(f, items, 1, true)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) with `chunksize` items per batch.
+    ///
+    /// # Errors
+    /// As [`imap`](Self::imap).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.imap_unordered_chunked(|x: u32| x, 0..50, 8).unwrap().count(), 50);
+    /// ```
+    /// Python counterpart: `pool.imap_unordered(f, iterable, chunksize)`.
+    pub fn imap_unordered_chunked<F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> std::result::Result<Imap<'_, I::IntoIter, F::Output>, TaskError>
+    where
+        I: IntoIterator,
+        F: Task<(I::Item,)>,
+        I::Item: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.imap_inner(f, items, chunksize, true)
+    }
+
+    fn imap_inner<F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        unordered: bool,
+    ) -> std::result::Result<Imap<'_, I::IntoIter, F::Output>, TaskError>
+    where
+        I: IntoIterator,
+        F: Task<(I::Item,)>,
+        I::Item: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        if self.core.lock().phase != Phase::Running {
+            return Err(TaskError::Closed);
+        }
+        let chunksize = chunksize.max(1);
+        Ok(Imap {
+            pool: self,
+            items: items.into_iter(),
+            submit: submit_chunk::<F, I::Item>,
+            sink: Collector::new(None, unordered),
+            chunksize,
+            ahead: self.in_flight.max(chunksize),
+            submitted: 0,
+            yielded: 0,
+            exhausted: false,
+            unordered,
+            _type: PhantomData,
+        })
+    }
+
+    /// Stops accepting tasks; those in hand still run. Then [`join`](Self::join).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// pool.close();
+    /// assert_eq!(pool.apply(|| 1, ()), Err(multiproc::pool::TaskError::Closed));
+    /// ```
+    /// Python counterpart: `pool.close()`.
+    pub fn close(&self) {
+        self.core.close();
+    }
+
+    /// After [`close`](Self::close) (or [`terminate`](Self::terminate)): waits for the tasks in
+    /// hand to finish and the workers to exit.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if the pool is still open (Python's `ValueError`).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let r = pool.apply_async(|| 3, ()).unwrap();
+    /// assert!(pool.join().is_err()); // not closed yet
+    /// pool.close();
+    /// pool.join().unwrap();
+    /// assert_eq!(r.get().unwrap(), 3);
+    /// ```
+    /// Python counterpart: `pool.join()`.
+    pub fn join(&self) -> Result<()> {
+        if self.core.lock().phase == Phase::Running {
+            return Err(Error::new(ErrorKind::InvalidInput, "join() on a pool that is still open: close() it first"));
+        }
+        if !self.core.is_finished() {
+            self.core.join();
+        }
+        Ok(())
+    }
+
+    /// Stops the workers now (SIGTERM, then SIGKILL after the kill grace); unfinished tasks fail
+    /// with [`TaskError::Terminated`].
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let r = pool.apply_async(nap, ()).unwrap();
+    /// pool.terminate();
+    /// assert_eq!(r.get(), Err(multiproc::pool::TaskError::Terminated));
+    /// ```
+    /// Python counterpart: `pool.terminate()`.
+    pub fn terminate(&self) {
+        self.core.terminate(Signal::TERM);
+    }
+
+    /// Per-worker statistics: tasks done, busy and idle time, restarts.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// pool.apply(|| (), ()).unwrap();
+    /// assert_eq!(pool.stats()[0].tasks_done, 1);
+    /// ```
+    /// Python counterpart: none.
+    pub fn stats(&self) -> Vec<WorkerStats> {
+        self.core.stats()
+    }
+}
+
+/// Submits one chunk of `imap` items as a batch; the typed part of an [`Imap`].
+type SubmitChunk<T> = fn(&Pool, Vec<T>, &Arc<Collector>, usize) -> std::result::Result<(), TaskError>;
+
+fn submit_chunk<F, T>(
+    pool: &Pool,
+    items: Vec<T>,
+    sink: &Arc<Collector>,
+    first: usize,
+) -> std::result::Result<(), TaskError>
+where
+    F: Task<(T,)>,
+    T: Serialize + DeserializeOwned,
+    F::Output: Serialize,
+{
+    let n = items.len();
+    let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
+    pool.submit_items::<F, (T,)>(items, n, sink, first)
+}
+
+/// The lazy iterator of [`Pool::imap`] and friends: each item's outcome, in input order (or in
+/// completion order for the `unordered` forms).
+///
+/// ```
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let mut it = pool.imap(|x: u8| x, [5, 6]).unwrap();
+/// assert_eq!(it.next(), Some(Ok(5)));
+/// assert_eq!(it.next(), Some(Ok(6)));
+/// assert_eq!(it.next(), None);
+/// ```
+/// Python counterpart: `multiprocessing.pool.IMapIterator`.
+pub struct Imap<'p, I: Iterator, R> {
+    pool: &'p Pool,
+    items: I,
+    submit: SubmitChunk<I::Item>,
+    sink: Arc<Collector>,
+    chunksize: usize,
+    /// Items kept submitted ahead of the reader.
+    ahead: usize,
+    submitted: usize,
+    yielded: usize,
+    exhausted: bool,
+    unordered: bool,
+    _type: PhantomData<fn() -> R>,
+}
+
+impl<I: Iterator, R: DeserializeOwned> Imap<'_, I, R> {
+    fn top_up(&mut self) {
+        while !self.exhausted && self.submitted - self.yielded < self.ahead {
+            let chunk: Vec<I::Item> = self.items.by_ref().take(self.chunksize).collect();
+            if chunk.len() < self.chunksize {
+                self.exhausted = true;
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let (first, n) = (self.submitted, chunk.len());
+            self.submitted += n;
+            if let Err(err) = (self.submit)(self.pool, chunk, &self.sink, first) {
+                self.sink.deliver(first, vec![Err(err); n]);
+            }
+        }
+        if self.exhausted {
+            self.sink.set_expected(self.submitted);
+        }
+    }
+}
+
+impl<I: Iterator, R: DeserializeOwned> Iterator for Imap<'_, I, R> {
+    type Item = std::result::Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.top_up();
+        if self.exhausted && self.yielded == self.submitted {
+            return None;
+        }
+        let (yielded, unordered) = (self.yielded, self.unordered);
+        let mut c = self
+            .sink
+            .wait_until(None, |c| {
+                if unordered { !c.completion.is_empty() } else { c.outcomes.get(yielded).is_some_and(Option::is_some) }
+            })
+            .expect("no deadline");
+        let index = if unordered { c.completion.pop_front().expect("waited for one") } else { yielded };
+        let raw = c.outcomes[index].take().expect("waited for it");
+        drop(c);
+        self.yielded += 1;
+        Some(decode(&raw))
+    }
+}

@@ -1,0 +1,205 @@
+//! The worker side of a pool: what a worker is told, what it reports, the slot in shared memory
+//! through which the parent sees what it is doing, and the worker's loop.
+//!
+//! A worker takes orders from its own queue (only the parent puts there, only this worker takes),
+//! and reports on one queue shared by all workers (only the parent takes). Before it runs an item
+//! it writes the item's batch and index into its [`Slot`]; so when a worker dies, the parent knows
+//! exactly which item killed it (that one fails), which it never started (they go to another
+//! worker), and which it finished but had not reported yet (they run again: a chunk is reported
+//! whole).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::connection::Connection;
+use crate::handle::Fd;
+use crate::process::task::{self, Outcome};
+use crate::queue::Queue;
+use crate::shm::{Shared, SharedState};
+
+/// What one worker is doing, written by the worker, read by the parent.
+#[repr(C)]
+pub(crate) struct Slot {
+    /// The batch being run, plus one; 0 while idle.
+    batch: AtomicU64,
+    /// Index within that batch of the item being run.
+    item: AtomicU32,
+    /// 1 once the initializer (if any) has succeeded.
+    ready: AtomicU32,
+    /// When the current item started (CLOCK_MONOTONIC, ns).
+    started_ns: AtomicU64,
+    /// Batches finished and reported.
+    batches_done: AtomicU64,
+    /// Items finished.
+    items_done: AtomicU64,
+    /// Time spent running items (ns).
+    busy_ns: AtomicU64,
+}
+
+// SAFETY: repr(C), atomics only, no destructor.
+unsafe impl SharedState for Slot {
+    const KIND: u32 = 8;
+    const NAME: &'static str = "pool worker slot";
+}
+
+/// The running item a slot shows: `(batch, index, started_ns)`.
+pub(crate) type Running = (u64, u32, u64);
+
+impl Slot {
+    pub(crate) fn new() -> Slot {
+        Slot {
+            batch: AtomicU64::new(0),
+            item: AtomicU32::new(0),
+            ready: AtomicU32::new(0),
+            started_ns: AtomicU64::new(0),
+            batches_done: AtomicU64::new(0),
+            items_done: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The item being run, if any (a snapshot).
+    pub(crate) fn running(&self) -> Option<Running> {
+        let batch = self.batch.load(Ordering::Acquire);
+        (batch != 0).then(|| (batch - 1, self.item.load(Ordering::Acquire), self.started_ns.load(Ordering::Acquire)))
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn items_done(&self) -> u64 {
+        self.items_done.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// The monotonic clock in nanoseconds, the same in every process of the machine.
+pub(crate) fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// What the parent tells a worker.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Order {
+    /// Run each item (encoded arguments) through the task at `entry`, then report the batch.
+    /// With `with_fds`, the items' descriptors follow on the worker's handle connection.
+    Run { batch: u64, entry: i64, items: Vec<ByteBuf>, with_fds: bool },
+    /// Finish: exit once this is read.
+    Stop,
+}
+
+/// How one item ended, as it travels back.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Wire {
+    Returned(ByteBuf),
+    Panicked(String),
+    /// The arguments did not decode, the result did not encode, or the result held handles.
+    Failed {
+        encode: bool,
+        message: String,
+    },
+}
+
+/// What the workers (and the parent's own supervisor) report to the parent.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Report {
+    /// A batch is finished: one outcome per item, in order.
+    Done { batch: u64, outcomes: Vec<Wire> },
+    /// The initializer of worker `worker` failed; it has exited.
+    InitFailed { worker: u32, pid: u32, message: String },
+    /// (From the parent's supervisor.) Worker `worker`, process `pid`, has ended.
+    Ended { worker: u32, pid: u32 },
+    /// (From the parent.) Look at the pool's state again: it is shutting down.
+    Wake,
+}
+
+/// Everything a worker process starts with.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Setup {
+    pub(crate) worker: u32,
+    pub(crate) orders: Queue<Order>,
+    pub(crate) reports: Queue<Report>,
+    /// Descriptors for items that carry handles.
+    pub(crate) handles: Connection<Vec<Fd>>,
+    pub(crate) slot: Shared<Slot>,
+    /// The initializer: entry, encoded arguments, and the descriptors of handles inside them.
+    pub(crate) initializer: Option<(i64, ByteBuf, Vec<Fd>)>,
+    /// Exit after this many batches (0: never).
+    pub(crate) max_batches: u64,
+}
+
+fn to_wire(outcome: Outcome) -> Wire {
+    match outcome {
+        Outcome::Returned(bytes, fds) if fds.is_empty() => Wire::Returned(ByteBuf::from(bytes)),
+        Outcome::Returned(..) => Wire::Failed {
+            encode: true,
+            message: "the result holds handles (descriptors), which a pool's results cannot carry".into(),
+        },
+        Outcome::Panicked(message) => Wire::Panicked(message),
+        Outcome::Failed(kind, message) => Wire::Failed { encode: kind == crate::ErrorKind::Encode, message },
+    }
+}
+
+/// The worker process's task: take orders until told to stop (or until `max_batches`).
+pub(crate) fn worker_main(setup: Setup) {
+    // Ctrl-C in a terminal signals the whole foreground group; the parent decides what happens,
+    // and workers must not each print a trace or die half-way through a report.
+    crate::sys::process::ignore_interrupts();
+    let me = std::process::id();
+    if let Some((entry, args, fds)) = setup.initializer {
+        // SAFETY: the entry was made by `entry_offset` in the parent, and this process was
+        // started by multiproc, which checked that it is the same build.
+        let init = unsafe { task::entry_from_offset(entry) };
+        match to_wire(init(&args[..], fds.into_iter().map(Fd::into_owned).collect())) {
+            Wire::Returned(_) => {}
+            Wire::Panicked(message) | Wire::Failed { message, .. } => {
+                let _ = setup.reports.put(Report::InitFailed { worker: setup.worker, pid: me, message });
+                return;
+            }
+        }
+    }
+    setup.slot.ready.store(1, Ordering::Release);
+    let mut batches = 0u64;
+    while setup.max_batches == 0 || batches < setup.max_batches {
+        let (batch, entry, items, with_fds) = match setup.orders.get() {
+            Ok(Order::Run { batch, entry, items, with_fds }) => (batch, entry, items, with_fds),
+            Ok(Order::Stop) | Err(_) => return,
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        if with_fds {
+            match setup.handles.recv() {
+                Ok(received) => fds = received.into_iter().map(Fd::into_owned).collect(),
+                Err(_) => return,
+            }
+        }
+        // SAFETY: as for the initializer.
+        let run = unsafe { task::entry_from_offset(entry) };
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (index, args) in items.iter().enumerate() {
+            let started = now_ns();
+            setup.slot.item.store(index as u32, Ordering::Release);
+            setup.slot.started_ns.store(started, Ordering::Release);
+            setup.slot.batch.store(batch + 1, Ordering::Release);
+            outcomes.push(to_wire(run(&args[..], std::mem::take(&mut fds))));
+            setup.slot.busy_ns.fetch_add(now_ns().saturating_sub(started), Ordering::Relaxed);
+            setup.slot.items_done.fetch_add(1, Ordering::Relaxed);
+        }
+        // Report first, then say idle: a worker that dies in between is seen running the last
+        // item, whose outcome is already on its way — the parent knows the batch is done.
+        if setup.reports.put(Report::Done { batch, outcomes }).is_err() {
+            return;
+        }
+        setup.slot.batch.store(0, Ordering::Release);
+        setup.slot.batches_done.fetch_add(1, Ordering::Relaxed);
+        batches += 1;
+    }
+}
