@@ -53,6 +53,55 @@ pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Resul
     Ok((bytes?, fds))
 }
 
+/// A postcard output that appends to a borrowed buffer (which keeps what it held on error).
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // Most pieces are a varint or a short string: a byte loop beats a call to memcpy.
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &byte in data {
+                self.0.push(byte);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s encoding to `out` and returns the descriptors of the handles inside it
+/// (borrowed from `value`, as for [`encode`]). On error `out` may hold a partial encoding past
+/// its old length; callers truncate.
+pub(crate) fn encode_append<'a, T: Serialize + ?Sized>(
+    value: &'a T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<Vec<BorrowedFd<'a>>> {
+    let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+    let result = postcard::serialize_with_flavor(value, AppendTo(out));
+    let table = TABLE.with(|t| t.replace(outer));
+    let raws = match table {
+        Some(Table::Sending(fds)) => fds,
+        _ => Vec::new(),
+    };
+    result?;
+    // SAFETY: as in `encode`: each raw descriptor was lent by a handle inside `value`, which
+    // stays borrowed for 'a.
+    Ok(raws.into_iter().map(|raw| unsafe { BorrowedFd::borrow_raw(raw) }).collect())
+}
+
 /// The size of `value`'s encoding and whether it holds any handle, without encoding it.
 pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usize, bool)> {
     let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));

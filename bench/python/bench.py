@@ -231,7 +231,95 @@ def joinable_queue(iterations):
     return elapsed / iterations
 
 
+def plus_one(x):
+    return x + 1
+
+
+def _started_pool():
+    pool = multiprocessing.get_context("fork").Pool(2)
+    pool.apply(plus_one, (0,))
+    return pool
+
+
+def _finish(pool):
+    pool.close()
+    pool.join()
+
+
+def pool_map(iterations, chunksize):
+    pool = _started_pool()
+    t0 = time.perf_counter()
+    out = pool.map(plus_one, range(iterations), chunksize)
+    elapsed = time.perf_counter() - t0
+    if out[-1] != iterations:
+        raise SystemExit("wrong map result")
+    _finish(pool)
+    return elapsed / iterations
+
+
+def pool_imap_unordered(iterations):
+    pool = _started_pool()
+    t0 = time.perf_counter()
+    total = sum(pool.imap_unordered(plus_one, range(iterations)))
+    elapsed = time.perf_counter() - t0
+    if total != iterations * (iterations + 1) // 2:
+        raise SystemExit("wrong imap_unordered result")
+    _finish(pool)
+    return elapsed / iterations
+
+
+def pool_apply_async(iterations):
+    pool = _started_pool()
+    t0 = time.perf_counter()
+    results = [pool.apply_async(plus_one, (i,)) for i in range(iterations)]
+    for i, r in enumerate(results):
+        if r.get() != i + 1:
+            raise SystemExit("wrong apply_async result")
+    elapsed = time.perf_counter() - t0
+    _finish(pool)
+    return elapsed / iterations
+
+
+def _started_executor():
+    import concurrent.futures
+
+    executor = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+    executor.submit(plus_one, 0).result()
+    return executor
+
+
+def executor_submit(iterations):
+    executor = _started_executor()
+    t0 = time.perf_counter()
+    futures = [executor.submit(plus_one, i) for i in range(iterations)]
+    for i, f in enumerate(futures):
+        if f.result() != i + 1:
+            raise SystemExit("wrong submit result")
+    elapsed = time.perf_counter() - t0
+    executor.shutdown()
+    return elapsed / iterations
+
+
+def executor_map(iterations):
+    executor = _started_executor()
+    t0 = time.perf_counter()
+    last = 0
+    for last in executor.map(plus_one, range(iterations)):
+        pass
+    elapsed = time.perf_counter() - t0
+    if last != iterations:
+        raise SystemExit("wrong executor map result")
+    executor.shutdown()
+    return elapsed / iterations
+
+
 SCENARIOS = {
+    "pool_map_default": lambda n: pool_map(n, None),
+    "pool_map_chunksize_1": lambda n: pool_map(n, 1),
+    "pool_imap_unordered": pool_imap_unordered,
+    "pool_apply_async": pool_apply_async,
+    "executor_submit": executor_submit,
+    "executor_map": executor_map,
     "queue_1to1_8": lambda n: queue_one_to_one(n, 8),
     "queue_1to1_64": lambda n: queue_one_to_one(n, 64),
     "simple_queue_1to1_8": lambda n: queue_one_to_one(n, 8, simple=True),

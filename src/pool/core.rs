@@ -9,7 +9,8 @@
 //!   never mistaken for lost ones. When a task runs past its timeout it sends SIGTERM, then
 //!   SIGKILL after a grace period.
 //!
-//! Each worker has its own order queue and at most [`PREFETCH`] batches in flight; the rest wait
+//! Each worker has its own order queue and a few batches in hand (two to sixteen: as many as
+//! keep it busy for [`PREFETCH_HORIZON_NS`] by how long its batches take); the rest wait
 //! in the parent, so a batch is always in exactly one place: pending here, in one worker's hands,
 //! or finished. That is what lets a dead worker's batches be sorted out exactly (see `worker`).
 
@@ -25,15 +26,20 @@ use serde_bytes::ByteBuf;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Fd;
-use crate::pool::result::{Collector, Raw, TaskError};
-use crate::pool::worker::{self, Order, Report, Setup, Slot, Wire};
+use crate::pool::result::{Collector, Delivery, TaskError};
+use crate::pool::worker::{self, Ends, Order, Report, Setup, Slot, Wire};
 use crate::process::{ExitStatus, JoinError, Process, Signal, StartMethod};
 use crate::queue::Queue;
 use crate::shm::Shared;
 use crate::sys;
 
-/// Batches a worker may hold beyond the one it runs: enough that it never waits for the parent.
-pub(crate) const PREFETCH: usize = 2;
+/// Batches a worker holds at least (the one it runs and one more), and at most.
+const PREFETCH: usize = 2;
+const MAX_PREFETCH: usize = 16;
+/// A worker holds enough batches to keep it busy this long without the parent: short tasks get
+/// a deeper queue (so a worker never waits for a parent that shares its CPUs), long ones a
+/// shallow one (so the queue behind a long task does not idle the other workers).
+const PREFETCH_HORIZON_NS: u64 = 200_000;
 
 /// A worker initializer: its entry, encoded arguments and the descriptors of their handles.
 pub(crate) type Initializer = (i64, ByteBuf, Arc<Vec<OwnedFd>>);
@@ -53,8 +59,11 @@ pub(crate) struct Config {
 
 /// One submitted batch: items of one submission run by one worker in one go.
 pub(crate) struct Batch {
+    /// The task's batch entry.
     pub(crate) entry: i64,
-    pub(crate) items: Vec<ByteBuf>,
+    /// The items' encoded arguments, packed; item `i` ends at `ends[i]`.
+    pub(crate) args: ByteBuf,
+    pub(crate) ends: Vec<u64>,
     /// Descriptors for the (single) item's handles.
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) sink: Arc<Collector>,
@@ -65,8 +74,32 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub(crate) fn new(entry: i64, items: Vec<ByteBuf>, fds: Vec<OwnedFd>, sink: Arc<Collector>, first: usize) -> Batch {
-        Batch { entry, items, fds, sink, first, worker: None }
+    pub(crate) fn new(
+        entry: i64,
+        args: Vec<u8>,
+        ends: Vec<u64>,
+        fds: Vec<OwnedFd>,
+        sink: Arc<Collector>,
+        first: usize,
+    ) -> Batch {
+        Batch { entry, args: ByteBuf::from(args), ends, fds, sink, first, worker: None }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Items `range` as a batch of their own (without descriptors).
+    fn part(&self, range: std::ops::Range<usize>) -> Batch {
+        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
+        let end = if range.is_empty() { start } else { self.ends[range.end - 1] };
+        let args = self.args[start as usize..end as usize].to_vec();
+        let ends = self.ends[range.clone()].iter().map(|e| e - start).collect();
+        Batch::new(self.entry, args, ends, Vec::new(), self.sink.clone(), self.first + range.start)
+    }
+
+    fn fail(self, error: TaskError) -> Delivery {
+        Delivery::Errors { n: self.len(), sink: self.sink, first: self.first, error }
     }
 }
 
@@ -95,6 +128,18 @@ struct WorkerHandle {
     kill_at: Option<Instant>,
     /// Told to stop: its exit is expected.
     retiring: bool,
+}
+
+impl WorkerHandle {
+    /// How many batches this worker should hold, from how long its batches have taken so far.
+    fn prefetch(&self) -> usize {
+        let (done, busy) = (self.slot.batches_done(), self.slot.busy().as_nanos() as u64);
+        if done < 4 {
+            return PREFETCH;
+        }
+        let per_batch = (busy / done).max(1);
+        ((PREFETCH_HORIZON_NS / per_batch) as usize).clamp(PREFETCH, MAX_PREFETCH)
+    }
 }
 
 /// Statistics of one worker place, across the processes that filled it.
@@ -166,8 +211,8 @@ pub struct WorkerStats {
     pub restarts: u32,
 }
 
-/// Everything a worker's death settles: outcomes to deliver, after the state lock is released.
-type Deliveries = Vec<(Arc<Collector>, usize, Vec<Raw>)>;
+/// Outcomes to deliver once the state lock is released.
+type Deliveries = Vec<Delivery>;
 
 impl Core {
     /// Starts the workers and the two threads.
@@ -251,6 +296,7 @@ impl Core {
                 }
             },
             max_batches: self.config.max_tasks_per_child,
+            timed: self.config.task_timeout.is_some(),
         };
         let mut builder = Process::builder().name(format!("{}-worker-{index}", self.config.name)).daemon(true);
         if let Some(method) = self.config.method {
@@ -303,7 +349,7 @@ impl Core {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, w)| w.as_ref().map(|w| (i, w)))
-                .filter(|(_, w)| !w.ended && w.stopping.is_none() && !w.retiring && w.in_flight.len() < PREFETCH)
+                .filter(|(_, w)| !w.ended && w.stopping.is_none() && !w.retiring && w.in_flight.len() < w.prefetch())
                 .min_by_key(|(_, w)| w.in_flight.len())
                 .map(|(i, _)| i)
             else {
@@ -368,11 +414,8 @@ impl Core {
                 w.kill_at = Some(now + self.config.kill_grace);
                 let _ = w.process.signal(signal);
             }
-            let mut deliveries = Deliveries::new();
-            for (_, batch) in st.batches.drain() {
-                let n = batch.items.len();
-                deliveries.push((batch.sink, batch.first, vec![Err(TaskError::Terminated); n]));
-            }
+            let deliveries: Deliveries =
+                st.batches.drain().map(|(_, batch)| batch.fail(TaskError::Terminated)).collect();
             st.pending.clear();
             for w in st.workers.iter_mut().flatten() {
                 w.in_flight.clear();
@@ -419,7 +462,12 @@ impl Core {
     pub(crate) fn cancel(&self, id: u64) -> bool {
         let mut st = self.lock();
         let Some(batch) = st.batches.get(&id) else { return false };
-        let (sink, first, n) = (batch.sink.clone(), batch.first, batch.items.len());
+        let cancelled = Delivery::Errors {
+            sink: batch.sink.clone(),
+            first: batch.first,
+            n: batch.len(),
+            error: TaskError::Cancelled,
+        };
         match batch.worker {
             None => {
                 st.pending.retain(|&b| b != id);
@@ -440,7 +488,7 @@ impl Core {
         drop(st);
         self.wake_supervisor();
         self.drained.notify_all();
-        deliver(vec![(sink, first, vec![Err(TaskError::Cancelled); n])]);
+        cancelled.deliver();
         true
     }
 
@@ -449,14 +497,7 @@ impl Core {
         let deliveries: Deliveries = {
             let mut st = self.lock();
             let pending: Vec<u64> = st.pending.drain(..).collect();
-            pending
-                .into_iter()
-                .filter_map(|id| st.batches.remove(&id))
-                .map(|b| {
-                    let n = b.items.len();
-                    (b.sink, b.first, vec![Err(TaskError::Cancelled); n])
-                })
-                .collect()
+            pending.into_iter().filter_map(|id| st.batches.remove(&id)).map(|b| b.fail(TaskError::Cancelled)).collect()
         };
         self.drained.notify_all();
         deliver(deliveries);
@@ -506,7 +547,9 @@ impl Core {
             let deliveries = {
                 let mut st = self.lock();
                 let deliveries = match report {
-                    Report::Done { batch, outcomes } => self.on_done(&mut st, batch, outcomes),
+                    Report::Done { batch, values, ends, failures } => {
+                        self.on_done(&mut st, batch, values, ends.0, failures)
+                    }
                     Report::InitFailed { worker, pid, message } => self.on_init_failed(&mut st, worker, pid, message),
                     Report::Ended { worker, pid } => self.on_ended(&mut st, worker, pid),
                     Report::Wake => Deliveries::new(),
@@ -522,7 +565,14 @@ impl Core {
         }
     }
 
-    fn on_done(&self, st: &mut State, id: u64, outcomes: Vec<Wire>) -> Deliveries {
+    fn on_done(
+        &self,
+        st: &mut State,
+        id: u64,
+        values: ByteBuf,
+        ends: Vec<u64>,
+        failures: Vec<(u32, Wire)>,
+    ) -> Deliveries {
         let Some(batch) = st.batches.remove(&id) else { return Deliveries::new() };
         let mut pid = 0;
         if let Some(index) = batch.worker {
@@ -532,16 +582,18 @@ impl Core {
                 st.startup_deaths = 0;
             }
         }
-        let raws = outcomes
+        let failures = failures
             .into_iter()
-            .map(|wire| match wire {
-                Wire::Returned(bytes) => Ok(bytes.into_vec()),
-                Wire::Panicked(message) => Err(TaskError::Panicked { message, pid }),
-                Wire::Failed { encode: true, message } => Err(TaskError::ResultEncode(message)),
-                Wire::Failed { encode: false, message } => Err(TaskError::Decode(message)),
+            .map(|(i, wire)| {
+                let error = match wire {
+                    Wire::Panicked(message) => TaskError::Panicked { message, pid },
+                    Wire::Failed { encode: true, message } => TaskError::ResultEncode(message),
+                    Wire::Failed { encode: false, message } => TaskError::Decode(message),
+                };
+                (i, error)
             })
             .collect();
-        vec![(batch.sink, batch.first, raws)]
+        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values.into_vec(), ends, failures }]
     }
 
     fn on_init_failed(&self, st: &mut State, _worker: u32, pid: u32, message: String) -> Deliveries {
@@ -556,13 +608,7 @@ impl Core {
         for w in st.workers.iter_mut().flatten() {
             w.in_flight.clear();
         }
-        st.batches
-            .drain()
-            .map(|(_, b)| {
-                let n = b.items.len();
-                (b.sink, b.first, vec![Err(TaskError::Broken(why.clone())); n])
-            })
-            .collect()
+        st.batches.drain().map(|(_, b)| b.fail(TaskError::Broken(why.clone()))).collect()
     }
 
     fn on_ended(&self, st: &mut State, index: u32, pid: u32) -> Deliveries {
@@ -582,15 +628,15 @@ impl Core {
         for id in w.in_flight.drain(..) {
             let Some(batch) = st.batches.get_mut(&id) else { continue };
             batch.worker = None;
+            let _ = &batch;
             let failed_item = match running {
                 Some((b, item, _)) if b == id => Some(item),
                 _ => None,
             };
-            let cancelled_here = matches!(w.stopping, Some(Stopping::Cancel { batch, .. }) if batch == id);
+            let cancelled_here = matches!(w.stopping, Some(Stopping::Cancel { batch }) if batch == id);
             if cancelled_here {
                 let batch = st.batches.remove(&id).expect("present");
-                let n = batch.items.len();
-                deliveries.push((batch.sink, batch.first, vec![Err(TaskError::Cancelled); n]));
+                deliveries.push(batch.fail(TaskError::Cancelled));
                 continue;
             }
             if let Some(item) = failed_item {
@@ -601,20 +647,14 @@ impl Core {
                     Some(Stopping::Terminate) => TaskError::Terminated,
                     _ => TaskError::WorkerDied { pid, status },
                 };
-                let item = item as usize;
                 // Split the batch: the failed item is settled now, the rest run again.
-                let before: Vec<ByteBuf> = batch.items.drain(..item.min(batch.items.len())).collect();
-                let failed_index = batch.first + item;
-                let after_first = failed_index + 1;
-                let after: Vec<ByteBuf> = batch.items.drain(1.min(batch.items.len())..).collect();
-                deliveries.push((batch.sink.clone(), failed_index, vec![Err(error)]));
-                let (entry, sink, first) = (batch.entry, batch.sink.clone(), batch.first);
-                st.batches.remove(&id);
-                if !before.is_empty() {
-                    requeue.push(Batch::new(entry, before, Vec::new(), sink.clone(), first));
-                }
-                if !after.is_empty() {
-                    requeue.push(Batch::new(entry, after, Vec::new(), sink, after_first));
+                let batch = st.batches.remove(&id).expect("present");
+                let item = (item as usize).min(batch.len().saturating_sub(1));
+                deliveries.push(Delivery::Errors { sink: batch.sink.clone(), first: batch.first + item, n: 1, error });
+                for part in [batch.part(0..item), batch.part(item + 1..batch.len())] {
+                    if part.len() > 0 {
+                        requeue.push(part);
+                    }
                 }
             } else {
                 st.pending.push_front(id);
@@ -748,7 +788,13 @@ fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
             return false;
         }
     }
-    let mut order = Order::Run { batch: id, entry: batch.entry, items: batch.items.clone(), with_fds };
+    let mut order = Order::Run {
+        batch: id,
+        entry: batch.entry,
+        args: batch.args.clone(),
+        ends: Ends(batch.ends.clone()),
+        with_fds,
+    };
     // Orders are small next to the ring, so this rarely waits; when it does (huge arguments), it
     // checks that the worker is still there to make room.
     loop {
@@ -762,7 +808,7 @@ fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
 
 /// Delivers outcomes to their collectors (with the state lock released: callbacks run here).
 fn deliver(deliveries: Deliveries) {
-    for (sink, first, raws) in deliveries {
-        sink.deliver(first, raws);
+    for delivery in deliveries {
+        delivery.deliver();
     }
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::{Batch, Core};
-use super::result::{Collected, Collector, TaskError, assemble_one};
-use super::{Imap, Pool, PoolBuilder, ResultTimeoutError, encode_args};
+use super::core::Core;
+use super::result::{Collected, Collector, Interest, TaskError, assemble_one};
+use super::{Imap, Pool, PoolBuilder, ResultTimeoutError, single_batch};
 use crate::error::Result;
 use crate::process::Signal;
-use crate::process::task::{Task, entry_offset};
+use crate::process::task::Task;
 use crate::sync::deadline_after;
 
 /// A pool with Python's `concurrent.futures` interface: [`submit`](Self::submit) returns a
@@ -86,8 +86,7 @@ impl ProcessPoolExecutor {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        let (bytes, fds) = encode_args(&args)?;
-        let batch = Batch::new(entry_offset::<F, A>(), vec![bytes], fds, sink.clone(), 0);
+        let batch = single_batch::<F, A>(&args, &sink)?;
         let core = &self.pool.core;
         let id = {
             let mut st = core.lock();
@@ -225,8 +224,8 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     /// ```
     /// Python counterpart: `future.result()`.
     pub fn result(&self) -> std::result::Result<R, TaskError> {
-        let c = self.sink.wait_until(None, Collected::is_complete).expect("no deadline");
-        assemble_one(&c.outcomes)
+        let c = self.sink.wait_until(None, Interest::Complete, Collected::is_complete).expect("no deadline");
+        assemble_one(&c.results)
     }
 
     /// Waits up to `timeout` for the value.
@@ -243,8 +242,8 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     /// ```
     /// Python counterpart: `future.result(timeout)`.
     pub fn result_timeout(&self, timeout: Duration) -> std::result::Result<R, ResultTimeoutError> {
-        match self.sink.wait_until(deadline_after(timeout), Collected::is_complete) {
-            Some(c) => assemble_one(&c.outcomes).map_err(ResultTimeoutError::Failed),
+        match self.sink.wait_until(deadline_after(timeout), Interest::Complete, Collected::is_complete) {
+            Some(c) => assemble_one(&c.results).map_err(ResultTimeoutError::Failed),
             None => Err(ResultTimeoutError::Timeout),
         }
     }
@@ -319,7 +318,7 @@ impl<R> TaskFuture<R> {
     /// Python counterpart: `future.cancelled()`.
     pub fn cancelled(&self) -> bool {
         let c = self.sink.lock();
-        c.is_complete() && matches!(c.outcomes.first(), Some(Some(Err(TaskError::Cancelled))))
+        c.is_complete() && matches!(c.results.decode::<serde::de::IgnoredAny>(0), Some(Err(TaskError::Cancelled)))
     }
 
     /// Whether a worker is running the task right now.
@@ -366,7 +365,7 @@ impl<R: DeserializeOwned> std::future::Future for TaskFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut c = self.sink.lock();
         if c.is_complete() {
-            return Poll::Ready(assemble_one(&c.outcomes));
+            return Poll::Ready(assemble_one(&c.results));
         }
         if !c.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             c.wakers.push(cx.waker().clone());

@@ -35,8 +35,8 @@
 //! ```
 //!
 //! # How it works
-//! Each worker has its own order queue in shared memory and at most two batches in hand; the
-//! rest wait in the parent. Workers report on one shared queue, read by a result thread in the
+//! Each worker has its own order queue in shared memory and a few batches in hand (more when
+//! its tasks are short); the rest wait in the parent. Workers report on one shared queue, read by a result thread in the
 //! parent, which delivers results, runs callbacks (in completion order) and hands out more work. A
 //! supervisor thread watches every worker's pidfd and the task deadlines. Before running an item a
 //! worker writes what it runs into a slot of shared memory, so when it dies the parent knows which
@@ -53,7 +53,7 @@ use serde_bytes::ByteBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
-use crate::process::task::{Task, entry_offset};
+use crate::process::task::{Task, batch_entry_offset, entry_offset};
 use crate::process::{Signal, StartMethod, cpu_count};
 
 mod core;
@@ -62,10 +62,10 @@ mod result;
 mod worker;
 
 pub use self::core::WorkerStats;
-use self::core::{Batch, Config, Core, Initializer, PREFETCH, Phase};
+use self::core::{Batch, Config, Core, Initializer, Phase};
 pub use executor::{AsCompleted, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed, wait};
 pub use result::{AsyncResult, TaskError};
-use result::{Collector, Raw, assemble_all, assemble_one, decode};
+use result::{Collector, Delivery, Interest, Results, assemble_all, assemble_one};
 
 /// Why a wait with a timeout returned no value.
 ///
@@ -142,6 +142,28 @@ fn encode_args<A: Serialize>(args: &A) -> std::result::Result<(ByteBuf, Vec<std:
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| TaskError::ArgumentEncode(format!("duplicating a handle: {e}")))?;
     Ok((ByteBuf::from(bytes), fds))
+}
+
+/// Encodes one item's arguments, with owned copies of the descriptors of its handles.
+fn encode_one<A: Serialize>(args: &A, out: &mut Vec<u8>) -> std::result::Result<Vec<std::os::fd::OwnedFd>, TaskError> {
+    let fds = handle::encode_append(args, out).map_err(|e| TaskError::ArgumentEncode(e.to_string()))?;
+    fds.iter()
+        .map(|fd| fd.try_clone_to_owned())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| TaskError::ArgumentEncode(format!("duplicating a handle: {e}")))
+}
+
+/// A batch of one item: `f(args)`, its outcome going to item 0 of `sink`.
+pub(crate) fn single_batch<F, A>(args: &A, sink: &Arc<Collector>) -> std::result::Result<Batch, TaskError>
+where
+    F: Task<A>,
+    A: Serialize + DeserializeOwned,
+    F::Output: Serialize,
+{
+    let mut bytes = Vec::new();
+    let fds = encode_one(args, &mut bytes)?;
+    let end = bytes.len() as u64;
+    Ok(Batch::new(batch_entry_offset::<F, A>(), bytes, vec![end], fds, sink.clone(), 0))
 }
 
 impl PoolBuilder {
@@ -238,8 +260,8 @@ impl PoolBuilder {
         self
     }
 
-    /// How many items `imap` and friends keep submitted ahead of the reader (default: enough to
-    /// keep every worker busy, four chunks per worker).
+    /// How many items `imap` and friends keep submitted ahead of the reader (default: 64 per
+    /// worker, at least 256 — deep enough that workers never wait for the reader).
     ///
     /// ```
     /// let pool = multiproc::Pool::builder().processes(2).max_in_flight(4).build().unwrap();
@@ -281,7 +303,7 @@ impl PoolBuilder {
     /// Python counterpart: `Pool(...)`.
     pub fn build(self) -> Result<Pool> {
         let config = self.config(&self.name)?;
-        let in_flight = self.in_flight.unwrap_or(config.processes * (PREFETCH + 2));
+        let in_flight = self.in_flight.unwrap_or((config.processes * 64).max(256));
         Ok(Pool { core: Core::start(config)?, in_flight })
     }
 
@@ -297,7 +319,7 @@ impl PoolBuilder {
     /// Python counterpart: `ProcessPoolExecutor(max_workers, mp_context, initializer, initargs, max_tasks_per_child)`.
     pub fn build_executor(self) -> Result<ProcessPoolExecutor> {
         let config = self.config("executor")?;
-        let in_flight = self.in_flight.unwrap_or(config.processes * (PREFETCH + 2));
+        let in_flight = self.in_flight.unwrap_or((config.processes * 64).max(256));
         Ok(ProcessPoolExecutor::from_pool(Pool { core: Core::start(config)?, in_flight }))
     }
 }
@@ -365,80 +387,82 @@ impl Pool {
         PoolBuilder::default()
     }
 
-    /// Submits batches of items of task `F`, whose outcomes go to `sink` from index `first` on.
+    /// Submits batches of items of task `F`, whose outcomes go to `sink` from index `first` on;
+    /// returns how many items there were.
     fn submit_items<F, A>(
         &self,
-        items: Vec<A>,
+        items: impl IntoIterator<Item = A>,
         chunksize: usize,
         sink: &Arc<Collector>,
         first: usize,
-    ) -> std::result::Result<(), TaskError>
+    ) -> std::result::Result<usize, TaskError>
     where
         F: Task<A>,
         A: Serialize + DeserializeOwned,
         F::Output: Serialize,
     {
-        let entry = entry_offset::<F, A>();
+        let entry = batch_entry_offset::<F, A>();
         let mut batches = Vec::new();
-        let mut chunk = Vec::new();
-        let mut chunk_first = first;
-        let mut early: Vec<(usize, Raw)> = Vec::new();
+        let mut early = Vec::new();
+        let (mut buf, mut ends, mut chunk_first) = (Vec::new(), Vec::new(), first);
+        let mut submit_every = 1;
+        let flush = |buf: &mut Vec<u8>, ends: &mut Vec<u64>, chunk_first: usize, batches: &mut Vec<Batch>| {
+            if !ends.is_empty() {
+                batches.push(Batch::new(
+                    entry,
+                    std::mem::take(buf),
+                    std::mem::take(ends),
+                    Vec::new(),
+                    sink.clone(),
+                    chunk_first,
+                ));
+            }
+        };
+        let mut count = 0;
         for (i, item) in items.into_iter().enumerate() {
+            count += 1;
             let index = first + i;
-            match encode_args(&item) {
-                Ok((bytes, fds)) if fds.is_empty() => {
-                    if chunk.is_empty() {
-                        chunk_first = index;
-                    }
-                    chunk.push(bytes);
-                    if chunk.len() == chunksize {
-                        batches.push(Batch::new(
-                            entry,
-                            std::mem::take(&mut chunk),
-                            Vec::new(),
-                            sink.clone(),
-                            chunk_first,
-                        ));
-                    }
+            if ends.is_empty() {
+                chunk_first = index;
+            }
+            let before = buf.len();
+            match encode_one(&item, &mut buf) {
+                Ok(fds) if fds.is_empty() => ends.push(buf.len() as u64),
+                // An item with handles travels alone, with its descriptors.
+                Ok(fds) => {
+                    let own = buf.split_off(before);
+                    flush(&mut buf, &mut ends, chunk_first, &mut batches);
+                    let end = own.len() as u64;
+                    batches.push(Batch::new(entry, own, vec![end], fds, sink.clone(), index));
                 }
-                // Handles travel with their item alone.
-                Ok((bytes, fds)) => {
-                    if !chunk.is_empty() {
-                        batches.push(Batch::new(
-                            entry,
-                            std::mem::take(&mut chunk),
-                            Vec::new(),
-                            sink.clone(),
-                            chunk_first,
-                        ));
-                    }
-                    batches.push(Batch::new(entry, vec![bytes], fds, sink.clone(), index));
+                Err(error) => {
+                    buf.truncate(before);
+                    flush(&mut buf, &mut ends, chunk_first, &mut batches);
+                    early.push(Delivery::Errors { sink: sink.clone(), first: index, n: 1, error });
                 }
-                Err(err) => {
-                    if !chunk.is_empty() {
-                        batches.push(Batch::new(
-                            entry,
-                            std::mem::take(&mut chunk),
-                            Vec::new(),
-                            sink.clone(),
-                            chunk_first,
-                        ));
-                    }
-                    early.push((index, Err(err)));
+            }
+            if ends.len() >= chunksize {
+                let chunk_bytes = buf.len();
+                flush(&mut buf, &mut ends, chunk_first, &mut batches);
+                buf.reserve(chunk_bytes); // the next chunk is likely the same size
+                // Hand batches over as they are made, so workers start while the rest is
+                // encoded: the first at once, then in groups (one lock for many).
+                if batches.len() >= submit_every {
+                    let mut st = self.core.lock();
+                    self.core.submit(&mut st, std::mem::take(&mut batches))?;
+                    submit_every = 64;
                 }
             }
         }
-        if !chunk.is_empty() {
-            batches.push(Batch::new(entry, chunk, Vec::new(), sink.clone(), chunk_first));
-        }
+        flush(&mut buf, &mut ends, chunk_first, &mut batches);
         {
             let mut st = self.core.lock();
             self.core.submit(&mut st, batches)?;
         }
-        for (index, outcome) in early {
-            sink.deliver(index, vec![outcome]);
+        for delivery in early {
+            delivery.deliver();
         }
-        Ok(())
+        Ok(count)
     }
 
     /// Runs `f(args)` in a worker and waits for its value.
@@ -483,8 +507,7 @@ impl Pool {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        let (bytes, fds) = encode_args(&args)?;
-        let batch = Batch::new(entry_offset::<F, A>(), vec![bytes], fds, sink.clone(), 0);
+        let batch = single_batch::<F, A>(&args, &sink)?;
         {
             let mut st = self.core.lock();
             self.core.submit(&mut st, vec![batch])?;
@@ -530,13 +553,11 @@ impl Pool {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        sink.lock().on_complete =
-            Some(Box::new(move |outcomes: &[Option<Raw>]| match assemble_one::<F::Output>(outcomes) {
-                Ok(value) => callback(&value),
-                Err(err) => error_callback(&err),
-            }));
-        let (bytes, fds) = encode_args(&args)?;
-        let batch = Batch::new(entry_offset::<F, A>(), vec![bytes], fds, sink.clone(), 0);
+        sink.lock().on_complete = Some(Box::new(move |results: &Results| match assemble_one::<F::Output>(results) {
+            Ok(value) => callback(&value),
+            Err(err) => error_callback(&err),
+        }));
+        let batch = single_batch::<F, A>(&args, &sink)?;
         {
             let mut st = self.core.lock();
             self.core.submit(&mut st, vec![batch])?;
@@ -546,7 +567,7 @@ impl Pool {
 
     fn map_collect<F, A>(
         &self,
-        items: Vec<A>,
+        items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
     ) -> std::result::Result<Arc<Collector>, TaskError>
     where
@@ -554,9 +575,20 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         F::Output: Serialize,
     {
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.core.config.processes)).max(1);
-        let sink = Collector::new(Some(items.len()), false);
-        self.submit_items::<F, A>(items, chunksize, &sink, 0)?;
+        let items = items.into_iter();
+        // The count sets the default chunk size, as in Python; an iterator that knows its length
+        // is read once, as it is encoded, instead of being collected first.
+        let (low, high) = items.size_hint();
+        if high != Some(low) {
+            let items: Vec<A> = items.collect();
+            return self.map_collect::<F, A>(items, chunksize);
+        }
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(low, self.core.config.processes)).max(1);
+        let sink = Collector::new(Some(low), false);
+        let submitted = self.submit_items::<F, A>(items, chunksize, &sink, 0)?;
+        if submitted != low {
+            sink.set_expected(submitted); // the iterator's size_hint was wrong
+        }
         Ok(sink)
     }
 
@@ -604,8 +636,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        let sink = self.map_collect::<F, (T,)>(items, Some(chunksize))?;
+        let sink = self.map_collect::<F, (T,)>(items.into_iter().map(|item| (item,)), Some(chunksize))?;
         AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData }.get()
     }
 
@@ -631,8 +662,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        let sink = self.map_collect::<F, (T,)>(items, None)?;
+        let sink = self.map_collect::<F, (T,)>(items.into_iter().map(|item| (item,)), None)?;
         Ok(AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData })
     }
 
@@ -667,11 +697,10 @@ impl Pool {
         let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
         let chunksize = default_chunksize(items.len(), self.core.config.processes);
         let sink = Collector::new(Some(items.len()), false);
-        sink.lock().on_complete =
-            Some(Box::new(move |outcomes: &[Option<Raw>]| match assemble_all::<F::Output>(outcomes) {
-                Ok(values) => callback(&values),
-                Err(err) => error_callback(&err),
-            }));
+        sink.lock().on_complete = Some(Box::new(move |results: &Results| match assemble_all::<F::Output>(results) {
+            Ok(values) => callback(&values),
+            Err(err) => error_callback(&err),
+        }));
         self.submit_items::<F, (T,)>(items, chunksize, &sink, 0)?;
         Ok(AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData })
     }
@@ -722,7 +751,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let sink = self.map_collect::<F, A>(items.into_iter().collect(), None)?;
+        let sink = self.map_collect::<F, A>(items, None)?;
         Ok(AsyncResult { collector: sink, assemble: assemble_all::<F::Output>, _type: PhantomData })
     }
 
@@ -946,8 +975,7 @@ where
     F::Output: Serialize,
 {
     let n = items.len();
-    let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-    pool.submit_items::<F, (T,)>(items, n, sink, first)
+    pool.submit_items::<F, (T,)>(items.into_iter().map(|item| (item,)), n, sink, first).map(drop)
 }
 
 /// The lazy iterator of [`Pool::imap`] and friends: each item's outcome, in input order (or in
@@ -988,8 +1016,8 @@ impl<I: Iterator, R: DeserializeOwned> Imap<'_, I, R> {
             }
             let (first, n) = (self.submitted, chunk.len());
             self.submitted += n;
-            if let Err(err) = (self.submit)(self.pool, chunk, &self.sink, first) {
-                self.sink.deliver(first, vec![Err(err); n]);
+            if let Err(error) = (self.submit)(self.pool, chunk, &self.sink, first) {
+                Delivery::Errors { sink: self.sink.clone(), first, n, error }.deliver();
             }
         }
         if self.exhausted {
@@ -1007,16 +1035,21 @@ impl<I: Iterator, R: DeserializeOwned> Iterator for Imap<'_, I, R> {
             return None;
         }
         let (yielded, unordered) = (self.yielded, self.unordered);
+        let interest = if unordered { Interest::Any } else { Interest::Item(yielded) };
         let mut c = self
             .sink
-            .wait_until(None, |c| {
-                if unordered { !c.completion.is_empty() } else { c.outcomes.get(yielded).is_some_and(Option::is_some) }
+            .wait_until(None, interest, |c| {
+                if unordered {
+                    !c.completion.is_empty()
+                } else {
+                    c.results.items.get(yielded).is_some_and(Option::is_some)
+                }
             })
             .expect("no deadline");
         let index = if unordered { c.completion.pop_front().expect("waited for one") } else { yielded };
-        let raw = c.outcomes[index].take().expect("waited for it");
+        let outcome = c.results.take::<R>(index).expect("waited for it");
         drop(c);
         self.yielded += 1;
-        Some(decode(&raw))
+        Some(outcome)
     }
 }

@@ -82,11 +82,85 @@ pub enum TaskError {
     Broken(String),
 }
 
-/// The encoded outcome of one item.
-pub(crate) type Raw = Result<Vec<u8>, TaskError>;
+/// How long a reader keeps looking before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Where one finished item's outcome is: its value inside a delivered chunk, or its error.
+pub(crate) enum Item {
+    Value { chunk: u32, index: u32 },
+    Error(TaskError),
+}
+
+/// The packed values of one finished batch: item `i`'s encoding ends at `ends[i]`.
+pub(crate) struct Chunk {
+    bytes: Vec<u8>,
+    ends: Vec<u64>,
+    /// Values not yet taken by a lazy reader; the bytes are freed at zero.
+    remaining: usize,
+}
+
+/// Every finished item of one submission.
+#[derive(Default)]
+pub(crate) struct Results {
+    /// By item index: `None` until finished (and again once a lazy reader took it).
+    pub(crate) items: Vec<Option<Item>>,
+    chunks: Vec<Chunk>,
+}
+
+impl Results {
+    fn value_bytes(&self, chunk: u32, index: u32) -> &[u8] {
+        let chunk = &self.chunks[chunk as usize];
+        let index = index as usize;
+        let start = if index == 0 { 0 } else { chunk.ends[index - 1] as usize };
+        &chunk.bytes[start..chunk.ends[index] as usize]
+    }
+
+    /// Item `i`'s outcome decoded as an `R`, if it has finished.
+    pub(crate) fn decode<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
+        match self.items.get(i)?.as_ref()? {
+            Item::Value { chunk, index } => Some(
+                postcard::from_bytes(self.value_bytes(*chunk, *index))
+                    .map_err(|e| TaskError::Decode(format!("the result is not a {}: {e}", std::any::type_name::<R>()))),
+            ),
+            Item::Error(err) => Some(Err(err.clone())),
+        }
+    }
+
+    /// As [`decode`](Self::decode), and forgets the item (freeing its chunk once all are taken).
+    pub(crate) fn take<R: DeserializeOwned>(&mut self, i: usize) -> Option<Result<R, TaskError>> {
+        let decoded = self.decode(i)?;
+        if let Some(Item::Value { chunk, .. }) = self.items[i].take() {
+            let chunk = &mut self.chunks[chunk as usize];
+            chunk.remaining -= 1;
+            if chunk.remaining == 0 {
+                chunk.bytes = Vec::new();
+                chunk.ends = Vec::new();
+            }
+        }
+        Some(decoded)
+    }
+
+    fn slot(&mut self, index: usize) -> &mut Option<Item> {
+        if self.items.len() <= index {
+            self.items.resize_with(index + 1, || None);
+        }
+        &mut self.items[index]
+    }
+}
 
 /// Runs once, in the result thread, when a collector's last item is in (before waiters see it).
-pub(crate) type OnComplete = Box<dyn FnOnce(&[Option<Raw>]) + Send>;
+pub(crate) type OnComplete = Box<dyn FnOnce(&Results) + Send>;
+
+/// What a waiter on a collector waits for, so that deliveries wake it only when it may care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    /// The whole submission.
+    Complete,
+    /// This item.
+    Item(usize),
+    /// Any item.
+    Any,
+}
 
 /// The items of one submission (one `apply_async`, one `map`, …), filled in as they finish.
 pub(crate) struct Collector {
@@ -95,8 +169,7 @@ pub(crate) struct Collector {
 }
 
 pub(crate) struct Collected {
-    /// One per item, by index; `None` until it finishes (and again after a lazy reader took it).
-    pub(crate) outcomes: Vec<Option<Raw>>,
+    pub(crate) results: Results,
     /// Items finished so far.
     pub(crate) finished: usize,
     /// Items that will be submitted in all (`None` while a lazy `imap` is still reading input).
@@ -111,6 +184,9 @@ pub(crate) struct Collected {
     pub(crate) track_completion: bool,
     /// Every item is in and the completion callbacks have run: readers may look.
     pub(crate) settled: bool,
+    /// Threads waiting, and what for.
+    waiters: usize,
+    interest: Interest,
 }
 
 impl Collected {
@@ -124,12 +200,30 @@ impl Collected {
     }
 }
 
+/// Outcomes on their way to a collector, handed over once the pool's state lock is released.
+pub(crate) enum Delivery {
+    /// A finished batch: packed values, and the failed items by index within the batch.
+    Chunk { sink: Arc<Collector>, first: usize, bytes: Vec<u8>, ends: Vec<u64>, failures: Vec<(u32, TaskError)> },
+    /// `n` items from `first` on, all failed alike.
+    Errors { sink: Arc<Collector>, first: usize, n: usize, error: TaskError },
+}
+
+impl Delivery {
+    pub(crate) fn deliver(self) {
+        match self {
+            Delivery::Chunk { sink, first, bytes, ends, failures } => sink.deliver_chunk(first, bytes, ends, failures),
+            Delivery::Errors { sink, first, n, error } => sink.deliver_errors(first, n, error),
+        }
+    }
+}
+
 impl Collector {
     pub(crate) fn new(expected: Option<usize>, track_completion: bool) -> Arc<Collector> {
-        let outcomes = expected.map(Vec::with_capacity).unwrap_or_default();
+        // Known sizes get every slot at once, so storing an outcome is a plain write.
+        let items = expected.map(|n| (0..n).map(|_| None).collect()).unwrap_or_default();
         Arc::new(Collector {
             state: Mutex::new(Collected {
-                outcomes,
+                results: Results { items, chunks: Vec::new() },
                 finished: 0,
                 expected,
                 completion: Default::default(),
@@ -139,6 +233,8 @@ impl Collector {
                 track_completion,
                 // Nothing to wait for in an empty submission.
                 settled: expected == Some(0),
+                waiters: 0,
+                interest: Interest::Complete,
             }),
             changed: Condvar::new(),
         })
@@ -152,104 +248,154 @@ impl Collector {
     pub(crate) fn set_expected(&self, expected: usize) {
         let mut c = self.lock();
         c.expected = Some(expected);
-        self.finish_if_complete(c);
+        c.results.items.truncate(expected);
+        self.finish(c, 0..0);
     }
 
-    /// Records the outcomes of items `first..first + outcomes.len()`.
-    pub(crate) fn deliver(&self, first: usize, outcomes: Vec<Raw>) {
+    fn deliver_chunk(&self, first: usize, bytes: Vec<u8>, ends: Vec<u64>, failures: Vec<(u32, TaskError)>) {
+        let n = ends.len();
         let mut c = self.lock();
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let index = first + i;
-            if c.outcomes.len() <= index {
-                c.outcomes.resize_with(index + 1, || None);
-            }
-            if c.outcomes[index].is_some() {
-                continue; // already settled (say, cancelled) — the first outcome stands
-            }
-            c.outcomes[index] = Some(outcome);
-            c.finished += 1;
-            if c.track_completion {
-                c.completion.push_back(index);
+        let chunk = c.results.chunks.len() as u32;
+        let mut failures = failures.into_iter().peekable();
+        let mut stored = 0;
+        for i in 0..n {
+            let item = match failures.next_if(|(at, _)| *at as usize == i) {
+                Some((_, error)) => Item::Error(error),
+                None => Item::Value { chunk, index: i as u32 },
+            };
+            let value = matches!(item, Item::Value { .. });
+            if c.store(first + i, item) && value {
+                stored += 1;
             }
         }
-        self.finish_if_complete(c);
+        c.results.chunks.push(Chunk { bytes, ends, remaining: stored });
+        self.finish(c, first..first + n);
     }
 
-    fn finish_if_complete<'a>(&'a self, mut c: MutexGuard<'a, Collected>) {
-        if c.all_in() && !c.settled {
+    fn deliver_errors(&self, first: usize, n: usize, error: TaskError) {
+        let mut c = self.lock();
+        for i in first..first + n {
+            c.store(i, Item::Error(error.clone()));
+        }
+        self.finish(c, first..first + n);
+    }
+
+    /// Runs completion callbacks if this delivery completed the submission, and wakes the
+    /// waiters that may care about items `delivered`.
+    fn finish<'a>(&'a self, mut c: MutexGuard<'a, Collected>, delivered: std::ops::Range<usize>) {
+        let completed = c.all_in() && !c.settled;
+        if completed {
             // Callbacks run before anyone waiting is told, as Python's pool does; a panicking
             // callback is contained so that results keep flowing.
             if let Some(on_complete) = c.on_complete.take() {
-                let outcomes = std::mem::take(&mut c.outcomes);
+                let results = std::mem::take(&mut c.results);
                 drop(c);
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_complete(&outcomes)));
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_complete(&results)));
                 c = self.lock();
-                c.outcomes = outcomes;
+                c.results = results;
             }
             c.settled = true;
-            let callbacks = std::mem::take(&mut c.done_callbacks);
-            let wakers = std::mem::take(&mut c.wakers);
-            drop(c);
-            for callback in callbacks {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
-            }
-            for waker in wakers {
-                waker.wake();
-            }
-        } else {
-            drop(c);
         }
-        self.changed.notify_all();
+        let wake = c.waiters > 0
+            && (completed
+                || match c.interest {
+                    Interest::Complete => false,
+                    Interest::Item(i) => delivered.contains(&i),
+                    Interest::Any => !delivered.is_empty(),
+                });
+        let (callbacks, wakers) = if completed {
+            (std::mem::take(&mut c.done_callbacks), std::mem::take(&mut c.wakers))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        drop(c);
+        for callback in callbacks {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+        if wake {
+            self.changed.notify_all();
+        }
     }
 
-    /// Waits until `ready` holds of the collected state, or `deadline` passes.
+    /// Waits until `ready` holds of the collected state, or `deadline` passes; `interest` says
+    /// which deliveries may make it hold.
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
+        interest: Interest,
         ready: impl Fn(&Collected) -> bool,
     ) -> Option<MutexGuard<'_, Collected>> {
         let mut c = self.lock();
+        // Results often follow one another closely: look again for a few tens of microseconds
+        // (yielding the CPU in between) before paying for a sleep and a wake-up.
+        let spin_until = Instant::now() + SPIN;
+        while !ready(&c) && deadline.is_none_or(|d| Instant::now() < d) && Instant::now() < spin_until {
+            drop(c);
+            std::thread::yield_now();
+            c = self.lock();
+        }
         loop {
             if ready(&c) {
                 return Some(c);
             }
-            match deadline {
-                None => c = self.changed.wait(c).unwrap_or_else(|p| p.into_inner()),
+            c.interest = if c.waiters == 0 || c.interest == interest { interest } else { Interest::Any };
+            c.waiters += 1;
+            let timed_out = match deadline {
+                None => {
+                    c = self.changed.wait(c).unwrap_or_else(|p| p.into_inner());
+                    false
+                }
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
+                    if !left.is_zero() {
+                        c = self.changed.wait_timeout(c, left).unwrap_or_else(|p| p.into_inner()).0;
                     }
-                    c = self.changed.wait_timeout(c, left).unwrap_or_else(|p| p.into_inner()).0;
+                    Instant::now() >= deadline
                 }
+            };
+            c.waiters -= 1;
+            if timed_out {
+                return ready(&c).then_some(c);
             }
         }
     }
 }
 
-/// Decodes one item's outcome as an `R`.
-pub(crate) fn decode<R: DeserializeOwned>(raw: &Raw) -> Result<R, TaskError> {
-    match raw {
-        Ok(bytes) => postcard::from_bytes(bytes)
-            .map_err(|e| TaskError::Decode(format!("the result is not a {}: {e}", std::any::type_name::<R>()))),
-        Err(err) => Err(err.clone()),
+impl Collected {
+    /// Stores an item's outcome unless it already has one (say, cancelled); returns whether it
+    /// was stored.
+    fn store(&mut self, index: usize, item: Item) -> bool {
+        let slot = self.results.slot(index);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(item);
+        self.finished += 1;
+        if self.track_completion {
+            self.completion.push_back(index);
+        }
+        true
     }
 }
 
 /// What an [`AsyncResult`] turns its collected items into.
-pub(crate) type Assemble<R> = fn(&[Option<Raw>]) -> Result<R, TaskError>;
+pub(crate) type Assemble<R> = fn(&Results) -> Result<R, TaskError>;
 
 /// One item's value.
-pub(crate) fn assemble_one<R: DeserializeOwned>(outcomes: &[Option<Raw>]) -> Result<R, TaskError> {
-    match outcomes.first() {
-        Some(Some(raw)) => decode(raw),
-        _ => Err(TaskError::Decode("no outcome".into())),
-    }
+pub(crate) fn assemble_one<R: DeserializeOwned>(results: &Results) -> Result<R, TaskError> {
+    results.decode(0).unwrap_or_else(|| Err(TaskError::Decode("no outcome".into())))
 }
 
 /// Every item's value in order, or the first error in order (Python's `map`).
-pub(crate) fn assemble_all<R: DeserializeOwned>(outcomes: &[Option<Raw>]) -> Result<Vec<R>, TaskError> {
-    outcomes.iter().map(|o| o.as_ref().map_or_else(|| Err(TaskError::Decode("no outcome".into())), decode)).collect()
+pub(crate) fn assemble_all<R: DeserializeOwned>(results: &Results) -> Result<Vec<R>, TaskError> {
+    let mut values = Vec::with_capacity(results.items.len());
+    for i in 0..results.items.len() {
+        values.push(results.decode(i).unwrap_or_else(|| Err(TaskError::Decode("no outcome".into())))?);
+    }
+    Ok(values)
 }
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
@@ -296,8 +442,8 @@ impl<R> AsyncResult<R> {
     /// ```
     /// Python counterpart: `result.get()`.
     pub fn get(&self) -> Result<R, TaskError> {
-        let c = self.collector.wait_until(None, Collected::is_complete).expect("no deadline");
-        (self.assemble)(&c.outcomes)
+        let c = self.collector.wait_until(None, Interest::Complete, Collected::is_complete).expect("no deadline");
+        (self.assemble)(&c.results)
     }
 
     /// Waits up to `timeout` for the value.
@@ -316,8 +462,8 @@ impl<R> AsyncResult<R> {
     /// ```
     /// Python counterpart: `result.get(timeout)` (raising `multiprocessing.TimeoutError`).
     pub fn get_timeout(&self, timeout: Duration) -> Result<R, ResultTimeoutError> {
-        match self.collector.wait_until(deadline_after(timeout), Collected::is_complete) {
-            Some(c) => (self.assemble)(&c.outcomes).map_err(ResultTimeoutError::Failed),
+        match self.collector.wait_until(deadline_after(timeout), Interest::Complete, Collected::is_complete) {
+            Some(c) => (self.assemble)(&c.results).map_err(ResultTimeoutError::Failed),
             None => Err(ResultTimeoutError::Timeout),
         }
     }
@@ -332,7 +478,7 @@ impl<R> AsyncResult<R> {
     /// ```
     /// Python counterpart: `result.wait()`.
     pub fn wait(&self) {
-        let _ = self.collector.wait_until(None, Collected::is_complete);
+        let _ = self.collector.wait_until(None, Interest::Complete, Collected::is_complete);
     }
 
     /// Waits up to `timeout` until the result is ready; returns whether it is.
@@ -345,7 +491,7 @@ impl<R> AsyncResult<R> {
     /// ```
     /// Python counterpart: `result.wait(timeout)`.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.collector.wait_until(deadline_after(timeout), Collected::is_complete).is_some()
+        self.collector.wait_until(deadline_after(timeout), Interest::Complete, Collected::is_complete).is_some()
     }
 
     /// Whether the result is ready (a value or an error).
@@ -373,6 +519,6 @@ impl<R> AsyncResult<R> {
     /// Python counterpart: `result.successful()`.
     pub fn successful(&self) -> Option<bool> {
         let c = self.collector.lock();
-        c.is_complete().then(|| c.outcomes.iter().all(|o| matches!(o, Some(Ok(_)))))
+        c.is_complete().then(|| c.results.items.iter().all(|o| matches!(o, Some(Item::Value { .. }))))
     }
 }

@@ -17,7 +17,7 @@ use serde_bytes::ByteBuf;
 
 use crate::connection::Connection;
 use crate::handle::Fd;
-use crate::process::task::{self, Outcome};
+use crate::process::task::{self, BatchOut, ItemFailure, Outcome};
 use crate::queue::Queue;
 use crate::shm::{Shared, SharedState};
 
@@ -68,8 +68,21 @@ impl Slot {
         (batch != 0).then(|| (batch - 1, self.item.load(Ordering::Acquire), self.started_ns.load(Ordering::Acquire)))
     }
 
+    /// Records that item `index` of `batch` starts now (at `started`, if given).
+    fn begin(&self, batch: u64, index: usize, started: Option<u64>) {
+        self.item.store(index as u32, Ordering::Release);
+        if let Some(started) = started {
+            self.started_ns.store(started, Ordering::Release);
+        }
+        self.batch.store(batch + 1, Ordering::Release);
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn batches_done(&self) -> u64 {
+        self.batches_done.load(Ordering::Relaxed)
     }
 
     pub(crate) fn items_done(&self) -> u64 {
@@ -87,20 +100,42 @@ pub(crate) fn now_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// Item end offsets within a packed batch, sent as one block of little-endian `u64`s (a plain
+/// `Vec<u64>` would be encoded number by number).
+#[derive(Debug, Default)]
+pub(crate) struct Ends(pub(crate) Vec<u64>);
+
+impl Serialize for Ends {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = self.0.iter().flat_map(|e| e.to_le_bytes()).collect();
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ends {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ends, D::Error> {
+        let bytes = ByteBuf::deserialize(deserializer)?;
+        if bytes.len() % 8 != 0 {
+            return Err(serde::de::Error::custom("item ends are not whole u64s"));
+        }
+        Ok(Ends(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()))
+    }
+}
+
 /// What the parent tells a worker.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Order {
-    /// Run each item (encoded arguments) through the task at `entry`, then report the batch.
-    /// With `with_fds`, the items' descriptors follow on the worker's handle connection.
-    Run { batch: u64, entry: i64, items: Vec<ByteBuf>, with_fds: bool },
+    /// Run each item through the task whose batch entry is at `entry`, then report the batch.
+    /// The items' encoded arguments are packed in `args`, item `i` ending at `ends[i]`. With
+    /// `with_fds`, the items' descriptors follow on the worker's handle connection.
+    Run { batch: u64, entry: i64, args: ByteBuf, ends: Ends, with_fds: bool },
     /// Finish: exit once this is read.
     Stop,
 }
 
-/// How one item ended, as it travels back.
+/// How one item failed, as it travels back.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Wire {
-    Returned(ByteBuf),
     Panicked(String),
     /// The arguments did not decode, the result did not encode, or the result held handles.
     Failed {
@@ -112,8 +147,9 @@ pub(crate) enum Wire {
 /// What the workers (and the parent's own supervisor) report to the parent.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Report {
-    /// A batch is finished: one outcome per item, in order.
-    Done { batch: u64, outcomes: Vec<Wire> },
+    /// A batch is finished: the items' encoded values packed in `values` (item `i` ending at
+    /// `ends[i]`, empty if it failed), and the failures by item index.
+    Done { batch: u64, values: ByteBuf, ends: Ends, failures: Vec<(u32, Wire)> },
     /// The initializer of worker `worker` failed; it has exited.
     InitFailed { worker: u32, pid: u32, message: String },
     /// (From the parent's supervisor.) Worker `worker`, process `pid`, has ended.
@@ -135,17 +171,15 @@ pub(crate) struct Setup {
     pub(crate) initializer: Option<(i64, ByteBuf, Vec<Fd>)>,
     /// Exit after this many batches (0: never).
     pub(crate) max_batches: u64,
+    /// Whether each item's start time matters (a task timeout is set); otherwise only each
+    /// batch's is taken, sparing a clock read per item.
+    pub(crate) timed: bool,
 }
 
-fn to_wire(outcome: Outcome) -> Wire {
-    match outcome {
-        Outcome::Returned(bytes, fds) if fds.is_empty() => Wire::Returned(ByteBuf::from(bytes)),
-        Outcome::Returned(..) => Wire::Failed {
-            encode: true,
-            message: "the result holds handles (descriptors), which a pool's results cannot carry".into(),
-        },
-        Outcome::Panicked(message) => Wire::Panicked(message),
-        Outcome::Failed(kind, message) => Wire::Failed { encode: kind == crate::ErrorKind::Encode, message },
+fn failure_to_wire(failure: ItemFailure) -> Wire {
+    match failure {
+        ItemFailure::Panicked(message) => Wire::Panicked(message),
+        ItemFailure::Failed(kind, message) => Wire::Failed { encode: kind == crate::ErrorKind::Encode, message },
     }
 }
 
@@ -159,9 +193,9 @@ pub(crate) fn worker_main(setup: Setup) {
         // SAFETY: the entry was made by `entry_offset` in the parent, and this process was
         // started by multiproc, which checked that it is the same build.
         let init = unsafe { task::entry_from_offset(entry) };
-        match to_wire(init(&args[..], fds.into_iter().map(Fd::into_owned).collect())) {
-            Wire::Returned(_) => {}
-            Wire::Panicked(message) | Wire::Failed { message, .. } => {
+        match init(&args[..], fds.into_iter().map(Fd::into_owned).collect()) {
+            Outcome::Returned(..) => {}
+            Outcome::Panicked(message) | Outcome::Failed(_, message) => {
                 let _ = setup.reports.put(Report::InitFailed { worker: setup.worker, pid: me, message });
                 return;
             }
@@ -170,8 +204,8 @@ pub(crate) fn worker_main(setup: Setup) {
     setup.slot.ready.store(1, Ordering::Release);
     let mut batches = 0u64;
     while setup.max_batches == 0 || batches < setup.max_batches {
-        let (batch, entry, items, with_fds) = match setup.orders.get() {
-            Ok(Order::Run { batch, entry, items, with_fds }) => (batch, entry, items, with_fds),
+        let (batch, entry, args, ends, with_fds) = match setup.orders.get() {
+            Ok(Order::Run { batch, entry, args, ends, with_fds }) => (batch, entry, args, ends, with_fds),
             Ok(Order::Stop) | Err(_) => return,
         };
         let mut fds: Vec<OwnedFd> = Vec::new();
@@ -182,20 +216,24 @@ pub(crate) fn worker_main(setup: Setup) {
             }
         }
         // SAFETY: as for the initializer.
-        let run = unsafe { task::entry_from_offset(entry) };
-        let mut outcomes = Vec::with_capacity(items.len());
-        for (index, args) in items.iter().enumerate() {
-            let started = now_ns();
-            setup.slot.item.store(index as u32, Ordering::Release);
-            setup.slot.started_ns.store(started, Ordering::Release);
-            setup.slot.batch.store(batch + 1, Ordering::Release);
-            outcomes.push(to_wire(run(&args[..], std::mem::take(&mut fds))));
-            setup.slot.busy_ns.fetch_add(now_ns().saturating_sub(started), Ordering::Relaxed);
-            setup.slot.items_done.fetch_add(1, Ordering::Relaxed);
-        }
+        let run = unsafe { task::batch_entry_from_offset(entry) };
+        let mut out = BatchOut {
+            bytes: Vec::with_capacity(args.len()),
+            ends: Vec::with_capacity(ends.0.len()),
+            failures: Vec::new(),
+        };
+        let slot = &*setup.slot;
+        let began = now_ns();
+        slot.started_ns.store(began, Ordering::Release);
+        let timed = setup.timed;
+        run(&args, &ends.0, fds, &mut |index| slot.begin(batch, index, timed.then(now_ns)), &mut out);
+        slot.busy_ns.fetch_add(now_ns().saturating_sub(began), Ordering::Relaxed);
+        slot.items_done.fetch_add(ends.0.len() as u64, Ordering::Relaxed);
+        let failures = out.failures.into_iter().map(|(i, f)| (i, failure_to_wire(f))).collect();
+        let report = Report::Done { batch, values: ByteBuf::from(out.bytes), ends: Ends(out.ends), failures };
         // Report first, then say idle: a worker that dies in between is seen running the last
         // item, whose outcome is already on its way — the parent knows the batch is done.
-        if setup.reports.put(Report::Done { batch, outcomes }).is_err() {
+        if setup.reports.put(report).is_err() {
             return;
         }
         setup.slot.batch.store(0, Ordering::Release);

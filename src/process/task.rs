@@ -175,6 +175,115 @@ where
     }
 }
 
+/// How one item of a batch failed.
+pub(crate) enum ItemFailure {
+    /// The task panicked with this message.
+    Panicked(String),
+    /// The item could not be run or its result not sent: decoding its arguments failed
+    /// ([`ErrorKind::Decode`]), or encoding its result ([`ErrorKind::Encode`]).
+    Failed(ErrorKind, String),
+}
+
+/// Where a batch's results go: every item's encoded value packed in `bytes`, item `i` ending at
+/// `ends[i]` (empty for a failed item), and the failures by item index.
+#[derive(Default)]
+pub(crate) struct BatchOut {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ends: Vec<u64>,
+    pub(crate) failures: Vec<(u32, ItemFailure)>,
+}
+
+/// The type-erased form of a task run over a batch (a pool's chunk): the items' encoded
+/// arguments packed in one buffer (item `i` ends at `ends[i]`), descriptors for their handles,
+/// a hook called with each item's index before it runs, and the output.
+pub(crate) type BatchEntry = fn(&[u8], &[u64], Vec<OwnedFd>, &mut dyn FnMut(usize), &mut BatchOut);
+
+/// The offset of task `F`'s batch trampoline from the anchor (see [`entry_offset`]).
+pub(crate) fn batch_entry_offset<F, A>() -> i64
+where
+    F: Task<A>,
+    A: DeserializeOwned,
+    F::Output: Serialize,
+{
+    const { assert!(size_of::<F>() == 0, "a task must be a fn item or a closure that captures nothing") };
+    let entry: BatchEntry = batch_trampoline::<F, A>;
+    (entry as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// Turns an offset back into the batch trampoline it came from.
+///
+/// # Safety
+/// As for [`entry_from_offset`]: `offset` must come from [`batch_entry_offset`] in this build.
+pub(crate) unsafe fn batch_entry_from_offset(offset: i64) -> BatchEntry {
+    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's contract `address` is a `BatchEntry` trampoline of this build.
+    unsafe { std::mem::transmute::<usize, BatchEntry>(address) }
+}
+
+/// The monomorphised body that runs task `F` over a batch, encoding results straight into one
+/// buffer (no allocation per item beyond what `F` itself does).
+fn batch_trampoline<F, A>(
+    args: &[u8],
+    ends: &[u64],
+    mut fds: Vec<OwnedFd>,
+    starting: &mut dyn FnMut(usize),
+    out: &mut BatchOut,
+) where
+    F: Task<A>,
+    A: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let mut start = 0usize;
+    for (index, &end) in ends.iter().enumerate() {
+        let end = end as usize;
+        starting(index);
+        let item = args.get(start..end).unwrap_or(&[]);
+        start = end;
+        let decoded: postcard::Result<A> = if fds.is_empty() {
+            postcard::from_bytes(item)
+        } else {
+            handle::provide(std::mem::take(&mut fds), || postcard::from_bytes(item))
+        };
+        let failure = match decoded {
+            Err(err) => Some(ItemFailure::Failed(ErrorKind::Decode, format!("task arguments: {err}"))),
+            Ok(args) => {
+                // SAFETY: as in `trampoline`: `F` is zero-sized (asserted in
+                // `batch_entry_offset`, the only way to name this function), so it has no bytes.
+                let task: F = unsafe { std::mem::zeroed() };
+                match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
+                    Ok(value) => {
+                        let before = out.bytes.len();
+                        match handle::encode_append(&value, &mut out.bytes) {
+                            Ok(fds) if fds.is_empty() => None,
+                            Ok(_) => {
+                                out.bytes.truncate(before);
+                                Some(ItemFailure::Failed(
+                                    ErrorKind::Encode,
+                                    "the result holds handles (descriptors), which a pool's results cannot carry"
+                                        .into(),
+                                ))
+                            }
+                            Err(err) => {
+                                out.bytes.truncate(before);
+                                let what = std::any::type_name::<F::Output>();
+                                Some(ItemFailure::Failed(
+                                    ErrorKind::Encode,
+                                    format!("the task's result ({what}): {err}"),
+                                ))
+                            }
+                        }
+                    }
+                    Err(payload) => Some(ItemFailure::Panicked(panic_message(payload.as_ref()))),
+                }
+            }
+        };
+        if let Some(failure) = failure {
+            out.failures.push((index as u32, failure));
+        }
+        out.ends.push(out.bytes.len() as u64);
+    }
+}
+
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

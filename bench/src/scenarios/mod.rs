@@ -26,6 +26,7 @@ use std::time::Instant;
 
 mod baseline;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -114,5 +115,6 @@ pub fn all() -> Vec<Scenario> {
     all.extend(sync::scenarios());
     all.extend(pipe::scenarios());
     all.extend(queue::scenarios());
+    all.extend(pool::scenarios());
     all
 }
