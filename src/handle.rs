@@ -82,24 +82,42 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     }
 }
 
-/// Appends `value`'s encoding to `out` and returns the descriptors of the handles inside it
-/// (borrowed from `value`, as for [`encode`]). On error `out` may hold a partial encoding past
-/// its old length; callers truncate.
-pub(crate) fn encode_append<'a, T: Serialize + ?Sized>(
-    value: &'a T,
-    out: &mut Vec<u8>,
-) -> postcard::Result<Vec<BorrowedFd<'a>>> {
-    let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
-    let result = postcard::serialize_with_flavor(value, AppendTo(out));
-    let table = TABLE.with(|t| t.replace(outer));
-    let raws = match table {
-        Some(Table::Sending(fds)) => fds,
-        _ => Vec::new(),
-    };
-    result?;
-    // SAFETY: as in `encode`: each raw descriptor was lent by a handle inside `value`, which
-    // stays borrowed for 'a.
-    Ok(raws.into_iter().map(|raw| unsafe { BorrowedFd::borrow_raw(raw) }).collect())
+/// A sending table kept in place while many values are appended one after another (a pool's
+/// chunk of arguments), instead of one set up and torn down per value.
+pub(crate) struct EncodeScope {
+    outer: Option<Table>,
+}
+
+impl EncodeScope {
+    pub(crate) fn new() -> EncodeScope {
+        EncodeScope { outer: TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new())))) }
+    }
+
+    /// Appends `value`'s encoding to `out` and returns the descriptors of the handles inside it
+    /// (borrowed from `value`, as for [`encode`]). On error `out` may hold a partial encoding
+    /// past its old length; callers truncate.
+    pub(crate) fn append<'a, T: Serialize + ?Sized>(
+        &self,
+        value: &'a T,
+        out: &mut Vec<u8>,
+    ) -> postcard::Result<Vec<BorrowedFd<'a>>> {
+        let result = postcard::serialize_with_flavor(value, AppendTo(out));
+        let raws = TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Sending(fds)) if !fds.is_empty() => std::mem::take(fds),
+            _ => Vec::new(),
+        });
+        result?;
+        // SAFETY: as in `encode`: each raw descriptor was lent by a handle inside `value`, which
+        // stays borrowed for 'a.
+        Ok(raws.into_iter().map(|raw| unsafe { BorrowedFd::borrow_raw(raw) }).collect())
+    }
+}
+
+impl Drop for EncodeScope {
+    fn drop(&mut self) {
+        let outer = self.outer.take();
+        TABLE.with(|t| t.replace(outer));
+    }
 }
 
 /// The size of `value`'s encoding and whether it holds any handle, without encoding it.

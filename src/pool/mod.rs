@@ -145,8 +145,15 @@ fn encode_args<A: Serialize>(args: &A) -> std::result::Result<(ByteBuf, Vec<std:
 }
 
 /// Encodes one item's arguments, with owned copies of the descriptors of its handles.
-fn encode_one<A: Serialize>(args: &A, out: &mut Vec<u8>) -> std::result::Result<Vec<std::os::fd::OwnedFd>, TaskError> {
-    let fds = handle::encode_append(args, out).map_err(|e| TaskError::ArgumentEncode(e.to_string()))?;
+fn encode_one<A: Serialize>(
+    scope: &handle::EncodeScope,
+    args: &A,
+    out: &mut Vec<u8>,
+) -> std::result::Result<Vec<std::os::fd::OwnedFd>, TaskError> {
+    let fds = scope.append(args, out).map_err(|e| TaskError::ArgumentEncode(e.to_string()))?;
+    if fds.is_empty() {
+        return Ok(Vec::new());
+    }
     fds.iter()
         .map(|fd| fd.try_clone_to_owned())
         .collect::<std::io::Result<Vec<_>>>()
@@ -161,7 +168,7 @@ where
     F::Output: Serialize,
 {
     let mut bytes = Vec::new();
-    let fds = encode_one(args, &mut bytes)?;
+    let fds = encode_one(&handle::EncodeScope::new(), args, &mut bytes)?;
     let end = bytes.len() as u64;
     Ok(Batch::new(batch_entry_offset::<F, A>(), bytes, vec![end], fds, sink.clone(), 0))
 }
@@ -419,6 +426,7 @@ impl Pool {
             }
         };
         let mut count = 0;
+        let scope = handle::EncodeScope::new();
         for (i, item) in items.into_iter().enumerate() {
             count += 1;
             let index = first + i;
@@ -426,7 +434,7 @@ impl Pool {
                 chunk_first = index;
             }
             let before = buf.len();
-            match encode_one(&item, &mut buf) {
+            match encode_one(&scope, &item, &mut buf) {
                 Ok(fds) if fds.is_empty() => ends.push(buf.len() as u64),
                 // An item with handles travels alone, with its descriptors.
                 Ok(fds) => {

@@ -87,8 +87,12 @@ const SPIN: Duration = Duration::from_micros(50);
 
 /// Where one finished item's outcome is: its value inside a delivered chunk, or its error.
 pub(crate) enum Item {
-    Value { chunk: u32, index: u32 },
-    Error(TaskError),
+    Value {
+        chunk: u32,
+        index: u32,
+    },
+    /// Boxed: errors are rare, and a small `Item` keeps big submissions compact.
+    Error(Box<TaskError>),
 }
 
 /// The packed values of one finished batch: item `i`'s encoding ends at `ends[i]`.
@@ -122,7 +126,7 @@ impl Results {
                 postcard::from_bytes(self.value_bytes(*chunk, *index))
                     .map_err(|e| TaskError::Decode(format!("the result is not a {}: {e}", std::any::type_name::<R>()))),
             ),
-            Item::Error(err) => Some(Err(err.clone())),
+            Item::Error(err) => Some(Err((**err).clone())),
         }
     }
 
@@ -140,6 +144,7 @@ impl Results {
         Some(decoded)
     }
 
+    #[inline]
     fn slot(&mut self, index: usize) -> &mut Option<Item> {
         if self.items.len() <= index {
             self.items.resize_with(index + 1, || None);
@@ -260,7 +265,7 @@ impl Collector {
         let mut stored = 0;
         for i in 0..n {
             let item = match failures.next_if(|(at, _)| *at as usize == i) {
-                Some((_, error)) => Item::Error(error),
+                Some((_, error)) => Item::Error(Box::new(error)),
                 None => Item::Value { chunk, index: i as u32 },
             };
             let value = matches!(item, Item::Value { .. });
@@ -275,7 +280,7 @@ impl Collector {
     fn deliver_errors(&self, first: usize, n: usize, error: TaskError) {
         let mut c = self.lock();
         for i in first..first + n {
-            c.store(i, Item::Error(error.clone()));
+            c.store(i, Item::Error(Box::new(error.clone())));
         }
         self.finish(c, first..first + n);
     }
@@ -367,6 +372,7 @@ impl Collector {
 impl Collected {
     /// Stores an item's outcome unless it already has one (say, cancelled); returns whether it
     /// was stored.
+    #[inline]
     fn store(&mut self, index: usize, item: Item) -> bool {
         let slot = self.results.slot(index);
         if slot.is_some() {

@@ -234,6 +234,7 @@ fn batch_trampoline<F, A>(
     F::Output: Serialize,
 {
     let mut start = 0usize;
+    let scope = handle::EncodeScope::new();
     for (index, &end) in ends.iter().enumerate() {
         let end = end as usize;
         starting(index);
@@ -253,7 +254,7 @@ fn batch_trampoline<F, A>(
                 match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
                     Ok(value) => {
                         let before = out.bytes.len();
-                        match handle::encode_append(&value, &mut out.bytes) {
+                        match scope.append(&value, &mut out.bytes) {
                             Ok(fds) if fds.is_empty() => None,
                             Ok(_) => {
                                 out.bytes.truncate(before);
