@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release --example tour`
 
+#[path = "stories/pool.rs"]
+mod pool;
 #[path = "stories/process.rs"]
 mod process;
 #[path = "stories/queue.rs"]
@@ -27,5 +29,8 @@ fn main() {
     queue::joinable_story();
     queue::full_and_empty_story();
     queue::pipe_echo_story();
+    pool::crawler_story();
+    pool::cpu_map_story();
+    pool::executor_story();
     println!("\nthe tour is over");
 }

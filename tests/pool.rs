@@ -508,3 +508,13 @@ fn a_killed_parent_leaves_no_workers() {
     let _w = watchdog(60);
     ends_and_leaves_no_workers(|p| p.kill().unwrap(), Signal::KILL);
 }
+
+#[cfg(feature = "progress")]
+#[test]
+fn maps_with_a_progress_bar_give_the_same_results() {
+    let _w = watchdog(60);
+    let pool = Pool::builder().processes(2).progress(true).build().unwrap();
+    assert_eq!(pool.map(square, 0..1_000).unwrap()[999], 999 * 999);
+    let lazy: Vec<u64> = pool.imap(square, 0..100).unwrap().map(Result::unwrap).collect();
+    assert_eq!(lazy.len(), 100);
+}

@@ -192,6 +192,9 @@ pub(crate) struct Collected {
     /// Threads waiting, and what for.
     waiters: usize,
     interest: Interest,
+    /// Advanced as items finish (`PoolBuilder::progress`).
+    #[cfg(feature = "progress")]
+    pub(crate) progress: Option<indicatif::ProgressBar>,
 }
 
 impl Collected {
@@ -240,6 +243,8 @@ impl Collector {
                 settled: expected == Some(0),
                 waiters: 0,
                 interest: Interest::Complete,
+                #[cfg(feature = "progress")]
+                progress: None,
             }),
             changed: Condvar::new(),
         })
@@ -254,6 +259,10 @@ impl Collector {
         let mut c = self.lock();
         c.expected = Some(expected);
         c.results.items.truncate(expected);
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &c.progress {
+            bar.set_length(expected as u64);
+        }
         self.finish(c, 0..0);
     }
 
@@ -289,6 +298,13 @@ impl Collector {
     /// waiters that may care about items `delivered`.
     fn finish<'a>(&'a self, mut c: MutexGuard<'a, Collected>, delivered: std::ops::Range<usize>) {
         let completed = c.all_in() && !c.settled;
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &c.progress {
+            bar.inc(delivered.len() as u64);
+            if completed {
+                bar.finish();
+            }
+        }
         if completed {
             // Callbacks run before anyone waiting is told, as Python's pool does; a panicking
             // callback is contained so that results keep flowing.
