@@ -1,7 +1,7 @@
 //! Python's `multiprocessing`, in Rust: processes started by fork, spawn or a fork server, with
 //! typed arguments and results, that cannot hang you or be left behind; locks, events and the
 //! rest that survive a holder being killed; pipes and queues that move millions of items a
-//! second.
+//! second; process pools where a crashed worker costs one task, not the program.
 //!
 //! # A tour
 //!
@@ -109,6 +109,27 @@
 //! assert_eq!(eaten, ["noodles", "pizza"]);
 //! ```
 //!
+//! ## Pools
+//! A [`Pool`] keeps worker processes and feeds them tasks: [`Pool::map`] (chunked, ordered),
+//! [`Pool::imap`] and [`Pool::imap_unordered`] (lazy, a bounded number ahead), [`Pool::starmap`],
+//! [`Pool::apply`] and [`Pool::apply_async`] with callbacks that run in the parent. A
+//! [`ProcessPoolExecutor`] offers the same workers behind `concurrent.futures`' interface:
+//! [`TaskFuture`]s, [`pool::as_completed`], [`pool::wait`]. Failures are per task and come back as
+//! data — a panic, a worker killed mid-task, a task past its timeout — while every other task
+//! completes and dead workers are replaced (see [`pool`]).
+//!
+//! ```
+//! use multiproc::Pool;
+//!
+//! fn word_length(word: String) -> usize {
+//!     word.len()
+//! }
+//!
+//! let pool = Pool::new(2).unwrap();
+//! let words = ["process", "pool", "map"].map(String::from);
+//! assert_eq!(pool.map(word_length, words).unwrap(), [7, 4, 3]);
+//! ```
+//!
 //! ## Children never linger
 //! Beyond Python: children are SIGKILLed when their parent dies, even by SIGKILL
 //! ([`ProcessBuilder::die_with_parent`] turns that off for one child); every finished child is
@@ -145,6 +166,14 @@
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `empty`, `full`, `close` | [`Queue::bounded`]: [`put`](Queue::put), [`get`](Queue::get), [`try_put`](Queue::try_put), [`try_get`](Queue::try_get), [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full), [`close`](Queue::close) |
 //! | `q.put(obj, timeout=t)`, `q.get(timeout=t)` | [`Queue::put_timeout`], [`Queue::get_timeout`] |
 //! | `SimpleQueue()`, `JoinableQueue()`: `task_done`, `join` | [`SimpleQueue`], [`JoinableQueue`]: the same |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] (plus a per-task timeout) |
+//! | `pool.map(f, it, chunksize)`, `imap`, `imap_unordered`, `starmap` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`] |
+//! | `pool.apply`, `apply_async(f, args, callback, error_callback)`, `map_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`], [`Pool::map_async`] |
+//! | `AsyncResult.get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult::get`], [`AsyncResult::get_timeout`], the same |
+//! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | the same; dropping a pool terminates it |
+//! | `ProcessPoolExecutor(n)`: `submit`, `map`, `shutdown(wait, cancel_futures)` | [`ProcessPoolExecutor`]: the same |
+//! | `Future`: `result`, `exception`, `cancel`, `cancelled`, `running`, `done`, `add_done_callback` | [`TaskFuture`]: the same (and `.await`) |
+//! | `as_completed(fs, timeout)`, `wait(fs, timeout, return_when)` | [`pool::as_completed`], [`pool::wait`] |
 //!
 //! # Differences from Python
 //! - Arguments and results are typed and encoded with serde ([postcard]), never pickled: decoding
@@ -157,6 +186,10 @@
 //!   cannot be encoded fails in `put`, and a process that put items can always exit. An
 //!   unbounded queue is unbounded in items; a `put` into a full ring waits for room.
 //! - Queue handles may be sent over a [`Connection`] (Python forbids it).
+//! - A pool never hangs on a dead worker: the task it ran fails with the signal or exit code, and
+//!   a new worker takes its place. Tasks can have a timeout; a running future can be cancelled.
+//! - Pool workers ignore SIGINT: Ctrl-C ends the parent (by default), and its workers with it,
+//!   without a traceback from each.
 //! - `fork` children keep stdin; `spawn` and fork-server children read an empty stdin.
 //!
 //! [postcard]: https://docs.rs/postcard

@@ -2,7 +2,7 @@
 //! (Python's `concurrent.futures.ProcessPoolExecutor`).
 //!
 //! A pool keeps a fixed number of worker processes and feeds them tasks: a plain function (or a
-//! closure that captures nothing) and its arguments, exactly as for [`Process::spawn`]. Results
+//! closure that captures nothing) and its arguments, exactly as for [`Process::spawn`](crate::Process::spawn). Results
 //! come back typed. Unlike Python's pools, nothing here can hang you:
 //!
 //! - A task that **panics** fails alone ([`TaskError::Panicked`]); its worker goes on.
