@@ -203,7 +203,7 @@ pub mod handle;
 pub mod pool;
 pub mod process;
 pub mod queue;
-mod shm;
+pub mod shm;
 pub mod sync;
 mod sys;
 
@@ -217,6 +217,7 @@ pub use process::{
     parent_process, set_start_method,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use shm::{Array, RawArray, RawValue, SharedMemory, Value};
 pub use sync::{
     AcquireTimeoutError, Barrier, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard, ConditionLock, Event,
     Lock, LockGuard, LockResult, NotOwner, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,

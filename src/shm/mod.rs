@@ -1,6 +1,23 @@
-//! Typed state in shared memory: the layer every cross-process primitive is built on.
+//! Shared state: [`Value`] and [`Array`] (plain data behind a robust lock), their lock-free
+//! forms [`RawValue`] and [`RawArray`], and [`SharedMemory`] (bytes, named or anonymous).
 //!
-//! A [`Shared<T>`] is a `T` living in its own anonymous shared-memory segment (a memfd), after a
+//! ```
+//! use multiproc::{Process, shm::{Array, Value}};
+//!
+//! fn count(total: Value<u64>, seen: Array<u8>, me: usize) {
+//!     *total.lock().unwrap() += 1;
+//!     seen.set(me, 1);
+//! }
+//!
+//! let (total, seen) = (Value::new(0u64).unwrap(), Array::new(3).unwrap());
+//! let mut ps: Vec<_> = (0..3).map(|i| Process::spawn(count, (total.clone(), seen.clone(), i)).unwrap()).collect();
+//! ps.iter_mut().for_each(|p| p.join().unwrap());
+//! assert_eq!((total.get(), seen.to_vec()), (3, vec![1, 1, 1]));
+//! ```
+//!
+//! # The layer underneath
+//! Every cross-process primitive of this crate is a `Shared<T>`: a `T` living in its own
+//! anonymous shared-memory segment (a memfd), after a versioned header: a `T` living in its own anonymous shared-memory segment (a memfd), after a
 //! versioned header:
 //!
 //! ```text
@@ -30,6 +47,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::sys::shm::Mapping;
+
+mod memory;
+mod value;
+
+pub use memory::SharedMemory;
+pub use value::{Array, ArrayGuard, RawArray, RawValue, ShmSafe, Value, ValueGuard};
 
 /// Types that may live in a shared segment and be used from several processes at once.
 ///

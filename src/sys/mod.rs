@@ -10,3 +10,4 @@ pub(crate) mod poll;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod socket;
+pub(crate) mod tracker;

@@ -76,3 +76,42 @@ impl Drop for Mapping {
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+/// The longest name a named segment may have (a file name in `/dev/shm`).
+pub(crate) const MAX_NAME: usize = 200;
+
+/// Checks a segment name: a plain file name, no slashes, not `.` or `..`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && !name.contains('\n')
+}
+
+/// Creates the named segment `name` (in `/dev/shm`) of `len` bytes; fails if it exists.
+pub(crate) fn create_named(name: &str, len: usize) -> io::Result<OwnedFd> {
+    use rustix::shm::OFlags;
+    let fd = rustix::shm::open(
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+        rustix::fs::Mode::from_bits_truncate(0o600),
+    )?;
+    if let Err(err) = rustix::fs::ftruncate(&fd, len as u64) {
+        let _ = rustix::shm::unlink(name);
+        return Err(err.into());
+    }
+    Ok(fd)
+}
+
+/// Opens the existing named segment `name` for reading and writing.
+pub(crate) fn open_named(name: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty())?)
+}
+
+/// Removes the name `name` from `/dev/shm`; mappings already made stay valid.
+pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
+    Ok(rustix::shm::unlink(name)?)
+}
