@@ -8,6 +8,8 @@ mod pool;
 mod process;
 #[path = "stories/queue.rs"]
 mod queue;
+#[path = "stories/shared.rs"]
+mod shared;
 #[path = "stories/sync.rs"]
 mod sync;
 
@@ -29,6 +31,8 @@ fn main() {
     queue::joinable_story();
     queue::full_and_empty_story();
     queue::pipe_echo_story();
+    shared::counter_story();
+    shared::array_story();
     pool::crawler_story();
     pool::cpu_map_story();
     pool::executor_story();

@@ -109,6 +109,25 @@
 //! assert_eq!(eaten, ["noodles", "pizza"]);
 //! ```
 //!
+//! ## Shared state
+//! [`Value`] and [`Array`] put plain data (numbers, arrays of numbers: [`shm::ShmSafe`]) in
+//! shared memory behind a robust lock; [`RawValue`] and [`RawArray`] without one.
+//! [`SharedMemory`] is a block of bytes, named in `/dev/shm` so that any process can attach to it
+//! by name, or anonymous; a small cleaner process unlinks whatever a crashed creator left behind.
+//!
+//! ```
+//! use multiproc::{Process, Value};
+//!
+//! fn take(tickets: Value<i32>) {
+//!     *tickets.lock().unwrap() -= 1; // read-modify-write under the value's own lock
+//! }
+//!
+//! let tickets = Value::new(10).unwrap();
+//! let mut buyers: Vec<_> = (0..10).map(|_| Process::spawn(take, (tickets.clone(),)).unwrap()).collect();
+//! buyers.iter_mut().for_each(|b| b.join().unwrap());
+//! assert_eq!(tickets.get(), 0);
+//! ```
+//!
 //! ## Pools
 //! A [`Pool`] keeps worker processes and feeds them tasks: [`Pool::map`] (chunked, ordered),
 //! [`Pool::imap`] and [`Pool::imap_unordered`] (lazy, a bounded number ahead), [`Pool::starmap`],
@@ -166,6 +185,10 @@
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `empty`, `full`, `close` | [`Queue::bounded`]: [`put`](Queue::put), [`get`](Queue::get), [`try_put`](Queue::try_put), [`try_get`](Queue::try_get), [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full), [`close`](Queue::close) |
 //! | `q.put(obj, timeout=t)`, `q.get(timeout=t)` | [`Queue::put_timeout`], [`Queue::get_timeout`] |
 //! | `SimpleQueue()`, `JoinableQueue()`: `task_done`, `join` | [`SimpleQueue`], [`JoinableQueue`]: the same |
+//! | `Value(typecode, v)`, `v.value`, `with v.get_lock():` | [`Value::new`], [`Value::get`]/[`Value::set`], [`Value::lock`] (a guard) |
+//! | `Array(typecode, n)`, `arr[i]`, `arr[:]` | [`Array::new`], [`Array::get`]/[`Array::set`], [`Array::to_vec`], [`Array::lock`] (a slice) |
+//! | `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] |
+//! | `shared_memory.SharedMemory(name, create, size)`, `.buf`, `.unlink()` | [`SharedMemory::create`], [`SharedMemory::attach`], [`SharedMemory::bytes`], [`read_at`](SharedMemory::read_at)/[`write_at`](SharedMemory::write_at), [`SharedMemory::unlink`] |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] (plus a per-task timeout) |
 //! | `pool.map(f, it, chunksize)`, `imap`, `imap_unordered`, `starmap` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`] |
 //! | `pool.apply`, `apply_async(f, args, callback, error_callback)`, `map_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`], [`Pool::map_async`] |

@@ -313,7 +313,70 @@ def executor_map(iterations):
     return elapsed / iterations
 
 
+def _add(v, go, n):
+    go.wait()
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+def value_increments(iterations):
+    ctx = multiprocessing.get_context("fork")
+    v, go = ctx.Value("q", 0), ctx.Event()
+    half = iterations // 2
+    workers = [ctx.Process(target=_add, args=(v, go, half)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    t0 = time.perf_counter()
+    go.set()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t0
+    if v.value != 2 * half:
+        raise SystemExit("lost increments")
+    return elapsed / (2 * half)
+
+
+_MIB = 1 << 20
+_SEGMENT = 256 * _MIB
+
+
+def _write_segment(name):
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(name)
+    chunk = b"\x07" * _MIB
+    for i in range(_SEGMENT // _MIB):
+        shm.buf[i * _MIB:(i + 1) * _MIB] = chunk
+    shm.close()
+
+
+def shared_memory_256m(iterations):
+    from multiprocessing import shared_memory
+
+    ctx = multiprocessing.get_context("fork")
+    total = 0.0
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        shm = shared_memory.SharedMemory(create=True, size=_SEGMENT)
+        child = ctx.Process(target=_write_segment, args=(shm.name,))
+        child.start()
+        child.join()
+        checksum = 0
+        for i in range(_SEGMENT // _MIB):
+            chunk = bytes(shm.buf[i * _MIB:(i + 1) * _MIB])
+            checksum += chunk[-1]
+        shm.close()
+        shm.unlink()
+        total += time.perf_counter() - t0
+        if checksum != 7 * (_SEGMENT // _MIB):
+            raise SystemExit("wrong bytes read back")
+    return total / iterations
+
+
 SCENARIOS = {
+    "value_increments": value_increments,
+    "shared_memory_256m": shared_memory_256m,
     "pool_map_default": lambda n: pool_map(n, None),
     "pool_map_chunksize_1": lambda n: pool_map(n, 1),
     "pool_imap_unordered": pool_imap_unordered,

@@ -29,6 +29,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod shm;
 mod sync;
 
 pub use baseline::EXIT_AT_ONCE;
@@ -116,5 +117,6 @@ pub fn all() -> Vec<Scenario> {
     all.extend(pipe::scenarios());
     all.extend(queue::scenarios());
     all.extend(pool::scenarios());
+    all.extend(shm::scenarios());
     all
 }
