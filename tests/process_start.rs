@@ -30,7 +30,36 @@ per_method!(
     second_join_is_an_error,
     result_that_cannot_be_encoded_is_an_error,
     ten_processes_joined_in_a_loop,
+    a_large_result_never_keeps_a_child_from_exiting,
+    huge_timeouts_mean_no_deadline,
 );
+
+fn big_result(len: usize) -> Vec<u8> {
+    vec![7; len]
+}
+
+/// 16 MiB is far more than a socket buffer: the child can only exit once its result is read, so
+/// every way of waiting for it must read.
+fn a_large_result_never_keeps_a_child_from_exiting(method: StartMethod) {
+    let _w = watchdog(60);
+    let len = 16 << 20;
+    let mut p = Context::new(method).spawn(big_result, (len,)).unwrap();
+    let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).expect("listed");
+    let status = child.join_timeout(None).unwrap().expect("ended");
+    assert!(status.success());
+    assert_eq!(p.join().unwrap().len(), len, "the result read while waiting is kept for join");
+    let mut q = Context::new(method).spawn(big_result, (len,)).unwrap();
+    assert_eq!(q.join_timeout(Duration::from_secs(30)).unwrap().len(), len);
+}
+
+fn huge_timeouts_mean_no_deadline(method: StartMethod) {
+    let _w = watchdog(60);
+    let mut p = Context::new(method).spawn(square, (3,)).unwrap();
+    assert_eq!(p.join_timeout(Duration::MAX).unwrap(), 9);
+    let (a, b) = multiproc::pipe::<u8>().unwrap();
+    b.send(&1).unwrap();
+    assert_eq!(a.recv_timeout(Duration::MAX).unwrap(), 1);
+}
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 struct Ticket {

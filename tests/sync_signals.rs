@@ -91,6 +91,23 @@ fn event_semantics() {
     event.wait(); // returns at once when set
 }
 
+#[test]
+fn a_set_followed_at_once_by_a_clear_still_wakes_every_waiter() {
+    let _w = watchdog(60);
+    let event = Event::new().unwrap();
+    let mut waiters: Vec<_> =
+        (0..3).map(|_| Process::spawn(wait_for_event, (event.clone(), 30_000)).unwrap()).collect();
+    // The waiters must be asleep before the pulse; a generous pause (no upper bound is asserted:
+    // a waiter that was not yet waiting would return false after 30 s and fail the test loudly).
+    std::thread::sleep(Duration::from_millis(500));
+    event.set();
+    event.clear();
+    for w in &mut waiters {
+        assert!(w.join().unwrap(), "a waiter missed a set that was cleared at once");
+    }
+    assert!(!event.is_set());
+}
+
 /// Waits on the condition after announcing it is about to (under the lock, so the announcement
 /// means "registered" by the time anyone else can take the lock).
 fn cond_waiter(cond: Condition, ready: Semaphore, woken: Semaphore) -> bool {

@@ -36,6 +36,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, ErrorKind};
 use crate::handle;
 use crate::process::registry::lock;
+use crate::sync::deadline_after;
 use crate::sys;
 
 mod wait;
@@ -438,7 +439,7 @@ impl<T> Connection<T> {
     /// ```
     /// Python counterpart: `conn.poll(timeout)`.
     pub fn poll(&self, timeout: Option<Duration>) -> crate::Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(deadline_after);
         let ready = sys::poll::wait_readable(&[self.sock.as_fd()], deadline)
             .map_err(|e| Error::os("polling a connection", e))?;
         Ok(ready[0])
@@ -525,7 +526,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// ```
     /// Python counterpart: `conn.poll(timeout)` then `conn.recv()`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(deadline_after(timeout))
     }
 
     /// Receives a message, waiting until `deadline` (`None`: for as long as it takes).

@@ -16,7 +16,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -219,16 +219,23 @@ pub enum JoinError {
 /// How long a join spins before it blocks (see `join_deadline`).
 const SPIN: Duration = Duration::from_micros(200);
 
-/// The parent's end of a child's channel: the outcome frame as it arrives.
-struct Channel {
-    sock: Option<OwnedFd>,
-    buf: Vec<u8>,
-    fds: Vec<OwnedFd>,
+/// The parent's end of a child's channel: the outcome frame as it arrives. It lives in the
+/// child's shared state, so that every wait for the child — `Process::join`, `ChildProcess`'s
+/// join, the joins at the program's end — takes the result in while it waits: a child whose
+/// result is larger than the socket's buffer cannot exit until someone reads it.
+pub(crate) struct Channel {
+    pub(crate) sock: Option<OwnedFd>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
 }
 
 impl Channel {
+    pub(crate) fn new(sock: OwnedFd) -> Channel {
+        Channel { sock: Some(sock), buf: Vec::new(), fds: Vec::new() }
+    }
+
     /// Reads what is there without blocking; true once a whole frame has arrived.
-    fn pump(&mut self) -> io::Result<bool> {
+    pub(crate) fn pump(&mut self) -> io::Result<bool> {
         while let Some(sock) = &self.sock {
             if self.complete() {
                 return Ok(true);
@@ -254,7 +261,7 @@ impl Channel {
         self.frame_len().map_or(8, |len| (8 + len).saturating_sub(self.buf.len()))
     }
 
-    fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.frame_len().is_some_and(|len| self.buf.len() >= 8 + len)
     }
 }
@@ -277,7 +284,6 @@ impl Channel {
 /// Python counterpart: `multiprocessing.Process`.
 pub struct Process<R = ()> {
     state: Arc<ChildState>,
-    channel: Mutex<Channel>,
     joined: bool,
     _result: PhantomData<fn() -> R>,
 }
@@ -358,7 +364,8 @@ impl<R: DeserializeOwned> Process<R> {
     /// ```
     /// Python counterpart: `Process.join(timeout)`.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinError> {
-        self.join_deadline(Some(Instant::now() + timeout))
+        // A timeout too long for an Instant is no deadline at all.
+        self.join_deadline(crate::sync::deadline_after(timeout))
     }
 
     /// Like [`join`](Self::join), with an absolute deadline (`None`: no deadline).
@@ -373,7 +380,7 @@ impl<R: DeserializeOwned> Process<R> {
         let mut spin_until = Instant::now() + SPIN;
         let mut had_result = false;
         let status = loop {
-            let mut channel = lock(&self.channel);
+            let mut channel = lock(&self.state.channel);
             let complete = channel.pump().map_err(os)?;
             if let Some(status) = self.state.try_wait().map_err(os)? {
                 channel.pump().map_err(os)?;
@@ -398,7 +405,7 @@ impl<R: DeserializeOwned> Process<R> {
                 return Err(JoinError::Timeout);
             }
         };
-        let mut channel = lock(&self.channel);
+        let mut channel = lock(&self.state.channel);
         self.joined = true;
         if !channel.complete() {
             return Err(JoinError::Exited(status));
@@ -455,7 +462,7 @@ impl<R> Process<R> {
     #[doc(alias = "exitcode")]
     pub fn exit_code(&self) -> Option<ExitStatus> {
         // Take in what the child has written, so that a large result never keeps it from exiting.
-        let _ = lock(&self.channel).pump();
+        let _ = lock(&self.state.channel).pump();
         self.state.try_wait().ok().flatten()
     }
 
@@ -617,14 +624,10 @@ impl ProcessBuilder {
             parent_pidfd,
         };
         let started = start::start(self.method.unwrap_or_else(get_start_method), &job)?;
-        let state = Arc::new(ChildState::new(started.pid, started.pidfd, started.exit, name, self.daemon));
+        let channel = Channel::new(started.channel);
+        let state = Arc::new(ChildState::new(started.pid, started.pidfd, started.exit, channel, name, self.daemon));
         registry::register(state.clone());
-        Ok(Process {
-            state,
-            channel: Mutex::new(Channel { sock: Some(started.channel), buf: Vec::new(), fds: Vec::new() }),
-            joined: false,
-            _result: PhantomData,
-        })
+        Ok(Process { state, joined: false, _result: PhantomData })
     }
 
     /// Starts a class-style process; see [`Process::start`].
@@ -705,7 +708,7 @@ impl ChildProcess {
     /// # Errors
     /// [`ErrorKind::Os`] if waiting fails.
     pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(crate::sync::deadline_after);
         self.state.wait_deadline(deadline).map_err(|e| Error::os("waiting for the child", e))
     }
 }
@@ -802,7 +805,7 @@ impl ParentProcess {
     /// # Errors
     /// [`ErrorKind::Os`] if waiting fails.
     pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(crate::sync::deadline_after);
         let ready = sys::poll::wait_readable(&[self.parent.pidfd.as_fd()], deadline)
             .map_err(|e| Error::os("waiting for the parent", e))?;
         Ok(ready[0])

@@ -20,6 +20,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
+use crate::process::Channel;
 use crate::process::{ExitStatus, Signal};
 use crate::sys;
 
@@ -41,11 +42,29 @@ pub(crate) struct ChildState {
     creator: u32,
     exit: Exit,
     status: Mutex<Option<ExitStatus>>,
+    /// The result channel (see `Channel`).
+    pub(crate) channel: Mutex<Channel>,
 }
 
 impl ChildState {
-    pub(crate) fn new(pid: u32, pidfd: OwnedFd, exit: Exit, name: String, daemon: bool) -> ChildState {
-        ChildState { pid, pidfd, name, daemon, creator: sys::process::getpid(), exit, status: Mutex::new(None) }
+    pub(crate) fn new(
+        pid: u32,
+        pidfd: OwnedFd,
+        exit: Exit,
+        channel: Channel,
+        name: String,
+        daemon: bool,
+    ) -> ChildState {
+        ChildState {
+            pid,
+            pidfd,
+            name,
+            daemon,
+            creator: sys::process::getpid(),
+            exit,
+            status: Mutex::new(None),
+            channel: Mutex::new(channel),
+        }
     }
 
     /// The descriptor that becomes readable once the exit status can be collected.
@@ -69,14 +88,24 @@ impl ChildState {
         Ok(*status)
     }
 
-    /// Waits until the child ends or `deadline` passes; `None` on timeout.
+    /// Waits until the child ends or `deadline` passes; `None` on timeout. Takes in the child's
+    /// result meanwhile, so that a large one cannot keep it from exiting.
     pub(crate) fn wait_deadline(&self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
         loop {
+            let complete = lock(&self.channel).pump()?;
             if let Some(status) = self.try_wait()? {
                 return Ok(Some(status));
             }
-            let ready = sys::poll::wait_readable(&[self.exit_fd()], deadline)?;
-            if !ready[0] {
+            let channel = lock(&self.channel);
+            let mut watched = vec![self.exit_fd()];
+            if !complete {
+                watched.extend(channel.sock.as_ref().map(|s| s.as_fd()));
+            }
+            // The result socket is borrowed while the lock is held; a concurrent join (which
+            // also needs the lock) simply waits its turn.
+            let ready = sys::poll::wait_readable(&watched, deadline)?;
+            drop(channel);
+            if !ready.iter().any(|&r| r) {
                 return Ok(None);
             }
         }

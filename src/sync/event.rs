@@ -11,9 +11,12 @@ use crate::shm::{Shared, SharedState};
 use crate::sync::{deadline_after, raw};
 use crate::sys;
 
+/// The low bit of the flag word: the event is set. The bits above count the sets.
+const SET: u32 = 1;
+
 #[repr(C)]
 pub(crate) struct EventState {
-    /// 0 clear, 1 set: the futex word.
+    /// `SET`, plus a generation bumped by every set: the futex word.
     flag: AtomicU32,
     /// Processes that may be asleep on `flag`.
     sleepers: AtomicU32,
@@ -65,23 +68,44 @@ impl Event {
     ///
     /// Python counterpart: `event.set()`.
     pub fn set(&self) {
-        if self.state.flag.swap(1, Ordering::SeqCst) == 0 && self.state.sleepers.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&self.state.flag, u32::MAX);
+        let flag = &self.state.flag;
+        let mut word = flag.load(Ordering::SeqCst);
+        loop {
+            if word & SET != 0 {
+                return;
+            }
+            // A new generation with the flag up: waiters that slept through a set-then-clear
+            // still see that a set happened.
+            let next = ((word >> 1).wrapping_add(1) << 1) | SET;
+            match flag.compare_exchange(word, next, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(seen) => word = seen,
+            }
+        }
+        if self.state.sleepers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(flag, u32::MAX);
         }
     }
 
-    /// Clears the flag.
+    /// Clears the flag. A process that was waiting when the flag was set returns `true` even if
+    /// the flag is cleared again before it wakes up.
     ///
+    /// ```
+    /// let e = multiproc::Event::new().unwrap();
+    /// e.set();
+    /// e.clear();
+    /// assert!(!e.is_set());
+    /// ```
     /// Python counterpart: `event.clear()`.
     pub fn clear(&self) {
-        self.state.flag.store(0, Ordering::SeqCst);
+        self.state.flag.fetch_and(!SET, Ordering::SeqCst);
     }
 
     /// Whether the flag is set.
     ///
     /// Python counterpart: `event.is_set()`.
     pub fn is_set(&self) -> bool {
-        self.state.flag.load(Ordering::Acquire) == 1
+        self.state.flag.load(Ordering::Acquire) & SET != 0
     }
 
     /// Waits until the flag is set.
@@ -100,19 +124,24 @@ impl Event {
 
     /// Waits until `deadline` (`None`: forever) for the flag; whether it is set.
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        if self.is_set() || raw::spin(raw::SPIN, || self.is_set()) {
+        let state = &*self.state;
+        let start = state.flag.load(Ordering::SeqCst);
+        // Set now, or set at any moment since we started waiting (a new generation), even if
+        // it has been cleared again since: Python's Event wakes every waiter of a set.
+        let happened = |word: u32| word & SET != 0 || (word >> 1) != (start >> 1);
+        if happened(start) || raw::spin(raw::SPIN, || happened(state.flag.load(Ordering::SeqCst))) {
             return true;
         }
-        let state = &*self.state;
         loop {
             state.sleepers.fetch_add(1, Ordering::SeqCst);
-            let woke = if state.flag.load(Ordering::SeqCst) == 1 {
+            let word = state.flag.load(Ordering::SeqCst);
+            let woke = if happened(word) {
                 sys::futex::Wake::Maybe
             } else {
-                sys::futex::wait_until(&state.flag, 0, deadline, Duration::from_secs(3600))
+                sys::futex::wait_until(&state.flag, word, deadline, Duration::from_secs(3600))
             };
             state.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if self.is_set() {
+            if happened(state.flag.load(Ordering::SeqCst)) {
                 return true;
             }
             if woke == sys::futex::Wake::TimedOut {

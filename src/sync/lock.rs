@@ -59,6 +59,9 @@ impl fmt::Debug for Lock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    /// Not `Send`: the hold belongs to this thread (as std's `MutexGuard`), and the drop
+    /// releases only a hold of the dropping thread.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl fmt::Debug for LockGuard<'_> {
@@ -69,7 +72,9 @@ impl fmt::Debug for LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.lock.raw().unlock();
+        // Only our own hold: the lock may have been released through `Lock::release` while the
+        // guard lived, and taken by someone else since.
+        self.lock.raw().unlock_if_mine();
     }
 }
 
@@ -87,7 +92,7 @@ impl Lock {
     }
 
     fn guard(&self, how: Acquired) -> LockResult<LockGuard<'_>> {
-        let guard = LockGuard { lock: self };
+        let guard = LockGuard { lock: self, _not_send: std::marker::PhantomData };
         match how {
             Acquired::Clean => Ok(guard),
             Acquired::OwnerDied(pid) => Err(OwnerDied::new(guard, pid)),

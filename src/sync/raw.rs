@@ -221,6 +221,9 @@ impl<P: Platform> RawMutex<P> {
             return Ok(self.claimed(Acquired::Clean));
         }
         let mut slice = FIRST_SLICE;
+        // When to look whether the holder still runs — by the clock, not by uninterrupted
+        // sleeps: wake-ups meant for others (a busy lock) must not postpone the check forever.
+        let mut next_check = Instant::now() + slice;
         loop {
             let seen = self.word.load(Ordering::Relaxed);
             if seen == 0 {
@@ -235,17 +238,18 @@ impl<P: Platform> RawMutex<P> {
             {
                 continue;
             }
-            let asleep = Instant::now();
-            let woke = P::wait(&self.word, seen | WAITERS, deadline, slice);
+            let until_check = next_check.saturating_duration_since(Instant::now()).max(Duration::from_micros(100));
+            let woke = P::wait(&self.word, seen | WAITERS, deadline, until_check);
             if woke == Wake::TimedOut {
                 return self.try_lock().ok_or(TimedOut);
             }
-            if asleep.elapsed() >= slice {
-                // A whole slice without a wake-up: is the holder still there?
+            if Instant::now() >= next_check {
+                // Is the holder still there?
                 if let Some(acquired) = self.take_from_dead(self.word.load(Ordering::Relaxed), me) {
                     return Ok(acquired);
                 }
                 slice = (slice * 2).min(MAX_SLICE);
+                next_check = Instant::now() + slice;
             }
         }
     }
@@ -273,6 +277,15 @@ impl<P: Platform> RawMutex<P> {
             P::wake(&self.word, 1);
         }
         previous != 0
+    }
+
+    /// Releases the lock if the calling thread of this process holds it; false (and nothing
+    /// done) otherwise. What a guard's drop uses: if the lock was released another way meanwhile
+    /// (Python-style `release`) and someone else took it, their hold must not be broken.
+    #[inline]
+    pub(crate) fn unlock_if_mine(&self) -> bool {
+        // Nobody else can take the lock between the check and the release: we hold it.
+        self.held_by_me() && self.unlock()
     }
 
     /// Whether the lock is held by anybody.

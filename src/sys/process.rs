@@ -203,7 +203,10 @@ pub(crate) fn is_running(pid: u32) -> bool {
             Some(end) => !matches!(stat.get(end + 2), Some(b'Z') | Some(b'X') | None),
             None => true,
         },
-        Err(_) => false,
+        // Only "no such process" means gone. Any other failure (say, too many open files) says
+        // nothing about the process, and declaring a live lock holder dead would hand its lock
+        // to a second owner, so it counts as running; the caller looks again later.
+        Err(err) => !matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)),
     }
 }
 
@@ -251,6 +254,14 @@ pub(crate) fn cached_tid() -> u32 {
         cell.set((pid, tid));
         tid
     })
+}
+
+/// Ignores SIGPIPE, as Rust's own `main` does before it runs: a child writing to a closed pipe
+/// then gets an `EPIPE` error instead of dying silently. Children of spawn and the fork server
+/// are diverted before `main`, so they must do it themselves.
+pub(crate) fn ignore_broken_pipes() {
+    // SAFETY: installs the SIG_IGN disposition, which runs no code of ours in a handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Ignores SIGINT in this process from now on (pool workers: Ctrl-C is the parent's business).

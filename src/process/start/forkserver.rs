@@ -98,7 +98,12 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
         let control = connection(job.executable)?;
         match request(&control, job) {
             Ok(started) => return Ok(started),
-            Err(err) => {
+            // Our side failed (out of descriptors, say) or the server could not fork: the server
+            // is fine and keeps serving every child it started.
+            Err(RequestError::Failed(err)) => return Err(Error::os("starting a child through the fork server", err)),
+            // Only a server that is gone is replaced — killing a live one would take along every
+            // child it started that is to die with its client.
+            Err(RequestError::ServerGone(err)) => {
                 discard(&control);
                 last = Some(err);
             }
@@ -107,12 +112,30 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
     Err(Error::with_source(ErrorKind::ForkServer, "the fork server did not answer", last.expect("two attempts")))
 }
 
-/// One request; an error means the server is gone and the caller may retry with a new one.
-fn request(control: &OwnedFd, job: &Job<'_>) -> std::io::Result<Started> {
-    let (ours, theirs) = sys::socket::stream_pair()?;
-    let (status, status_theirs) = sys::socket::packet_pair()?;
+/// Why a request to the fork server failed.
+enum RequestError {
+    /// The control socket is broken or the server hung up without an answer: it is gone.
+    ServerGone(std::io::Error),
+    /// The request could not be made here, or the server answered with an error.
+    Failed(std::io::Error),
+}
+
+/// The reply a server sends instead of a pid when it cannot start the child: `E` and an errno.
+const FAILED_REPLY: u8 = b'E';
+
+/// One request.
+fn request(control: &OwnedFd, job: &Job<'_>) -> std::result::Result<Started, RequestError> {
+    let (ours, theirs) = sys::socket::stream_pair().map_err(RequestError::Failed)?;
+    let (status, status_theirs) = sys::socket::packet_pair().map_err(RequestError::Failed)?;
     let request = [b'F', u8::from(job.die_with_parent)];
-    sys::socket::send_packet(control.as_fd(), &request, &[theirs.as_fd(), status_theirs.as_fd()])?;
+    sys::socket::send_packet(control.as_fd(), &request, &[theirs.as_fd(), status_theirs.as_fd()]).map_err(|err| {
+        match err.raw_os_error() {
+            Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) | Some(libc::ECONNREFUSED) => {
+                RequestError::ServerGone(err)
+            }
+            _ => RequestError::Failed(err),
+        }
+    })?;
     drop((theirs, status_theirs));
 
     // The bootstrap goes out before the pid comes back, so that it is waiting in the channel when
@@ -120,27 +143,36 @@ fn request(control: &OwnedFd, job: &Job<'_>) -> std::io::Result<Started> {
     let boot = job.bootstrap(false, false);
     let _ = crate::process::child::send_bootstrap(ours.as_fd(), &boot, job.parent_pidfd.as_fd(), job.handles);
 
-    let mut reply = [0u8; 4];
+    let mut reply = [0u8; 8];
     let mut fds = Vec::new();
     // The server answers within a fork's time: spin on the reply briefly before blocking on it.
     let spin_until = std::time::Instant::now() + REPLY_SPIN;
     let mut got = None;
     while got.is_none() && std::time::Instant::now() < spin_until {
-        got = sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, true)?;
+        got =
+            sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, true).map_err(RequestError::ServerGone)?;
         if got.is_none() {
             std::thread::yield_now();
         }
     }
     let got = match got {
         Some(n) => Some(n),
-        None => sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, false)?,
+        None => {
+            sys::socket::recv_with_fds(status.as_fd(), &mut reply, &mut fds, false).map_err(RequestError::ServerGone)?
+        }
     };
-    if got != Some(4) || fds.len() != 1 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    match got {
+        Some(4) if fds.len() == 1 => {
+            let pid = u32::from_le_bytes([reply[0], reply[1], reply[2], reply[3]]);
+            let pidfd = fds.pop().expect("one pidfd");
+            Ok(Started { pid, pidfd, channel: ours, exit: Exit::Server(status) })
+        }
+        Some(5) if reply[0] == FAILED_REPLY => {
+            let errno = i32::from_le_bytes([reply[1], reply[2], reply[3], reply[4]]);
+            Err(RequestError::Failed(std::io::Error::from_raw_os_error(errno)))
+        }
+        _ => Err(RequestError::ServerGone(std::io::ErrorKind::UnexpectedEof.into())),
     }
-    let pid = u32::from_le_bytes(reply);
-    let pidfd = fds.pop().expect("one pidfd");
-    Ok(Started { pid, pidfd, channel: ours, exit: Exit::Server(status) })
 }
 
 /// How long a request spins on the server's reply before blocking on it.
@@ -196,13 +228,20 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                         }
                         crate::process::child::run_from_channel(channel);
                     }
-                    Ok(Forked::Parent(pid)) => {
-                        let Ok(pidfd) = sys::process::pidfd_open(pid) else { continue };
-                        let _ = sys::socket::send_packet(status.as_fd(), &pid.to_le_bytes(), &[pidfd.as_fd()]);
-                        kids.push(Kid { pid, pidfd, status, die_with_client });
-                    }
-                    // The client sees end-of-file on the status socket and reports the failure.
-                    Err(_) => continue,
+                    Ok(Forked::Parent(pid)) => match sys::process::pidfd_open(pid) {
+                        Ok(pidfd) => {
+                            let _ = sys::socket::send_packet(status.as_fd(), &pid.to_le_bytes(), &[pidfd.as_fd()]);
+                            kids.push(Kid { pid, pidfd, status, die_with_client });
+                        }
+                        // Without a pidfd the child cannot be watched: end it rather than leave
+                        // an orphan, and tell the client why.
+                        Err(err) => {
+                            let _ = sys::process::kill(pid, Signal::KILL.as_raw());
+                            let _ = sys::process::reap(pid);
+                            fail(&status, &err);
+                        }
+                    },
+                    Err(err) => fail(&status, &err),
                 }
             }
             Ok(Some(0)) | Err(_) => shutdown(&kids),
@@ -210,6 +249,14 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             Ok(Some(_)) | Ok(None) => continue,
         }
     }
+}
+
+/// Tells the client its child could not be started, and why.
+fn fail(status: &OwnedFd, err: &std::io::Error) {
+    let errno = err.raw_os_error().unwrap_or(libc::EIO);
+    let mut reply = [FAILED_REPLY, 0, 0, 0, 0];
+    reply[1..].copy_from_slice(&errno.to_le_bytes());
+    let _ = sys::socket::send_packet(status.as_fd(), &reply, &[]);
 }
 
 /// The client is gone: take the children that were to die with it along, then exit.

@@ -266,12 +266,14 @@ pub(crate) fn executable(given: Option<&PathBuf>) -> OsString {
 #[ctor::ctor(unsafe)]
 fn divert() {
     if sys::process::take_env_before_main(CHILD_MARKER).is_some() {
+        sys::process::ignore_broken_pipes();
         match sys::process::take_stdin() {
             Ok(channel) => crate::process::child::run_from_channel(channel),
             Err(_) => sys::process::exit_now(1),
         }
     }
     if sys::process::take_env_before_main(SERVER_MARKER).is_some() {
+        sys::process::ignore_broken_pipes();
         match sys::process::take_stdin() {
             Ok(control) => forkserver::serve(control),
             Err(_) => sys::process::exit_now(1),
