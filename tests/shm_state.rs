@@ -195,3 +195,10 @@ fn a_segment_left_behind_by_a_normal_exit_is_cleaned_up() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn absurd_sizes_are_refused_clearly() {
+    assert_eq!(Array::<u64>::new(usize::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(Array::<u8>::new(usize::MAX - 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(Queue::<u8>::with_capacity(0, usize::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
+}

@@ -141,6 +141,14 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring of at least `capacity` bytes for at most `maxsize` messages (0: no limit).
     pub(crate) fn new(maxsize: u64, capacity: usize) -> crate::Result<Ring> {
+        // Records store their length in 32 bits; a ring (and so a record) stays well below that.
+        const MAX_CAPACITY: usize = 1 << 31;
+        if capacity > MAX_CAPACITY {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("a queue ring of {capacity} bytes is too large (at most {MAX_CAPACITY})"),
+            ));
+        }
         let capacity = (capacity.max(4096) as u64).next_multiple_of(8);
         let state = RingState {
             maxsize,

@@ -100,8 +100,11 @@ impl<T: SharedState> Shared<T> {
     /// Places `value` in a new segment followed by `tail` zeroed bytes.
     pub(crate) fn with_tail(value: T, tail: usize) -> Result<Shared<T>> {
         const { assert!(align_of::<T>() <= DATA_OFFSET) };
-        let map = Mapping::create(T::NAME, tail_offset::<T>() + tail)
-            .map_err(|e| Error::os("creating a shared memory segment", e))?;
+        let total =
+            tail_offset::<T>().checked_add(tail).filter(|&total| total <= isize::MAX as usize).ok_or_else(|| {
+                Error::new(ErrorKind::InvalidInput, format!("a shared {} of {tail} extra bytes is too large", T::NAME))
+            })?;
+        let map = Mapping::create(T::NAME, total).map_err(|e| Error::os("creating a shared memory segment", e))?;
         let header = Header {
             magic: MAGIC,
             version: LAYOUT_VERSION,

@@ -71,9 +71,19 @@ fn find_build_id(mut notes: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// Fallback for executables linked without a build-id: a hash of the whole file.
+/// Fallback for executables linked without a build-id: a hash of the whole file. If the file
+/// cannot be read, a fingerprint unique to this process: children started by exec then refuse
+/// to run (a clear build-mismatch error) rather than trust that they are the same build — two
+/// unreadable executables must never look alike.
 fn hash_of_executable() -> Vec<u8> {
-    let bytes = std::fs::read("/proc/self/exe").unwrap_or_default();
+    let Ok(bytes) = std::fs::read("/proc/self/exe") else {
+        use std::hash::BuildHasher;
+        let mut unique = std::collections::hash_map::RandomState::new().build_hasher();
+        unique.write_u32(std::process::id());
+        unique
+            .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        return [b"unreadable:".as_slice(), &unique.finish().to_le_bytes()].concat();
+    };
     let mut a = std::hash::DefaultHasher::new();
     a.write(&bytes);
     let mut b = std::hash::DefaultHasher::new();

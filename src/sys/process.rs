@@ -1,7 +1,7 @@
 //! Process primitives: fork, exit, pidfds, reaping, signals, parent-death signals, atexit.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
@@ -135,15 +135,6 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> bool {
 pub(crate) fn at_exit(hook: extern "C" fn()) {
     // SAFETY: `hook` is a plain function with the C ABI, valid for the life of the program.
     unsafe { libc::atexit(hook) };
-}
-
-/// Takes ownership of a descriptor inherited at a known number (across fork or exec).
-///
-/// # Safety
-/// `raw` must be open in this process and owned by nothing else.
-pub(crate) unsafe fn adopt(raw: RawFd) -> OwnedFd {
-    // SAFETY: forwarded to the caller.
-    unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) }
 }
 
 /// Reads and removes an environment variable before `main` runs.

@@ -7,8 +7,9 @@
 //! both sides after it. Locks in user code and other libraries are the user's to reason about;
 //! that is why the default start method is the fork server.
 
+use crate::process::Signal;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use crate::error::{Error, Result};
 use crate::process::child::{self, Start};
@@ -60,14 +61,12 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
             if job.die_with_parent && from_main_thread && !sys::process::die_with_parent(parent_pid) {
                 sys::process::exit_now(1);
             }
-            let fds = job
-                .handles
-                .iter()
-                // SAFETY: these descriptors were open in the parent at the fork, so they are open
-                // here at the same numbers; the copies of the values that owned them are never
-                // dropped in this process (the child exits without unwinding this frame).
-                .map(|fd| unsafe { sys::process::adopt(fd.as_raw_fd()) })
-                .collect();
+            // Duplicates, not adoptions: the values that own these descriptors were copied into
+            // this process by the fork too, and must keep theirs.
+            let fds = match job.handles.iter().map(|fd| fd.try_clone_to_owned()).collect::<std::io::Result<Vec<_>>>() {
+                Ok(fds) => fds,
+                Err(_) => sys::process::exit_now(1),
+            };
             let parent = Parent { pid: parent_pid, name: job.parent_name.clone(), pidfd: job.parent_pidfd.clone() };
             child::run(Start {
                 channel: theirs,
@@ -83,7 +82,15 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
         }
         Forked::Parent(pid) => {
             drop(theirs);
-            let pidfd: OwnedFd = sys::process::pidfd_open(pid).map_err(|e| Error::os("pidfd_open", e))?;
+            let pidfd: OwnedFd = match sys::process::pidfd_open(pid) {
+                Ok(pidfd) => pidfd,
+                Err(err) => {
+                    // Unwatchable: end it now rather than leave an orphan nobody reaps.
+                    let _ = sys::process::kill(pid, Signal::KILL.as_raw());
+                    let _ = sys::process::reap(pid);
+                    return Err(Error::os("pidfd_open", err));
+                }
+            };
             Ok(Started { pid, pidfd, channel: ours, exit: Exit::Direct })
         }
     }

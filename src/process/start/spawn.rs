@@ -18,11 +18,23 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
     // ordinary program accepts instead of running its `main` (or every test) again.
     // The channel goes in as stdin (see `sys::process::take_stdin`); the child puts /dev/null there.
     cmd.arg("--multiproc-child").env(CHILD_MARKER, "stdin").stdin(Stdio::from(theirs));
-    let child = cmd.spawn().map_err(|e| Error::os("spawn", e))?;
+    let mut child = cmd.spawn().map_err(|e| Error::os("spawn", e))?;
+    // The command still holds our copy of the child's end of the channel: without closing it, a
+    // child that dies early would leave the bootstrap below blocked forever instead of failing
+    // with EPIPE.
+    drop(cmd);
     let pid = child.id();
+    let pidfd = match sys::process::pidfd_open(pid) {
+        Ok(pidfd) => pidfd,
+        Err(err) => {
+            // Unwatchable: end it now rather than leave an orphan nobody reaps.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::os("pidfd_open", err));
+        }
+    };
     // std's handle neither waits nor kills when dropped; the registry reaps the child.
     drop(child);
-    let pidfd = sys::process::pidfd_open(pid).map_err(|e| Error::os("pidfd_open", e))?;
 
     let boot = job.bootstrap(job.die_with_parent && !from_main_thread, job.die_with_parent && from_main_thread);
     // A child that died before reading shows up as EPIPE here; its exit status tells the story
