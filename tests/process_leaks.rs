@@ -39,7 +39,9 @@ fn a_hundred_short_processes_leave_nothing_behind() {
         }
         assert_eq!(open_fds(), fds, "{method}: descriptors leaked");
         let grown = rss_kib().saturating_sub(rss);
-        assert!(grown < 2048, "{method}: resident memory grew by {grown} KiB over 100 processes");
+        // Generous: allocator pools and page-cache noise move RSS by a few MiB; a leak of even
+        // 100 KiB per process (10 MiB over 100) still shows.
+        assert!(grown < 8192, "{method}: resident memory grew by {grown} KiB over 100 processes");
         let zombies: Vec<u32> = pids.into_iter().filter(|&pid| common::exists(pid)).collect();
         assert!(zombies.is_empty(), "{method}: not reaped: {zombies:?}");
         assert!(multiproc::active_children().is_empty());

@@ -186,9 +186,8 @@ fn active_children_lists_running_and_reaps_finished() {
     let quick_pid = quick.pid();
     drop(quick); // a dropped handle leaves the child to the registry, which must still reap it
     assert!(multiproc::active_children().iter().any(|c| c.pid() == sleeper.pid()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // The watchdog fails the test if the finished child never leaves the list.
     while multiproc::active_children().iter().any(|c| c.pid() == quick_pid) {
-        assert!(std::time::Instant::now() < deadline, "finished child never left active_children");
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(!common::exists(quick_pid), "finished child {quick_pid} left a zombie");

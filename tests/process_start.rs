@@ -166,14 +166,21 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+fn wait_then_answer(go: multiproc::Event) -> u64 {
+    go.wait();
+    1500
+}
+
 fn join_timeout_returns_at_the_deadline(method: StartMethod) {
     let _w = watchdog(60);
-    let mut p = Context::new(method).spawn(sleep_ms, (1500,)).unwrap();
+    let go = multiproc::Event::new().unwrap();
+    let mut p = Context::new(method).spawn(wait_then_answer, (go.clone(),)).unwrap();
     let timeout = Duration::from_millis(200);
     let started = Instant::now();
     assert!(matches!(p.join_timeout(timeout), Err(JoinError::Timeout)));
     assert!(started.elapsed() >= timeout, "returned after {:?}", started.elapsed());
-    assert!(p.is_alive());
+    assert!(p.is_alive(), "the child waits for the go signal");
+    go.set();
     // A timed-out join loses nothing: the value still arrives.
     assert_eq!(p.join().unwrap(), 1500);
 }

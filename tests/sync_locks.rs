@@ -88,11 +88,12 @@ fn hold_rlock_for(lock: RLock, held: Event, ms: u64) {
 
 #[test]
 fn timeouts_return_at_or_after_the_deadline() {
+    // Holders hold until they are stopped, so that the checks below never race their end.
     let _w = watchdog(60);
     let timeout = Duration::from_millis(150);
     let lock = Lock::new().unwrap();
     let held = Event::new().unwrap();
-    let mut holder = Process::spawn(hold_for, (lock.clone(), held.clone(), 3000)).unwrap();
+    let mut holder = Process::spawn(hold_for, (lock.clone(), held.clone(), 600_000)).unwrap();
     assert!(held.wait_timeout(Duration::from_secs(20)));
 
     let started = Instant::now();
@@ -108,7 +109,7 @@ fn timeouts_return_at_or_after_the_deadline() {
 
     let rlock = RLock::new().unwrap();
     let held = Event::new().unwrap();
-    let mut holder = Process::spawn(hold_rlock_for, (rlock.clone(), held.clone(), 3000)).unwrap();
+    let mut holder = Process::spawn(hold_rlock_for, (rlock.clone(), held.clone(), 600_000)).unwrap();
     assert!(held.wait_timeout(Duration::from_secs(20)));
     let started = Instant::now();
     assert!(matches!(rlock.acquire_timeout(timeout), Err(AcquireTimeoutError::Timeout)));

@@ -121,6 +121,28 @@ fn cond_waiter(cond: Condition, ready: Semaphore, woken: Semaphore) -> bool {
 }
 
 #[test]
+fn a_waiter_that_dies_does_not_swallow_a_notification() {
+    let _w = watchdog(60);
+    let cond = Condition::new().unwrap();
+    let ready = Semaphore::new(0).unwrap();
+    let woken = Semaphore::new(0).unwrap();
+    let mut doomed = Process::spawn(cond_waiter, (cond.clone(), ready.clone(), woken.clone())).unwrap();
+    let mut live = Process::spawn(cond_waiter, (cond.clone(), ready.clone(), woken.clone())).unwrap();
+    for _ in 0..2 {
+        assert!(ready.acquire_timeout(Duration::from_secs(20)));
+    }
+    // Both have announced themselves under the lock; taking the lock means both are waiting.
+    drop(cond.acquire().unwrap());
+    doomed.kill().unwrap();
+    let _ = doomed.join();
+    {
+        let _g = cond.acquire().unwrap();
+        cond.notify(1).unwrap();
+    }
+    assert!(live.join().unwrap(), "the live waiter was not woken by notify(1)");
+}
+
+#[test]
 fn condition_notify_one_wakes_exactly_one_process() {
     let _w = watchdog(60);
     let cond = Condition::new().unwrap();
@@ -284,4 +306,28 @@ fn barrier_action_panic_breaks_the_barrier() {
         other => panic!("unexpected outcome {other:?}"),
     }
     assert!(barrier.broken());
+}
+
+fn die_in_action() {
+    std::process::abort();
+}
+
+fn wait_forever(barrier: Barrier) -> Result<u32, BrokenBarrier> {
+    barrier.wait()
+}
+
+#[test]
+fn a_party_killed_while_running_the_action_breaks_the_barrier() {
+    let _w = watchdog(60);
+    let barrier = Barrier::with(3, Some(die_in_action), None).unwrap();
+    let mut waiters: Vec<_> = (0..2).map(|_| Process::spawn(wait_forever, (barrier.clone(),)).unwrap()).collect();
+    while barrier.n_waiting() < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The last to arrive runs the action, which kills it while it holds the barrier's lock.
+    let mut last = Process::spawn(wait_forever, (barrier.clone(),)).unwrap();
+    assert!(last.join().is_err(), "the action's process died");
+    for w in &mut waiters {
+        assert_eq!(w.join().unwrap(), Err(BrokenBarrier), "waiters without a timeout learn the barrier broke");
+    }
 }

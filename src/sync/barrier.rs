@@ -21,6 +21,16 @@ use crate::sys;
 /// (timeout, `abort`, `reset` with waiters, a failing action, a party that died inside the
 /// barrier's own lock). Bit `g % 64` of `ended_broken` records how generation `g` ended, so a
 /// waiter that wakes late still learns its own generation's fate.
+/// How often a sleeping party looks whether the internal lock's holder is still alive.
+const CHECK_SLICE: Duration = Duration::from_millis(100);
+
+/// A hash of this build's fingerprint (see `BarrierState::build`).
+fn build_hash() -> u64 {
+    crate::sys::build_id::fingerprint()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 #[repr(C)]
 pub(crate) struct BarrierState {
     mutex: RawMutex,
@@ -31,6 +41,9 @@ pub(crate) struct BarrierState {
     parties: u32,
     has_action: u32,
     action: i64,
+    /// A hash of the build fingerprint of the process that made the barrier: `action` is an
+    /// offset into that build's code, and only the same build may call it.
+    build: u64,
     /// The default timeout in nanoseconds; `u64::MAX` for none.
     timeout_ns: u64,
 }
@@ -115,6 +128,7 @@ impl Barrier {
             parties,
             has_action: u32::from(action.is_some()),
             action: action.map_or(0, task::plain_fn_offset),
+            build: build_hash(),
             timeout_ns: timeout.map_or(u64::MAX, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1)),
         };
         Ok(Barrier { state: Shared::new(state)? })
@@ -175,8 +189,15 @@ impl Barrier {
         let index = state.count.fetch_add(1, Ordering::Relaxed);
         if index + 1 == state.parties {
             if state.has_action != 0 {
-                // SAFETY: the offset was made by `plain_fn_offset` in the process that created the
-                // barrier, which is this same build (children check the build fingerprint).
+                if state.build != build_hash() {
+                    // A barrier shared with a process of another build (over a connection): its
+                    // action's offset means nothing here. Refuse to call it; break instead.
+                    self.break_locked();
+                    state.mutex.unlock();
+                    return Err(BrokenBarrier);
+                }
+                // SAFETY: the offset was made by `plain_fn_offset` in a process of this very build
+                // (checked just above through the fingerprint hash stored beside it).
                 let action = unsafe { task::plain_fn_from_offset(state.action) };
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(action)) {
                     self.break_locked();
@@ -193,7 +214,11 @@ impl Barrier {
             if let Some(outcome) = self.outcome(generation, index) {
                 return outcome;
             }
-            let woke = sys::futex::wait_until(&state.generation, generation, deadline, Duration::from_secs(3600));
+            // In slices: between them, look whether a party died holding the internal lock.
+            let woke = sys::futex::wait_until(&state.generation, generation, deadline, CHECK_SLICE);
+            if woke != sys::futex::Wake::TimedOut && self.outcome(generation, index).is_none() {
+                self.check_lock_holder();
+            }
             if woke == sys::futex::Wake::TimedOut {
                 if let Some(outcome) = self.outcome(generation, index) {
                     return outcome;
@@ -207,6 +232,26 @@ impl Barrier {
                 }
                 return self.outcome(generation, index).unwrap_or(Err(BrokenBarrier));
             }
+        }
+    }
+
+    /// If a party died holding the internal lock (say, killed while running the action), breaks
+    /// the generation so that nobody waits for it forever. Called by sleepers between slices.
+    fn check_lock_holder(&self) {
+        let state = &*self.state;
+        if !state.mutex.is_locked() {
+            return;
+        }
+        match state.mutex.try_lock() {
+            Some(Acquired::OwnerDied(_)) => {
+                self.break_locked();
+                state.mutex.unlock();
+            }
+            // Free after all: we took it by accident; give it back.
+            Some(Acquired::Clean) => {
+                state.mutex.unlock();
+            }
+            None => {}
         }
     }
 

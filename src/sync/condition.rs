@@ -124,6 +124,14 @@ impl fmt::Debug for ConditionGuard<'_> {
 /// the same lock. [`wait_for`](Self::wait_for) waits **until** its predicate is true;
 /// [`wait_while`](Self::wait_while) waits **while** its condition is true.
 ///
+/// # When a process dies
+/// A notification wakes *some* waiter, not a named one: a waiter that was killed while asleep
+/// takes no notification away from the live ones. It does stay counted, so a later notification
+/// may find nobody to wake, and the token it leaves lets a future `wait` return at once (a
+/// spurious wake-up; [`wait_for`](Self::wait_for) and [`wait_while`](Self::wait_while) re-check
+/// and wait again). A notifier killed in the instant between counting its waiters and handing
+/// them their tokens leaves them to their timeouts; a waiter without a timeout would wait on.
+///
 /// # Example
 /// ```
 /// use std::time::Duration;
