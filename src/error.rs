@@ -12,6 +12,11 @@ use std::io;
 /// What went wrong, broadly. New kinds may be added, so match with a wildcard arm.
 ///
 /// Python raises `OSError`, `ValueError`, `pickle.PicklingError` and friends for these.
+///
+/// ```
+/// let err = multiproc::Queue::<u8>::with_capacity(0, usize::MAX).unwrap_err();
+/// assert_eq!(err.kind(), multiproc::ErrorKind::InvalidInput);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -100,11 +105,23 @@ impl Error {
     }
 
     /// What went wrong, broadly.
+    ///
+    /// ```
+    /// let err = multiproc::shm::SharedMemory::attach("no-such-segment").unwrap_err();
+    /// assert_eq!(err.kind(), multiproc::ErrorKind::Os);
+    /// ```
+    /// Python counterpart: `type(exc)`: the exception's class.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// The OS error number, when the operating system refused a call.
+    ///
+    /// ```
+    /// let err = multiproc::shm::SharedMemory::attach("no-such-segment").unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(2)); // ENOENT
+    /// ```
+    /// Python counterpart: `OSError.errno`.
     pub fn raw_os_error(&self) -> Option<i32> {
         self.source.as_ref()?.downcast_ref::<io::Error>()?.raw_os_error()
     }
@@ -146,4 +163,12 @@ impl std::error::Error for Error {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// ```
+/// fn make_lock() -> multiproc::Result<multiproc::Lock> {
+///     multiproc::Lock::new()
+/// }
+/// assert!(make_lock().is_ok());
+/// ```
+/// Python counterpart: none (Python raises exceptions).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

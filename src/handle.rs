@@ -201,6 +201,14 @@ pub struct Fd(OwnedFd);
 
 impl Fd {
     /// Takes back the owned descriptor.
+    ///
+    /// ```
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let fd = multiproc::Fd::from(a);
+    /// let owned: std::os::fd::OwnedFd = fd.into_owned();
+    /// # drop(owned);
+    /// ```
+    /// Python counterpart: `os.dup(fd)` then owning it.
     pub fn into_owned(self) -> OwnedFd {
         self.0
     }

@@ -518,3 +518,21 @@ fn maps_with_a_progress_bar_give_the_same_results() {
     let lazy: Vec<u64> = pool.imap(square, 0..100).unwrap().map(Result::unwrap).collect();
     assert_eq!(lazy.len(), 100);
 }
+
+fn hang_a_while() -> u8 {
+    std::thread::sleep(Duration::from_secs(50));
+    0
+}
+
+#[test]
+fn a_lone_task_past_its_timeout_is_stopped() {
+    let _w = watchdog(40);
+    let timeout = Duration::from_millis(100);
+    let pool = Pool::builder().processes(1).task_timeout(timeout).build().unwrap();
+    for _ in 0..3 {
+        let began = Instant::now();
+        assert!(matches!(pool.apply(hang_a_while, ()), Err(TaskError::TimedOut { .. })));
+        assert!(began.elapsed() >= timeout);
+    }
+    assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
+}

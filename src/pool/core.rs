@@ -743,9 +743,15 @@ impl Core {
                 consider(at);
             }
             if let (Some(timeout), None) = (self.config.task_timeout, w.stopping) {
-                if let Some((_, _, started)) = w.slot.running() {
-                    let due_ns = started.saturating_add(timeout.as_nanos() as u64);
-                    consider(now + Duration::from_nanos(due_ns.saturating_sub(now_ns)));
+                match w.slot.running() {
+                    Some((_, _, started)) => {
+                        let due_ns = started.saturating_add(timeout.as_nanos() as u64);
+                        consider(now + Duration::from_nanos(due_ns.saturating_sub(now_ns)));
+                    }
+                    // Work handed over but not started yet: nothing tells the supervisor when it
+                    // starts, so look again soon (a fraction of the timeout, at most 50 ms).
+                    None if !w.in_flight.is_empty() => consider(now + (timeout / 4).min(Duration::from_millis(50))),
+                    None => {}
                 }
             }
         }

@@ -247,7 +247,7 @@ impl PoolBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// fn hang() { std::thread::sleep(Duration::from_secs(600)) }
+    /// fn hang() { std::thread::sleep(Duration::from_secs(30)) }
     /// let pool = multiproc::Pool::builder().processes(1).task_timeout(Duration::from_millis(100)).build().unwrap();
     /// assert!(matches!(pool.apply(hang, ()), Err(multiproc::pool::TaskError::TimedOut { .. })));
     /// assert_eq!(pool.apply(|| 5, ()).unwrap(), 5); // the pool goes on

@@ -50,27 +50,68 @@ pub struct Signal(i32);
 
 impl Signal {
     /// SIGINT, sent by [`Process::interrupt`] (and by Ctrl-C in a terminal).
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::INT.name(), Some("SIGINT"));
+    /// ```
+    /// Python counterpart: `signal.SIGINT`.
     pub const INT: Signal = Signal(libc::SIGINT);
     /// SIGKILL, sent by [`Process::kill`]; cannot be caught.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::KILL.name(), Some("SIGKILL"));
+    /// ```
+    /// Python counterpart: `signal.SIGKILL`.
     pub const KILL: Signal = Signal(libc::SIGKILL);
     /// SIGTERM, sent by [`Process::terminate`].
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::TERM.name(), Some("SIGTERM"));
+    /// ```
+    /// Python counterpart: `signal.SIGTERM`.
     pub const TERM: Signal = Signal(libc::SIGTERM);
     /// SIGABRT, raised by `std::process::abort`.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::ABRT.name(), Some("SIGABRT"));
+    /// ```
+    /// Python counterpart: `signal.SIGABRT`.
     pub const ABRT: Signal = Signal(libc::SIGABRT);
     /// SIGSEGV, an invalid memory access.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::SEGV.name(), Some("SIGSEGV"));
+    /// ```
+    /// Python counterpart: `signal.SIGSEGV`.
     pub const SEGV: Signal = Signal(libc::SIGSEGV);
 
     /// The signal with this number.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::from_raw(9), multiproc::Signal::KILL);
+    /// ```
+    /// Python counterpart: `signal.Signals(number)`.
     pub fn from_raw(number: i32) -> Signal {
         Signal(number)
     }
 
     /// The signal's number.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::TERM.as_raw(), 15);
+    /// ```
+    /// Python counterpart: `int(signal.SIGTERM)`.
     pub fn as_raw(self) -> i32 {
         self.0
     }
 
     /// The conventional name (`"SIGKILL"`), or `None` for a number without one.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Signal::INT.name(), Some("SIGINT"));
+    /// assert_eq!(multiproc::Signal::from_raw(1000).name(), None);
+    /// ```
+    /// Python counterpart: `signal.Signals(n).name`.
     pub fn name(self) -> Option<&'static str> {
         const NAMES: [&str; 32] = [
             "",
@@ -144,11 +185,23 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     /// Exit code 0.
+    ///
+    /// ```
+    /// assert!(multiproc::ExitStatus::Code(0).success());
+    /// assert!(!multiproc::ExitStatus::Code(3).success());
+    /// ```
+    /// Python counterpart: `p.exitcode == 0`.
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
     }
 
     /// The exit code, if the process exited rather than being killed.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::ExitStatus::Code(3).code(), Some(3));
+    /// assert_eq!(multiproc::ExitStatus::Signal(multiproc::Signal::KILL).code(), None);
+    /// ```
+    /// Python counterpart: `p.exitcode` when it is not negative.
     pub fn code(self) -> Option<i32> {
         match self {
             ExitStatus::Code(code) => Some(code),
@@ -157,6 +210,12 @@ impl ExitStatus {
     }
 
     /// The signal that killed the process, if one did.
+    ///
+    /// ```
+    /// use multiproc::{ExitStatus, Signal};
+    /// assert_eq!(ExitStatus::Signal(Signal::TERM).signal(), Some(Signal::TERM));
+    /// ```
+    /// Python counterpart: `-p.exitcode` when it is negative.
     pub fn signal(self) -> Option<Signal> {
         match self {
             ExitStatus::Signal(signal) => Some(signal),
@@ -165,6 +224,12 @@ impl ExitStatus {
     }
 
     /// Python's encoding: the exit code, or minus the signal number.
+    ///
+    /// ```
+    /// use multiproc::{ExitStatus, Signal};
+    /// assert_eq!(ExitStatus::Signal(Signal::KILL).python_exitcode(), -9);
+    /// assert_eq!(ExitStatus::Code(2).python_exitcode(), 2);
+    /// ```
     pub fn python_exitcode(self) -> i32 {
         match self {
             ExitStatus::Code(code) => code,
@@ -301,6 +366,11 @@ impl<R> fmt::Debug for Process<R> {
 impl Process<()> {
     /// A builder for a process with a name, the daemon flag, a start method and more.
     ///
+    /// ```
+    /// let mut p = multiproc::Process::builder().name("worker").spawn(|| 1, ()).unwrap();
+    /// assert_eq!(p.name(), "worker");
+    /// # p.join().unwrap();
+    /// ```
     /// Python counterpart: the keyword arguments of `Process(...)`.
     pub fn builder() -> ProcessBuilder {
         ProcessBuilder::default()
@@ -343,6 +413,11 @@ impl<R: DeserializeOwned> Process<R> {
     /// [`JoinError::Panicked`], [`JoinError::Exited`], or [`JoinError::Failed`] (including
     /// [`ErrorKind::AlreadyJoined`] on a second successful join).
     ///
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let mut p = multiproc::Process::spawn(add, (2, 3)).unwrap();
+    /// assert_eq!(p.join().unwrap(), 5);
+    /// ```
     /// Python counterpart: `Process.join()`.
     pub fn join(&mut self) -> Result<R, JoinError> {
         self.join_deadline(None)
@@ -369,6 +444,13 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// Like [`join`](Self::join), with an absolute deadline (`None`: no deadline).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let mut p = multiproc::Process::spawn(|| 7u8, ()).unwrap();
+    /// assert_eq!(p.join_deadline(Some(Instant::now() + Duration::from_secs(30))).unwrap(), 7);
+    /// ```
+    /// Python counterpart: `p.join(timeout=deadline - time.monotonic())`.
     pub fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<R, JoinError> {
         if self.joined {
             return Err(Error::new(ErrorKind::AlreadyJoined, format!("pid {}", self.state.pid)).into());
@@ -430,6 +512,11 @@ fn decode_outcome<R: DeserializeOwned>(body: &[u8], fds: Vec<OwnedFd>) -> Result
 impl<R> Process<R> {
     /// The child's process id.
     ///
+    /// ```
+    /// let mut p = multiproc::Process::spawn(std::process::id, ()).unwrap();
+    /// let pid = p.pid();
+    /// assert_eq!(p.join().unwrap(), pid);
+    /// ```
     /// Python counterpart: `Process.pid`.
     pub fn pid(&self) -> u32 {
         self.state.pid
@@ -437,6 +524,11 @@ impl<R> Process<R> {
 
     /// The child's name (`Process-N` unless one was given).
     ///
+    /// ```
+    /// let mut p = multiproc::Process::spawn(|| (), ()).unwrap();
+    /// assert!(p.name().starts_with("Process-"));
+    /// # p.join().unwrap();
+    /// ```
     /// Python counterpart: `Process.name`.
     pub fn name(&self) -> &str {
         &self.state.name
@@ -444,6 +536,11 @@ impl<R> Process<R> {
 
     /// Whether the child is a daemon.
     ///
+    /// ```
+    /// let mut p = multiproc::Process::builder().daemon(true).spawn(|| (), ()).unwrap();
+    /// assert!(p.is_daemon());
+    /// # p.join().unwrap();
+    /// ```
     /// Python counterpart: `Process.daemon`.
     pub fn is_daemon(&self) -> bool {
         self.state.daemon
@@ -451,6 +548,11 @@ impl<R> Process<R> {
 
     /// Whether the child is still running (reaping it if it has ended).
     ///
+    /// ```
+    /// let mut p = multiproc::Process::spawn(|| (), ()).unwrap();
+    /// p.join().unwrap();
+    /// assert!(!p.is_alive());
+    /// ```
     /// Python counterpart: `Process.is_alive()`.
     pub fn is_alive(&self) -> bool {
         self.exit_code().is_none()
@@ -458,6 +560,11 @@ impl<R> Process<R> {
 
     /// How the child ended, or `None` while it runs.
     ///
+    /// ```
+    /// let mut p = multiproc::Process::spawn(|| (), ()).unwrap();
+    /// p.join().unwrap();
+    /// assert!(p.exit_code().unwrap().success());
+    /// ```
     /// Python counterpart: `Process.exitcode` (see [`ExitStatus::python_exitcode`]).
     #[doc(alias = "exitcode")]
     pub fn exit_code(&self) -> Option<ExitStatus> {
@@ -471,6 +578,13 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ErrorKind::Os`] if the signal cannot be sent.
     ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let mut p = multiproc::Process::spawn(nap, ()).unwrap();
+    /// p.terminate().unwrap();
+    /// assert!(p.join().is_err());
+    /// assert_eq!(p.exit_code().unwrap().signal(), Some(multiproc::Signal::TERM));
+    /// ```
     /// Python counterpart: `Process.terminate()`.
     pub fn terminate(&self) -> Result<()> {
         self.signal(Signal::TERM)
@@ -481,6 +595,13 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ErrorKind::Os`] if the signal cannot be sent.
     ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let mut p = multiproc::Process::spawn(nap, ()).unwrap();
+    /// p.kill().unwrap();
+    /// assert!(p.join().is_err());
+    /// assert_eq!(p.exit_code().unwrap().signal(), Some(multiproc::Signal::KILL));
+    /// ```
     /// Python counterpart: `Process.kill()`.
     pub fn kill(&self) -> Result<()> {
         self.signal(Signal::KILL)
@@ -491,6 +612,13 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ErrorKind::Os`] if the signal cannot be sent.
     ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let mut p = multiproc::Process::spawn(nap, ()).unwrap();
+    /// p.interrupt().unwrap();
+    /// assert!(p.join().is_err());
+    /// assert_eq!(p.exit_code().unwrap().signal(), Some(multiproc::Signal::INT));
+    /// ```
     /// Python counterpart: `Process.interrupt()` (3.14).
     pub fn interrupt(&self) -> Result<()> {
         self.signal(Signal::INT)
@@ -500,6 +628,14 @@ impl<R> Process<R> {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the signal cannot be sent.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let mut p = multiproc::Process::spawn(nap, ()).unwrap();
+    /// p.signal(multiproc::Signal::KILL).unwrap();
+    /// assert!(p.join().is_err());
+    /// ```
+    /// Python counterpart: `os.kill(p.pid, signal)`.
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.state.signal(signal).map_err(|e| Error::os("sending a signal", e))
     }
@@ -507,6 +643,12 @@ impl<R> Process<R> {
     /// A descriptor (a pidfd) that becomes readable when the child ends: for `poll`, and for the
     /// crate's `wait` over several objects.
     ///
+    /// ```
+    /// use multiproc::connection::{Waitable, wait};
+    /// let mut p = multiproc::Process::spawn(|| (), ()).unwrap();
+    /// assert_eq!(wait(&[&p as &dyn Waitable], None).unwrap(), [0]); // ready once it ends
+    /// p.join().unwrap();
+    /// ```
     /// Python counterpart: `Process.sentinel`.
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.state.pidfd.as_fd()
@@ -546,6 +688,12 @@ pub struct ProcessBuilder {
 
 impl ProcessBuilder {
     /// The child's name (default: `Process-N`, numbered as Python numbers them).
+    ///
+    /// ```
+    /// let mut p = multiproc::Process::builder().name("emperor").spawn(|| (), ()).unwrap();
+    /// assert_eq!(p.name(), "emperor");
+    /// # p.join().unwrap();
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
         self.name = Some(name.into());
         self
@@ -554,6 +702,11 @@ impl ProcessBuilder {
     /// Makes the child a daemon: terminated when this program ends instead of waited for, and not
     /// allowed to start children of its own.
     ///
+    /// ```
+    /// let mut p = multiproc::Process::builder().daemon(true).spawn(|| (), ()).unwrap();
+    /// assert!(p.is_daemon());
+    /// # p.join().unwrap();
+    /// ```
     /// Python counterpart: `Process(daemon=True)`.
     pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
         self.daemon = daemon;
@@ -561,6 +714,13 @@ impl ProcessBuilder {
     }
 
     /// The start method (default: [`get_start_method`]).
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    /// let mut p = Process::builder().start_method(StartMethod::Spawn).spawn(|| 4, ()).unwrap();
+    /// assert_eq!(p.join().unwrap(), 4);
+    /// ```
+    /// Python counterpart: `get_context(method).Process(...)`.
     pub fn start_method(mut self, method: StartMethod) -> ProcessBuilder {
         self.method = Some(method);
         self
@@ -568,6 +728,11 @@ impl ProcessBuilder {
 
     /// Whether the child is killed (SIGKILL) when this process dies, even by SIGKILL
     /// (default: `true`). Python has no such option: its children outlive a killed parent.
+    ///
+    /// ```
+    /// let mut p = multiproc::Process::builder().die_with_parent(false).spawn(|| (), ()).unwrap();
+    /// # p.join().unwrap();
+    /// ```
     pub fn die_with_parent(mut self, die: bool) -> ProcessBuilder {
         self.keep_on_parent_death = !die;
         self
@@ -578,6 +743,11 @@ impl ProcessBuilder {
     /// It must be the very same build; a different one refuses the task and the join reports
     /// [`ErrorKind::BuildMismatch`].
     ///
+    /// ```
+    /// let builder = multiproc::Process::builder().executable(std::env::current_exe().unwrap());
+    /// let mut p = builder.start_method(multiproc::StartMethod::Spawn).spawn(|| 1, ()).unwrap();
+    /// assert_eq!(p.join().unwrap(), 1);
+    /// ```
     /// Python counterpart: `multiprocessing.set_executable(path)`.
     pub fn executable(mut self, path: impl Into<PathBuf>) -> ProcessBuilder {
         self.executable = Some(path.into());
@@ -588,6 +758,12 @@ impl ProcessBuilder {
     ///
     /// # Errors
     /// As for [`Process::spawn`].
+    ///
+    /// ```
+    /// let mut p = multiproc::Process::builder().name("adder").spawn(|a: i32, b: i32| a + b, (1, 2)).unwrap();
+    /// assert_eq!(p.join().unwrap(), 3);
+    /// ```
+    /// Python counterpart: `Process(target=f, args=args, name=..., daemon=...).start()`.
     pub fn spawn<F, A>(self, _task: F, args: A) -> Result<Process<F::Output>>
     where
         F: Task<A>,
@@ -634,6 +810,19 @@ impl ProcessBuilder {
     ///
     /// # Errors
     /// As for [`Process::spawn`].
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Count { to: u32 }
+    /// impl multiproc::Run for Count {
+    ///     type Output = u32;
+    ///     fn run(self) -> u32 { (1..=self.to).sum() }
+    /// }
+    /// let mut p = multiproc::Process::builder().name("counter").start(Count { to: 4 }).unwrap();
+    /// assert_eq!(p.join().unwrap(), 10);
+    /// ```
+    /// Python counterpart: `MyProcess(...).start()` with `name=`/`daemon=` set.
     pub fn start<T: Run>(self, object: T) -> Result<Process<T::Output>> {
         self.spawn(task::run_object::<T>, (object,))
     }
@@ -645,6 +834,17 @@ impl<T: DeserializeOwned> Process<T> {
     /// # Errors
     /// As for [`Process::spawn`].
     ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Hello;
+    /// impl multiproc::Run for Hello {
+    ///     type Output = String;
+    ///     fn run(self) -> String { "hello".into() }
+    /// }
+    /// let mut p = multiproc::Process::start(Hello).unwrap();
+    /// assert_eq!(p.join().unwrap(), "hello");
+    /// ```
     /// Python counterpart: `MyProcess(...).start()` for a subclass of `Process`.
     pub fn start<O: Run<Output = T>>(object: O) -> Result<Process<T>> {
         ProcessBuilder::default().start(object)
@@ -653,6 +853,13 @@ impl<T: DeserializeOwned> Process<T> {
 
 /// A child as [`active_children`] lists it: everything but the typed result.
 ///
+/// ```
+/// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+/// let p = multiproc::Process::spawn(nap, ()).unwrap();
+/// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+/// child.kill().unwrap();
+/// assert!(child.join_timeout(None).unwrap().is_some());
+/// ```
 /// Python counterpart: the `Process` objects in `active_children()`.
 #[derive(Clone)]
 pub struct ChildProcess {
@@ -667,21 +874,57 @@ impl fmt::Debug for ChildProcess {
 
 impl ChildProcess {
     /// The child's process id.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// assert_eq!(child.pid(), p.pid());
+    /// # child.kill().unwrap();
+    /// ```
+    /// Python counterpart: `child.pid`.
     pub fn pid(&self) -> u32 {
         self.state.pid
     }
 
     /// The child's name.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// assert_eq!(child.name(), "napper");
+    /// # child.kill().unwrap();
+    /// ```
+    /// Python counterpart: `child.name`.
     pub fn name(&self) -> &str {
         &self.state.name
     }
 
     /// Whether the child is a daemon.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// assert!(!child.is_daemon());
+    /// # child.kill().unwrap();
+    /// ```
+    /// Python counterpart: `child.daemon`.
     pub fn is_daemon(&self) -> bool {
         self.state.daemon
     }
 
     /// Whether the child is still running.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// assert!(child.is_alive());
+    /// # child.kill().unwrap();
+    /// ```
+    /// Python counterpart: `child.is_alive()`.
     pub fn is_alive(&self) -> bool {
         matches!(self.state.try_wait(), Ok(None))
     }
@@ -690,6 +933,15 @@ impl ChildProcess {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the signal cannot be sent.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// child.terminate().unwrap();
+    /// assert!(child.join_timeout(None).unwrap().is_some());
+    /// ```
+    /// Python counterpart: `child.terminate()`.
     pub fn terminate(&self) -> Result<()> {
         self.state.signal(Signal::TERM).map_err(|e| Error::os("sending a signal", e))
     }
@@ -698,6 +950,15 @@ impl ChildProcess {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the signal cannot be sent.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// child.kill().unwrap();
+    /// assert!(child.join_timeout(None).unwrap().is_some());
+    /// ```
+    /// Python counterpart: `child.kill()`.
     pub fn kill(&self) -> Result<()> {
         self.state.signal(Signal::KILL).map_err(|e| Error::os("sending a signal", e))
     }
@@ -707,6 +968,15 @@ impl ChildProcess {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if waiting fails.
+    ///
+    /// ```
+    /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }
+    /// let p = multiproc::Process::builder().name("napper").spawn(nap, ()).unwrap();
+    /// let child = multiproc::active_children().into_iter().find(|c| c.pid() == p.pid()).unwrap();
+    /// assert_eq!(child.join_timeout(Some(std::time::Duration::from_millis(10))).unwrap(), None);
+    /// child.kill().unwrap();
+    /// ```
+    /// Python counterpart: `child.join(timeout)`.
     pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
         let deadline = timeout.and_then(crate::sync::deadline_after);
         self.state.wait_deadline(deadline).map_err(|e| Error::os("waiting for the child", e))
@@ -730,6 +1000,10 @@ pub fn active_children() -> Vec<ChildProcess> {
 
 /// What [`current_process`] says about this process.
 ///
+/// ```
+/// let me = multiproc::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// ```
 /// Python counterpart: the object `multiprocessing.current_process()` returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentProcess {
@@ -740,14 +1014,29 @@ pub struct CurrentProcess {
 
 impl CurrentProcess {
     /// `"MainProcess"` in the main program, the child's name in a child.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::current_process().name(), "MainProcess");
+    /// ```
+    /// Python counterpart: `current_process().name`.
     pub fn name(&self) -> &str {
         &self.name
     }
     /// This process's id.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::current_process().pid(), std::process::id());
+    /// ```
+    /// Python counterpart: `current_process().pid`.
     pub fn pid(&self) -> u32 {
         self.pid
     }
     /// Whether this process is a daemon child.
+    ///
+    /// ```
+    /// assert!(!multiproc::current_process().is_daemon());
+    /// ```
+    /// Python counterpart: `current_process().daemon`.
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
@@ -768,6 +1057,14 @@ pub fn current_process() -> CurrentProcess {
 
 /// The process that started this one, as seen from a child.
 ///
+/// ```
+/// fn parent_info() -> (u32, bool) {
+///     let parent = multiproc::parent_process().expect("started by multiproc");
+///     (parent.pid(), parent.is_alive())
+/// }
+/// let mut p = multiproc::Process::spawn(parent_info, ()).unwrap();
+/// assert_eq!(p.join().unwrap(), (std::process::id(), true));
+/// ```
 /// Python counterpart: the object `multiprocessing.parent_process()` returns.
 #[derive(Clone)]
 pub struct ParentProcess {
@@ -782,14 +1079,43 @@ impl fmt::Debug for ParentProcess {
 
 impl ParentProcess {
     /// The parent's process id.
+    ///
+    /// ```
+    /// fn parent_info() -> (u32, bool) {
+    ///     let parent = multiproc::parent_process().expect("started by multiproc");
+    ///     (parent.pid(), true)
+    /// }
+    /// let mut p = multiproc::Process::spawn(parent_info, ()).unwrap();
+    /// assert_eq!(p.join().unwrap().0, std::process::id());
+    /// ```
+    /// Python counterpart: `parent_process().pid`.
     pub fn pid(&self) -> u32 {
         self.parent.pid
     }
     /// The parent's name.
+    ///
+    /// ```
+    /// fn parent_name() -> String {
+    ///     multiproc::parent_process().unwrap().name().to_string()
+    /// }
+    /// let mut p = multiproc::Process::spawn(parent_name, ()).unwrap();
+    /// assert_eq!(p.join().unwrap(), "MainProcess");
+    /// ```
+    /// Python counterpart: `parent_process().name`.
     pub fn name(&self) -> &str {
         &self.parent.name
     }
     /// Whether the parent is still running.
+    ///
+    /// ```
+    /// fn parent_info() -> (u32, bool) {
+    ///     let parent = multiproc::parent_process().expect("started by multiproc");
+    ///     (parent.pid(), parent.is_alive())
+    /// }
+    /// let mut p = multiproc::Process::spawn(parent_info, ()).unwrap();
+    /// assert!(p.join().unwrap().1);
+    /// ```
+    /// Python counterpart: `parent_process().is_alive()`.
     pub fn is_alive(&self) -> bool {
         !sys::poll::is_readable(self.parent.pidfd.as_fd()).unwrap_or(true)
     }
@@ -797,6 +1123,12 @@ impl ParentProcess {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if waiting fails.
+    ///
+    /// ```
+    /// // A child that waits for its parent to end would outlive this example; see join_timeout.
+    /// assert!(multiproc::parent_process().is_none()); // the main process has no multiproc parent
+    /// ```
+    /// Python counterpart: `parent_process().join()`.
     pub fn join(&self) -> Result<()> {
         self.join_timeout(None).map(|_| ())
     }
@@ -804,6 +1136,16 @@ impl ParentProcess {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if waiting fails.
+    ///
+    /// ```
+    /// fn parent_still_there() -> bool {
+    ///     let parent = multiproc::parent_process().unwrap();
+    ///     !parent.join_timeout(Some(std::time::Duration::from_millis(10))).unwrap()
+    /// }
+    /// let mut p = multiproc::Process::spawn(parent_still_there, ()).unwrap();
+    /// assert!(p.join().unwrap());
+    /// ```
+    /// Python counterpart: `parent_process().join(timeout)`.
     pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(crate::sync::deadline_after);
         let ready = sys::poll::wait_readable(&[self.parent.pidfd.as_fd()], deadline)

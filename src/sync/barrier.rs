@@ -57,6 +57,11 @@ unsafe impl SharedState for BarrierState {
 /// The barrier is broken: a party timed out, it was aborted or reset while this party waited, or
 /// its action panicked.
 ///
+/// ```
+/// let barrier = multiproc::Barrier::new(2).unwrap();
+/// barrier.abort();
+/// assert_eq!(barrier.wait(), Err(multiproc::sync::BrokenBarrier));
+/// ```
 /// Python counterpart: `threading.BrokenBarrierError`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("the barrier is broken")]
@@ -104,6 +109,11 @@ impl Barrier {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] if `parties` is 0 (Python's `ValueError`); [`ErrorKind::Os`] if no
     /// shared memory can be had.
+    ///
+    /// ```
+    /// let barrier = multiproc::Barrier::new(1).unwrap();
+    /// assert_eq!(barrier.wait(), Ok(0)); // one party: passes at once
+    /// ```
     pub fn new(parties: u32) -> Result<Barrier> {
         Barrier::with(parties, None, None)
     }
@@ -115,6 +125,13 @@ impl Barrier {
     ///
     /// # Errors
     /// As for [`new`](Self::new).
+    ///
+    /// ```
+    /// fn announce() { println!("everyone is here") }
+    /// let barrier = multiproc::Barrier::with(1, Some(announce), Some(std::time::Duration::from_secs(5))).unwrap();
+    /// assert_eq!(barrier.wait(), Ok(0));
+    /// ```
+    /// Python counterpart: `Barrier(parties, action, timeout)`.
     pub fn with(parties: u32, action: Option<fn()>, timeout: Option<Duration>) -> Result<Barrier> {
         if parties == 0 {
             return Err(Error::new(ErrorKind::InvalidInput, "a barrier needs at least one party"));
@@ -135,16 +152,33 @@ impl Barrier {
     }
 
     /// The number of parties.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Barrier::new(3).unwrap().parties(), 3);
+    /// ```
+    /// Python counterpart: `barrier.parties`.
     pub fn parties(&self) -> u32 {
         self.state.parties
     }
 
     /// How many parties are waiting in the current generation.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Barrier::new(3).unwrap().n_waiting(), 0);
+    /// ```
+    /// Python counterpart: `barrier.n_waiting`.
     pub fn n_waiting(&self) -> u32 {
         if self.broken() { 0 } else { self.state.count.load(Ordering::Relaxed) }
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// ```
+    /// let barrier = multiproc::Barrier::new(2).unwrap();
+    /// barrier.abort();
+    /// assert!(barrier.broken());
+    /// ```
+    /// Python counterpart: `barrier.broken`.
     pub fn broken(&self) -> bool {
         self.state.broken.load(Ordering::Relaxed) != 0
     }
@@ -158,6 +192,15 @@ impl Barrier {
     /// # Panics
     /// If the action panics, in the party that ran it (the barrier breaks for the others).
     ///
+    /// ```
+    /// use multiproc::{Barrier, Process};
+    /// fn meet(barrier: Barrier) -> u32 { barrier.wait().unwrap() }
+    /// let barrier = Barrier::new(2).unwrap();
+    /// let mut other = Process::spawn(meet, (barrier.clone(),)).unwrap();
+    /// let mine = barrier.wait().unwrap();
+    /// let theirs = other.join().unwrap();
+    /// assert_eq!(mine + theirs, 1); // indexes 0 and 1
+    /// ```
     /// Python counterpart: `barrier.wait()`.
     pub fn wait(&self) -> std::result::Result<u32, BrokenBarrier> {
         let timeout = (self.state.timeout_ns != u64::MAX).then(|| Duration::from_nanos(self.state.timeout_ns));
@@ -169,6 +212,13 @@ impl Barrier {
     /// # Errors
     /// As for [`wait`](Self::wait).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let barrier = multiproc::Barrier::new(2).unwrap();
+    /// // Nobody else comes: the wait times out and breaks the barrier, as in Python.
+    /// assert!(barrier.wait_timeout(Duration::from_millis(10)).is_err());
+    /// assert!(barrier.broken());
+    /// ```
     /// Python counterpart: `barrier.wait(timeout)`.
     pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<u32, BrokenBarrier> {
         self.wait_deadline(deadline_after(timeout))
@@ -178,6 +228,13 @@ impl Barrier {
     ///
     /// # Errors
     /// As for [`wait`](Self::wait).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let barrier = multiproc::Barrier::new(1).unwrap();
+    /// assert_eq!(barrier.wait_deadline(Some(Instant::now() + Duration::from_secs(1))), Ok(0));
+    /// ```
+    /// Python counterpart: `barrier.wait(timeout=deadline - time.monotonic())`.
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> std::result::Result<u32, BrokenBarrier> {
         let state = &*self.state;
         self.lock()?;
@@ -304,6 +361,11 @@ impl Barrier {
 
     /// Breaks the barrier: current and future waiters get [`BrokenBarrier`] until [`reset`](Self::reset).
     ///
+    /// ```
+    /// let barrier = multiproc::Barrier::new(2).unwrap();
+    /// barrier.abort();
+    /// assert!(barrier.wait().is_err());
+    /// ```
     /// Python counterpart: `barrier.abort()`.
     pub fn abort(&self) {
         if self.lock().is_ok() {
@@ -314,6 +376,12 @@ impl Barrier {
 
     /// Returns the barrier to its empty, unbroken state; parties waiting now get [`BrokenBarrier`].
     ///
+    /// ```
+    /// let barrier = multiproc::Barrier::new(2).unwrap();
+    /// barrier.abort();
+    /// barrier.reset();
+    /// assert!(!barrier.broken());
+    /// ```
     /// Python counterpart: `barrier.reset()`.
     pub fn reset(&self) {
         let state = &*self.state;

@@ -31,6 +31,13 @@ unsafe impl SharedState for ConditionState {
 }
 
 /// The lock under a [`Condition`]: a [`Lock`] or an [`RLock`].
+///
+/// ```
+/// use multiproc::{Condition, RLock};
+/// let cond = Condition::with_lock(RLock::new().unwrap()).unwrap();
+/// assert!(matches!(cond.lock(), multiproc::sync::ConditionLock::RLock(_)));
+/// ```
+/// Python counterpart: the `lock` argument of `Condition(lock)`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ConditionLock {
     /// A plain lock.
@@ -80,11 +87,23 @@ impl ConditionLock {
 }
 
 /// The calling thread does not hold the condition's lock, which `wait` and `notify` require.
+///
+/// ```
+/// let cond = multiproc::Condition::new().unwrap();
+/// assert_eq!(cond.notify(1), Err(multiproc::sync::NotOwner));
+/// ```
+/// Python counterpart: the `RuntimeError` of `notify` without the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("cannot wait or notify on un-acquired lock")]
 pub struct NotOwner;
 
 /// Why a [`Condition::wait`] failed.
+///
+/// ```
+/// let cond = multiproc::Condition::new().unwrap();
+/// assert!(matches!(cond.wait(), Err(multiproc::sync::WaitError::NotOwner)));
+/// ```
+/// Python counterpart: the `RuntimeError` of `wait` without the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WaitError {
     /// The caller did not hold the lock (nothing happened).
@@ -100,6 +119,14 @@ pub enum WaitError {
 }
 
 /// Holds a [`Condition`]'s lock; releases it (one level, for an RLock) when dropped.
+///
+/// ```
+/// let cond = multiproc::Condition::new().unwrap();
+/// let guard = cond.acquire().unwrap();
+/// cond.notify_all().unwrap();
+/// drop(guard);
+/// ```
+/// Python counterpart: `with cond:`.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     _inner: GuardInner<'a>,
@@ -170,6 +197,11 @@ impl Condition {
     ///
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// assert!(matches!(cond.lock(), multiproc::sync::ConditionLock::RLock(_)));
+    /// ```
     pub fn new() -> Result<Condition> {
         Condition::with_lock(RLock::new()?)
     }
@@ -179,6 +211,12 @@ impl Condition {
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
     ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// let cond = multiproc::Condition::with_lock(lock.clone()).unwrap();
+    /// let _g = cond.acquire().unwrap();
+    /// assert!(lock.locked());
+    /// ```
     /// Python counterpart: `Condition(lock)`.
     pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Condition> {
         let state = Shared::new(ConditionState { waiting: AtomicU32::new(0), tokens: AtomicU32::new(0) })?;
@@ -186,6 +224,12 @@ impl Condition {
     }
 
     /// The lock under this condition.
+    ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _ = cond.lock();
+    /// ```
+    /// Python counterpart: `cond._lock` (private in Python).
     pub fn lock(&self) -> &ConditionLock {
         &self.lock
     }
@@ -195,6 +239,11 @@ impl Condition {
     /// # Errors
     /// [`OwnerDied`](crate::OwnerDied) (carrying the guard) if its previous holder died holding it.
     ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _guard = cond.acquire().unwrap();
+    /// cond.notify(1).unwrap();
+    /// ```
     /// Python counterpart: `cond.acquire()` / `with cond:`.
     pub fn acquire(&self) -> LockResult<ConditionGuard<'_>> {
         match &self.lock {
@@ -211,6 +260,12 @@ impl Condition {
     ///
     /// # Errors
     /// [`AcquireTimeoutError::Timeout`] once it has passed; `OwnerDied` as for [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// assert!(cond.acquire_timeout(std::time::Duration::from_secs(1)).is_ok());
+    /// ```
+    /// Python counterpart: `cond.acquire(timeout=t)`.
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
@@ -235,6 +290,13 @@ impl Condition {
     ///
     /// # Errors
     /// As the lock's own `release`.
+    ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// std::mem::forget(cond.acquire().unwrap()); // hold it without a guard, Python style
+    /// cond.release().unwrap();
+    /// ```
+    /// Python counterpart: `cond.release()`.
     pub fn release(&self) -> std::result::Result<(), ReleaseError> {
         match &self.lock {
             ConditionLock::Lock(lock) => lock.release(),
@@ -248,6 +310,20 @@ impl Condition {
     /// [`WaitError::NotOwner`] if the caller does not hold the lock; [`WaitError::OwnerDied`] if,
     /// while it slept, a process died holding the lock (which the caller now holds again).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Condition, Process};
+    /// fn ring(cond: Condition) {
+    ///     let _g = cond.acquire().unwrap();
+    ///     cond.notify_all().unwrap();
+    /// }
+    /// let cond = Condition::new().unwrap();
+    /// let guard = cond.acquire().unwrap();
+    /// let mut ringer = Process::spawn(ring, (cond.clone(),)).unwrap();
+    /// cond.wait().unwrap(); // the lock is released while asleep; the ringer can notify
+    /// drop(guard);
+    /// ringer.join().unwrap();
+    /// ```
     /// Python counterpart: `cond.wait()`.
     pub fn wait(&self) -> std::result::Result<(), WaitError> {
         self.wait_deadline(None).map(|_| ())
@@ -258,6 +334,20 @@ impl Condition {
     /// # Errors
     /// As for [`wait`](Self::wait).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Condition, Process};
+    /// fn ring(cond: Condition) {
+    ///     let _g = cond.acquire().unwrap();
+    ///     cond.notify_all().unwrap();
+    /// }
+    /// let cond = Condition::new().unwrap();
+    /// let guard = cond.acquire().unwrap();
+    /// let mut ringer = Process::spawn(ring, (cond.clone(),)).unwrap();
+    /// assert!(cond.wait_timeout(Duration::from_secs(30)).unwrap());
+    /// drop(guard);
+    /// ringer.join().unwrap();
+    /// ```
     /// Python counterpart: `cond.wait(timeout)`.
     pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<bool, WaitError> {
         self.wait_deadline(deadline_after(timeout))
@@ -267,6 +357,14 @@ impl Condition {
     ///
     /// # Errors
     /// As for [`wait`](Self::wait).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _g = cond.acquire().unwrap();
+    /// assert_eq!(cond.wait_deadline(Some(Instant::now() + Duration::from_millis(10))), Ok(false));
+    /// ```
+    /// Python counterpart: `cond.wait(timeout=deadline - time.monotonic())`.
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> std::result::Result<bool, WaitError> {
         if !self.lock.raw().held_by_me() {
             return Err(WaitError::NotOwner);
@@ -323,6 +421,12 @@ impl Condition {
     /// # Errors
     /// As for [`wait`](Self::wait).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _g = cond.acquire().unwrap();
+    /// assert_eq!(cond.wait_for(|| true, Some(Duration::from_secs(1))), Ok(true)); // already true
+    /// ```
     /// Python counterpart: `cond.wait_for(predicate, timeout)`.
     pub fn wait_for(
         &self,
@@ -346,6 +450,14 @@ impl Condition {
     ///
     /// # Errors
     /// As for [`wait`](Self::wait).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _g = cond.acquire().unwrap();
+    /// assert_eq!(cond.wait_while(|| false, Some(Duration::from_secs(1))), Ok(true)); // nothing to wait for
+    /// ```
+    /// Python counterpart: `cond.wait_for(lambda: not condition(), timeout)`.
     pub fn wait_while(
         &self,
         mut condition: impl FnMut() -> bool,
@@ -359,6 +471,11 @@ impl Condition {
     /// # Errors
     /// [`NotOwner`] if it does not.
     ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _g = cond.acquire().unwrap();
+    /// cond.notify(2).unwrap(); // nobody waits: a no-op
+    /// ```
     /// Python counterpart: `cond.notify(n)`.
     pub fn notify(&self, n: u32) -> std::result::Result<(), NotOwner> {
         if !self.lock.raw().held_by_me() {
@@ -386,6 +503,11 @@ impl Condition {
     /// # Errors
     /// [`NotOwner`] if it does not.
     ///
+    /// ```
+    /// let cond = multiproc::Condition::new().unwrap();
+    /// let _g = cond.acquire().unwrap();
+    /// cond.notify_all().unwrap();
+    /// ```
     /// Python counterpart: `cond.notify_all()`.
     pub fn notify_all(&self) -> std::result::Result<(), NotOwner> {
         self.notify(u32::MAX)

@@ -60,12 +60,23 @@ impl Event {
     ///
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    ///
+    /// ```
+    /// let event = multiproc::Event::new().unwrap();
+    /// assert!(!event.is_set());
+    /// ```
+    /// Python counterpart: `multiprocessing.Event()`.
     pub fn new() -> Result<Event> {
         Ok(Event { state: Shared::new(EventState { flag: AtomicU32::new(0), sleepers: AtomicU32::new(0) })? })
     }
 
     /// Sets the flag and wakes every waiter.
     ///
+    /// ```
+    /// let event = multiproc::Event::new().unwrap();
+    /// event.set();
+    /// assert!(event.is_set());
+    /// ```
     /// Python counterpart: `event.set()`.
     pub fn set(&self) {
         let flag = &self.state.flag;
@@ -103,6 +114,10 @@ impl Event {
 
     /// Whether the flag is set.
     ///
+    /// ```
+    /// let event = multiproc::Event::new().unwrap();
+    /// assert!(!event.is_set());
+    /// ```
     /// Python counterpart: `event.is_set()`.
     pub fn is_set(&self) -> bool {
         self.state.flag.load(Ordering::Acquire) & SET != 0
@@ -110,6 +125,14 @@ impl Event {
 
     /// Waits until the flag is set.
     ///
+    /// ```
+    /// use multiproc::{Event, Process};
+    /// fn go(green: Event) { green.set() }
+    /// let green = Event::new().unwrap();
+    /// let mut light = Process::spawn(go, (green.clone(),)).unwrap();
+    /// green.wait();
+    /// light.join().unwrap();
+    /// ```
     /// Python counterpart: `event.wait()`.
     pub fn wait(&self) {
         self.wait_deadline(None);
@@ -117,12 +140,24 @@ impl Event {
 
     /// Waits up to `timeout` for the flag; whether it is set.
     ///
+    /// ```
+    /// let event = multiproc::Event::new().unwrap();
+    /// assert!(!event.wait_timeout(std::time::Duration::from_millis(10)));
+    /// ```
     /// Python counterpart: `event.wait(timeout)`.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(deadline_after(timeout))
     }
 
     /// Waits until `deadline` (`None`: forever) for the flag; whether it is set.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let event = multiproc::Event::new().unwrap();
+    /// event.set();
+    /// assert!(event.wait_deadline(Some(Instant::now() + Duration::from_secs(1))));
+    /// ```
+    /// Python counterpart: `event.wait(timeout=deadline - time.monotonic())`.
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
         let state = &*self.state;
         let start = state.flag.load(Ordering::SeqCst);

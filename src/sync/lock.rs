@@ -56,6 +56,16 @@ impl fmt::Debug for Lock {
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
+///
+/// ```
+/// let lock = multiproc::Lock::new().unwrap();
+/// {
+///     let _guard = lock.acquire().unwrap();
+///     assert!(lock.locked());
+/// }
+/// assert!(!lock.locked());
+/// ```
+/// Python counterpart: `with lock:`.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
@@ -83,6 +93,12 @@ impl Lock {
     ///
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// assert!(!lock.locked());
+    /// ```
+    /// Python counterpart: `multiprocessing.Lock()`.
     pub fn new() -> Result<Lock> {
         Ok(Lock { state: Shared::new(LockState { raw: RawMutex::new() })? })
     }
@@ -104,6 +120,11 @@ impl Lock {
     /// # Errors
     /// [`OwnerDied`] (carrying the guard: the lock *is* held) if the previous holder died holding it.
     ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// let guard = lock.acquire().unwrap();
+    /// drop(guard);
+    /// ```
     /// Python counterpart: `lock.acquire()` / `with lock:`.
     pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
         let how = self.raw().lock(None).unwrap_or(Acquired::Clean);
@@ -116,6 +137,12 @@ impl Lock {
     /// [`TryAcquireError::WouldBlock`] if it is held; [`TryAcquireError::OwnerDied`] as for
     /// [`acquire`](Self::acquire).
     ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// let held = lock.try_acquire().unwrap();
+    /// assert!(lock.try_acquire().is_err());
+    /// drop(held);
+    /// ```
     /// Python counterpart: `lock.acquire(block=False)`.
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
         match self.raw().try_lock() {
@@ -129,6 +156,13 @@ impl Lock {
     /// # Errors
     /// [`AcquireTimeoutError::Timeout`] once the timeout has passed; `OwnerDied` as above.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// let held = lock.acquire().unwrap();
+    /// assert!(lock.acquire_timeout(Duration::from_millis(10)).is_err());
+    /// drop(held);
+    /// ```
     /// Python counterpart: `lock.acquire(timeout=t)`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError<LockGuard<'_>>> {
         self.acquire_deadline(deadline_after(timeout))
@@ -138,6 +172,13 @@ impl Lock {
     ///
     /// # Errors
     /// As for [`acquire_timeout`](Self::acquire_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// assert!(lock.acquire_deadline(Some(Instant::now() + Duration::from_secs(1))).is_ok());
+    /// ```
+    /// Python counterpart: `lock.acquire(timeout=deadline - time.monotonic())`.
     pub fn acquire_deadline(
         &self,
         deadline: Option<Instant>,
@@ -155,6 +196,12 @@ impl Lock {
     /// [`OwnerDied`] (with no guard: the lock *is* held and must be released) if the previous
     /// holder died holding it.
     ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// assert!(lock.acquire_with(true, None).unwrap()); // lock.acquire()
+    /// assert!(!lock.acquire_with(false, None).unwrap()); // lock.acquire(False)
+    /// lock.release().unwrap();
+    /// ```
     /// Python counterpart: `lock.acquire(block, timeout)`.
     pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
         let result = if block {
@@ -174,6 +221,12 @@ impl Lock {
     /// # Errors
     /// [`ReleaseError::NotLocked`] if it was not locked.
     ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// assert!(lock.release().is_err()); // not locked
+    /// lock.acquire_with(true, None).unwrap();
+    /// lock.release().unwrap();
+    /// ```
     /// Python counterpart: `lock.release()`.
     pub fn release(&self) -> std::result::Result<(), ReleaseError> {
         if self.raw().unlock() { Ok(()) } else { Err(ReleaseError::NotLocked) }
@@ -181,6 +234,11 @@ impl Lock {
 
     /// Whether anybody holds the lock right now.
     ///
+    /// ```
+    /// let lock = multiproc::Lock::new().unwrap();
+    /// let _g = lock.acquire().unwrap();
+    /// assert!(lock.locked());
+    /// ```
     /// Python counterpart: `lock._semlock._count() != 0` (Python's `Lock` has no public `locked()`;
     /// `threading.Lock.locked()` is the model).
     pub fn locked(&self) -> bool {
@@ -230,6 +288,14 @@ impl fmt::Debug for RLock {
 
 /// Holds one level of an [`RLock`]; releases that level when dropped. Not `Send`: the level
 /// belongs to the thread that took it.
+///
+/// ```
+/// let rlock = multiproc::RLock::new().unwrap();
+/// let outer = rlock.acquire().unwrap();
+/// let inner = rlock.acquire().unwrap(); // the same thread may take it again
+/// drop((inner, outer));
+/// ```
+/// Python counterpart: `with rlock:`.
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
@@ -254,6 +320,12 @@ impl RLock {
     ///
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(!rlock.locked());
+    /// ```
+    /// Python counterpart: `multiprocessing.RLock()`.
     pub fn new() -> Result<RLock> {
         Ok(RLock { state: Shared::new(RLockState { raw: RawMutex::new(), count: AtomicU32::new(0) })? })
     }
@@ -286,6 +358,12 @@ impl RLock {
     /// # Errors
     /// [`OwnerDied`] (carrying the guard) if the previous holder died holding it.
     ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// let _a = rlock.acquire().unwrap();
+    /// let _b = rlock.acquire().unwrap();
+    /// assert!(rlock.is_owned());
+    /// ```
     /// Python counterpart: `rlock.acquire()`.
     pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
         if self.reenter() {
@@ -300,6 +378,10 @@ impl RLock {
     /// # Errors
     /// [`TryAcquireError::WouldBlock`] if another thread holds it; `OwnerDied` as above.
     ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(rlock.try_acquire().is_ok());
+    /// ```
     /// Python counterpart: `rlock.acquire(block=False)`.
     pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
         if self.reenter() {
@@ -316,6 +398,10 @@ impl RLock {
     /// # Errors
     /// [`AcquireTimeoutError::Timeout`] once the timeout has passed; `OwnerDied` as above.
     ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(rlock.acquire_timeout(std::time::Duration::from_secs(1)).is_ok());
+    /// ```
     /// Python counterpart: `rlock.acquire(timeout=t)`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, AcquireTimeoutError<RLockGuard<'_>>> {
         self.acquire_deadline(deadline_after(timeout))
@@ -325,6 +411,13 @@ impl RLock {
     ///
     /// # Errors
     /// As for [`acquire_timeout`](Self::acquire_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(rlock.acquire_deadline(Some(Instant::now() + Duration::from_secs(1))).is_ok());
+    /// ```
+    /// Python counterpart: `rlock.acquire(timeout=deadline - time.monotonic())`.
     pub fn acquire_deadline(
         &self,
         deadline: Option<Instant>,
@@ -343,6 +436,14 @@ impl RLock {
     ///
     /// # Errors
     /// [`OwnerDied`] (the lock *is* held) if the previous holder died holding it.
+    ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(rlock.acquire_with(true, None).unwrap());
+    /// assert!(rlock.acquire_with(false, None).unwrap()); // the owner may take it again
+    /// rlock.release().unwrap();
+    /// rlock.release().unwrap();
+    /// ```
     pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
         let taken = match (block, timeout) {
             (false, _) => self.try_acquire().map_err(|e| match e {
@@ -371,6 +472,12 @@ impl RLock {
     /// [`ReleaseError::NotOwner`] if this thread does not hold it (Python: "cannot release
     /// un-acquired lock").
     ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(rlock.release().is_err()); // not the owner
+    /// rlock.acquire_with(true, None).unwrap();
+    /// rlock.release().unwrap();
+    /// ```
     /// Python counterpart: `rlock.release()`.
     pub fn release(&self) -> std::result::Result<(), ReleaseError> {
         if !self.state.raw.held_by_me() {
@@ -384,12 +491,25 @@ impl RLock {
     }
 
     /// Whether any thread of any process holds the lock.
+    ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// let _g = rlock.acquire().unwrap();
+    /// assert!(rlock.locked());
+    /// ```
+    /// Python counterpart: `rlock._semlock._count() != 0` (no public form in Python).
     pub fn locked(&self) -> bool {
         self.state.raw.is_locked()
     }
 
     /// Whether the calling thread holds the lock.
     ///
+    /// ```
+    /// let rlock = multiproc::RLock::new().unwrap();
+    /// assert!(!rlock.is_owned());
+    /// let _g = rlock.acquire().unwrap();
+    /// assert!(rlock.is_owned());
+    /// ```
     /// Python counterpart: `rlock._is_owned()`.
     pub fn is_owned(&self) -> bool {
         self.state.raw.held_by_me()

@@ -96,16 +96,51 @@ impl<G> OwnerDied<G> {
     }
 
     /// The pid of the process that died holding the lock.
+    ///
+    /// ```
+    /// use multiproc::{Lock, Process};
+    /// fn die_holding(lock: Lock) { let _g = lock.acquire().unwrap(); std::process::abort() }
+    /// let lock = Lock::new().unwrap();
+    /// let mut p = Process::spawn(die_holding, (lock.clone(),)).unwrap();
+    /// let _ = p.join();
+    /// let died = lock.acquire().unwrap_err();
+    /// assert_eq!(died.pid(), p.pid());
+    /// ```
+    /// Python counterpart: none (Python's locks deadlock instead).
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The guard of the now-held lock.
+    ///
+    /// ```
+    /// use multiproc::{Lock, Process};
+    /// fn die_holding(lock: Lock) { let _g = lock.acquire().unwrap(); std::process::abort() }
+    /// let lock = Lock::new().unwrap();
+    /// let mut p = Process::spawn(die_holding, (lock.clone(),)).unwrap();
+    /// let _ = p.join();
+    /// let died = lock.acquire().unwrap_err();
+    /// let guard = died.into_guard();
+    /// assert!(lock.locked());
+    /// drop(guard);
+    /// ```
+    /// Python counterpart: none.
     pub fn into_guard(self) -> G {
         self.guard
     }
 
     /// A reference to the guard.
+    ///
+    /// ```
+    /// use multiproc::{Lock, Process};
+    /// fn die_holding(lock: Lock) { let _g = lock.acquire().unwrap(); std::process::abort() }
+    /// let lock = Lock::new().unwrap();
+    /// let mut p = Process::spawn(die_holding, (lock.clone(),)).unwrap();
+    /// let _ = p.join();
+    /// let died = lock.acquire().unwrap_err();
+    /// let _ = died.guard();
+    /// ```
+    /// Python counterpart: none.
     pub fn guard(&self) -> &G {
         &self.guard
     }
@@ -131,9 +166,23 @@ impl<G> fmt::Display for OwnerDied<G> {
 impl<G> std::error::Error for OwnerDied<G> {}
 
 /// The result of a blocking acquire: the guard, or the guard with news of a dead previous holder.
+///
+/// ```
+/// let lock = multiproc::Lock::new().unwrap();
+/// let result: multiproc::sync::LockResult<multiproc::sync::LockGuard<'_>> = lock.acquire();
+/// assert!(result.is_ok());
+/// ```
+/// Python counterpart: none (Python's `acquire` returns a bool).
 pub type LockResult<G> = Result<G, OwnerDied<G>>;
 
 /// Why [`try_acquire`](Lock::try_acquire) did not simply return a guard.
+///
+/// ```
+/// let lock = multiproc::Lock::new().unwrap();
+/// let _held = lock.acquire().unwrap();
+/// assert!(matches!(lock.try_acquire(), Err(multiproc::sync::TryAcquireError::WouldBlock)));
+/// ```
+/// Python counterpart: `lock.acquire(False)` returning `False`.
 #[derive(Debug)]
 pub enum TryAcquireError<G> {
     /// Somebody else holds the lock.
@@ -143,6 +192,14 @@ pub enum TryAcquireError<G> {
 }
 
 /// Why a `_timeout`/`_deadline` acquire did not simply return a guard.
+///
+/// ```
+/// let lock = multiproc::Lock::new().unwrap();
+/// let _held = lock.acquire().unwrap();
+/// let r = lock.acquire_timeout(std::time::Duration::from_millis(10));
+/// assert!(matches!(r, Err(multiproc::sync::AcquireTimeoutError::Timeout)));
+/// ```
+/// Python counterpart: `lock.acquire(timeout=t)` returning `False`.
 #[derive(Debug)]
 pub enum AcquireTimeoutError<G> {
     /// The deadline passed while somebody else held the lock.
@@ -173,6 +230,12 @@ impl<G: fmt::Debug> std::error::Error for TryAcquireError<G> {}
 impl<G: fmt::Debug> std::error::Error for AcquireTimeoutError<G> {}
 
 /// Why a `release` was refused. Nothing changed.
+///
+/// ```
+/// let lock = multiproc::Lock::new().unwrap();
+/// assert_eq!(lock.release(), Err(multiproc::sync::ReleaseError::NotLocked));
+/// ```
+/// Python counterpart: the `ValueError`/`AssertionError` of releasing a lock not held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ReleaseError {
     /// The lock was not held (Python: "release unlocked lock").

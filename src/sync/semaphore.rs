@@ -22,6 +22,12 @@ unsafe impl SharedState for SemaphoreState {
 }
 
 /// Why a semaphore release was refused. Nothing changed.
+///
+/// ```
+/// let sem = multiproc::BoundedSemaphore::new(1).unwrap();
+/// assert!(sem.release().is_err());
+/// ```
+/// Python counterpart: `ValueError: semaphore or lock released too many times`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("semaphore or lock released too many times")]
 pub struct SemaphoreReleaseError;
@@ -66,6 +72,12 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    ///
+    /// ```
+    /// let room = multiproc::Semaphore::new(4).unwrap();
+    /// assert_eq!(room.value(), 4);
+    /// ```
+    /// Python counterpart: `multiprocessing.Semaphore(value)`.
     pub fn new(value: u32) -> Result<Semaphore> {
         Semaphore::with_bound(value, u32::MAX)
     }
@@ -76,6 +88,11 @@ impl Semaphore {
 
     /// Takes a unit, waiting for as long as it takes.
     ///
+    /// ```
+    /// let room = multiproc::Semaphore::new(1).unwrap();
+    /// room.acquire();
+    /// assert_eq!(room.value(), 0);
+    /// ```
     /// Python counterpart: `sem.acquire()`.
     pub fn acquire(&self) {
         let _ = self.state.raw.acquire(None);
@@ -83,6 +100,11 @@ impl Semaphore {
 
     /// Takes a unit if one is there; whether it did.
     ///
+    /// ```
+    /// let room = multiproc::Semaphore::new(1).unwrap();
+    /// assert!(room.try_acquire());
+    /// assert!(!room.try_acquire());
+    /// ```
     /// Python counterpart: `sem.acquire(block=False)`.
     pub fn try_acquire(&self) -> bool {
         self.state.raw.try_acquire()
@@ -90,12 +112,23 @@ impl Semaphore {
 
     /// Waits up to `timeout` for a unit; whether it got one.
     ///
+    /// ```
+    /// let room = multiproc::Semaphore::new(0).unwrap();
+    /// assert!(!room.acquire_timeout(std::time::Duration::from_millis(10)));
+    /// ```
     /// Python counterpart: `sem.acquire(timeout=t)`.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         self.acquire_deadline(deadline_after(timeout))
     }
 
     /// Waits until `deadline` (`None`: forever) for a unit; whether it got one.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let room = multiproc::Semaphore::new(1).unwrap();
+    /// assert!(room.acquire_deadline(Some(Instant::now() + Duration::from_secs(1))));
+    /// ```
+    /// Python counterpart: `sem.acquire(timeout=deadline - time.monotonic())`.
     pub fn acquire_deadline(&self, deadline: Option<Instant>) -> bool {
         self.state.raw.acquire(deadline).is_ok()
     }
@@ -106,6 +139,11 @@ impl Semaphore {
     /// Never for a plain semaphore (it saturates at `u32::MAX`); [`SemaphoreReleaseError`] for a
     /// [`BoundedSemaphore`] at its bound.
     ///
+    /// ```
+    /// let room = multiproc::Semaphore::new(0).unwrap();
+    /// room.release().unwrap();
+    /// assert_eq!(room.value(), 1);
+    /// ```
     /// Python counterpart: `sem.release()`.
     pub fn release(&self) -> std::result::Result<(), SemaphoreReleaseError> {
         if self.state.raw.release() { Ok(()) } else { Err(SemaphoreReleaseError) }
@@ -113,6 +151,9 @@ impl Semaphore {
 
     /// The units available right now (a snapshot: others may change it at once).
     ///
+    /// ```
+    /// assert_eq!(multiproc::Semaphore::new(3).unwrap().value(), 3);
+    /// ```
     /// Python counterpart: `sem.get_value()`.
     #[doc(alias = "get_value")]
     pub fn value(&self) -> u32 {
@@ -147,26 +188,59 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     /// [`ErrorKind::Os`](crate::ErrorKind::Os) if no shared memory can be had.
+    ///
+    /// ```
+    /// let sem = multiproc::BoundedSemaphore::new(2).unwrap();
+    /// assert_eq!(sem.value(), 2);
+    /// ```
+    /// Python counterpart: `multiprocessing.BoundedSemaphore(value)`.
     pub fn new(value: u32) -> Result<BoundedSemaphore> {
         Ok(BoundedSemaphore { inner: Semaphore::with_bound(value, value)? })
     }
 
     /// Takes a unit, waiting for as long as it takes.
+    ///
+    /// ```
+    /// let sem = multiproc::BoundedSemaphore::new(1).unwrap();
+    /// sem.acquire();
+    /// assert_eq!(sem.value(), 0);
+    /// ```
+    /// Python counterpart: `sem.acquire()`.
     pub fn acquire(&self) {
         self.inner.acquire()
     }
 
     /// Takes a unit if one is there; whether it did.
+    ///
+    /// ```
+    /// let sem = multiproc::BoundedSemaphore::new(1).unwrap();
+    /// assert!(sem.try_acquire());
+    /// assert!(!sem.try_acquire());
+    /// ```
+    /// Python counterpart: `sem.acquire(False)`.
     pub fn try_acquire(&self) -> bool {
         self.inner.try_acquire()
     }
 
     /// Waits up to `timeout` for a unit; whether it got one.
+    ///
+    /// ```
+    /// let sem = multiproc::BoundedSemaphore::new(1).unwrap();
+    /// assert!(sem.acquire_timeout(std::time::Duration::from_secs(1)));
+    /// ```
+    /// Python counterpart: `sem.acquire(timeout=t)`.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         self.inner.acquire_timeout(timeout)
     }
 
     /// Waits until `deadline` (`None`: forever) for a unit; whether it got one.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let sem = multiproc::BoundedSemaphore::new(1).unwrap();
+    /// assert!(sem.acquire_deadline(Some(Instant::now() + Duration::from_secs(1))));
+    /// ```
+    /// Python counterpart: `sem.acquire(timeout=deadline - time.monotonic())`.
     pub fn acquire_deadline(&self, deadline: Option<Instant>) -> bool {
         self.inner.acquire_deadline(deadline)
     }
@@ -175,11 +249,23 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     /// [`SemaphoreReleaseError`] if the value is already at its bound (Python's `ValueError`).
+    ///
+    /// ```
+    /// let sem = multiproc::BoundedSemaphore::new(1).unwrap();
+    /// assert!(sem.release().is_err()); // above its initial value
+    /// sem.acquire();
+    /// sem.release().unwrap();
+    /// ```
     pub fn release(&self) -> std::result::Result<(), SemaphoreReleaseError> {
         self.inner.release()
     }
 
     /// The units available right now.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::BoundedSemaphore::new(2).unwrap().value(), 2);
+    /// ```
+    /// Python counterpart: `sem.get_value()`.
     pub fn value(&self) -> u32 {
         self.inner.value()
     }

@@ -88,6 +88,12 @@ impl fmt::Display for StartMethod {
 }
 
 /// The error for a start-method name that is not one of `fork`, `spawn`, `forkserver`.
+///
+/// ```
+/// let err = "vfork".parse::<multiproc::StartMethod>().unwrap_err();
+/// assert_eq!(err.0, "vfork");
+/// ```
+/// Python counterpart: the `ValueError` of `get_context('nope')`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot find context for {0:?}")]
 pub struct UnknownStartMethod(pub String);
@@ -152,23 +158,46 @@ pub struct Context {
 
 impl Context {
     /// A context whose processes start with `method`.
+    ///
+    /// ```
+    /// let ctx = multiproc::Context::new(multiproc::StartMethod::Fork);
+    /// assert_eq!(ctx.start_method(), multiproc::StartMethod::Fork);
+    /// ```
+    /// Python counterpart: `multiprocessing.get_context(method)`.
     pub fn new(method: StartMethod) -> Context {
         Context { method }
     }
 
     /// The context of the process-wide default start method.
     ///
+    /// ```
+    /// let ctx = multiproc::Context::default_context();
+    /// assert_eq!(ctx.start_method(), multiproc::get_start_method());
+    /// ```
     /// Python counterpart: `multiprocessing.get_context()`.
     pub fn default_context() -> Context {
         Context::new(get_start_method())
     }
 
     /// This context's start method.
+    ///
+    /// ```
+    /// let ctx = multiproc::Context::new(multiproc::StartMethod::Spawn);
+    /// assert_eq!(ctx.start_method(), multiproc::StartMethod::Spawn);
+    /// ```
+    /// Python counterpart: `ctx.get_start_method()`.
     pub fn start_method(&self) -> StartMethod {
         self.method
     }
 
     /// A process builder that starts with this context's method.
+    ///
+    /// ```
+    /// let ctx = multiproc::Context::new(multiproc::StartMethod::Fork);
+    /// let mut p = ctx.process().name("forked").spawn(|| 2, ()).unwrap();
+    /// assert_eq!(p.join().unwrap(), 2);
+    /// ```
+    /// Python counterpart: `ctx.Process(...)` with keyword arguments.
     pub fn process(&self) -> crate::ProcessBuilder {
         crate::Process::builder().start_method(self.method)
     }
@@ -177,6 +206,13 @@ impl Context {
     ///
     /// # Errors
     /// As for [`Process::spawn`](crate::Process::spawn).
+    ///
+    /// ```
+    /// let ctx = multiproc::Context::new(multiproc::StartMethod::ForkServer);
+    /// let mut p = ctx.spawn(|x: u8| x + 1, (1,)).unwrap();
+    /// assert_eq!(p.join().unwrap(), 2);
+    /// ```
+    /// Python counterpart: `ctx.Process(target=f, args=args).start()`.
     pub fn spawn<F, A>(&self, task: F, args: A) -> Result<crate::Process<F::Output>>
     where
         F: crate::Task<A>,
@@ -190,11 +226,29 @@ impl Context {
     ///
     /// # Errors
     /// As for [`Process::spawn`](crate::Process::spawn).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Two;
+    /// impl multiproc::Run for Two {
+    ///     type Output = u8;
+    ///     fn run(self) -> u8 { 2 }
+    /// }
+    /// let ctx = multiproc::Context::new(multiproc::StartMethod::Fork);
+    /// assert_eq!(ctx.start(Two).unwrap().join().unwrap(), 2);
+    /// ```
+    /// Python counterpart: `MyProcess(...).start()` under `ctx`.
     pub fn start<T: crate::Run>(&self, object: T) -> Result<crate::Process<T::Output>> {
         self.process().start(object)
     }
 
     /// The affinity- and quota-aware CPU count; see [`cpu_count`](crate::cpu_count).
+    ///
+    /// ```
+    /// assert!(multiproc::Context::default_context().cpu_count() >= 1);
+    /// ```
+    /// Python counterpart: `ctx.cpu_count()`.
     pub fn cpu_count(&self) -> usize {
         crate::cpu_count()
     }
