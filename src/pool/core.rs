@@ -361,6 +361,10 @@ impl Core {
             if send(worker, id, batch) {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
+                if self.config.task_timeout.is_some() {
+                    // The supervisor must start watching this batch's clock.
+                    self.wake_supervisor();
+                }
             } else {
                 // The worker cannot take orders (it is dying): the batch waits for another, and
                 // this worker's end is handled when the supervisor sees it.
