@@ -386,7 +386,7 @@ impl Condition {
             let tokens = state.tokens.load(Ordering::SeqCst);
             tokens > 0 && state.tokens.compare_exchange(tokens, tokens - 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         };
-        if raw::spin(raw::SPIN, take) {
+        if raw::spin(raw::spin_budget(deadline), take) {
             return true;
         }
         loop {

@@ -164,7 +164,7 @@ impl Event {
         // Set now, or set at any moment since we started waiting (a new generation), even if
         // it has been cleared again since: Python's Event wakes every waiter of a set.
         let happened = |word: u32| word & SET != 0 || (word >> 1) != (start >> 1);
-        if happened(start) || raw::spin(raw::SPIN, || happened(state.flag.load(Ordering::SeqCst))) {
+        if happened(start) || raw::spin(raw::spin_budget(deadline), || happened(state.flag.load(Ordering::SeqCst))) {
             return true;
         }
         loop {

@@ -36,6 +36,12 @@
 //! Later acquirers see a normal lock. This holds for [`Lock`], [`RLock`] and the lock under a
 //! [`Condition`], and for the internal lock of a [`Barrier`] (which then breaks).
 //!
+//! The check is by pid. If the dead holder's pid is reused by a new, unrelated process before a
+//! waiter looks, the holder reads as alive and the lock is not recovered (Linux hands out pids
+//! in order up to `pid_max`, 4 million by default, so this takes a wrap-around of the whole pid
+//! space while the waiter sleeps). Mistaking a live holder for a dead one, which would give the
+//! lock two owners, cannot happen: only "no such process" counts as dead.
+//!
 //! A [`Semaphore`] unit held by a process that dies is **lost**, as in Python: units are not
 //! owned, so nobody can tell which process held one. A bounded semaphore's value then stays below
 //! its bound until someone releases an extra unit.

@@ -136,6 +136,12 @@ pub(crate) const SPIN: Duration = Duration::from_micros(50);
 const FIRST_SLICE: Duration = Duration::from_millis(5);
 const MAX_SLICE: Duration = Duration::from_millis(100);
 
+/// How long to spin before sleeping: [`SPIN`], but never past the caller's deadline (a zero
+/// timeout is one attempt, not 50 µs of spinning).
+pub(crate) fn spin_budget(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(SPIN, |d| d.saturating_duration_since(Instant::now()).min(SPIN))
+}
+
 /// Spins until `ready()` holds or `limit` passes; true if it held.
 #[inline]
 pub(crate) fn spin(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
@@ -213,7 +219,7 @@ impl<P: Platform> RawMutex<P> {
 
     #[cold]
     fn lock_slow(&self, me: u32, deadline: Option<Instant>) -> Result<Acquired, TimedOut> {
-        let spun = P::spin(SPIN, || {
+        let spun = P::spin(spin_budget(deadline), || {
             self.word.load(Ordering::Relaxed) == 0
                 && self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
         });
@@ -339,7 +345,7 @@ impl<P: Platform> RawSemaphore<P> {
 
     #[cold]
     fn acquire_slow(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
-        if P::spin(SPIN, || self.try_acquire()) {
+        if P::spin(spin_budget(deadline), || self.try_acquire()) {
             return Ok(());
         }
         loop {

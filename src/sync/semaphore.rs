@@ -136,8 +136,8 @@ impl Semaphore {
     /// Returns a unit, waking one waiter.
     ///
     /// # Errors
-    /// Never for a plain semaphore (it saturates at `u32::MAX`); [`SemaphoreReleaseError`] for a
-    /// [`BoundedSemaphore`] at its bound.
+    /// [`SemaphoreReleaseError`] if the value is already `u32::MAX`, the counter's limit
+    /// (Python raises `OverflowError` at its own limit).
     ///
     /// ```
     /// let room = multiproc::Semaphore::new(0).unwrap();
