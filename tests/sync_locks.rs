@@ -290,3 +290,25 @@ fn rlock_whose_holder_is_killed_reports_owner_died_and_stays_usable() {
     assert!(!rlock.locked());
     drop(rlock.acquire().unwrap());
 }
+
+fn hold_until(lock: Lock, held: Event, done: Event) {
+    let _guard = lock.acquire().unwrap();
+    held.set();
+    done.wait();
+}
+
+#[test]
+fn a_guard_never_releases_a_hold_that_is_not_its_own() {
+    let _w = watchdog(60);
+    let lock = Lock::new().unwrap();
+    let guard = lock.acquire().unwrap();
+    lock.release().unwrap(); // Python style, while the guard still lives
+    let (held, done) = (Event::new().unwrap(), Event::new().unwrap());
+    let mut other = Process::spawn(hold_until, (lock.clone(), held.clone(), done.clone())).unwrap();
+    assert!(held.wait_timeout(Duration::from_secs(20)));
+    drop(guard); // must leave the other process's hold alone
+    assert!(lock.locked(), "dropping a stale guard released another process's lock");
+    done.set();
+    other.join().unwrap();
+    assert!(!lock.locked());
+}

@@ -288,10 +288,20 @@ impl<P: Platform> RawMutex<P> {
     /// Releases the lock if the calling thread of this process holds it; false (and nothing
     /// done) otherwise. What a guard's drop uses: if the lock was released another way meanwhile
     /// (Python-style `release`) and someone else took it, their hold must not be broken.
+    ///
+    /// "This process" only: a guard cannot move to another thread (it is not `Send`), so the
+    /// thread check would cost a thread-local read on every release for nothing.
     #[inline]
     pub(crate) fn unlock_if_mine(&self) -> bool {
-        // Nobody else can take the lock between the check and the release: we hold it.
-        self.held_by_me() && self.unlock()
+        let me = P::pid();
+        // The common case in one atomic operation: held by us, nobody asleep.
+        if self.word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_ok() {
+            return true;
+        }
+        // Held by us with sleepers (release and wake one), or not ours at all (leave it alone).
+        // Nobody else can take the lock between the check and the release: if it is ours, we
+        // hold it.
+        self.word.load(Ordering::Relaxed) & PID_MASK == me && self.unlock()
     }
 
     /// Whether the lock is held by anybody.
