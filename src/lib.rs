@@ -211,6 +211,10 @@
 //! - Queue handles may be sent over a [`Connection`] (Python forbids it).
 //! - A pool never hangs on a dead worker: the task it ran fails with the signal or exit code, and
 //!   a new worker takes its place. Tasks can have a timeout; a running future can be cancelled.
+//! - A named [`SharedMemory`] segment that its creator never unlinked (it crashed, say) is
+//!   unlinked by a small cleaner process once the creator is gone; nothing piles up in
+//!   `/dev/shm`. Python's resource tracker does this only at the end of the whole program, and
+//!   before 3.13 also unlinked segments that a process merely attached to.
 //! - Pool workers ignore SIGINT: Ctrl-C ends the parent (by default), and its workers with it,
 //!   without a traceback from each.
 //! - `fork` children keep stdin; `spawn` and fork-server children read an empty stdin.
