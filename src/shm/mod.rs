@@ -31,7 +31,7 @@
 //! ```
 //!
 //! The handle is `Clone` (clones share one mapping) and serde-serializable: it travels as its
-//! segment's descriptor (see [`handle`](crate::handle)), and the receiving side maps the segment
+//! segment's descriptor (see [`crate::handle`]), and the receiving side maps the segment
 //! and checks the header before it hands out a `&T`. A descriptor that is not a segment of the
 //! expected kind and layout is an error, never a misread.
 
