@@ -573,7 +573,9 @@ impl Pool {
     /// As [`apply_async`](Self::apply_async), with callbacks: `callback` gets the value, or
     /// `error_callback` the error. Both run in this process, on the pool's result thread, in the
     /// order tasks finish, before [`AsyncResult::get`] returns. A callback that panics is
-    /// contained: other results keep flowing.
+    /// contained: other results keep flowing. Keep callbacks short, and never wait in one for
+    /// another result of the same pool: that result would be delivered by the very thread that
+    /// is waiting (Python's pool has the same rule).
     ///
     /// # Errors
     /// As [`apply_async`](Self::apply_async).
