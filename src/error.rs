@@ -43,6 +43,10 @@ pub enum ErrorKind {
     ForkServer,
     /// The child failed before it could run the task (bad bootstrap, lost channel).
     ChildStartup,
+    /// The other side is gone (a manager that was shut down or died).
+    Disconnected,
+    /// The peer did not prove it knows the authkey (or we could not prove it to the peer).
+    Authentication,
     /// An argument is out of range (Python's `ValueError`), such as a barrier for no parties.
     InvalidInput,
 }
@@ -63,6 +67,8 @@ impl ErrorKind {
             ErrorKind::TooManyHandles => "too many handles in one transfer",
             ErrorKind::ForkServer => "fork server failure",
             ErrorKind::ChildStartup => "child failed to start",
+            ErrorKind::Disconnected => "the other side is gone",
+            ErrorKind::Authentication => "authentication failed",
             ErrorKind::InvalidInput => "invalid argument",
         }
     }

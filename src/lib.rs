@@ -227,6 +227,7 @@
 pub mod connection;
 mod error;
 pub mod handle;
+pub mod manager;
 pub mod pool;
 pub mod process;
 pub mod queue;
@@ -237,6 +238,7 @@ mod sys;
 pub use connection::{Connection, pipe, pipe_one_way};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Fd;
+pub use manager::Manager;
 pub use pool::{AsyncResult, Pool, ProcessPoolExecutor, TaskFuture};
 pub use process::{
     ChildProcess, Context, CurrentProcess, ExitStatus, JoinError, ParentProcess, Process, ProcessBuilder, Run, Signal,

@@ -374,7 +374,55 @@ def shared_memory_256m(iterations):
     return total / iterations
 
 
+def _manager_calls(d, go, n, out):
+    go.wait()
+    t0 = time.perf_counter()
+    for i in range(n // 2):
+        d[i % 100] = i
+        d.get(i % 100)
+    out.put((time.perf_counter() - t0) / (n // 2 * 2))
+
+
+def manager_dict_calls(iterations):
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager:
+        d, go, out = manager.dict(), ctx.Event(), ctx.Queue()
+        child = ctx.Process(target=_manager_calls, args=(d, go, max(iterations, 2), out))
+        child.start()
+        go.set()
+        per_op = out.get()
+        child.join()
+    return per_op
+
+
+def _manager_count(d, lock, go, n):
+    go.wait()
+    for _ in range(n):
+        with lock:
+            d["n"] = d.get("n", 0) + 1
+
+
+def manager_counter_locked(iterations):
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager:
+        d, lock, go = manager.dict(), ctx.Lock(), ctx.Event()
+        each = max(iterations // 4, 1)
+        workers = [ctx.Process(target=_manager_count, args=(d, lock, go, each)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        t0 = time.perf_counter()
+        go.set()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - t0
+        if d["n"] != each * 4:
+            raise SystemExit("lost increments")
+    return elapsed / (each * 4)
+
+
 SCENARIOS = {
+    "manager_dict_calls": manager_dict_calls,
+    "manager_counter_locked": manager_counter_locked,
     "value_increments": value_increments,
     "shared_memory_256m": shared_memory_256m,
     "pool_map_default": lambda n: pool_map(n, None),

@@ -285,6 +285,48 @@ fn batch_trampoline<F, A>(
     }
 }
 
+/// The type-erased form of an update function run by a manager server on one stored value:
+/// the old value's encoding (if any) in, the new value's encoding out.
+pub(crate) type ApplyEntry = fn(Option<&[u8]>) -> Result<Vec<u8>, String>;
+
+/// The offset of update function `F`'s trampoline from the anchor (see [`entry_offset`]).
+pub(crate) fn apply_entry_offset<F, V>() -> i64
+where
+    F: Fn(Option<V>) -> V + Copy + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned,
+{
+    const { assert!(size_of::<F>() == 0, "an update must be a fn item or a closure that captures nothing") };
+    let entry: ApplyEntry = apply_trampoline::<F, V>;
+    (entry as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// Turns an offset back into the update trampoline it came from.
+///
+/// # Safety
+/// As for [`entry_from_offset`]: `offset` must come from [`apply_entry_offset`] in this build.
+pub(crate) unsafe fn apply_entry_from_offset(offset: i64) -> ApplyEntry {
+    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's contract `address` is an `ApplyEntry` trampoline of this build.
+    unsafe { std::mem::transmute::<usize, ApplyEntry>(address) }
+}
+
+fn apply_trampoline<F, V>(old: Option<&[u8]>) -> Result<Vec<u8>, String>
+where
+    F: Fn(Option<V>) -> V + Copy + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned,
+{
+    let old: Option<V> = match old.map(postcard::from_bytes).transpose() {
+        Ok(old) => old,
+        Err(err) => return Err(format!("the stored value is not a {}: {err}", std::any::type_name::<V>())),
+    };
+    // SAFETY: as in `trampoline`: `F` is zero-sized (asserted in `apply_entry_offset`, the only
+    // way to name this function), so it has no bytes and no validity invariant.
+    let f: F = unsafe { std::mem::zeroed() };
+    let new = catch_unwind(AssertUnwindSafe(|| f(old)))
+        .map_err(|p| format!("the update panicked: {}", panic_message(p.as_ref())))?;
+    postcard::to_stdvec(&new).map_err(|e| format!("the new value could not be encoded: {e}"))
+}
+
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

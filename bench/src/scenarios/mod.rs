@@ -25,6 +25,7 @@ use std::error::Error;
 use std::time::Instant;
 
 mod baseline;
+mod manager;
 mod pipe;
 mod pool;
 mod process;
@@ -118,5 +119,6 @@ pub fn all() -> Vec<Scenario> {
     all.extend(queue::scenarios());
     all.extend(pool::scenarios());
     all.extend(shm::scenarios());
+    all.extend(manager::scenarios());
     all
 }

@@ -1,0 +1,567 @@
+//! The manager: a server process that holds shared objects, reached through typed proxies.
+//!
+//! [`Manager::start`] starts the server; [`Manager::dict`] makes a shared dict there and returns a
+//! [`DictProxy`]. A proxy is a plain value — the server's address, the authkey and the object's
+//! id — so it can be put in a process's arguments, in a queue, in a pool task, or handed to a
+//! process that inherited nothing: each process connects on first use, proving it knows the
+//! authkey (HMAC-SHA256 challenge–response both ways). Values travel encoded; the server stores
+//! the bytes and never decodes what clients send, so nothing on the wire can make it run code.
+//!
+//! Beyond Python: [`DictProxy::apply`] and [`DictProxy::add`] update one entry *in the server,
+//! under the dict's own lock*, so concurrent read-modify-write from many processes needs no Lock.
+//! The function given to `apply` is this program's own code, named by offset; the server accepts
+//! it only from clients of its own build.
+//!
+//! ```
+//! use multiproc::{Manager, Process, manager::DictProxy};
+//!
+//! fn sell(tickets: DictProxy<String, i64>) {
+//!     tickets.add(&"left".to_string(), -1).unwrap(); // atomic in the server
+//! }
+//!
+//! let manager = Manager::start().unwrap();
+//! let tickets = manager.dict::<String, i64>().unwrap();
+//! tickets.insert("left".to_string(), 10).unwrap();
+//! let mut buyers: Vec<_> = (0..10).map(|_| Process::spawn(sell, (tickets.clone(),)).unwrap()).collect();
+//! buyers.iter_mut().for_each(|b| b.join().unwrap());
+//! assert_eq!(tickets.get(&"left".to_string()).unwrap(), Some(0));
+//! ```
+//!
+//! Not yet here (see the issue): lists, namespaces, values, manager-hosted locks and queues,
+//! nesting, custom types, TCP and `Listener`/`Client`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Fd;
+use crate::process::task::apply_entry_offset;
+use crate::process::{Process, Signal};
+use crate::sys;
+
+mod server;
+mod wire;
+
+use wire::{AuthKey, Refused, Reply, Request};
+
+/// Where a manager listens and the key it expects: what a proxy carries.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Address {
+    /// An abstract Unix socket name (no file in the filesystem).
+    name: String,
+    authkey: AuthKey,
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Address").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// One authenticated connection of this process to a manager.
+struct Connection {
+    stream: Mutex<UnixStream>,
+}
+
+/// This process's connections, one per manager (a forked child makes its own: it must not
+/// share its parent's socket).
+static CONNECTIONS: Mutex<Vec<(u32, Address, Arc<Connection>)>> = Mutex::new(Vec::new());
+
+fn disconnected(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::with_source(ErrorKind::Disconnected, "the manager is gone", e)
+}
+
+fn connect(address: &Address) -> Result<Arc<Connection>> {
+    let me = sys::process::getpid();
+    let mut all = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, c)) = all.iter().find(|(pid, a, _)| *pid == me && a == address) {
+        return Ok(c.clone());
+    }
+    let addr = SocketAddr::from_abstract_name(address.name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
+    let mut stream = UnixStream::connect_addr(&addr).map_err(disconnected)?;
+    match wire::connect(&mut stream, &address.authkey, sys::build_id::fingerprint()) {
+        Ok(()) => {}
+        Err(Refused::Authentication) => {
+            return Err(Error::new(ErrorKind::Authentication, "the manager did not accept our authkey"));
+        }
+        Err(Refused::Io(e)) => return Err(disconnected(e)),
+    }
+    let connection = Arc::new(Connection { stream: Mutex::new(stream) });
+    all.retain(|(pid, _, _)| *pid == me); // connections inherited over fork are not ours to use
+    all.push((me, address.clone(), connection.clone()));
+    Ok(connection)
+}
+
+fn call(address: &Address, request: &Request) -> Result<Reply> {
+    let connection = connect(address)?;
+    let mut stream = connection.stream.lock().unwrap_or_else(|p| p.into_inner());
+    match server::roundtrip(&mut stream, request) {
+        Ok(Reply::Refused(why)) => Err(Error::new(ErrorKind::InvalidInput, why)),
+        Ok(reply) => Ok(reply),
+        Err(e) => {
+            drop(stream);
+            // Forget the broken connection, so that a later call reports the same clearly.
+            let mut all = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+            all.retain(|(_, _, c)| !Arc::ptr_eq(c, &connection));
+            Err(disconnected(e))
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> Error {
+    Error::new(ErrorKind::Decode, format!("unexpected reply from the manager: {reply:?}"))
+}
+
+/// A running manager server; it stops when this handle is dropped (clients then get
+/// [`ErrorKind::Disconnected`]).
+///
+/// ```
+/// let manager = multiproc::Manager::start().unwrap();
+/// let d = manager.dict::<u32, String>().unwrap();
+/// d.insert(1, "one".into()).unwrap();
+/// assert_eq!(d.len().unwrap(), 1);
+/// drop(manager);
+/// assert_eq!(d.len().unwrap_err().kind(), multiproc::ErrorKind::Disconnected);
+/// ```
+/// Python counterpart: `multiprocessing.Manager()` / `SyncManager`.
+pub struct Manager {
+    address: Address,
+    server: Process<()>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager").field("address", &self.address).field("pid", &self.server.pid()).finish()
+    }
+}
+
+impl Manager {
+    /// Starts a manager server (with the default start method) and a fresh random authkey.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the socket or the process cannot be made.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// # drop(manager);
+    /// ```
+    /// Python counterpart: `multiprocessing.Manager()`.
+    pub fn start() -> Result<Manager> {
+        let authkey = wire::random_bytes().map_err(|e| Error::os("reading random bytes", e))?;
+        let name = format!(
+            "multiproc-manager-{}-{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(authkey[..8].try_into().expect("8 bytes")) ^ 0x5bd1_e995
+        );
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
+        let listener = UnixListener::bind_addr(&addr).map_err(|e| Error::os("binding the manager's socket", e))?;
+        let setup = server::Setup { listener: Fd::from(listener), authkey };
+        let server = Process::builder().name("manager").daemon(true).spawn(server::serve, (setup,))?;
+        Ok(Manager { address: Address { name, authkey }, server })
+    }
+
+    /// A new, empty shared dict.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let counts = manager.dict::<String, u64>().unwrap();
+    /// assert!(counts.is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `manager.dict()`.
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
+        match call(&self.address, &Request::NewDict)? {
+            Reply::Id(id) => Ok(DictProxy { address: self.address.clone(), id, _types: PhantomData }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stops the server now (dropping the handle does the same).
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// manager.shutdown();
+    /// ```
+    /// Python counterpart: `manager.shutdown()`.
+    pub fn shutdown(self) {}
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.server.signal(Signal::KILL);
+        let _ = self.server.join();
+    }
+}
+
+/// A shared dict living in a [`Manager`]: keys `K` and values `V` travel encoded.
+///
+/// Every method is one round trip to the server. Reads give copies: changing a value you got
+/// does not change the dict (put it back with [`insert`](Self::insert), or change it in place
+/// with [`apply`](Self::apply)).
+///
+/// ```
+/// let manager = multiproc::Manager::start().unwrap();
+/// let d = manager.dict::<String, Vec<u32>>().unwrap();
+/// d.insert("primes".into(), vec![2, 3]).unwrap();
+/// fn push_five(v: Option<Vec<u32>>) -> Vec<u32> {
+///     let mut v = v.unwrap_or_default();
+///     v.push(5);
+///     v
+/// }
+/// d.apply(&"primes".to_string(), push_five).unwrap();
+/// assert_eq!(d.get(&"primes".to_string()).unwrap(), Some(vec![2, 3, 5]));
+/// ```
+/// Python counterpart: the `DictProxy` of `manager.dict()`.
+pub struct DictProxy<K, V> {
+    address: Address,
+    id: u64,
+    _types: PhantomData<fn(K) -> V>,
+}
+
+impl<K, V> Clone for DictProxy<K, V> {
+    fn clone(&self) -> DictProxy<K, V> {
+        DictProxy { address: self.address.clone(), id: self.id, _types: PhantomData }
+    }
+}
+
+impl<K, V> fmt::Debug for DictProxy<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DictProxy").field("manager", &self.address).field("id", &self.id).finish()
+    }
+}
+
+impl<K, V> Serialize for DictProxy<K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.address, self.id).serialize(serializer)
+    }
+}
+
+impl<'de, K, V> Deserialize<'de> for DictProxy<K, V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<DictProxy<K, V>, D::Error> {
+        let (address, id) = <(Address, u64)>::deserialize(deserializer)?;
+        Ok(DictProxy { address, id, _types: PhantomData })
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<ByteBuf> {
+    postcard::to_stdvec(value)
+        .map(ByteBuf::from)
+        .map_err(|e| Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        Error::with_source(ErrorKind::Decode, format!("a stored value is not a {}", std::any::type_name::<T>()), e)
+    })
+}
+
+/// Numbers [`DictProxy::add`] can add in the server.
+///
+/// ```
+/// fn addable<N: multiproc::manager::Number>() {}
+/// addable::<i64>();
+/// addable::<f32>();
+/// ```
+/// Python counterpart: none (`d[k] += n` under a Lock).
+pub trait Number: Serialize + DeserializeOwned + Copy + sealed::Sealed {}
+
+mod sealed {
+    /// How a number travels to the server — its kind and its bits — and what keeps `Number`
+    /// closed to other types: the server must know how each kind is encoded.
+    pub trait Sealed {
+        fn kind_and_bits(self) -> (u8, u64);
+    }
+}
+
+const SIGNED: u8 = 0;
+const UNSIGNED: u8 = 1;
+const F32: u8 = 2;
+const F64: u8 = 3;
+
+macro_rules! number {
+    ($kind:ident, $bits:expr; $($t:ty),*) => { $(
+        impl sealed::Sealed for $t {
+            #[allow(clippy::cast_lossless, clippy::unnecessary_cast, trivial_numeric_casts)]
+            fn kind_and_bits(self) -> (u8, u64) {
+                ($kind, $bits(self))
+            }
+        }
+        impl Number for $t {}
+    )* };
+}
+number!(SIGNED, |n| n as i64 as u64; i8, i16, i32, i64, isize);
+number!(UNSIGNED, |n| n as u64; u8, u16, u32, u64, usize);
+number!(F32, |n: f32| u64::from(n.to_bits()); f32);
+number!(F64, |n: f64| n.to_bits(); f64);
+
+fn to_wire(kind_and_bits: (u8, u64)) -> wire::Number {
+    match kind_and_bits {
+        (SIGNED, bits) => wire::Number::Signed(bits as i64),
+        (UNSIGNED, bits) => wire::Number::Unsigned(bits),
+        (F32, bits) => wire::Number::F32(f32::from_bits(bits as u32)),
+        (_, bits) => wire::Number::F64(f64::from_bits(bits)),
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    fn value(&self, request: Request) -> Result<Option<V>> {
+        match call(&self.address, &request)? {
+            Reply::Value(v) => v.map(|b| decode(&b)).transpose(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The value for `key`, if any.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone; [`ErrorKind::Decode`] if the stored
+    /// value is not a `V`.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// assert_eq!(d.get(&1).unwrap(), None);
+    /// ```
+    /// Python counterpart: `d.get(key)`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        self.value(Request::DictGet { id: self.id, key: encode(key)? })
+    }
+
+    /// Sets `key` to `value`; returns the old value.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get); [`ErrorKind::Encode`] if the key or value cannot be encoded.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// assert_eq!(d.insert(1, 2).unwrap(), None);
+    /// assert_eq!(d.insert(1, 3).unwrap(), Some(2));
+    /// ```
+    /// Python counterpart: `d[key] = value`.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        self.value(Request::DictInsert { id: self.id, key: encode(&key)?, value: encode(&value)? })
+    }
+
+    /// Removes `key`; returns its value.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.insert(1, 2).unwrap();
+    /// assert_eq!(d.remove(&1).unwrap(), Some(2));
+    /// ```
+    /// Python counterpart: `d.pop(key, None)`.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        self.value(Request::DictRemove { id: self.id, key: encode(key)? })
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.insert(1, 2).unwrap();
+    /// assert!(d.contains_key(&1).unwrap());
+    /// ```
+    /// Python counterpart: `key in d`.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        match call(&self.address, &Request::DictContains { id: self.id, key: encode(key)? })? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The number of entries.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert_eq!(m.dict::<u8, u8>().unwrap().len().unwrap(), 0);
+    /// ```
+    /// Python counterpart: `len(d)`.
+    pub fn len(&self) -> Result<usize> {
+        match call(&self.address, &Request::DictLen { id: self.id })? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Whether the dict is empty.
+    ///
+    /// # Errors
+    /// As [`len`](Self::len).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.dict::<u8, u8>().unwrap().is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `not d`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A snapshot of every entry (in no particular order).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.insert(1, 2).unwrap();
+    /// assert_eq!(d.items().unwrap(), [(1, 2)]);
+    /// ```
+    /// Python counterpart: `d.items()`.
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        match call(&self.address, &Request::DictItems { id: self.id })? {
+            Reply::Items(items) => items.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A snapshot of the keys.
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.insert(7, 0).unwrap();
+    /// assert_eq!(d.keys().unwrap(), [7]);
+    /// ```
+    /// Python counterpart: `d.keys()`.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// A snapshot of the values.
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.insert(7, 9).unwrap();
+    /// assert_eq!(d.values().unwrap(), [9]);
+    /// ```
+    /// Python counterpart: `d.values()`.
+    pub fn values(&self) -> Result<Vec<V>> {
+        Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Inserts every pair of `items` (in one round trip).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.update([(1, 1), (2, 4)]).unwrap();
+    /// assert_eq!(d.len().unwrap(), 2);
+    /// ```
+    /// Python counterpart: `d.update(items)`.
+    pub fn update(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let items = items.into_iter().map(|(k, v)| Ok((encode(&k)?, encode(&v)?))).collect::<Result<Vec<_>>>()?;
+        match call(&self.address, &Request::DictExtend { id: self.id, items })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes every entry.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<u8, u8>().unwrap();
+    /// d.insert(1, 1).unwrap();
+    /// d.clear().unwrap();
+    /// assert!(d.is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `d.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        match call(&self.address, &Request::DictClear { id: self.id })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Replaces the value for `key` by `f(old value)`, in the server, under the dict's lock: no
+    /// other update of the dict can come in between. Returns the new value. `f` is a plain
+    /// function (or a closure that captures nothing) of this program.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get); [`ErrorKind::InvalidInput`] if `f` panicked (the entry is left as
+    /// it was) or the server is another build.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<String, u32>().unwrap();
+    /// fn double_or_one(v: Option<u32>) -> u32 { v.map_or(1, |v| v * 2) }
+    /// let key = "n".to_string();
+    /// d.apply(&key, double_or_one).unwrap();
+    /// assert_eq!(d.apply(&key, double_or_one).unwrap(), 2);
+    /// ```
+    /// Python counterpart: none (`with lock: d[k] = f(d.get(k))`).
+    pub fn apply<F>(&self, key: &K, _f: F) -> Result<V>
+    where
+        F: Fn(Option<V>) -> V + Copy + Send + Sync + 'static,
+    {
+        let entry = apply_entry_offset::<F, V>();
+        match self.value(Request::DictApply { id: self.id, key: encode(key)?, entry })? {
+            Some(v) => Ok(v),
+            None => Err(Error::new(ErrorKind::Decode, "the manager returned no value")),
+        }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Number> DictProxy<K, V> {
+    /// Adds `delta` to the number at `key` (absent counts as zero), in the server, under the
+    /// dict's lock; returns the new value. Many processes can add to one key at once and no
+    /// update is lost — no Lock needed.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get); [`ErrorKind::InvalidInput`] if the sum overflows.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<String, i64>().unwrap();
+    /// d.add(&"hits".to_string(), 5).unwrap();
+    /// assert_eq!(d.add(&"hits".to_string(), -2).unwrap(), 3);
+    /// ```
+    /// Python counterpart: none (`with lock: d[k] += n`).
+    pub fn add(&self, key: &K, delta: V) -> Result<V> {
+        match self.value(Request::DictAdd {
+            id: self.id,
+            key: encode(key)?,
+            delta: to_wire(sealed::Sealed::kind_and_bits(delta)),
+        })? {
+            Some(v) => Ok(v),
+            None => Err(Error::new(ErrorKind::Decode, "the manager returned no value")),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The manager server: a process that holds the shared objects and answers clients, one thread
+//! per connection, so that a slow client never stalls the others.
+//!
+//! Values are stored as their encoded bytes: the server never decodes a client's data (it cannot
+//! be made to run code by what it receives), except for [`Request::DictAdd`] on numbers and the
+//! update functions of [`Request::DictApply`], which are this build's own code.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::handle::Fd;
+use crate::manager::wire::{self, AuthKey, Number, Reply, Request};
+use crate::process::task;
+use crate::sys;
+
+/// What the server starts with.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Setup {
+    pub(crate) listener: Fd,
+    pub(crate) authkey: AuthKey,
+}
+
+/// A dict's entries: encoded key → encoded value.
+type Entries = HashMap<Vec<u8>, Vec<u8>>;
+
+/// One shared object.
+enum Object {
+    Dict(Entries),
+}
+
+#[derive(Default)]
+struct Objects {
+    next: AtomicU64,
+    all: Mutex<HashMap<u64, Arc<Mutex<Object>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking request thread leaves the object as it was when it panicked; others go on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Objects {
+    fn add(&self, object: Object) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.all).insert(id, Arc::new(Mutex::new(object)));
+        id
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<Mutex<Object>>> {
+        lock(&self.all).get(&id).cloned()
+    }
+}
+
+/// The server process's task.
+pub(crate) fn serve(setup: Setup) {
+    let listener = UnixListener::from(setup.listener.into_owned());
+    let objects = Arc::new(Objects::default());
+    let authkey = setup.authkey;
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let objects = objects.clone();
+        let _ =
+            std::thread::Builder::new().name("manager-client".into()).spawn(move || client(stream, &authkey, &objects));
+    }
+}
+
+/// Serves one connection until it closes or misbehaves.
+fn client(mut stream: UnixStream, authkey: &AuthKey, objects: &Objects) {
+    // Reads of the handshake are bounded, so a client that connects and says nothing does not
+    // hold a thread forever.
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(20)));
+    let Ok(build) = wire::accept(&mut stream, authkey) else { return };
+    let _ = stream.set_read_timeout(None);
+    let same_build = build == sys::build_id::fingerprint();
+    loop {
+        wire::spin_until_readable(&stream);
+        let request: Request = match wire::receive(&mut stream) {
+            Ok(request) => request,
+            // Closed, truncated, oversized or undecodable: drop this connection only.
+            Err(_) => return,
+        };
+        let reply = handle(objects, request, same_build);
+        if wire::send(&mut stream, &reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn handle(objects: &Objects, request: Request, same_build: bool) -> Reply {
+    let dict = |id: u64| match objects.get(id) {
+        Some(object) => Ok(object),
+        None => Err(Reply::Refused(format!("no shared object {id}"))),
+    };
+    let run = |id: u64, f: &mut dyn FnMut(&mut Entries) -> Reply| match dict(id) {
+        Ok(object) => {
+            let mut guard = lock(&object);
+            let Object::Dict(map) = &mut *guard;
+            f(map)
+        }
+        Err(reply) => reply,
+    };
+    let bytes = |v: Option<Vec<u8>>| Reply::Value(v.map(ByteBuf::from));
+    match request {
+        Request::NewDict => Reply::Id(objects.add(Object::Dict(HashMap::new()))),
+        Request::DictGet { id, key } => run(id, &mut |m| bytes(m.get(key.as_slice()).cloned())),
+        Request::DictInsert { id, key, value } => run(id, &mut |m| bytes(m.insert(key.to_vec(), value.to_vec()))),
+        Request::DictRemove { id, key } => run(id, &mut |m| bytes(m.remove(key.as_slice()))),
+        Request::DictContains { id, key } => run(id, &mut |m| Reply::Bool(m.contains_key(key.as_slice()))),
+        Request::DictLen { id } => run(id, &mut |m| Reply::Len(m.len() as u64)),
+        Request::DictItems { id } => run(id, &mut |m| {
+            Reply::Items(m.iter().map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone()))).collect())
+        }),
+        Request::DictClear { id } => run(id, &mut |m| {
+            m.clear();
+            Reply::Done
+        }),
+        Request::DictExtend { id, items } => run(id, &mut |m| {
+            m.extend(items.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
+            Reply::Done
+        }),
+        Request::DictApply { id, key, entry } => {
+            if !same_build {
+                return Reply::Refused(
+                    "update functions are only accepted from clients of the manager's own build".into(),
+                );
+            }
+            // SAFETY: the client proved it runs this very build (its fingerprint, checked at the
+            // handshake), and entries are made by `apply_entry_offset` there.
+            let apply = unsafe { task::apply_entry_from_offset(entry) };
+            run(id, &mut |m| {
+                let key = key.to_vec();
+                match apply(m.get(&key).map(Vec::as_slice)) {
+                    Ok(new) => {
+                        m.insert(key.clone(), new.clone());
+                        bytes(Some(new))
+                    }
+                    Err(why) => Reply::Refused(why),
+                }
+            })
+        }
+        Request::DictAdd { id, key, delta } => run(id, &mut |m| {
+            let key = key.to_vec();
+            match add(m.get(&key).map(Vec::as_slice), delta) {
+                Ok(new) => {
+                    m.insert(key.clone(), new.clone());
+                    bytes(Some(new))
+                }
+                Err(why) => Reply::Refused(why),
+            }
+        }),
+    }
+}
+
+/// Adds `delta` to an encoded number of the same kind (absent: zero); wraps like Python's ints
+/// never do, so overflow is refused instead.
+fn add(old: Option<&[u8]>, delta: Number) -> Result<Vec<u8>, String> {
+    fn decode<T: serde::de::DeserializeOwned + Default>(old: Option<&[u8]>) -> Result<T, String> {
+        old.map_or(Ok(T::default()), |b| {
+            postcard::from_bytes(b).map_err(|e| format!("the stored value is not that kind of number: {e}"))
+        })
+    }
+    let encode = |r: postcard::Result<Vec<u8>>| r.map_err(|e| e.to_string());
+    match delta {
+        Number::Signed(d) => {
+            encode(postcard::to_stdvec(&decode::<i64>(old)?.checked_add(d).ok_or("the sum overflows")?))
+        }
+        Number::Unsigned(d) => {
+            encode(postcard::to_stdvec(&decode::<u64>(old)?.checked_add(d).ok_or("the sum overflows")?))
+        }
+        Number::F32(d) => encode(postcard::to_stdvec(&(decode::<f32>(old)? + d))),
+        Number::F64(d) => encode(postcard::to_stdvec(&(decode::<f64>(old)? + d))),
+    }
+}
+
+/// Reads a reply to `request` from a raw socket: for the client side, here so that both sides
+/// of the protocol sit together.
+pub(crate) fn roundtrip(stream: &mut UnixStream, request: &Request) -> io::Result<Reply> {
+    wire::send(stream, request)?;
+    wire::spin_until_readable(stream);
+    wire::receive(stream)
+}

@@ -1,0 +1,189 @@
+//! The manager's shared dict: proxy semantics, the counter race and its two fixes, atomic
+//! updates from many processes, authentication, garbage on the wire, and shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
+
+use common::watchdog;
+use multiproc::manager::DictProxy;
+use multiproc::{ErrorKind, Lock, Manager, Process};
+
+#[test]
+fn dict_proxy_semantics() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, Vec<u32>>().unwrap();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.insert("a".into(), vec![1]).unwrap(), None);
+    assert_eq!(d.insert("a".into(), vec![1, 2]).unwrap(), Some(vec![1]));
+    d.update([("b".to_string(), vec![]), ("c".to_string(), vec![3])]).unwrap();
+    assert_eq!(d.len().unwrap(), 3);
+    assert!(d.contains_key(&"b".to_string()).unwrap());
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a", "b", "c"]);
+    assert_eq!(d.remove(&"b".to_string()).unwrap(), Some(vec![]));
+    assert_eq!(d.remove(&"b".to_string()).unwrap(), None);
+    // A copy read out is a copy: changing it changes nothing until it is put back.
+    let mut a = d.get(&"a".to_string()).unwrap().unwrap();
+    a.push(99);
+    assert_eq!(d.get(&"a".to_string()).unwrap(), Some(vec![1, 2]));
+    d.clear().unwrap();
+    assert_eq!(d.len().unwrap(), 0);
+    // Two dicts are independent.
+    let other = manager.dict::<String, Vec<u32>>().unwrap();
+    other.insert("x".into(), vec![]).unwrap();
+    assert!(d.is_empty().unwrap());
+}
+
+fn take_one_locked(tickets: DictProxy<String, i64>, lock: Lock, times: u32) {
+    for _ in 0..times {
+        let _g = lock.acquire().unwrap();
+        let left = tickets.get(&"left".to_string()).unwrap().unwrap();
+        tickets.insert("left".to_string(), left - 1).unwrap();
+    }
+}
+
+fn take_one_atomic(tickets: DictProxy<String, i64>, times: u32) {
+    for _ in 0..times {
+        tickets.add(&"left".to_string(), -1).unwrap();
+    }
+}
+
+#[test]
+fn the_counter_is_exact_with_a_lock_and_with_the_atomic_update() {
+    let _w = watchdog(120);
+    let manager = Manager::start().unwrap();
+    let tickets = manager.dict::<String, i64>().unwrap();
+    tickets.insert("left".into(), 1_000).unwrap();
+    let lock = Lock::new().unwrap();
+    let mut ps: Vec<_> =
+        (0..10).map(|_| Process::spawn(take_one_locked, (tickets.clone(), lock.clone(), 50)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(tickets.get(&"left".to_string()).unwrap(), Some(500));
+    let mut ps: Vec<_> = (0..10).map(|_| Process::spawn(take_one_atomic, (tickets.clone(), 50)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(tickets.get(&"left".to_string()).unwrap(), Some(0));
+}
+
+fn append_me(log: Vec<u32>) -> Vec<u32> {
+    let mut log = log;
+    log.push(log.len() as u32);
+    log
+}
+
+fn push_many(d: DictProxy<u8, Vec<u32>>, times: u32) {
+    for _ in 0..times {
+        d.apply(&0, |old: Option<Vec<u32>>| append_me(old.unwrap_or_default())).unwrap();
+    }
+}
+
+#[test]
+fn eight_processes_apply_updates_to_one_key_and_none_is_lost() {
+    let _w = watchdog(120);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, Vec<u32>>().unwrap();
+    let mut ps: Vec<_> = (0..8).map(|_| Process::spawn(push_many, (d.clone(), 25)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(d.get(&0).unwrap().unwrap(), (0..200).collect::<Vec<u32>>());
+}
+
+fn panicking_update(_: Option<u32>) -> u32 {
+    panic!("no update for you")
+}
+
+#[test]
+fn a_panicking_update_leaves_the_entry_alone_and_numbers_refuse_overflow() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, u32>().unwrap();
+    d.insert(1, 7).unwrap();
+    let err = d.apply(&1, panicking_update).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("no update for you"), "{err}");
+    assert_eq!(d.get(&1).unwrap(), Some(7));
+    let big = manager.dict::<u8, u64>().unwrap();
+    big.insert(0, u64::MAX).unwrap();
+    assert_eq!(big.add(&0, 1).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(big.get(&0).unwrap(), Some(u64::MAX));
+    let f = manager.dict::<u8, f64>().unwrap();
+    assert_eq!(f.add(&0, 0.5).unwrap(), 0.5);
+}
+
+/// The proxy's wire form, to reach the server like a stranger would.
+fn address_of<K, V>(proxy: &DictProxy<K, V>) -> (String, Vec<u8>, serde_json::Value) {
+    let json = serde_json::to_value(proxy).unwrap();
+    let name = json[0]["name"].as_str().unwrap().to_string();
+    let key = json[0]["authkey"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+    (name, key, json)
+}
+
+#[test]
+fn a_wrong_authkey_is_refused_clearly() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    let (_, _, mut json) = address_of(&d);
+    json[0]["authkey"][0] = serde_json::json!(json[0]["authkey"][0].as_u64().unwrap() ^ 1);
+    let forged: DictProxy<u8, u8> = serde_json::from_value(json).unwrap();
+    assert_eq!(forged.len().unwrap_err().kind(), ErrorKind::Authentication);
+    assert_eq!(d.len().unwrap(), 0, "the server is unharmed");
+}
+
+fn connect(name: &str) -> UnixStream {
+    UnixStream::connect_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn garbage_on_the_wire_drops_only_that_connection() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    let (name, _key, _) = address_of(&d);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..20 {
+        let mut s = connect(&name);
+        let mut challenge = [0u8; 32];
+        s.read_exact(&mut challenge).unwrap();
+        let junk: Vec<u8> = (0..(round * 37 + 5))
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect();
+        let _ = s.write_all(&junk);
+        let _ = s.shutdown(std::net::Shutdown::Write); // a short answer ends here
+        // The server hangs up on a bad or short answer; reading sees the end (or a reset).
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    // Truncated handshakes and huge length prefixes.
+    for bytes in [&[1u8, 2, 3][..], &[0xff; 64][..], &u32::MAX.to_le_bytes()[..]] {
+        let mut s = connect(&name);
+        let _ = s.write_all(bytes);
+        drop(s);
+    }
+    assert_eq!(d.get(&1).unwrap(), Some(1), "a well-behaved client is still served");
+}
+
+fn use_after_shutdown(d: DictProxy<u8, u8>) -> bool {
+    d.len().unwrap_err().kind() == ErrorKind::Disconnected
+}
+
+#[test]
+fn clients_of_a_manager_that_is_gone_get_an_error() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    manager.shutdown();
+    assert_eq!(d.get(&1).unwrap_err().kind(), ErrorKind::Disconnected);
+    let mut child = Process::spawn(use_after_shutdown, (d.clone(),)).unwrap();
+    assert!(child.join().unwrap(), "a process that never talked to the manager gets the same error");
+}
