@@ -6,4 +6,5 @@ mod shared;
 fn main() {
     shared::counter_story();
     shared::array_story();
+    shared::manager_counter_story();
 }

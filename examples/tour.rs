@@ -33,6 +33,7 @@ fn main() {
     queue::pipe_echo_story();
     shared::counter_story();
     shared::array_story();
+    shared::manager_counter_story();
     pool::crawler_story();
     pool::cpu_map_story();
     pool::executor_story();

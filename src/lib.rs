@@ -128,6 +128,12 @@
 //! assert_eq!(tickets.get(), 0);
 //! ```
 //!
+//! A [`Manager`] is a server process that holds shared dicts, reached through typed proxies
+//! that any process can use — including one that inherited nothing — after proving it knows the
+//! manager's authkey. Beyond Python, [`manager::DictProxy::add`] and
+//! [`manager::DictProxy::apply`] update an entry inside the server under the dict's own lock, so
+//! the seeds' shared counter needs no Lock at all.
+//!
 //! ## Pools
 //! A [`Pool`] keeps worker processes and feeds them tasks: [`Pool::map`] (chunked, ordered),
 //! [`Pool::imap`] and [`Pool::imap_unordered`] (lazy, a bounded number ahead), [`Pool::starmap`],
@@ -189,6 +195,8 @@
 //! | `Array(typecode, n)`, `arr[i]`, `arr[:]` | [`Array::new`], [`Array::get`]/[`Array::set`], [`Array::to_vec`], [`Array::lock`] (a slice) |
 //! | `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] |
 //! | `shared_memory.SharedMemory(name, create, size)`, `.buf`, `.unlink()` | [`SharedMemory::create`], [`SharedMemory::attach`], [`SharedMemory::bytes`], [`read_at`](SharedMemory::read_at)/[`write_at`](SharedMemory::write_at), [`SharedMemory::unlink`] |
+//! | `Manager()`, `manager.dict()`, `d[k]`, `d[k] = v`, `del d[k]`, `k in d`, `len(d)`, `d.items()`, `d.update(..)`, `d.clear()` | [`Manager::start`], [`Manager::dict`], [`get`](manager::DictProxy::get), [`insert`](manager::DictProxy::insert), [`remove`](manager::DictProxy::remove), [`contains_key`](manager::DictProxy::contains_key), [`len`](manager::DictProxy::len), [`items`](manager::DictProxy::items), [`update`](manager::DictProxy::update), [`clear`](manager::DictProxy::clear) |
+//! | `with lock: d[k] += n` | [`manager::DictProxy::add`], [`manager::DictProxy::apply`] (atomic in the server, no lock) |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] (plus a per-task timeout) |
 //! | `pool.map(f, it, chunksize)`, `imap`, `imap_unordered`, `starmap` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`] |
 //! | `pool.apply`, `apply_async(f, args, callback, error_callback)`, `map_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`], [`Pool::map_async`] |

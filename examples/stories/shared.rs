@@ -3,8 +3,9 @@
 // Each example binary includes this file and runs only some of its stories.
 #![allow(dead_code)]
 
+use multiproc::manager::DictProxy;
 use multiproc::shm::{Array, RawValue, Value};
-use multiproc::{Barrier, Process};
+use multiproc::{Barrier, Lock, Manager, Process};
 
 /// Takes one from the counter `times` times under its lock (a read-modify-write).
 fn take_locked(counter: Value<i64>, times: u32) {
@@ -66,4 +67,55 @@ pub fn array_story() {
     let all = squares.to_vec();
     assert_eq!(all, (0..20u64).map(|i| i * i).collect::<Vec<_>>());
     println!("each process filled {filled:?} slots: {all:?}\n");
+}
+
+/// The seeds' Manager counter: `{"num": N}` in a managed dict, one decrement per process.
+fn decrement_unlocked(d: DictProxy<String, i64>, start: Barrier) {
+    start.wait().unwrap();
+    let num = d.get(&"num".to_string()).unwrap().unwrap(); // read...
+    std::thread::sleep(std::time::Duration::from_millis(1)); // ...think...
+    d.insert("num".to_string(), num - 1).unwrap(); // ...write: someone else may have written meanwhile
+}
+
+fn decrement_locked(d: DictProxy<String, i64>, lock: Lock) {
+    let _guard = lock.acquire().unwrap();
+    let num = d.get(&"num".to_string()).unwrap().unwrap();
+    d.insert("num".to_string(), num - 1).unwrap();
+}
+
+fn decrement_atomic(d: DictProxy<String, i64>) {
+    d.add(&"num".to_string(), -1).unwrap(); // one step, in the manager
+}
+
+/// Ten processes decrement a Manager dict entry: without a lock updates are lost; with a Lock,
+/// or with the manager's atomic add (no lock at all), the count is exact. Then a hundred.
+pub fn manager_counter_story() {
+    println!("== The Manager counter: processes decrement d[\"num\"] ==");
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, i64>().unwrap();
+
+    d.insert("num".into(), 10).unwrap();
+    let start = Barrier::new(10).unwrap();
+    let mut ps: Vec<_> =
+        (0..10).map(|_| Process::spawn(decrement_unlocked, (d.clone(), start.clone())).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    let left = d.get(&"num".to_string()).unwrap().unwrap();
+    println!("no lock:      10 - 10 = {left}  ({left} updates lost: the manager's dict has no lock of its own)");
+
+    d.insert("num".into(), 10).unwrap();
+    let lock = Lock::new().unwrap();
+    let mut ps: Vec<_> =
+        (0..10).map(|_| Process::spawn(decrement_locked, (d.clone(), lock.clone())).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(d.get(&"num".to_string()).unwrap(), Some(0));
+    println!("with a Lock:  10 - 10 = 0");
+
+    for n in [10i64, 100] {
+        d.insert("num".into(), n).unwrap();
+        let mut ps: Vec<_> = (0..n).map(|_| Process::spawn(decrement_atomic, (d.clone(),)).unwrap()).collect();
+        ps.iter_mut().for_each(|p| p.join().unwrap());
+        assert_eq!(d.get(&"num".to_string()).unwrap(), Some(0));
+        println!("atomic add:   {n} - {n} = 0 (no lock)");
+    }
+    println!();
 }
