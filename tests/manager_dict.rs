@@ -187,3 +187,43 @@ fn clients_of_a_manager_that_is_gone_get_an_error() {
     let mut child = Process::spawn(use_after_shutdown, (d.clone(),)).unwrap();
     assert!(child.join().unwrap(), "a process that never talked to the manager gets the same error");
 }
+
+#[test]
+fn list_proxy_semantics() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let l = manager.list::<String>().unwrap();
+    assert!(l.is_empty().unwrap());
+    l.push("a".into()).unwrap();
+    l.extend(["b".to_string(), "c".to_string(), "b".to_string()]).unwrap();
+    assert_eq!(l.len().unwrap(), 4);
+    assert_eq!(l.get(1).unwrap().as_deref(), Some("b"));
+    l.set(0, "A".into()).unwrap();
+    assert_eq!(l.set(9, "z".into()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(l.remove(&"b".to_string()).unwrap());
+    assert!(!l.remove(&"q".to_string()).unwrap());
+    assert_eq!(l.to_vec().unwrap(), ["A", "c", "b"]);
+    assert_eq!(l.pop().unwrap().as_deref(), Some("b"));
+    // A list is not a dict: using an id as the wrong kind is refused.
+    let d = manager.dict::<u8, u8>().unwrap();
+    let (_, _, json) = address_of(&d);
+    let as_list: multiproc::manager::ListProxy<u8> = serde_json::from_value(json).unwrap();
+    assert_eq!(as_list.len().unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+fn bump_slot(l: multiproc::manager::ListProxy<u64>, times: u32) {
+    for _ in 0..times {
+        l.apply(0, |v: Option<u64>| v.unwrap_or(0) + 1).unwrap();
+    }
+}
+
+#[test]
+fn list_elements_update_atomically() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let l = manager.list::<u64>().unwrap();
+    l.push(0).unwrap();
+    let mut ps: Vec<_> = (0..4).map(|_| Process::spawn(bump_slot, (l.clone(), 50)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(l.get(0).unwrap(), Some(200));
+}

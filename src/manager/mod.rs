@@ -27,7 +27,9 @@
 //! assert_eq!(tickets.get(&"left".to_string()).unwrap(), Some(0));
 //! ```
 //!
-//! Not yet here (see the issue): lists, namespaces, values, manager-hosted locks and queues,
+//! Shared lists ([`Manager::list`], [`ListProxy`]) work the same way.
+//!
+//! Not yet here (see the issue): namespaces and values, manager-hosted locks and queues,
 //! nesting, custom types, TCP and `Listener`/`Client`.
 
 use std::fmt;
@@ -203,6 +205,36 @@ impl Drop for Manager {
     }
 }
 
+/// Implements a proxy's plain-value plumbing (clone, debug, serde as address and id).
+macro_rules! proxy_basics {
+    ($name:ident<$($t:ident),*>) => {
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                $name { address: self.address.clone(), id: self.id, _types: PhantomData }
+            }
+        }
+
+        impl<$($t),*> fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).field("manager", &self.address).field("id", &self.id).finish()
+            }
+        }
+
+        impl<$($t),*> Serialize for $name<$($t),*> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                (&self.address, self.id).serialize(serializer)
+            }
+        }
+
+        impl<'de, $($t),*> Deserialize<'de> for $name<$($t),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let (address, id) = <(Address, u64)>::deserialize(deserializer)?;
+                Ok($name { address, id, _types: PhantomData })
+            }
+        }
+    };
+}
+
 /// A shared dict living in a [`Manager`]: keys `K` and values `V` travel encoded.
 ///
 /// Every method is one round trip to the server. Reads give copies: changing a value you got
@@ -228,30 +260,7 @@ pub struct DictProxy<K, V> {
     _types: PhantomData<fn(K) -> V>,
 }
 
-impl<K, V> Clone for DictProxy<K, V> {
-    fn clone(&self) -> DictProxy<K, V> {
-        DictProxy { address: self.address.clone(), id: self.id, _types: PhantomData }
-    }
-}
-
-impl<K, V> fmt::Debug for DictProxy<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DictProxy").field("manager", &self.address).field("id", &self.id).finish()
-    }
-}
-
-impl<K, V> Serialize for DictProxy<K, V> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.address, self.id).serialize(serializer)
-    }
-}
-
-impl<'de, K, V> Deserialize<'de> for DictProxy<K, V> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<DictProxy<K, V>, D::Error> {
-        let (address, id) = <(Address, u64)>::deserialize(deserializer)?;
-        Ok(DictProxy { address, id, _types: PhantomData })
-    }
-}
+proxy_basics!(DictProxy<K, V>);
 
 fn encode<T: Serialize>(value: &T) -> Result<ByteBuf> {
     postcard::to_stdvec(value)
@@ -560,6 +569,247 @@ impl<K: Serialize + DeserializeOwned, V: Number> DictProxy<K, V> {
             key: encode(key)?,
             delta: to_wire(sealed::Sealed::kind_and_bits(delta)),
         })? {
+            Some(v) => Ok(v),
+            None => Err(Error::new(ErrorKind::Decode, "the manager returned no value")),
+        }
+    }
+}
+
+impl Manager {
+    /// A new, empty shared list.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let l = manager.list::<String>().unwrap();
+    /// l.push("first".into()).unwrap();
+    /// assert_eq!(l.len().unwrap(), 1);
+    /// ```
+    /// Python counterpart: `manager.list()`.
+    pub fn list<T>(&self) -> Result<ListProxy<T>> {
+        match call(&self.address, &Request::NewList)? {
+            Reply::Id(id) => Ok(ListProxy { address: self.address.clone(), id, _types: PhantomData }),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A shared list living in a [`Manager`]. Every method is one round trip; reads give copies.
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::ListProxy};
+/// fn sign(guests: ListProxy<u32>, me: u32) { guests.push(me).unwrap() }
+/// let manager = Manager::start().unwrap();
+/// let guests = manager.list().unwrap();
+/// let mut ps: Vec<_> = (0..4).map(|i| Process::spawn(sign, (guests.clone(), i)).unwrap()).collect();
+/// ps.iter_mut().for_each(|p| p.join().unwrap());
+/// let mut signed = guests.to_vec().unwrap();
+/// signed.sort();
+/// assert_eq!(signed, [0, 1, 2, 3]);
+/// ```
+/// Python counterpart: the `ListProxy` of `manager.list()`.
+pub struct ListProxy<T> {
+    address: Address,
+    id: u64,
+    _types: PhantomData<fn(T) -> T>,
+}
+
+proxy_basics!(ListProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    fn value(&self, request: Request) -> Result<Option<T>> {
+        match call(&self.address, &request)? {
+            Reply::Value(v) => v.map(|b| decode(&b)).transpose(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn done(&self, request: Request) -> Result<()> {
+        match call(&self.address, &request)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Appends `value`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone; [`ErrorKind::Encode`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.push(1u8).unwrap();
+    /// # assert_eq!(l.len().unwrap(), 1);
+    /// ```
+    /// Python counterpart: `l.append(value)`.
+    #[doc(alias = "append")]
+    pub fn push(&self, value: T) -> Result<()> {
+        self.done(Request::ListPush { id: self.id, value: encode(&value)? })
+    }
+
+    /// Removes and returns the last element.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push); [`ErrorKind::Decode`] if it is not a `T`.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.push(1u8).unwrap();
+    /// assert_eq!(l.pop().unwrap(), Some(1));
+    /// assert_eq!(l.pop().unwrap(), None);
+    /// ```
+    /// Python counterpart: `l.pop()`.
+    pub fn pop(&self) -> Result<Option<T>> {
+        self.value(Request::ListPop { id: self.id })
+    }
+
+    /// Element `index`, if there is one.
+    ///
+    /// # Errors
+    /// As [`pop`](Self::pop).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.push('a').unwrap();
+    /// assert_eq!(l.get(0).unwrap(), Some('a'));
+    /// assert_eq!(l.get(1).unwrap(), None);
+    /// ```
+    /// Python counterpart: `l[index]`.
+    pub fn get(&self, index: usize) -> Result<Option<T>> {
+        self.value(Request::ListGet { id: self.id, index: index as u64 })
+    }
+
+    /// Replaces element `index`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if `index` is out of range; as [`push`](Self::push).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.push(1).unwrap();
+    /// l.set(0, 2).unwrap();
+    /// assert!(l.set(5, 3).is_err());
+    /// assert_eq!(l.get(0).unwrap(), Some(2));
+    /// ```
+    /// Python counterpart: `l[index] = value`.
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.done(Request::ListSet { id: self.id, index: index as u64, value: encode(&value)? })
+    }
+
+    /// The number of elements.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert_eq!(m.list::<u8>().unwrap().len().unwrap(), 0);
+    /// ```
+    /// Python counterpart: `len(l)`.
+    pub fn len(&self) -> Result<usize> {
+        match call(&self.address, &Request::ListLen { id: self.id })? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Whether the list is empty.
+    ///
+    /// # Errors
+    /// As [`len`](Self::len).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.list::<u8>().unwrap().is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `not l`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Appends every value (one round trip).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([1, 2, 3]).unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
+    /// ```
+    /// Python counterpart: `l.extend(values)`.
+    pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
+        let values = values.into_iter().map(|v| encode(&v)).collect::<Result<Vec<_>>>()?;
+        self.done(Request::ListExtend { id: self.id, values })
+    }
+
+    /// Removes the first element equal to `value`; returns whether there was one.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([1, 2, 1]).unwrap();
+    /// assert!(l.remove(&1).unwrap());
+    /// assert_eq!(l.to_vec().unwrap(), [2, 1]);
+    /// ```
+    /// Python counterpart: `l.remove(value)` (which raises `ValueError` instead of returning false).
+    pub fn remove(&self, value: &T) -> Result<bool> {
+        match call(&self.address, &Request::ListRemove { id: self.id, value: encode(value)? })? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A snapshot of every element, in order.
+    ///
+    /// # Errors
+    /// As [`pop`](Self::pop).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.push("x".to_string()).unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), ["x"]);
+    /// ```
+    /// Python counterpart: `list(l)` / `l[:]`.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        match call(&self.address, &Request::ListItems { id: self.id })? {
+            Reply::Elements(values) => values.iter().map(|v| decode(v)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Replaces element `index` by `f(element)`, in the server, under the list's lock; returns
+    /// the new value.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if `index` is out of range or `f` panicked; as
+    /// [`pop`](Self::pop).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.push(10u32).unwrap();
+    /// fn halve(v: Option<u32>) -> u32 { v.unwrap_or(0) / 2 }
+    /// assert_eq!(l.apply(0, halve).unwrap(), 5);
+    /// ```
+    /// Python counterpart: none (`with lock: l[i] = f(l[i])`).
+    pub fn apply<F>(&self, index: usize, _f: F) -> Result<T>
+    where
+        F: Fn(Option<T>) -> T + Copy + Send + Sync + 'static,
+    {
+        let entry = apply_entry_offset::<F, T>();
+        match self.value(Request::ListApply { id: self.id, index: index as u64, entry })? {
             Some(v) => Ok(v),
             None => Err(Error::new(ErrorKind::Decode, "the manager returned no value")),
         }

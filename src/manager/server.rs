@@ -32,6 +32,7 @@ type Entries = HashMap<Vec<u8>, Vec<u8>>;
 /// One shared object.
 enum Object {
     Dict(Entries),
+    List(Vec<Vec<u8>>),
 }
 
 #[derive(Default)]
@@ -93,67 +94,117 @@ fn client(mut stream: UnixStream, authkey: &AuthKey, objects: &Objects) {
 }
 
 fn handle(objects: &Objects, request: Request, same_build: bool) -> Reply {
-    let dict = |id: u64| match objects.get(id) {
-        Some(object) => Ok(object),
-        None => Err(Reply::Refused(format!("no shared object {id}"))),
+    let object = |id: u64| objects.get(id).ok_or_else(|| Reply::Refused(format!("no shared object {id}")));
+    let dict = |id: u64, f: &mut dyn FnMut(&mut Entries) -> Reply| match object(id) {
+        Ok(object) => match &mut *lock(&object) {
+            Object::Dict(map) => f(map),
+            _ => Reply::Refused(format!("shared object {id} is not a dict")),
+        },
+        Err(reply) => reply,
     };
-    let run = |id: u64, f: &mut dyn FnMut(&mut Entries) -> Reply| match dict(id) {
-        Ok(object) => {
-            let mut guard = lock(&object);
-            let Object::Dict(map) = &mut *guard;
-            f(map)
-        }
+    let list = |id: u64, f: &mut dyn FnMut(&mut Vec<Vec<u8>>) -> Reply| match object(id) {
+        Ok(object) => match &mut *lock(&object) {
+            Object::List(items) => f(items),
+            _ => Reply::Refused(format!("shared object {id} is not a list")),
+        },
         Err(reply) => reply,
     };
     let bytes = |v: Option<Vec<u8>>| Reply::Value(v.map(ByteBuf::from));
+    let out_of_range =
+        |index: u64, len: usize| Reply::Refused(format!("index {index} out of range for a list of {len}"));
+    let apply_entry = |entry: i64| {
+        if !same_build {
+            return Err(Reply::Refused(
+                "update functions are only accepted from clients of the manager's own build".into(),
+            ));
+        }
+        // SAFETY: the client proved it runs this very build (its fingerprint, checked at the
+        // handshake), and entries are made by `apply_entry_offset` there.
+        Ok(unsafe { task::apply_entry_from_offset(entry) })
+    };
     match request {
         Request::NewDict => Reply::Id(objects.add(Object::Dict(HashMap::new()))),
-        Request::DictGet { id, key } => run(id, &mut |m| bytes(m.get(key.as_slice()).cloned())),
-        Request::DictInsert { id, key, value } => run(id, &mut |m| bytes(m.insert(key.to_vec(), value.to_vec()))),
-        Request::DictRemove { id, key } => run(id, &mut |m| bytes(m.remove(key.as_slice()))),
-        Request::DictContains { id, key } => run(id, &mut |m| Reply::Bool(m.contains_key(key.as_slice()))),
-        Request::DictLen { id } => run(id, &mut |m| Reply::Len(m.len() as u64)),
-        Request::DictItems { id } => run(id, &mut |m| {
+        Request::DictGet { id, key } => dict(id, &mut |m| bytes(m.get(key.as_slice()).cloned())),
+        Request::DictInsert { id, key, value } => dict(id, &mut |m| bytes(m.insert(key.to_vec(), value.to_vec()))),
+        Request::DictRemove { id, key } => dict(id, &mut |m| bytes(m.remove(key.as_slice()))),
+        Request::DictContains { id, key } => dict(id, &mut |m| Reply::Bool(m.contains_key(key.as_slice()))),
+        Request::DictLen { id } => dict(id, &mut |m| Reply::Len(m.len() as u64)),
+        Request::DictItems { id } => dict(id, &mut |m| {
             Reply::Items(m.iter().map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone()))).collect())
         }),
-        Request::DictClear { id } => run(id, &mut |m| {
+        Request::DictClear { id } => dict(id, &mut |m| {
             m.clear();
             Reply::Done
         }),
-        Request::DictExtend { id, items } => run(id, &mut |m| {
+        Request::DictExtend { id, items } => dict(id, &mut |m| {
             m.extend(items.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
             Reply::Done
         }),
-        Request::DictApply { id, key, entry } => {
-            if !same_build {
-                return Reply::Refused(
-                    "update functions are only accepted from clients of the manager's own build".into(),
-                );
-            }
-            // SAFETY: the client proved it runs this very build (its fingerprint, checked at the
-            // handshake), and entries are made by `apply_entry_offset` there.
-            let apply = unsafe { task::apply_entry_from_offset(entry) };
-            run(id, &mut |m| {
-                let key = key.to_vec();
-                match apply(m.get(&key).map(Vec::as_slice)) {
-                    Ok(new) => {
-                        m.insert(key.clone(), new.clone());
-                        bytes(Some(new))
-                    }
-                    Err(why) => Reply::Refused(why),
-                }
-            })
-        }
-        Request::DictAdd { id, key, delta } => run(id, &mut |m| {
-            let key = key.to_vec();
-            match add(m.get(&key).map(Vec::as_slice), delta) {
+        Request::DictApply { id, key, entry } => match apply_entry(entry) {
+            Err(reply) => reply,
+            Ok(apply) => dict(id, &mut |m| match apply(m.get(key.as_slice()).map(Vec::as_slice)) {
                 Ok(new) => {
-                    m.insert(key.clone(), new.clone());
+                    m.insert(key.to_vec(), new.clone());
                     bytes(Some(new))
                 }
                 Err(why) => Reply::Refused(why),
+            }),
+        },
+        Request::DictAdd { id, key, delta } => {
+            dict(id, &mut |m| match add(m.get(key.as_slice()).map(Vec::as_slice), delta) {
+                Ok(new) => {
+                    m.insert(key.to_vec(), new.clone());
+                    bytes(Some(new))
+                }
+                Err(why) => Reply::Refused(why),
+            })
+        }
+        Request::NewList => Reply::Id(objects.add(Object::List(Vec::new()))),
+        Request::ListPush { id, value } => list(id, &mut |l| {
+            l.push(value.to_vec());
+            Reply::Done
+        }),
+        Request::ListPop { id } => list(id, &mut |l| bytes(l.pop())),
+        Request::ListGet { id, index } => list(id, &mut |l| bytes(l.get(index as usize).cloned())),
+        Request::ListSet { id, index, value } => list(id, &mut |l| {
+            let len = l.len();
+            match l.get_mut(index as usize) {
+                Some(slot) => {
+                    *slot = value.to_vec();
+                    Reply::Done
+                }
+                None => out_of_range(index, len),
             }
         }),
+        Request::ListLen { id } => list(id, &mut |l| Reply::Len(l.len() as u64)),
+        Request::ListExtend { id, values } => list(id, &mut |l| {
+            l.extend(values.iter().map(|v| v.to_vec()));
+            Reply::Done
+        }),
+        Request::ListRemove { id, value } => list(id, &mut |l| match l.iter().position(|v| v == value.as_slice()) {
+            Some(at) => {
+                l.remove(at);
+                Reply::Bool(true)
+            }
+            None => Reply::Bool(false),
+        }),
+        Request::ListItems { id } => list(id, &mut |l| Reply::Elements(l.iter().cloned().map(ByteBuf::from).collect())),
+        Request::ListApply { id, index, entry } => match apply_entry(entry) {
+            Err(reply) => reply,
+            Ok(apply) => list(id, &mut |l| {
+                let len = l.len();
+                match l.get_mut(index as usize) {
+                    Some(slot) => match apply(Some(slot.as_slice())) {
+                        Ok(new) => {
+                            *slot = new.clone();
+                            bytes(Some(new))
+                        }
+                        Err(why) => Reply::Refused(why),
+                    },
+                    None => out_of_range(index, len),
+                }
+            }),
+        },
     }
 }
 

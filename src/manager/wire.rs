@@ -193,6 +193,44 @@ pub(crate) enum Request {
         key: ByteBuf,
         delta: Number,
     },
+    NewList,
+    ListPush {
+        id: u64,
+        value: ByteBuf,
+    },
+    ListPop {
+        id: u64,
+    },
+    ListGet {
+        id: u64,
+        index: u64,
+    },
+    ListSet {
+        id: u64,
+        index: u64,
+        value: ByteBuf,
+    },
+    ListLen {
+        id: u64,
+    },
+    ListExtend {
+        id: u64,
+        values: Vec<ByteBuf>,
+    },
+    /// Remove the first element equal (as bytes) to `value`.
+    ListRemove {
+        id: u64,
+        value: ByteBuf,
+    },
+    ListItems {
+        id: u64,
+    },
+    /// As `DictApply`, on element `index`.
+    ListApply {
+        id: u64,
+        index: u64,
+        entry: i64,
+    },
 }
 
 /// What the server answers.
@@ -203,6 +241,7 @@ pub(crate) enum Reply {
     Bool(bool),
     Len(u64),
     Items(Vec<(ByteBuf, ByteBuf)>),
+    Elements(Vec<ByteBuf>),
     Done,
     /// The request was understood but cannot be done (no such object, a type mismatch, …).
     Refused(String),
