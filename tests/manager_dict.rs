@@ -227,3 +227,25 @@ fn list_elements_update_atomically() {
     ps.iter_mut().for_each(|p| p.join().unwrap());
     assert_eq!(l.get(0).unwrap(), Some(200));
 }
+
+#[test]
+fn namespace_and_value_semantics() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    ns.set("count", &3u32).unwrap();
+    ns.set("name", &"seeds".to_string()).unwrap();
+    assert_eq!(ns.get::<u32>("count").unwrap(), Some(3));
+    assert_eq!(ns.get::<String>("name").unwrap().as_deref(), Some("seeds"));
+    assert_eq!(ns.get::<u32>("nope").unwrap(), None);
+    assert_eq!(ns.get::<bool>("name").unwrap_err().kind(), ErrorKind::Decode, "a wrong type is a decode error");
+    let mut names = ns.names().unwrap();
+    names.sort();
+    assert_eq!(names, ["count", "name"]);
+    assert!(ns.remove("count").unwrap());
+    assert!(!ns.remove("count").unwrap());
+    let v = manager.value(vec![1u8]).unwrap();
+    v.set(vec![2, 3]).unwrap();
+    assert_eq!(v.get().unwrap(), [2, 3]);
+    assert_eq!(v.apply(|old: Option<Vec<u8>>| old.unwrap_or_default().into_iter().rev().collect()).unwrap(), [3, 2]);
+}

@@ -27,9 +27,10 @@
 //! assert_eq!(tickets.get(&"left".to_string()).unwrap(), Some(0));
 //! ```
 //!
-//! Shared lists ([`Manager::list`], [`ListProxy`]) work the same way.
+//! Shared lists ([`Manager::list`]), namespaces ([`Manager::namespace`]) and values
+//! ([`Manager::value`]) work the same way.
 //!
-//! Not yet here (see the issue): namespaces and values, manager-hosted locks and queues,
+//! Not yet here (see the issue): manager-hosted locks and queues,
 //! nesting, custom types, TCP and `Listener`/`Client`.
 
 use std::fmt;
@@ -813,5 +814,192 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
             Some(v) => Ok(v),
             None => Err(Error::new(ErrorKind::Decode, "the manager returned no value")),
         }
+    }
+}
+
+impl Manager {
+    /// A new, empty namespace: named attributes of any serde type.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let ns = manager.namespace().unwrap();
+    /// ns.set("x", &5u32).unwrap();
+    /// ns.set("label", &"five".to_string()).unwrap();
+    /// assert_eq!(ns.get::<u32>("x").unwrap(), Some(5));
+    /// ```
+    /// Python counterpart: `manager.Namespace()`.
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy { dict: self.dict()? })
+    }
+
+    /// A shared value, starting at `value`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone; [`ErrorKind::Encode`].
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let v = manager.value(1.5f64).unwrap();
+    /// v.set(2.5).unwrap();
+    /// assert_eq!(v.get().unwrap(), 2.5);
+    /// ```
+    /// Python counterpart: `manager.Value(typecode, value)`.
+    pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<ValueProxy<T>> {
+        let dict = self.dict::<(), T>()?;
+        dict.insert((), value)?;
+        Ok(ValueProxy { dict })
+    }
+}
+
+/// Named attributes of any serde type, in a [`Manager`].
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::NamespaceProxy};
+/// fn report(ns: NamespaceProxy) { ns.set("done_by", &std::process::id()).unwrap() }
+/// let manager = Manager::start().unwrap();
+/// let ns = manager.namespace().unwrap();
+/// let mut p = Process::spawn(report, (ns.clone(),)).unwrap();
+/// p.join().unwrap();
+/// assert_eq!(ns.get::<u32>("done_by").unwrap(), Some(p.pid()));
+/// ```
+/// Python counterpart: the proxy of `manager.Namespace()` (`ns.x = 5`, `ns.x`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NamespaceProxy {
+    dict: DictProxy<String, ByteBuf>,
+}
+
+impl NamespaceProxy {
+    /// Attribute `name`, decoded as a `T`, if it is set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone; [`ErrorKind::Decode`] if it is not a `T`.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let ns = m.namespace().unwrap();
+    /// assert_eq!(ns.get::<u8>("missing").unwrap(), None);
+    /// ```
+    /// Python counterpart: `ns.name` (which raises `AttributeError` when unset).
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.dict.get(&name.to_owned())?.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    /// Sets attribute `name`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`]; [`ErrorKind::Encode`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let ns = m.namespace().unwrap();
+    /// ns.set("flag", &true).unwrap();
+    /// # assert_eq!(ns.get::<bool>("flag").unwrap(), Some(true));
+    /// ```
+    /// Python counterpart: `ns.name = value`.
+    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.dict.insert(name.to_owned(), encode(value)?).map(drop)
+    }
+
+    /// Removes attribute `name`; returns whether it was set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let ns = m.namespace().unwrap();
+    /// ns.set("x", &1).unwrap();
+    /// assert!(ns.remove("x").unwrap());
+    /// ```
+    /// Python counterpart: `del ns.name`.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        Ok(self.dict.remove(&name.to_owned())?.is_some())
+    }
+
+    /// The names of the attributes that are set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let ns = m.namespace().unwrap();
+    /// ns.set("a", &1).unwrap();
+    /// assert_eq!(ns.names().unwrap(), ["a"]);
+    /// ```
+    /// Python counterpart: `vars(ns)`.
+    pub fn names(&self) -> Result<Vec<String>> {
+        self.dict.keys()
+    }
+}
+
+/// One shared value of any serde type, in a [`Manager`].
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::ValueProxy};
+/// fn grow(v: ValueProxy<Vec<u8>>) { v.apply(|old: Option<Vec<u8>>| { let mut v = old.unwrap_or_default(); v.push(1); v }).unwrap(); }
+/// let manager = Manager::start().unwrap();
+/// let v = manager.value(Vec::<u8>::new()).unwrap();
+/// let mut ps: Vec<_> = (0..3).map(|_| Process::spawn(grow, (v.clone(),)).unwrap()).collect();
+/// ps.iter_mut().for_each(|p| p.join().unwrap());
+/// assert_eq!(v.get().unwrap(), [1, 1, 1]);
+/// ```
+/// Python counterpart: the proxy of `manager.Value(typecode, value)`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct ValueProxy<T> {
+    dict: DictProxy<(), T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// The value.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`]; [`ErrorKind::Decode`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert_eq!(m.value(3i8).unwrap().get().unwrap(), 3);
+    /// ```
+    /// Python counterpart: `v.value`.
+    pub fn get(&self) -> Result<T> {
+        self.dict.get(&())?.ok_or_else(|| Error::new(ErrorKind::Decode, "the shared value is missing"))
+    }
+
+    /// Replaces the value.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`]; [`ErrorKind::Encode`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let v = m.value(0u8).unwrap();
+    /// v.set(4).unwrap();
+    /// # assert_eq!(v.get().unwrap(), 4);
+    /// ```
+    /// Python counterpart: `v.value = x`.
+    pub fn set(&self, value: T) -> Result<()> {
+        self.dict.insert((), value).map(drop)
+    }
+
+    /// Replaces the value by `f(value)` in the server, atomically; returns the new value.
+    ///
+    /// # Errors
+    /// As [`DictProxy::apply`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let v = m.value(2u32).unwrap();
+    /// assert_eq!(v.apply(|x: Option<u32>| x.unwrap_or(0) * 10).unwrap(), 20);
+    /// ```
+    /// Python counterpart: none (`with lock: v.value = f(v.value)`).
+    pub fn apply<F>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Option<T>) -> T + Copy + Send + Sync + 'static,
+    {
+        self.dict.apply(&(), f)
     }
 }
