@@ -128,7 +128,8 @@
 //! assert_eq!(tickets.get(), 0);
 //! ```
 //!
-//! A [`Manager`] is a server process that holds shared dicts and lists, reached through typed proxies
+//! A [`Manager`] is a server process that holds shared dicts, lists, namespaces and values, and
+//! hosts queues, locks and events, all reached through typed proxies
 //! that any process can use — including one that inherited nothing — after proving it knows the
 //! manager's authkey. Beyond Python, [`manager::DictProxy::add`] and
 //! [`manager::DictProxy::apply`] update an entry inside the server under the dict's own lock, so
@@ -197,6 +198,7 @@
 //! | `shared_memory.SharedMemory(name, create, size)`, `.buf`, `.unlink()` | [`SharedMemory::create`], [`SharedMemory::attach`], [`SharedMemory::bytes`], [`read_at`](SharedMemory::read_at)/[`write_at`](SharedMemory::write_at), [`SharedMemory::unlink`] |
 //! | `Manager()`, `manager.dict()`, `d[k]`, `d[k] = v`, `del d[k]`, `k in d`, `len(d)`, `d.items()`, `d.update(..)`, `d.clear()` | [`Manager::start`], [`Manager::dict`], [`get`](manager::DictProxy::get), [`insert`](manager::DictProxy::insert), [`remove`](manager::DictProxy::remove), [`contains_key`](manager::DictProxy::contains_key), [`len`](manager::DictProxy::len), [`items`](manager::DictProxy::items), [`update`](manager::DictProxy::update), [`clear`](manager::DictProxy::clear) |
 //! | `manager.list()`: `append`, `pop`, `l[i]`, `l[i] = v`, `len`, `extend`, `remove`, `l[:]` | [`Manager::list`]: [`push`](manager::ListProxy::push), [`pop`](manager::ListProxy::pop), [`get`](manager::ListProxy::get), [`set`](manager::ListProxy::set), [`len`](manager::ListProxy::len), [`extend`](manager::ListProxy::extend), [`remove`](manager::ListProxy::remove), [`to_vec`](manager::ListProxy::to_vec) |
+//! | `manager.Namespace()`, `manager.Value(..)`, `manager.Queue()`, `manager.Lock()`, `manager.Event()` | [`Manager::namespace`], [`Manager::value`], [`Manager::queue`], [`Manager::lock`], [`Manager::event`] |
 //! | `with lock: d[k] += n` | [`manager::DictProxy::add`], [`manager::DictProxy::apply`] (atomic in the server, no lock) |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] (plus a per-task timeout) |
 //! | `pool.map(f, it, chunksize)`, `imap`, `imap_unordered`, `starmap` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`] |

@@ -249,3 +249,62 @@ fn namespace_and_value_semantics() {
     assert_eq!(v.get().unwrap(), [2, 3]);
     assert_eq!(v.apply(|old: Option<Vec<u8>>| old.unwrap_or_default().into_iter().rev().collect()).unwrap(), [3, 2]);
 }
+
+fn count_under_manager_lock(d: DictProxy<u8, u64>, lock: multiproc::manager::LockProxy, times: u32) {
+    for _ in 0..times {
+        lock.acquire().unwrap();
+        let v = d.get(&0).unwrap().unwrap_or(0);
+        d.insert(0, v + 1).unwrap();
+        lock.release().unwrap();
+    }
+}
+
+#[test]
+fn hosted_locks_queues_and_events_work_across_processes() {
+    use std::time::{Duration, Instant};
+    let _w = watchdog(120);
+    let manager = Manager::start().unwrap();
+    let (d, lock) = (manager.dict::<u8, u64>().unwrap(), manager.lock().unwrap());
+    let mut ps: Vec<_> =
+        (0..4).map(|_| Process::spawn(count_under_manager_lock, (d.clone(), lock.clone(), 50)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(d.get(&0).unwrap(), Some(200));
+
+    let q = manager.queue::<u32>().unwrap();
+    let timeout = Duration::from_millis(100);
+    let began = Instant::now();
+    assert_eq!(q.get_timeout(Some(timeout)).unwrap(), None);
+    assert!(began.elapsed() >= timeout);
+    q.put(5).unwrap();
+    assert_eq!(q.len().unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 5);
+
+    let e = manager.event().unwrap();
+    let began = Instant::now();
+    assert!(!e.wait_timeout(timeout).unwrap());
+    assert!(began.elapsed() >= timeout);
+    e.set().unwrap();
+    assert!(e.wait_timeout(timeout).unwrap());
+
+    assert!(lock.acquire_timeout(timeout).unwrap());
+    assert!(lock.release().is_ok());
+    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::InvalidInput, "release of a lock not held");
+}
+
+fn wait_for_an_item(q: multiproc::manager::QueueProxy<u8>, waiting: multiproc::Event) -> bool {
+    waiting.set();
+    q.get().unwrap_err().kind() == ErrorKind::Disconnected
+}
+
+#[test]
+fn a_client_waiting_when_the_manager_stops_gets_an_error_not_a_hang() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let q = manager.queue::<u8>().unwrap();
+    let waiting = multiproc::Event::new().unwrap();
+    let mut child = Process::spawn(wait_for_an_item, (q.clone(), waiting.clone())).unwrap();
+    waiting.wait();
+    std::thread::sleep(std::time::Duration::from_millis(50)); // into the blocking get
+    drop(manager);
+    assert!(child.join().unwrap(), "the waiting client got a disconnected error");
+}

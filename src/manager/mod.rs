@@ -28,9 +28,12 @@
 //! ```
 //!
 //! Shared lists ([`Manager::list`]), namespaces ([`Manager::namespace`]) and values
-//! ([`Manager::value`]) work the same way.
+//! ([`Manager::value`]) work the same way, and the manager hosts queues ([`Manager::queue`]),
+//! locks ([`Manager::lock`]) and events ([`Manager::event`]) for processes that share nothing
+//! else. A hosted lock belongs to the connection that took it: when its process ends or is
+//! killed, the manager releases it.
 //!
-//! Not yet here (see the issue): manager-hosted locks and queues,
+//! Not yet here (see the issue): hosted RLock, Semaphore, Condition, Barrier and JoinableQueue,
 //! nesting, custom types, TCP and `Listener`/`Client`.
 
 use std::fmt;
@@ -74,18 +77,22 @@ struct Connection {
     stream: Mutex<UnixStream>,
 }
 
-/// This process's connections, one per manager (a forked child makes its own: it must not
-/// share its parent's socket).
-static CONNECTIONS: Mutex<Vec<(u32, Address, Arc<Connection>)>> = Mutex::new(Vec::new());
+/// Who a connection belongs to: a process (a forked child makes its own — it must not share its
+/// parent's socket) and a thread (a blocking call, such as a queue's `get`, holds its
+/// connection; other threads must not wait behind it).
+type Owner = (u32, std::thread::ThreadId);
+
+/// This process's connections, one per thread and manager.
+static CONNECTIONS: Mutex<Vec<(Owner, Address, Arc<Connection>)>> = Mutex::new(Vec::new());
 
 fn disconnected(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::with_source(ErrorKind::Disconnected, "the manager is gone", e)
 }
 
 fn connect(address: &Address) -> Result<Arc<Connection>> {
-    let me = sys::process::getpid();
+    let me = (sys::process::getpid(), std::thread::current().id());
     let mut all = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, _, c)) = all.iter().find(|(pid, a, _)| *pid == me && a == address) {
+    if let Some((_, _, c)) = all.iter().find(|(owner, a, _)| *owner == me && a == address) {
         return Ok(c.clone());
     }
     let addr = SocketAddr::from_abstract_name(address.name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
@@ -98,7 +105,7 @@ fn connect(address: &Address) -> Result<Arc<Connection>> {
         Err(Refused::Io(e)) => return Err(disconnected(e)),
     }
     let connection = Arc::new(Connection { stream: Mutex::new(stream) });
-    all.retain(|(pid, _, _)| *pid == me); // connections inherited over fork are not ours to use
+    all.retain(|(owner, _, _)| owner.0 == me.0); // connections inherited over fork are not ours to use
     all.push((me, address.clone(), connection.clone()));
     Ok(connection)
 }
@@ -208,6 +215,9 @@ impl Drop for Manager {
 
 /// Implements a proxy's plain-value plumbing (clone, debug, serde as address and id).
 macro_rules! proxy_basics {
+    ($name:ident) => {
+        proxy_basics!($name<>);
+    };
     ($name:ident<$($t:ident),*>) => {
         impl<$($t),*> Clone for $name<$($t),*> {
             fn clone(&self) -> Self {
@@ -1001,5 +1011,372 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
         F: Fn(Option<T>) -> T + Copy + Send + Sync + 'static,
     {
         self.dict.apply(&(), f)
+    }
+}
+
+/// A timeout for the wire: whole milliseconds, rounded up so a wait is never shorter.
+fn timeout_ms(timeout: Option<std::time::Duration>) -> Option<u64> {
+    timeout.map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
+
+impl Manager {
+    fn new_object(&self, request: Request) -> Result<u64> {
+        match call(&self.address, &request)? {
+            Reply::Id(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A queue hosted by the manager: usable by any process that has the proxy, including one
+    /// that inherited nothing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let q = manager.queue::<String>().unwrap();
+    /// q.put("hello".into()).unwrap();
+    /// assert_eq!(q.get().unwrap(), "hello");
+    /// ```
+    /// Python counterpart: `manager.Queue()`.
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy { address: self.address.clone(), id: self.new_object(Request::NewQueue)?, _types: PhantomData })
+    }
+
+    /// A lock hosted by the manager. It belongs to the connection that took it: if that process
+    /// ends or is killed without releasing it, the manager releases it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let lock = manager.lock().unwrap();
+    /// assert!(lock.acquire_timeout(std::time::Duration::from_secs(1)).unwrap());
+    /// lock.release().unwrap();
+    /// ```
+    /// Python counterpart: `manager.Lock()`.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy { address: self.address.clone(), id: self.new_object(Request::NewLock)?, _types: PhantomData })
+    }
+
+    /// An event hosted by the manager.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let e = manager.event().unwrap();
+    /// e.set().unwrap();
+    /// assert!(e.wait_timeout(std::time::Duration::from_secs(1)).unwrap());
+    /// ```
+    /// Python counterpart: `manager.Event()`.
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy { address: self.address.clone(), id: self.new_object(Request::NewEvent)?, _types: PhantomData })
+    }
+}
+
+/// A queue hosted by a [`Manager`].
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::QueueProxy};
+/// fn produce(q: QueueProxy<u32>) { (0..3).for_each(|i| q.put(i).unwrap()) }
+/// let manager = Manager::start().unwrap();
+/// let q = manager.queue().unwrap();
+/// let mut p = Process::spawn(produce, (q.clone(),)).unwrap();
+/// let got: Vec<u32> = (0..3).map(|_| q.get().unwrap()).collect();
+/// p.join().unwrap();
+/// assert_eq!(got, [0, 1, 2]);
+/// ```
+/// Python counterpart: the proxy of `manager.Queue()`.
+pub struct QueueProxy<T> {
+    address: Address,
+    id: u64,
+    _types: PhantomData<fn(T) -> T>,
+}
+
+proxy_basics!(QueueProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    /// Puts an item.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`]; [`ErrorKind::Encode`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.queue().unwrap().put(1u8).unwrap();
+    /// ```
+    /// Python counterpart: `q.put(item)`.
+    pub fn put(&self, item: T) -> Result<()> {
+        match call(&self.address, &Request::QueuePut { id: self.id, value: encode(&item)? })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Takes the oldest item, waiting for one.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] (also when the manager goes away while waiting);
+    /// [`ErrorKind::Decode`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let q = m.queue().unwrap();
+    /// q.put(7u8).unwrap();
+    /// assert_eq!(q.get().unwrap(), 7);
+    /// ```
+    /// Python counterpart: `q.get()`.
+    pub fn get(&self) -> Result<T> {
+        self.get_timeout(None)?.ok_or_else(|| Error::new(ErrorKind::Decode, "the manager returned no item"))
+    }
+
+    /// Takes the oldest item, waiting up to `timeout` (`None`: for as long as it takes);
+    /// `Ok(None)` if none came.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let q = m.queue::<u8>().unwrap();
+    /// assert_eq!(q.get_timeout(Some(Duration::from_millis(10))).unwrap(), None);
+    /// ```
+    /// Python counterpart: `q.get(timeout=t)` (raising `queue.Empty`).
+    pub fn get_timeout(&self, timeout: Option<std::time::Duration>) -> Result<Option<T>> {
+        match call(&self.address, &Request::QueueGet { id: self.id, timeout_ms: timeout_ms(timeout) })? {
+            Reply::Value(v) => v.map(|b| decode(&b)).transpose(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The number of items queued (a snapshot).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let q = m.queue().unwrap();
+    /// q.put(()).unwrap();
+    /// assert_eq!(q.len().unwrap(), 1);
+    /// ```
+    /// Python counterpart: `q.qsize()`.
+    pub fn len(&self) -> Result<usize> {
+        match call(&self.address, &Request::QueueLen { id: self.id })? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.queue::<u8>().unwrap().is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `q.empty()`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// A lock hosted by a [`Manager`], held by the connection (thread of a process) that took it.
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::LockProxy};
+/// fn take_and_die(lock: LockProxy) { lock.acquire().unwrap(); std::process::abort() }
+/// let manager = Manager::start().unwrap();
+/// let lock = manager.lock().unwrap();
+/// let _ = Process::spawn(take_and_die, (lock.clone(),)).unwrap().join();
+/// // The holder died: the manager released its lock.
+/// assert!(lock.acquire_timeout(std::time::Duration::from_secs(20)).unwrap());
+/// ```
+/// Python counterpart: the proxy of `manager.Lock()`.
+pub struct LockProxy {
+    address: Address,
+    id: u64,
+    _types: PhantomData<()>,
+}
+
+proxy_basics!(LockProxy);
+
+impl LockProxy {
+    /// Takes the lock, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let lock = m.lock().unwrap();
+    /// lock.acquire().unwrap();
+    /// lock.release().unwrap();
+    /// ```
+    /// Python counterpart: `lock.acquire()`.
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_inner(None).map(drop)
+    }
+
+    /// Takes the lock, waiting up to `timeout`; whether it was taken.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let lock = m.lock().unwrap();
+    /// assert!(lock.acquire_timeout(Duration::from_secs(1)).unwrap());
+    /// ```
+    /// Python counterpart: `lock.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.acquire_inner(Some(timeout))
+    }
+
+    fn acquire_inner(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
+        match call(&self.address, &Request::LockAcquire { id: self.id, timeout_ms: timeout_ms(timeout) })? {
+            Reply::Bool(taken) => Ok(taken),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Releases the lock.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if this thread of this process does not hold it;
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.lock().unwrap().release().is_err());
+    /// ```
+    /// Python counterpart: `lock.release()`.
+    pub fn release(&self) -> Result<()> {
+        match call(&self.address, &Request::LockRelease { id: self.id })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// An event hosted by a [`Manager`].
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::EventProxy};
+/// fn go(e: EventProxy) { e.set().unwrap() }
+/// let manager = Manager::start().unwrap();
+/// let e = manager.event().unwrap();
+/// let mut p = Process::spawn(go, (e.clone(),)).unwrap();
+/// e.wait().unwrap();
+/// p.join().unwrap();
+/// ```
+/// Python counterpart: the proxy of `manager.Event()`.
+pub struct EventProxy {
+    address: Address,
+    id: u64,
+    _types: PhantomData<()>,
+}
+
+proxy_basics!(EventProxy);
+
+impl EventProxy {
+    fn ask(&self, request: Request) -> Result<Reply> {
+        call(&self.address, &request)
+    }
+
+    /// Sets the flag, waking every waiter.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let e = m.event().unwrap();
+    /// e.set().unwrap();
+    /// assert!(e.is_set().unwrap());
+    /// ```
+    /// Python counterpart: `event.set()`.
+    pub fn set(&self) -> Result<()> {
+        self.ask(Request::EventSet { id: self.id }).map(drop)
+    }
+
+    /// Clears the flag.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let e = m.event().unwrap();
+    /// e.set().unwrap();
+    /// e.clear().unwrap();
+    /// assert!(!e.is_set().unwrap());
+    /// ```
+    /// Python counterpart: `event.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.ask(Request::EventClear { id: self.id }).map(drop)
+    }
+
+    /// Whether the flag is set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(!m.event().unwrap().is_set().unwrap());
+    /// ```
+    /// Python counterpart: `event.is_set()`.
+    pub fn is_set(&self) -> Result<bool> {
+        match self.ask(Request::EventIsSet { id: self.id })? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until the flag is set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let e = m.event().unwrap();
+    /// e.set().unwrap();
+    /// e.wait().unwrap();
+    /// ```
+    /// Python counterpart: `event.wait()`.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_inner(None).map(drop)
+    }
+
+    /// Waits up to `timeout`; whether the flag is set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(!m.event().unwrap().wait_timeout(Duration::from_millis(10)).unwrap());
+    /// ```
+    /// Python counterpart: `event.wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
+        match self.ask(Request::EventWait { id: self.id, timeout_ms: timeout_ms(timeout) })? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
     }
 }

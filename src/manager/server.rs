@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -33,12 +34,23 @@ type Entries = HashMap<Vec<u8>, Vec<u8>>;
 enum Object {
     Dict(Entries),
     List(Vec<Vec<u8>>),
+    Queue(std::collections::VecDeque<Vec<u8>>),
+    /// The connection holding it, if any.
+    Lock(Option<u64>),
+    Event(bool),
+}
+
+/// An object and the condition its waiters sleep on (queues, locks, events).
+struct Slot {
+    object: Mutex<Object>,
+    changed: Condvar,
 }
 
 #[derive(Default)]
 struct Objects {
     next: AtomicU64,
-    all: Mutex<HashMap<u64, Arc<Mutex<Object>>>>,
+    all: Mutex<HashMap<u64, Arc<Slot>>>,
+    connections: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,12 +61,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Objects {
     fn add(&self, object: Object) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        lock(&self.all).insert(id, Arc::new(Mutex::new(object)));
+        lock(&self.all).insert(id, Arc::new(Slot { object: Mutex::new(object), changed: Condvar::new() }));
         id
     }
 
-    fn get(&self, id: u64) -> Option<Arc<Mutex<Object>>> {
+    fn get(&self, id: u64) -> Option<Arc<Slot>> {
         lock(&self.all).get(&id).cloned()
+    }
+
+    /// Releases every lock held by connection `conn` (it closed: its process ended or died).
+    fn release_all(&self, conn: u64) {
+        let slots: Vec<Arc<Slot>> = lock(&self.all).values().cloned().collect();
+        for slot in slots {
+            let mut object = lock(&slot.object);
+            if let Object::Lock(holder) = &mut *object {
+                if *holder == Some(conn) {
+                    *holder = None;
+                    slot.changed.notify_all();
+                }
+            }
+        }
     }
 }
 
@@ -79,31 +105,72 @@ fn client(mut stream: UnixStream, authkey: &AuthKey, objects: &Objects) {
     let Ok(build) = wire::accept(&mut stream, authkey) else { return };
     let _ = stream.set_read_timeout(None);
     let same_build = build == sys::build_id::fingerprint();
+    let conn = objects.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    serve_requests(&mut stream, objects, conn, same_build);
+    // Locks die with the connection that held them, so a client killed while holding one
+    // never blocks the others.
+    objects.release_all(conn);
+}
+
+fn serve_requests(stream: &mut UnixStream, objects: &Objects, conn: u64, same_build: bool) {
     loop {
-        wire::spin_until_readable(&stream);
-        let request: Request = match wire::receive(&mut stream) {
+        wire::spin_until_readable(stream);
+        let request: Request = match wire::receive(stream) {
             Ok(request) => request,
             // Closed, truncated, oversized or undecodable: drop this connection only.
             Err(_) => return,
         };
-        let reply = handle(objects, request, same_build);
-        if wire::send(&mut stream, &reply).is_err() {
+        let reply = handle(objects, request, conn, same_build);
+        if wire::send(stream, &reply).is_err() {
             return;
         }
     }
 }
 
-fn handle(objects: &Objects, request: Request, same_build: bool) -> Reply {
+/// Waits on `slot` until `ready` holds of its object or the timeout passes; runs `take` then.
+fn wait_on(
+    slot: &Slot,
+    timeout_ms: Option<u64>,
+    ready: impl Fn(&mut Object) -> bool,
+    take: impl FnOnce(&mut Object) -> Reply,
+    timed_out: Reply,
+) -> Reply {
+    let deadline = timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    let mut object = lock(&slot.object);
+    loop {
+        if ready(&mut object) {
+            let reply = take(&mut object);
+            slot.changed.notify_all();
+            return reply;
+        }
+        match deadline {
+            None => object = slot.changed.wait(object).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return timed_out;
+                }
+                object = slot.changed.wait_timeout(object, left).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+    }
+}
+
+fn not_a(id: u64, kind: &str) -> Reply {
+    Reply::Refused(format!("shared object {id} is not a {kind}"))
+}
+
+fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> Reply {
     let object = |id: u64| objects.get(id).ok_or_else(|| Reply::Refused(format!("no shared object {id}")));
     let dict = |id: u64, f: &mut dyn FnMut(&mut Entries) -> Reply| match object(id) {
-        Ok(object) => match &mut *lock(&object) {
+        Ok(slot) => match &mut *lock(&slot.object) {
             Object::Dict(map) => f(map),
             _ => Reply::Refused(format!("shared object {id} is not a dict")),
         },
         Err(reply) => reply,
     };
     let list = |id: u64, f: &mut dyn FnMut(&mut Vec<Vec<u8>>) -> Reply| match object(id) {
-        Ok(object) => match &mut *lock(&object) {
+        Ok(slot) => match &mut *lock(&slot.object) {
             Object::List(items) => f(items),
             _ => Reply::Refused(format!("shared object {id} is not a list")),
         },
@@ -189,6 +256,108 @@ fn handle(objects: &Objects, request: Request, same_build: bool) -> Reply {
             None => Reply::Bool(false),
         }),
         Request::ListItems { id } => list(id, &mut |l| Reply::Elements(l.iter().cloned().map(ByteBuf::from).collect())),
+        Request::NewQueue => Reply::Id(objects.add(Object::Queue(Default::default()))),
+        Request::NewLock => Reply::Id(objects.add(Object::Lock(None))),
+        Request::NewEvent => Reply::Id(objects.add(Object::Event(false))),
+        Request::QueuePut { id, value } => match object(id) {
+            Ok(slot) => {
+                let reply = match &mut *lock(&slot.object) {
+                    Object::Queue(q) => {
+                        q.push_back(value.into_vec());
+                        Reply::Done
+                    }
+                    _ => not_a(id, "queue"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
+            Err(reply) => reply,
+        },
+        Request::QueueGet { id, timeout_ms } => match object(id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(_)) => wait_on(
+                &slot,
+                timeout_ms,
+                |o| matches!(o, Object::Queue(q) if !q.is_empty()),
+                |o| match o {
+                    Object::Queue(q) => bytes(q.pop_front()),
+                    _ => Reply::Value(None),
+                },
+                Reply::Value(None),
+            ),
+            Ok(_) => not_a(id, "queue"),
+            Err(reply) => reply,
+        },
+        Request::QueueLen { id } => match object(id) {
+            Ok(slot) => match &*lock(&slot.object) {
+                Object::Queue(q) => Reply::Len(q.len() as u64),
+                _ => not_a(id, "queue"),
+            },
+            Err(reply) => reply,
+        },
+        Request::LockAcquire { id, timeout_ms } => match object(id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Lock(_)) => wait_on(
+                &slot,
+                timeout_ms,
+                |o| matches!(o, Object::Lock(None)),
+                |o| {
+                    *o = Object::Lock(Some(conn));
+                    Reply::Bool(true)
+                },
+                Reply::Bool(false),
+            ),
+            Ok(_) => not_a(id, "lock"),
+            Err(reply) => reply,
+        },
+        Request::LockRelease { id } => match object(id) {
+            Ok(slot) => {
+                let reply = match &mut *lock(&slot.object) {
+                    Object::Lock(holder) if *holder == Some(conn) => {
+                        *holder = None;
+                        Reply::Done
+                    }
+                    Object::Lock(_) => Reply::Refused("release of a manager lock this client does not hold".into()),
+                    _ => not_a(id, "lock"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
+            Err(reply) => reply,
+        },
+        Request::EventSet { id } | Request::EventClear { id } | Request::EventIsSet { id } => {
+            let set = match &request {
+                Request::EventSet { .. } => Some(true),
+                Request::EventClear { .. } => Some(false),
+                _ => None,
+            };
+            match object(id) {
+                Ok(slot) => {
+                    let reply = match &mut *lock(&slot.object) {
+                        Object::Event(flag) => match set {
+                            Some(set) => {
+                                *flag = set;
+                                Reply::Done
+                            }
+                            None => Reply::Bool(*flag),
+                        },
+                        _ => not_a(id, "event"),
+                    };
+                    slot.changed.notify_all();
+                    reply
+                }
+                Err(reply) => reply,
+            }
+        }
+        Request::EventWait { id, timeout_ms } => match object(id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Event(_)) => wait_on(
+                &slot,
+                timeout_ms,
+                |o| matches!(o, Object::Event(true)),
+                |_| Reply::Bool(true),
+                Reply::Bool(false),
+            ),
+            Ok(_) => not_a(id, "event"),
+            Err(reply) => reply,
+        },
         Request::ListApply { id, index, entry } => match apply_entry(entry) {
             Err(reply) => reply,
             Ok(apply) => list(id, &mut |l| {

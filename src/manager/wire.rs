@@ -231,6 +231,42 @@ pub(crate) enum Request {
         index: u64,
         entry: i64,
     },
+    NewQueue,
+    QueuePut {
+        id: u64,
+        value: ByteBuf,
+    },
+    /// Waits up to `timeout_ms` (`None`: for as long as it takes); `Value(None)` on timeout.
+    QueueGet {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
+    QueueLen {
+        id: u64,
+    },
+    NewLock,
+    /// Held by this connection until released or the connection closes.
+    LockAcquire {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
+    LockRelease {
+        id: u64,
+    },
+    NewEvent,
+    EventSet {
+        id: u64,
+    },
+    EventClear {
+        id: u64,
+    },
+    EventIsSet {
+        id: u64,
+    },
+    EventWait {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// What the server answers.
