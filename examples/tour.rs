@@ -14,6 +14,12 @@ mod shared;
 mod sync;
 
 fn main() {
+    // The remote-manager story starts this program again as its second program.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--remote-worker") {
+        shared::remote_worker(&args[2]);
+        return;
+    }
     println!(
         "multiproc tour: default start method {}, {} usable CPUs\n",
         multiproc::get_start_method(),
@@ -34,6 +40,7 @@ fn main() {
     shared::counter_story();
     shared::array_story();
     shared::manager_counter_story();
+    shared::remote_manager_story(&std::env::current_exe().unwrap(), &["--remote-worker"]);
     pool::crawler_story();
     pool::cpu_map_story();
     pool::executor_story();

@@ -119,3 +119,34 @@ pub fn manager_counter_story() {
     }
     println!();
 }
+
+/// The second program of the remote story: connects by address and key alone, takes jobs from
+/// the shared queue and puts answers back.
+pub fn remote_worker(address: &str) {
+    let manager = Manager::connect(address, b"seeds-authkey").unwrap();
+    let (jobs, answers) =
+        (manager.queue_named::<Option<u64>>("jobs").unwrap(), manager.queue_named::<(u64, u64)>("answers").unwrap());
+    while let Some(n) = jobs.get().unwrap() {
+        answers.put((n, n * n)).unwrap();
+    }
+}
+
+/// A manager served over TCP on localhost; a second program, started separately with nothing
+/// but the address and the key, works from its queue.
+pub fn remote_manager_story(worker_program: &std::path::Path, worker_args: &[&str]) {
+    println!("== A remote manager: a shared queue served over TCP to another program ==");
+    let manager = Manager::serve("127.0.0.1:0", b"seeds-authkey").unwrap();
+    let (jobs, answers) =
+        (manager.queue_named::<Option<u64>>("jobs").unwrap(), manager.queue_named::<(u64, u64)>("answers").unwrap());
+    for n in 1..=5 {
+        jobs.put(Some(n)).unwrap();
+    }
+    jobs.put(None).unwrap();
+    println!("serving at {}; starting {} {:?}", manager.address(), worker_program.display(), worker_args);
+    let status = std::process::Command::new(worker_program).args(worker_args).arg(manager.address()).status().unwrap();
+    assert!(status.success());
+    let mut got: Vec<(u64, u64)> = (0..5).map(|_| answers.get().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [(1, 1), (2, 4), (3, 9), (4, 16), (5, 25)]);
+    println!("the other program answered: {got:?}\n");
+}

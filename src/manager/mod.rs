@@ -33,8 +33,12 @@
 //! else. A hosted lock belongs to the connection that took it: when its process ends or is
 //! killed, the manager releases it.
 //!
+//! [`Manager::serve`] listens on TCP for other machines, [`Manager::connect`] reaches such a
+//! manager with nothing but its address and the key, and objects registered under a name
+//! ([`Manager::queue_named`] and friends) are how programs that share nothing else meet.
+//!
 //! Not yet here (see the issue): hosted RLock, Semaphore, Condition, Barrier and JoinableQueue,
-//! nesting, custom types, TCP and `Listener`/`Client`.
+//! nesting, custom types, `Listener`/`Client`.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -60,8 +64,11 @@ use wire::{AuthKey, Refused, Reply, Request};
 /// Where a manager listens and the key it expects: what a proxy carries.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Address {
-    /// An abstract Unix socket name (no file in the filesystem).
+    /// An abstract Unix socket name (no file in the filesystem), or a TCP `host:port`.
     name: String,
+    /// Whether `name` is a TCP address.
+    #[serde(default)]
+    tcp: bool,
     authkey: AuthKey,
 }
 
@@ -74,7 +81,7 @@ impl fmt::Debug for Address {
 
 /// One authenticated connection of this process to a manager.
 struct Connection {
-    stream: Mutex<UnixStream>,
+    stream: Mutex<Box<dyn wire::Stream>>,
 }
 
 /// Who a connection belongs to: a process (a forked child makes its own — it must not share its
@@ -95,8 +102,15 @@ fn connect(address: &Address) -> Result<Arc<Connection>> {
     if let Some((_, _, c)) = all.iter().find(|(owner, a, _)| *owner == me && a == address) {
         return Ok(c.clone());
     }
-    let addr = SocketAddr::from_abstract_name(address.name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
-    let mut stream = UnixStream::connect_addr(&addr).map_err(disconnected)?;
+    let mut stream: Box<dyn wire::Stream> = if address.tcp {
+        let stream = std::net::TcpStream::connect(&address.name).map_err(disconnected)?;
+        let _ = stream.set_nodelay(true);
+        Box::new(stream)
+    } else {
+        let addr =
+            SocketAddr::from_abstract_name(address.name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
+        Box::new(UnixStream::connect_addr(&addr).map_err(disconnected)?)
+    };
     match wire::connect(&mut stream, &address.authkey, sys::build_id::fingerprint()) {
         Ok(()) => {}
         Err(Refused::Authentication) => {
@@ -144,12 +158,16 @@ fn unexpected(reply: Reply) -> Error {
 /// Python counterpart: `multiprocessing.Manager()` / `SyncManager`.
 pub struct Manager {
     address: Address,
-    server: Process<()>,
+    /// The server process, if this handle started it (not for [`Manager::connect`]).
+    server: Option<Process<()>>,
 }
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manager").field("address", &self.address).field("pid", &self.server.pid()).finish()
+        f.debug_struct("Manager")
+            .field("address", &self.address)
+            .field("pid", &self.server.as_ref().map(Process::pid))
+            .finish()
     }
 }
 
@@ -173,9 +191,152 @@ impl Manager {
         );
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
         let listener = UnixListener::bind_addr(&addr).map_err(|e| Error::os("binding the manager's socket", e))?;
-        let setup = server::Setup { listener: Fd::from(listener), authkey };
+        let setup = server::Setup { listener: Fd::from(listener), tcp: false, authkey };
         let server = Process::builder().name("manager").daemon(true).spawn(server::serve, (setup,))?;
-        Ok(Manager { address: Address { name, authkey }, server })
+        Ok(Manager { address: Address { name, tcp: false, authkey }, server: Some(server) })
+    }
+
+    /// Starts a manager server listening on TCP address `address` (`"127.0.0.1:0"` picks a
+    /// free port; see [`address`](Self::address)), for processes on this or other machines
+    /// that know `authkey`. It stops when this handle is dropped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the address cannot be bound (in use, not ours).
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// let server = Manager::serve("127.0.0.1:0", b"secret").unwrap();
+    /// let client = Manager::connect(&server.address(), b"secret").unwrap();
+    /// client.queue_named::<String>("jobs").unwrap().put("job 1".into()).unwrap();
+    /// assert_eq!(server.queue_named::<String>("jobs").unwrap().get().unwrap(), "job 1");
+    /// ```
+    /// Python counterpart: `BaseManager(address, authkey).start()` (or `get_server().serve_forever()`).
+    pub fn serve(address: impl std::net::ToSocketAddrs, authkey: &[u8]) -> Result<Manager> {
+        let listener =
+            std::net::TcpListener::bind(address).map_err(|e| Error::os("binding the manager's address", e))?;
+        let name = listener.local_addr().map_err(|e| Error::os("the manager's address", e))?.to_string();
+        let authkey = wire::derive_key(authkey);
+        let setup = server::Setup { listener: Fd::from(listener), tcp: true, authkey };
+        let server = Process::builder().name("manager").daemon(true).spawn(server::serve, (setup,))?;
+        Ok(Manager { address: Address { name, tcp: true, authkey }, server: Some(server) })
+    }
+
+    /// Connects to a manager another program serves at TCP address `address`. Nothing is
+    /// checked until the first call, which fails with [`ErrorKind::Authentication`] for a
+    /// wrong key. Dropping this handle leaves the server running.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if nobody answers at `address`.
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Manager};
+    /// let server = Manager::serve("127.0.0.1:0", b"secret").unwrap();
+    /// let wrong = Manager::connect(&server.address(), b"guess").unwrap();
+    /// assert_eq!(wrong.dict::<u8, u8>().unwrap_err().kind(), ErrorKind::Authentication);
+    /// ```
+    /// Python counterpart: `BaseManager(address, authkey).connect()`.
+    pub fn connect(address: &str, authkey: &[u8]) -> Result<Manager> {
+        Ok(Manager {
+            address: Address { name: address.to_owned(), tcp: true, authkey: wire::derive_key(authkey) },
+            server: None,
+        })
+    }
+
+    /// The TCP address a [`serve`](Self::serve)d or [`connect`](Self::connect)ed manager is at
+    /// (an internal name for a local one).
+    ///
+    /// ```
+    /// let server = multiproc::Manager::serve("127.0.0.1:0", b"k").unwrap();
+    /// assert!(server.address().starts_with("127.0.0.1:"));
+    /// ```
+    /// Python counterpart: `manager.address`.
+    pub fn address(&self) -> String {
+        self.address.name.clone()
+    }
+
+    fn named(&self, kind: wire::Kind, name: &str) -> Result<u64> {
+        match call(&self.address, &Request::Named { kind, name: name.to_owned() })? {
+            Reply::Id(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The dict registered under `name` in the manager, made empty if there is none yet: how
+    /// programs that share nothing but the address and the key find the same object.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if `name` is registered as another kind of object;
+    /// [`ErrorKind::Disconnected`]; [`ErrorKind::Authentication`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.dict_named::<u8, u8>("config").unwrap().insert(1, 2).unwrap();
+    /// assert_eq!(m.dict_named::<u8, u8>("config").unwrap().get(&1).unwrap(), Some(2));
+    /// ```
+    /// Python counterpart: `BaseManager.register("get_dict", callable=lambda: shared_dict)`.
+    pub fn dict_named<K, V>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy { address: self.address.clone(), id: self.named(wire::Kind::Dict, name)?, _types: PhantomData })
+    }
+
+    /// As [`dict_named`](Self::dict_named), for a list.
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.list_named::<u8>("log").unwrap().push(1).unwrap();
+    /// assert_eq!(m.list_named::<u8>("log").unwrap().len().unwrap(), 1);
+    /// ```
+    /// Python counterpart: `BaseManager.register("get_list", ...)`.
+    pub fn list_named<T>(&self, name: &str) -> Result<ListProxy<T>> {
+        Ok(ListProxy { address: self.address.clone(), id: self.named(wire::Kind::List, name)?, _types: PhantomData })
+    }
+
+    /// As [`dict_named`](Self::dict_named), for a queue.
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.queue_named::<u8>("jobs").unwrap().put(3).unwrap();
+    /// assert_eq!(m.queue_named::<u8>("jobs").unwrap().get().unwrap(), 3);
+    /// ```
+    /// Python counterpart: `BaseManager.register("get_queue", callable=lambda: queue)`.
+    pub fn queue_named<T>(&self, name: &str) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy { address: self.address.clone(), id: self.named(wire::Kind::Queue, name)?, _types: PhantomData })
+    }
+
+    /// As [`dict_named`](Self::dict_named), for a lock.
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let lock = m.lock_named("printer").unwrap();
+    /// lock.acquire().unwrap();
+    /// lock.release().unwrap();
+    /// ```
+    /// Python counterpart: `BaseManager.register("get_lock", ...)`.
+    pub fn lock_named(&self, name: &str) -> Result<LockProxy> {
+        Ok(LockProxy { address: self.address.clone(), id: self.named(wire::Kind::Lock, name)?, _types: PhantomData })
+    }
+
+    /// As [`dict_named`](Self::dict_named), for an event.
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.event_named("ready").unwrap().set().unwrap();
+    /// assert!(m.event_named("ready").unwrap().is_set().unwrap());
+    /// ```
+    /// Python counterpart: `BaseManager.register("get_event", ...)`.
+    pub fn event_named(&self, name: &str) -> Result<EventProxy> {
+        Ok(EventProxy { address: self.address.clone(), id: self.named(wire::Kind::Event, name)?, _types: PhantomData })
     }
 
     /// A new, empty shared dict.
@@ -208,8 +369,10 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        let _ = self.server.signal(Signal::KILL);
-        let _ = self.server.join();
+        if let Some(server) = &mut self.server {
+            let _ = server.signal(Signal::KILL);
+            let _ = server.join();
+        }
     }
 }
 

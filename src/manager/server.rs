@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::handle::Fd;
-use crate::manager::wire::{self, AuthKey, Number, Reply, Request};
+use crate::manager::wire::{self, AuthKey, Kind, Number, Reply, Request, Stream};
 use crate::process::task;
 use crate::sys;
 
@@ -24,6 +25,8 @@ use crate::sys;
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Setup {
     pub(crate) listener: Fd,
+    /// Whether `listener` is a TCP socket (else a Unix one).
+    pub(crate) tcp: bool,
     pub(crate) authkey: AuthKey,
 }
 
@@ -51,6 +54,8 @@ struct Objects {
     next: AtomicU64,
     all: Mutex<HashMap<u64, Arc<Slot>>>,
     connections: AtomicU64,
+    /// Objects registered under a name, for clients that know only the name.
+    names: Mutex<HashMap<String, (Kind, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,19 +91,29 @@ impl Objects {
 
 /// The server process's task.
 pub(crate) fn serve(setup: Setup) {
-    let listener = UnixListener::from(setup.listener.into_owned());
     let objects = Arc::new(Objects::default());
     let authkey = setup.authkey;
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+    let start = |stream: Box<dyn Stream>| {
         let objects = objects.clone();
         let _ =
             std::thread::Builder::new().name("manager-client".into()).spawn(move || client(stream, &authkey, &objects));
+    };
+    if setup.tcp {
+        let listener = TcpListener::from(setup.listener.into_owned());
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_nodelay(true); // small frames, answered at once
+            start(Box::new(stream));
+        }
+    } else {
+        let listener = UnixListener::from(setup.listener.into_owned());
+        for stream in listener.incoming().flatten() {
+            start(Box::new(stream));
+        }
     }
 }
 
 /// Serves one connection until it closes or misbehaves.
-fn client(mut stream: UnixStream, authkey: &AuthKey, objects: &Objects) {
+fn client(mut stream: Box<dyn Stream>, authkey: &AuthKey, objects: &Objects) {
     // Reads of the handshake are bounded, so a client that connects and says nothing does not
     // hold a thread forever.
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(20)));
@@ -112,9 +127,9 @@ fn client(mut stream: UnixStream, authkey: &AuthKey, objects: &Objects) {
     objects.release_all(conn);
 }
 
-fn serve_requests(stream: &mut UnixStream, objects: &Objects, conn: u64, same_build: bool) {
+fn serve_requests(stream: &mut Box<dyn Stream>, objects: &Objects, conn: u64, same_build: bool) {
     loop {
-        wire::spin_until_readable(stream);
+        wire::spin_until_readable(&**stream);
         let request: Request = match wire::receive(stream) {
             Ok(request) => request,
             // Closed, truncated, oversized or undecodable: drop this connection only.
@@ -256,6 +271,25 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             None => Reply::Bool(false),
         }),
         Request::ListItems { id } => list(id, &mut |l| Reply::Elements(l.iter().cloned().map(ByteBuf::from).collect())),
+        Request::Named { kind, name } => {
+            let mut names = lock(&objects.names);
+            match names.get(&name) {
+                Some((k, id)) if *k == kind => Reply::Id(*id),
+                Some((k, _)) => Reply::Refused(format!("{name:?} is a {k:?}, not a {kind:?}")),
+                None => {
+                    let object = match kind {
+                        Kind::Dict => Object::Dict(HashMap::new()),
+                        Kind::List => Object::List(Vec::new()),
+                        Kind::Queue => Object::Queue(Default::default()),
+                        Kind::Lock => Object::Lock(None),
+                        Kind::Event => Object::Event(false),
+                    };
+                    let id = objects.add(object);
+                    names.insert(name, (kind, id));
+                    Reply::Id(id)
+                }
+            }
+        }
         Request::NewQueue => Reply::Id(objects.add(Object::Queue(Default::default()))),
         Request::NewLock => Reply::Id(objects.add(Object::Lock(None))),
         Request::NewEvent => Reply::Id(objects.add(Object::Event(false))),
@@ -400,8 +434,8 @@ fn add(old: Option<&[u8]>, delta: Number) -> Result<Vec<u8>, String> {
 
 /// Reads a reply to `request` from a raw socket: for the client side, here so that both sides
 /// of the protocol sit together.
-pub(crate) fn roundtrip(stream: &mut UnixStream, request: &Request) -> io::Result<Reply> {
+pub(crate) fn roundtrip(stream: &mut Box<dyn Stream>, request: &Request) -> io::Result<Reply> {
     wire::send(stream, request)?;
-    wire::spin_until_readable(stream);
+    wire::spin_until_readable(&**stream);
     wire::receive(stream)
 }

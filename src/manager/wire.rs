@@ -25,9 +25,31 @@ use sha2::Sha256;
 /// comes within microseconds, and a blocked wake-up costs tens of them on these machines.
 pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(60);
 
+/// A connection: a Unix socket (local) or TCP (remote).
+pub(crate) trait Stream: Read + Write + std::os::fd::AsFd + Send {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()>;
+}
+
+impl Stream for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Stream for std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// The key both sides use, from the user's authkey of any length.
+pub(crate) fn derive_key(authkey: &[u8]) -> AuthKey {
+    use sha2::Digest;
+    Sha256::digest(authkey).into()
+}
+
 /// Spins (yielding the CPU between looks) until `stream` has bytes to read or `SPIN` passes.
-pub(crate) fn spin_until_readable(stream: &std::os::unix::net::UnixStream) {
-    use std::os::fd::AsFd;
+pub(crate) fn spin_until_readable(stream: &(impl std::os::fd::AsFd + ?Sized)) {
     let began = std::time::Instant::now();
     while began.elapsed() < SPIN {
         if crate::sys::poll::is_readable(stream.as_fd()).unwrap_or(true) {
@@ -144,6 +166,16 @@ pub(crate) enum Number {
     Unsigned(u64),
     F32(f32),
     F64(f64),
+}
+
+/// The kinds of shared objects, for named lookups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Queue,
+    Lock,
+    Event,
 }
 
 /// What a client asks.
@@ -266,6 +298,11 @@ pub(crate) enum Request {
     EventWait {
         id: u64,
         timeout_ms: Option<u64>,
+    },
+    /// The object registered under `name` (made, of `kind`, if there is none yet).
+    Named {
+        kind: Kind,
+        name: String,
     },
 }
 

@@ -1,0 +1,64 @@
+//! A manager served over TCP on loopback: a process that inherited nothing reaches it with the
+//! address and the key; a wrong key is refused; garbage on the port costs only its connection.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::watchdog;
+use multiproc::{Context, ErrorKind, Manager, StartMethod};
+
+fn remote_worker(address: String, key: Vec<u8>) -> u64 {
+    let manager = Manager::connect(&address, &key).unwrap();
+    let jobs = manager.queue_named::<Option<u64>>("jobs").unwrap();
+    let total = manager.dict_named::<String, u64>("totals").unwrap();
+    let mut done = 0;
+    while let Some(n) = jobs.get().unwrap() {
+        total.add(&"sum".to_string(), n).unwrap();
+        done += 1;
+    }
+    done
+}
+
+#[test]
+fn a_process_that_inherited_nothing_works_through_a_tcp_manager() {
+    let _w = watchdog(60);
+    let server = Manager::serve("127.0.0.1:0", b"remote-key").unwrap();
+    let jobs = server.queue_named::<Option<u64>>("jobs").unwrap();
+    for n in 1..=100 {
+        jobs.put(Some(n)).unwrap();
+    }
+    jobs.put(None).unwrap();
+    jobs.put(None).unwrap();
+    // Spawned: a fresh program that gets only two strings' worth of arguments.
+    let ctx = Context::new(StartMethod::Spawn);
+    let mut workers: Vec<_> =
+        (0..2).map(|_| ctx.spawn(remote_worker, (server.address(), b"remote-key".to_vec())).unwrap()).collect();
+    let done: u64 = workers.iter_mut().map(|w| w.join().unwrap()).sum();
+    assert_eq!(done, 100);
+    assert_eq!(server.dict_named::<String, u64>("totals").unwrap().get(&"sum".to_string()).unwrap(), Some(5050));
+}
+
+#[test]
+fn tcp_clients_with_the_wrong_key_or_garbage_are_turned_away() {
+    let _w = watchdog(60);
+    let server = Manager::serve("127.0.0.1:0", b"right").unwrap();
+    let good = server.dict_named::<u8, u8>("d").unwrap();
+    good.insert(1, 1).unwrap();
+    let wrong = Manager::connect(&server.address(), b"wrong").unwrap();
+    assert_eq!(wrong.dict_named::<u8, u8>("d").unwrap_err().kind(), ErrorKind::Authentication);
+    for junk in [&b"GET / HTTP/1.0\r\n\r\n"[..], &[0xff; 100][..], &u32::MAX.to_le_bytes()[..]] {
+        let mut s = std::net::TcpStream::connect(server.address()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = s.write_all(junk);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    assert_eq!(good.get(&1).unwrap(), Some(1), "a well-behaved client is still served");
+    assert_eq!(
+        Manager::connect("127.0.0.1:1", b"x").unwrap().dict::<u8, u8>().unwrap_err().kind(),
+        ErrorKind::Disconnected
+    );
+}
