@@ -308,3 +308,21 @@ fn a_client_waiting_when_the_manager_stops_gets_an_error_not_a_hang() {
     drop(manager);
     assert!(child.join().unwrap(), "the waiting client got a disconnected error");
 }
+
+fn add_to_nested(outer: DictProxy<String, multiproc::manager::ListProxy<u32>>, item: u32) {
+    // Fetch the inner list from the outer dict and change it: the change is live for everyone.
+    outer.get(&"inner".to_string()).unwrap().unwrap().push(item).unwrap();
+}
+
+#[test]
+fn a_proxy_stored_in_a_container_stays_a_live_reference() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let outer = manager.dict::<String, multiproc::manager::ListProxy<u32>>().unwrap();
+    outer.insert("inner".into(), manager.list().unwrap()).unwrap();
+    let mut ps: Vec<_> = (0..3).map(|i| Process::spawn(add_to_nested, (outer.clone(), i)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    let mut items = outer.get(&"inner".to_string()).unwrap().unwrap().to_vec().unwrap();
+    items.sort();
+    assert_eq!(items, [0, 1, 2], "Python's lost-update trap on nested containers does not exist here");
+}

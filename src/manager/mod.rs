@@ -33,6 +33,10 @@
 //! else. A hosted lock belongs to the connection that took it: when its process ends or is
 //! killed, the manager releases it.
 //!
+//! Proxies are plain values, so a proxy stored inside a managed container stays a live
+//! reference: fetch it and change it, and everyone sees the change (Python's lost update on
+//! nested containers does not exist here).
+//!
 //! [`Manager::serve`] listens on TCP for other machines, [`Manager::connect`] reaches such a
 //! manager with nothing but its address and the key, and objects registered under a name
 //! ([`Manager::queue_named`] and friends) are how programs that share nothing else meet.
