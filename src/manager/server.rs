@@ -37,7 +37,12 @@ type Entries = HashMap<Vec<u8>, Vec<u8>>;
 enum Object {
     Dict(Entries),
     List(Vec<Vec<u8>>),
-    Queue(std::collections::VecDeque<Vec<u8>>),
+    /// Items, and (for a joinable queue) how many put are not yet marked done.
+    Queue(std::collections::VecDeque<Vec<u8>>, Option<u64>),
+    Semaphore {
+        value: u32,
+        bound: Option<u32>,
+    },
     /// The connection holding it, if any.
     Lock(Option<u64>),
     Event(bool),
@@ -280,7 +285,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
                     let object = match kind {
                         Kind::Dict => Object::Dict(HashMap::new()),
                         Kind::List => Object::List(Vec::new()),
-                        Kind::Queue => Object::Queue(Default::default()),
+                        Kind::Queue => Object::Queue(Default::default(), None),
                         Kind::Lock => Object::Lock(None),
                         Kind::Event => Object::Event(false),
                     };
@@ -290,14 +295,17 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
                 }
             }
         }
-        Request::NewQueue => Reply::Id(objects.add(Object::Queue(Default::default()))),
+        Request::NewQueue => Reply::Id(objects.add(Object::Queue(Default::default(), None))),
         Request::NewLock => Reply::Id(objects.add(Object::Lock(None))),
         Request::NewEvent => Reply::Id(objects.add(Object::Event(false))),
         Request::QueuePut { id, value } => match object(id) {
             Ok(slot) => {
                 let reply = match &mut *lock(&slot.object) {
-                    Object::Queue(q) => {
+                    Object::Queue(q, unfinished) => {
                         q.push_back(value.into_vec());
+                        if let Some(n) = unfinished {
+                            *n += 1;
+                        }
                         Reply::Done
                     }
                     _ => not_a(id, "queue"),
@@ -308,12 +316,12 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Err(reply) => reply,
         },
         Request::QueueGet { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(_)) => wait_on(
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(..)) => wait_on(
                 &slot,
                 timeout_ms,
-                |o| matches!(o, Object::Queue(q) if !q.is_empty()),
+                |o| matches!(o, Object::Queue(q, _) if !q.is_empty()),
                 |o| match o {
-                    Object::Queue(q) => bytes(q.pop_front()),
+                    Object::Queue(q, _) => bytes(q.pop_front()),
                     _ => Reply::Value(None),
                 },
                 Reply::Value(None),
@@ -323,9 +331,78 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
         },
         Request::QueueLen { id } => match object(id) {
             Ok(slot) => match &*lock(&slot.object) {
-                Object::Queue(q) => Reply::Len(q.len() as u64),
+                Object::Queue(q, _) => Reply::Len(q.len() as u64),
                 _ => not_a(id, "queue"),
             },
+            Err(reply) => reply,
+        },
+        Request::NewSemaphore { value, bound } => Reply::Id(objects.add(Object::Semaphore { value, bound })),
+        Request::NewJoinableQueue => Reply::Id(objects.add(Object::Queue(Default::default(), Some(0)))),
+        Request::SemaphoreAcquire { id, timeout_ms } => match object(id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Semaphore { .. }) => wait_on(
+                &slot,
+                timeout_ms,
+                |o| matches!(o, Object::Semaphore { value, .. } if *value > 0),
+                |o| {
+                    if let Object::Semaphore { value, .. } = o {
+                        *value -= 1;
+                    }
+                    Reply::Bool(true)
+                },
+                Reply::Bool(false),
+            ),
+            Ok(_) => not_a(id, "semaphore"),
+            Err(reply) => reply,
+        },
+        Request::SemaphoreRelease { id } => match object(id) {
+            Ok(slot) => {
+                let reply = match &mut *lock(&slot.object) {
+                    Object::Semaphore { value, bound } => {
+                        if bound.is_some_and(|b| *value >= b) || *value == u32::MAX {
+                            Reply::Refused("semaphore or lock released too many times".into())
+                        } else {
+                            *value += 1;
+                            Reply::Done
+                        }
+                    }
+                    _ => not_a(id, "semaphore"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
+            Err(reply) => reply,
+        },
+        Request::SemaphoreValue { id } => match object(id) {
+            Ok(slot) => match &*lock(&slot.object) {
+                Object::Semaphore { value, .. } => Reply::Len(u64::from(*value)),
+                _ => not_a(id, "semaphore"),
+            },
+            Err(reply) => reply,
+        },
+        Request::QueueTaskDone { id } => match object(id) {
+            Ok(slot) => {
+                let reply = match &mut *lock(&slot.object) {
+                    Object::Queue(_, Some(0)) => Reply::Refused("task_done() called too many times".into()),
+                    Object::Queue(_, Some(n)) => {
+                        *n -= 1;
+                        Reply::Done
+                    }
+                    _ => not_a(id, "joinable queue"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
+            Err(reply) => reply,
+        },
+        Request::QueueJoin { id, timeout_ms } => match object(id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(_, Some(_))) => wait_on(
+                &slot,
+                timeout_ms,
+                |o| matches!(o, Object::Queue(_, Some(0))),
+                |_| Reply::Bool(true),
+                Reply::Bool(false),
+            ),
+            Ok(_) => not_a(id, "joinable queue"),
             Err(reply) => reply,
         },
         Request::LockAcquire { id, timeout_ms } => match object(id) {

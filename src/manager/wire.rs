@@ -299,6 +299,29 @@ pub(crate) enum Request {
         id: u64,
         timeout_ms: Option<u64>,
     },
+    NewSemaphore {
+        value: u32,
+        bound: Option<u32>,
+    },
+    SemaphoreAcquire {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
+    SemaphoreRelease {
+        id: u64,
+    },
+    SemaphoreValue {
+        id: u64,
+    },
+    /// A queue that counts unfinished items (`task_done`, `join`).
+    NewJoinableQueue,
+    QueueTaskDone {
+        id: u64,
+    },
+    QueueJoin {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
     /// The object registered under `name` (made, of `kind`, if there is none yet).
     Named {
         kind: Kind,
