@@ -189,6 +189,7 @@
 //! | `conn.send(obj)`, `conn.recv()`, `conn.poll(t)` | [`Connection::send`], [`Connection::recv`], [`Connection::poll`], plus [`Connection::recv_timeout`] |
 //! | `send_bytes`, `recv_bytes`, `recv_bytes_into` | the same names |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`connection::wait`] (also over queues) |
+//! | `connection.Listener(address, authkey)`, `connection.Client(address, authkey)` | [`connection::Listener`], [`connection::client`] (typed, over TCP) |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `empty`, `full`, `close` | [`Queue::bounded`]: [`put`](Queue::put), [`get`](Queue::get), [`try_put`](Queue::try_put), [`try_get`](Queue::try_get), [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full), [`close`](Queue::close) |
 //! | `q.put(obj, timeout=t)`, `q.get(timeout=t)` | [`Queue::put_timeout`], [`Queue::get_timeout`] |
 //! | `SimpleQueue()`, `JoinableQueue()`: `task_done`, `join` | [`SimpleQueue`], [`JoinableQueue`]: the same |

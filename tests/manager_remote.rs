@@ -62,3 +62,32 @@ fn tcp_clients_with_the_wrong_key_or_garbage_are_turned_away() {
         ErrorKind::Disconnected
     );
 }
+
+fn ask_twice(address: String) -> u64 {
+    let conn = multiproc::connection::client::<u64>(&address, b"listener-key").unwrap();
+    conn.send(&20).unwrap();
+    conn.recv().unwrap()
+}
+
+#[test]
+fn listener_and_client_talk_typed_after_authenticating() {
+    let _w = watchdog(60);
+    let listener = multiproc::connection::Listener::bind("127.0.0.1:0", b"listener-key").unwrap();
+    let address = listener.address().unwrap();
+    // A stranger with garbage first: the listener turns it away and keeps accepting.
+    let mut junk = std::net::TcpStream::connect(&address).unwrap();
+    junk.write_all(&[0u8; 64]).unwrap();
+    junk.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut child = Context::new(StartMethod::Spawn).spawn(ask_twice, (address.clone(),)).unwrap();
+    let conn = listener.accept::<u64>().unwrap();
+    let n = conn.recv().unwrap();
+    conn.send(&(n * 2)).unwrap();
+    assert_eq!(child.join().unwrap(), 40);
+    drop(conn);
+    let wrong = std::thread::spawn(move || {
+        multiproc::connection::client::<u64>(&address, b"nope").map(drop).unwrap_err().kind()
+    });
+    let accepted = std::thread::spawn(move || listener.accept::<u64>().is_ok());
+    assert_eq!(wrong.join().unwrap(), ErrorKind::Authentication);
+    drop(accepted); // the listener goes on waiting for a real client; the test does not need one
+}

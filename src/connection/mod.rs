@@ -39,8 +39,10 @@ use crate::process::registry::lock;
 use crate::sync::deadline_after;
 use crate::sys;
 
+mod net;
 mod wait;
 
+pub use net::{Listener, NetConnection, client};
 pub use wait::{WaitSource, Waitable, wait};
 
 /// How long a receiver spins (re-checking the socket) before it sleeps.

@@ -44,8 +44,11 @@
 //! Hosted semaphores ([`Manager::semaphore`]) and joinable queues ([`Manager::joinable_queue`])
 //! complete the set used by the seeds.
 //!
-//! Not yet here (see the issue): hosted RLock, Condition and Barrier, custom registered types,
-//! and `Listener`/`Client`.
+//! Python's `Listener`/`Client` pair, on the same machinery, is in
+//! [`connection`](crate::connection::Listener).
+//!
+//! Not yet here (see the issue): hosted RLock, Condition and Barrier, and custom registered
+//! types.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -64,7 +67,7 @@ use crate::process::{Process, Signal};
 use crate::sys;
 
 mod server;
-mod wire;
+pub(crate) mod wire;
 
 use wire::{AuthKey, Refused, Reply, Request};
 
