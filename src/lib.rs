@@ -201,6 +201,7 @@
 //! | `manager.list()`: `append`, `pop`, `l[i]`, `l[i] = v`, `len`, `extend`, `remove`, `l[:]` | [`Manager::list`]: [`push`](manager::ListProxy::push), [`pop`](manager::ListProxy::pop), [`get`](manager::ListProxy::get), [`set`](manager::ListProxy::set), [`len`](manager::ListProxy::len), [`extend`](manager::ListProxy::extend), [`remove`](manager::ListProxy::remove), [`to_vec`](manager::ListProxy::to_vec) |
 //! | `manager.Namespace()`, `manager.Value(..)`, `manager.Queue()`, `manager.JoinableQueue()`, `manager.Lock()`, `manager.Semaphore(n)`, `manager.Event()` | [`Manager::namespace`], [`Manager::value`], [`Manager::queue`], [`Manager::joinable_queue`], [`Manager::lock`], [`Manager::semaphore`], [`Manager::event`] |
 //! | `BaseManager(address, authkey)`: `start()`, `connect()`, `register("get_queue", ...)` | [`Manager::serve`], [`Manager::connect`], [`Manager::queue_named`] and friends |
+//! | `BaseManager.register(typeid, MyClass)` and its proxy | [`manager::SharedObject`], [`Manager::object`], [`manager::ObjectProxy::call`] |
 //! | `with lock: d[k] += n` | [`manager::DictProxy::add`], [`manager::DictProxy::apply`] (atomic in the server, no lock) |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] (plus a per-task timeout) |
 //! | `pool.map(f, it, chunksize)`, `imap`, `imap_unordered`, `starmap` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`] |

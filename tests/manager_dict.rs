@@ -326,3 +326,51 @@ fn a_proxy_stored_in_a_container_stays_a_live_reference() {
     items.sort();
     assert_eq!(items, [0, 1, 2], "Python's lost-update trap on nested containers does not exist here");
 }
+
+/// A user type hosted by the manager: a bank account that refuses overdrafts.
+#[derive(Default)]
+struct Account {
+    balance: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Op {
+    Deposit(i64),
+    Withdraw(i64),
+    Explode,
+}
+
+impl multiproc::manager::SharedObject for Account {
+    type Request = Op;
+    type Response = Result<i64, String>;
+    fn handle(&mut self, op: Op) -> Result<i64, String> {
+        match op {
+            Op::Deposit(n) => self.balance += n,
+            Op::Withdraw(n) if n > self.balance => return Err(format!("only {} left", self.balance)),
+            Op::Withdraw(n) => self.balance -= n,
+            Op::Explode => panic!("kaboom"),
+        }
+        Ok(self.balance)
+    }
+}
+
+fn deposit_many(account: multiproc::manager::ObjectProxy<Account>) {
+    for _ in 0..50 {
+        account.call(Op::Deposit(2)).unwrap().unwrap();
+    }
+}
+
+#[test]
+fn a_registered_user_type_serves_typed_requests_from_many_processes() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let account = manager.object::<Account>().unwrap();
+    let mut ps: Vec<_> = (0..4).map(|_| Process::spawn(deposit_many, (account.clone(),)).unwrap()).collect();
+    ps.iter_mut().for_each(|p| p.join().unwrap());
+    assert_eq!(account.call(Op::Withdraw(1_000)).unwrap(), Err("only 400 left".to_string()));
+    assert_eq!(account.call(Op::Withdraw(100)).unwrap(), Ok(300));
+    let err = account.call(Op::Explode).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("kaboom"));
+    assert_eq!(account.call(Op::Deposit(0)).unwrap(), Ok(300), "the object and the server go on");
+}

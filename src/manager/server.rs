@@ -46,6 +46,8 @@ enum Object {
     /// The connection holding it, if any.
     Lock(Option<u64>),
     Event(bool),
+    /// A user type (`manager::SharedObject`).
+    Custom(Box<dyn task::CustomObject>),
 }
 
 /// An object and the condition its waiters sleep on (queues, locks, events).
@@ -334,6 +336,29 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
                 Object::Queue(q, _) => Reply::Len(q.len() as u64),
                 _ => not_a(id, "queue"),
             },
+            Err(reply) => reply,
+        },
+        Request::NewCustom { entry } => {
+            if !same_build {
+                return Reply::Refused("user types can only be created by clients of the manager's own build".into());
+            }
+            // SAFETY: the client proved it runs this very build (its fingerprint, checked at the
+            // handshake), and constructors are named by `new_object_offset` there.
+            let new = unsafe { task::new_object_from_offset(entry) };
+            Reply::Id(objects.add(Object::Custom(new())))
+        }
+        Request::CustomCall { id, request } => match object(id) {
+            Ok(slot) => {
+                let reply = match &mut *lock(&slot.object) {
+                    Object::Custom(hosted) => match hosted.call(&request) {
+                        Ok(response) => bytes(Some(response)),
+                        Err(why) => Reply::Refused(why),
+                    },
+                    _ => not_a(id, "user object"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
             Err(reply) => reply,
         },
         Request::NewSemaphore { value, bound } => Reply::Id(objects.add(Object::Semaphore { value, bound })),

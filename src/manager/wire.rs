@@ -322,6 +322,16 @@ pub(crate) enum Request {
         id: u64,
         timeout_ms: Option<u64>,
     },
+    /// Host a new object of a user type, made by the constructor at offset `entry` (same
+    /// build only).
+    NewCustom {
+        entry: i64,
+    },
+    /// Hand an encoded request to a hosted user object; its encoded response comes back.
+    CustomCall {
+        id: u64,
+        request: ByteBuf,
+    },
     /// The object registered under `name` (made, of `kind`, if there is none yet).
     Named {
         kind: Kind,

@@ -327,6 +327,48 @@ where
     postcard::to_stdvec(&new).map_err(|e| format!("the new value could not be encoded: {e}"))
 }
 
+/// A user type living in a manager server, driven by encoded requests (see
+/// `manager::SharedObject`).
+pub(crate) trait CustomObject: Send {
+    /// Decodes a request, handles it, encodes the response.
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Makes a new custom object: what a manager server calls, by offset, to host a user type.
+pub(crate) type NewObject = fn() -> Box<dyn CustomObject>;
+
+/// The offset of the constructor of hosted type `T` (see [`entry_offset`]).
+pub(crate) fn new_object_offset<T: crate::manager::SharedObject>() -> i64 {
+    let entry: NewObject = new_object::<T>;
+    (entry as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// Turns an offset back into the constructor it came from.
+///
+/// # Safety
+/// As for [`entry_from_offset`]: `offset` must come from [`new_object_offset`] in this build.
+pub(crate) unsafe fn new_object_from_offset(offset: i64) -> NewObject {
+    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's contract `address` is a `NewObject` function of this build.
+    unsafe { std::mem::transmute::<usize, NewObject>(address) }
+}
+
+struct Hosted<T>(T);
+
+impl<T: crate::manager::SharedObject> CustomObject for Hosted<T> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String> {
+        let request: T::Request = postcard::from_bytes(request)
+            .map_err(|e| format!("the request is not a {}: {e}", std::any::type_name::<T::Request>()))?;
+        let response = catch_unwind(AssertUnwindSafe(|| self.0.handle(request)))
+            .map_err(|p| format!("the shared object panicked: {}", panic_message(p.as_ref())))?;
+        postcard::to_stdvec(&response).map_err(|e| format!("the response could not be encoded: {e}"))
+    }
+}
+
+fn new_object<T: crate::manager::SharedObject>() -> Box<dyn CustomObject> {
+    Box::new(Hosted(T::default()))
+}
+
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
