@@ -374,3 +374,38 @@ fn a_registered_user_type_serves_typed_requests_from_many_processes() {
     assert!(err.to_string().contains("kaboom"));
     assert_eq!(account.call(Op::Deposit(0)).unwrap(), Ok(300), "the object and the server go on");
 }
+
+fn meet_many(b: multiproc::manager::BarrierProxy, rounds: u32) -> Vec<u32> {
+    (0..rounds).map(|_| b.wait().unwrap().unwrap()).collect()
+}
+
+fn hold_rlock_and_die(lock: multiproc::manager::RLockProxy) {
+    lock.acquire().unwrap();
+    lock.acquire().unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn hosted_barriers_and_rlocks_across_processes() {
+    use std::time::{Duration, Instant};
+    let _w = watchdog(120);
+    let manager = Manager::start().unwrap();
+    let barrier = manager.barrier(4).unwrap();
+    let mut ps: Vec<_> = (0..4).map(|_| Process::spawn(meet_many, (barrier.clone(), 20)).unwrap()).collect();
+    let all: Vec<Vec<u32>> = ps.iter_mut().map(|p| p.join().unwrap()).collect();
+    for round in 0..20 {
+        let mut indexes: Vec<u32> = all.iter().map(|v| v[round]).collect();
+        indexes.sort();
+        assert_eq!(indexes, [0, 1, 2, 3], "round {round}");
+    }
+    let lonely = manager.barrier(2).unwrap();
+    let timeout = Duration::from_millis(100);
+    let began = Instant::now();
+    assert!(lonely.wait_timeout(timeout).unwrap().is_err());
+    assert!(began.elapsed() >= timeout);
+
+    let rlock = manager.rlock().unwrap();
+    let _ = Process::spawn(hold_rlock_and_die, (rlock.clone(),)).unwrap().join();
+    assert!(rlock.acquire_timeout(Duration::from_secs(20)).unwrap(), "the dead holder's rlock was released");
+    rlock.release().unwrap();
+}

@@ -51,7 +51,8 @@
 //! requests in, typed responses out, one at a time under the object's lock (Python's
 //! `BaseManager.register`).
 //!
-//! Not yet here (see the issue): hosted RLock, Condition and Barrier.
+//! Hosted RLocks ([`Manager::rlock`]) and barriers ([`Manager::barrier`]) too; a hosted
+//! Condition is not here yet (see the issue).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -1898,6 +1899,228 @@ impl<T: SharedObject> ObjectProxy<T> {
     pub fn call(&self, request: T::Request) -> Result<T::Response> {
         match call(&self.address, &Request::CustomCall { id: self.id, request: encode(&request)? })? {
             Reply::Value(Some(bytes)) => decode(&bytes),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Manager {
+    /// A recursive lock hosted by the manager: the connection (thread of a process) that holds
+    /// it may take it again; it is released by as many releases, or when that connection closes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let rlock = manager.rlock().unwrap();
+    /// rlock.acquire().unwrap();
+    /// rlock.acquire().unwrap();
+    /// rlock.release().unwrap();
+    /// rlock.release().unwrap();
+    /// assert!(rlock.release().is_err());
+    /// ```
+    /// Python counterpart: `manager.RLock()`.
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        Ok(RLockProxy { address: self.address.clone(), id: self.new_object(Request::NewRLock)?, _types: PhantomData })
+    }
+
+    /// A barrier for `parties` processes hosted by the manager.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for zero parties; [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let barrier = manager.barrier(1).unwrap();
+    /// assert_eq!(barrier.wait().unwrap(), Ok(0));
+    /// assert!(manager.barrier(0).is_err());
+    /// ```
+    /// Python counterpart: `manager.Barrier(parties)`.
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        Ok(BarrierProxy {
+            address: self.address.clone(),
+            id: self.new_object(Request::NewBarrier { parties })?,
+            _types: PhantomData,
+        })
+    }
+}
+
+/// A recursive lock hosted by a [`Manager`].
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::RLockProxy};
+/// fn nested(lock: RLockProxy) { lock.acquire().unwrap(); lock.acquire().unwrap(); lock.release().unwrap(); lock.release().unwrap(); }
+/// let manager = Manager::start().unwrap();
+/// let lock = manager.rlock().unwrap();
+/// Process::spawn(nested, (lock.clone(),)).unwrap().join().unwrap();
+/// assert!(lock.acquire_timeout(std::time::Duration::from_secs(5)).unwrap());
+/// ```
+/// Python counterpart: the proxy of `manager.RLock()`.
+pub struct RLockProxy {
+    address: Address,
+    id: u64,
+    _types: PhantomData<()>,
+}
+
+proxy_basics!(RLockProxy);
+
+impl RLockProxy {
+    /// Takes the lock (again, if this thread of this process holds it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.rlock().unwrap().acquire().unwrap();
+    /// ```
+    /// Python counterpart: `rlock.acquire()`.
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_inner(None).map(drop)
+    }
+
+    /// Takes the lock, waiting up to `timeout`; whether it was taken.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.rlock().unwrap().acquire_timeout(std::time::Duration::from_secs(1)).unwrap());
+    /// ```
+    /// Python counterpart: `rlock.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.acquire_inner(Some(timeout))
+    }
+
+    fn acquire_inner(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
+        match call(&self.address, &Request::RLockAcquire { id: self.id, timeout_ms: timeout_ms(timeout) })? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Releases one level.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if this thread of this process does not hold it;
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.rlock().unwrap().release().is_err());
+    /// ```
+    /// Python counterpart: `rlock.release()`.
+    pub fn release(&self) -> Result<()> {
+        match call(&self.address, &Request::RLockRelease { id: self.id })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A barrier hosted by a [`Manager`]: [`wait`](Self::wait) returns `Ok(Ok(index))` when the
+/// barrier passes, `Ok(Err(BrokenBarrier))` when it is broken.
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::BarrierProxy};
+/// fn meet(b: BarrierProxy) -> u32 { b.wait().unwrap().unwrap() }
+/// let manager = Manager::start().unwrap();
+/// let barrier = manager.barrier(3).unwrap();
+/// let mut ps: Vec<_> = (0..3).map(|_| Process::spawn(meet, (barrier.clone(),)).unwrap()).collect();
+/// let mut indexes: Vec<u32> = ps.iter_mut().map(|p| p.join().unwrap()).collect();
+/// indexes.sort();
+/// assert_eq!(indexes, [0, 1, 2]);
+/// ```
+/// Python counterpart: the proxy of `manager.Barrier(parties)`.
+pub struct BarrierProxy {
+    address: Address,
+    id: u64,
+    _types: PhantomData<()>,
+}
+
+proxy_basics!(BarrierProxy);
+
+impl BarrierProxy {
+    /// Waits until every party has arrived.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] (the inner `Err` is a broken barrier).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let b = m.barrier(2).unwrap();
+    /// b.abort().unwrap();
+    /// assert_eq!(b.wait().unwrap(), Err(multiproc::sync::BrokenBarrier));
+    /// ```
+    /// Python counterpart: `barrier.wait()`.
+    pub fn wait(&self) -> Result<std::result::Result<u32, crate::sync::BrokenBarrier>> {
+        self.wait_inner(None)
+    }
+
+    /// Waits up to `timeout`; a timeout breaks the barrier for everyone (as in Python).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let b = m.barrier(2).unwrap();
+    /// assert!(b.wait_timeout(std::time::Duration::from_millis(10)).unwrap().is_err());
+    /// ```
+    /// Python counterpart: `barrier.wait(timeout)`.
+    pub fn wait_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<std::result::Result<u32, crate::sync::BrokenBarrier>> {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<std::result::Result<u32, crate::sync::BrokenBarrier>> {
+        match call(&self.address, &Request::BarrierWait { id: self.id, timeout_ms: timeout_ms(timeout) })? {
+            Reply::Len(index) => Ok(Ok(index as u32)),
+            Reply::Bool(false) => Ok(Err(crate::sync::BrokenBarrier)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Breaks the barrier: current and later waits fail until [`reset`](Self::reset).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// m.barrier(2).unwrap().abort().unwrap();
+    /// ```
+    /// Python counterpart: `barrier.abort()`.
+    pub fn abort(&self) -> Result<()> {
+        match call(&self.address, &Request::BarrierAbort { id: self.id })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts over: current waiters fail, later waits work again.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let b = m.barrier(1).unwrap();
+    /// b.abort().unwrap();
+    /// b.reset().unwrap();
+    /// assert_eq!(b.wait().unwrap(), Ok(0));
+    /// ```
+    /// Python counterpart: `barrier.reset()`.
+    pub fn reset(&self) -> Result<()> {
+        match call(&self.address, &Request::BarrierReset { id: self.id })? {
+            Reply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }

@@ -48,6 +48,16 @@ enum Object {
     Event(bool),
     /// A user type (`manager::SharedObject`).
     Custom(Box<dyn task::CustomObject>),
+    /// The connection holding it and how many times.
+    RLock(Option<(u64, u32)>),
+    /// `ended_broken`: the last generation that ended broken (its waiters fail).
+    Barrier {
+        parties: u32,
+        count: u32,
+        generation: u64,
+        broken: bool,
+        ended_broken: Option<u64>,
+    },
 }
 
 /// An object and the condition its waiters sleep on (queues, locks, events).
@@ -86,12 +96,12 @@ impl Objects {
         let slots: Vec<Arc<Slot>> = lock(&self.all).values().cloned().collect();
         for slot in slots {
             let mut object = lock(&slot.object);
-            if let Object::Lock(holder) = &mut *object {
-                if *holder == Some(conn) {
-                    *holder = None;
-                    slot.changed.notify_all();
-                }
+            match &mut *object {
+                Object::Lock(holder) if *holder == Some(conn) => *holder = None,
+                Object::RLock(holder) if holder.is_some_and(|(c, _)| c == conn) => *holder = None,
+                _ => continue,
             }
+            slot.changed.notify_all();
         }
     }
 }
@@ -171,6 +181,54 @@ fn wait_on(
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return timed_out;
+                }
+                object = slot.changed.wait_timeout(object, left).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+    }
+}
+
+/// A barrier party's wait: the last to arrive releases everyone of its generation; a timeout
+/// breaks the barrier for all (as in Python), and so do abort and reset for those waiting.
+fn barrier_wait(slot: &Slot, timeout_ms: Option<u64>) -> Reply {
+    let deadline = timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    let mut object = lock(&slot.object);
+    let (index, mine) = match &mut *object {
+        Object::Barrier { broken: true, .. } => return Reply::Bool(false),
+        Object::Barrier { parties, count, generation, .. } => {
+            let index = *count;
+            *count += 1;
+            if *count == *parties {
+                *count = 0;
+                *generation += 1;
+                slot.changed.notify_all();
+                return Reply::Len(u64::from(index));
+            }
+            (index, *generation)
+        }
+        _ => return Reply::Refused("not a barrier".into()),
+    };
+    loop {
+        if let Object::Barrier { generation, ended_broken, .. } = &*object {
+            if *generation != mine {
+                // A generation ended by the last arrival passes; one ended by a timeout, an
+                // abort or a reset is broken for its waiters.
+                return if *ended_broken == Some(mine) { Reply::Bool(false) } else { Reply::Len(u64::from(index)) };
+            }
+        }
+        match deadline {
+            None => object = slot.changed.wait(object).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    if let Object::Barrier { count, generation, broken, ended_broken, .. } = &mut *object {
+                        *ended_broken = Some(*generation);
+                        *count = 0;
+                        *generation += 1;
+                        *broken = true;
+                    }
+                    slot.changed.notify_all();
+                    return Reply::Bool(false);
                 }
                 object = slot.changed.wait_timeout(object, left).unwrap_or_else(|p| p.into_inner()).0;
             }
@@ -338,6 +396,78 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             },
             Err(reply) => reply,
         },
+        Request::NewRLock => Reply::Id(objects.add(Object::RLock(None))),
+        Request::RLockAcquire { id, timeout_ms } => match object(id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::RLock(_)) => wait_on(
+                &slot,
+                timeout_ms,
+                |o| matches!(o, Object::RLock(None)) || matches!(o, Object::RLock(Some((c, _))) if *c == conn),
+                |o| {
+                    if let Object::RLock(holder) = o {
+                        *holder = Some((conn, holder.map_or(1, |(_, n)| n + 1)));
+                    }
+                    Reply::Bool(true)
+                },
+                Reply::Bool(false),
+            ),
+            Ok(_) => not_a(id, "rlock"),
+            Err(reply) => reply,
+        },
+        Request::RLockRelease { id } => match object(id) {
+            Ok(slot) => {
+                let reply = match &mut *lock(&slot.object) {
+                    Object::RLock(holder) => match *holder {
+                        Some((c, n)) if c == conn => {
+                            *holder = (n > 1).then_some((c, n - 1));
+                            Reply::Done
+                        }
+                        _ => Reply::Refused("cannot release un-acquired lock".into()),
+                    },
+                    _ => not_a(id, "rlock"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
+            Err(reply) => reply,
+        },
+        Request::NewBarrier { parties } => {
+            if parties == 0 {
+                return Reply::Refused("a barrier needs at least one party".into());
+            }
+            Reply::Id(objects.add(Object::Barrier {
+                parties,
+                count: 0,
+                generation: 0,
+                broken: false,
+                ended_broken: None,
+            }))
+        }
+        Request::BarrierWait { id, timeout_ms } => match object(id) {
+            Ok(slot) => barrier_wait(&slot, timeout_ms),
+            Err(reply) => reply,
+        },
+        Request::BarrierAbort { id } | Request::BarrierReset { id } => {
+            let reset = matches!(request, Request::BarrierReset { .. });
+            match object(id) {
+                Ok(slot) => {
+                    let reply = match &mut *lock(&slot.object) {
+                        Object::Barrier { count, generation, broken, ended_broken, .. } => {
+                            // Waiters of this generation wake up to a broken barrier; after a
+                            // reset, later waits start afresh, after an abort they fail too.
+                            *ended_broken = Some(*generation);
+                            *count = 0;
+                            *generation += 1;
+                            *broken = !reset;
+                            Reply::Done
+                        }
+                        _ => not_a(id, "barrier"),
+                    };
+                    slot.changed.notify_all();
+                    reply
+                }
+                Err(reply) => reply,
+            }
+        }
         Request::NewCustom { entry } => {
             if !same_build {
                 return Reply::Refused("user types can only be created by clients of the manager's own build".into());

@@ -332,6 +332,28 @@ pub(crate) enum Request {
         id: u64,
         request: ByteBuf,
     },
+    NewRLock,
+    RLockAcquire {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
+    RLockRelease {
+        id: u64,
+    },
+    NewBarrier {
+        parties: u32,
+    },
+    /// `Len(index)` when the barrier passes, `Bool(false)` when it is (or becomes) broken.
+    BarrierWait {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
+    BarrierAbort {
+        id: u64,
+    },
+    BarrierReset {
+        id: u64,
+    },
     /// The object registered under `name` (made, of `kind`, if there is none yet).
     Named {
         kind: Kind,
