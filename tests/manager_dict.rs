@@ -409,3 +409,37 @@ fn hosted_barriers_and_rlocks_across_processes() {
     assert!(rlock.acquire_timeout(Duration::from_secs(20)).unwrap(), "the dead holder's rlock was released");
     rlock.release().unwrap();
 }
+
+fn cond_wait_once(cond: multiproc::manager::ConditionProxy, ready: multiproc::manager::SemaphoreProxy) -> bool {
+    cond.acquire().unwrap();
+    ready.release().unwrap(); // announced under the lock: waiting by the time anyone else has it
+    // Long enough that the notification (a few process operations away) always lands first;
+    // the waiter that is not chosen returns when it passes.
+    let notified = cond.wait_timeout(std::time::Duration::from_secs(5)).unwrap();
+    cond.release().unwrap();
+    notified
+}
+
+#[test]
+fn hosted_condition_notify_one_wakes_one_and_a_dead_waiter_swallows_nothing() {
+    let _w = watchdog(90);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let ready = manager.semaphore(0, None).unwrap();
+    let mut doomed = Process::spawn(cond_wait_once, (cond.clone(), ready.clone())).unwrap();
+    let mut live: Vec<_> =
+        (0..2).map(|_| Process::spawn(cond_wait_once, (cond.clone(), ready.clone())).unwrap()).collect();
+    for _ in 0..3 {
+        ready.acquire().unwrap();
+    }
+    cond.acquire().unwrap(); // every waiter is inside its wait now
+    cond.release().unwrap();
+    doomed.kill().unwrap();
+    let _ = doomed.join();
+    cond.acquire().unwrap();
+    cond.notify(1).unwrap();
+    cond.release().unwrap();
+    // Exactly one live waiter wakes from notify(1); the other times out.
+    let woken: usize = live.iter_mut().map(|p| usize::from(p.join().unwrap())).sum();
+    assert_eq!(woken, 1);
+}

@@ -51,8 +51,9 @@
 //! requests in, typed responses out, one at a time under the object's lock (Python's
 //! `BaseManager.register`).
 //!
-//! Hosted RLocks ([`Manager::rlock`]) and barriers ([`Manager::barrier`]) too; a hosted
-//! Condition is not here yet (see the issue).
+//! Hosted RLocks ([`Manager::rlock`]), barriers ([`Manager::barrier`]) and conditions
+//! ([`Manager::condition`]) too. The server notices a client that goes away while it waits (it
+//! checks every 100 ms): its locks are released, and a dead waiter takes no notification.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -2123,5 +2124,158 @@ impl BarrierProxy {
             Reply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+impl Manager {
+    /// A condition variable hosted by the manager, over a new hosted lock.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let cond = manager.condition().unwrap();
+    /// cond.acquire().unwrap();
+    /// assert!(!cond.wait_timeout(std::time::Duration::from_millis(10)).unwrap());
+    /// cond.release().unwrap();
+    /// ```
+    /// Python counterpart: `manager.Condition()`.
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        let lock = self.lock()?;
+        let id = self.new_object(Request::NewCondition { lock: lock.id })?;
+        Ok(ConditionProxy { lock, id })
+    }
+}
+
+/// A condition variable hosted by a [`Manager`]. A waiter that dies takes no notification away
+/// from the live ones (the manager forgets it when its connection closes).
+///
+/// ```
+/// use multiproc::{Manager, Process, manager::{ConditionProxy, DictProxy}};
+/// fn ready(cond: ConditionProxy, state: DictProxy<String, bool>) {
+///     cond.acquire().unwrap();
+///     state.insert("ready".into(), true).unwrap();
+///     cond.notify_all().unwrap();
+///     cond.release().unwrap();
+/// }
+/// let manager = Manager::start().unwrap();
+/// let (cond, state) = (manager.condition().unwrap(), manager.dict::<String, bool>().unwrap());
+/// cond.acquire().unwrap();
+/// let mut p = Process::spawn(ready, (cond.clone(), state.clone())).unwrap();
+/// while state.get(&"ready".to_string()).unwrap() != Some(true) {
+///     cond.wait().unwrap();
+/// }
+/// cond.release().unwrap();
+/// p.join().unwrap();
+/// ```
+/// Python counterpart: the proxy of `manager.Condition()`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConditionProxy {
+    lock: LockProxy,
+    id: u64,
+}
+
+impl ConditionProxy {
+    /// Takes the condition's lock.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let c = m.condition().unwrap();
+    /// c.acquire().unwrap();
+    /// c.release().unwrap();
+    /// ```
+    /// Python counterpart: `cond.acquire()`.
+    pub fn acquire(&self) -> Result<()> {
+        self.lock.acquire()
+    }
+
+    /// Releases the condition's lock.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if not held; [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.condition().unwrap().release().is_err());
+    /// ```
+    /// Python counterpart: `cond.release()`.
+    pub fn release(&self) -> Result<()> {
+        self.lock.release()
+    }
+
+    /// Releases the lock, waits for a notification, takes the lock back.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] without the lock; [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.condition().unwrap().wait().is_err()); // not holding the lock
+    /// ```
+    /// Python counterpart: `cond.wait()`.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_inner(None).map(drop)
+    }
+
+    /// As [`wait`](Self::wait), for up to `timeout`; whether it was notified.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let c = m.condition().unwrap();
+    /// c.acquire().unwrap();
+    /// assert!(!c.wait_timeout(std::time::Duration::from_millis(10)).unwrap());
+    /// ```
+    /// Python counterpart: `cond.wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
+        match call(&self.lock.address, &Request::ConditionWait { id: self.id, timeout_ms: timeout_ms(timeout) })? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Wakes up to `n` waiters.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] without the lock; [`ErrorKind::Disconnected`].
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let c = m.condition().unwrap();
+    /// c.acquire().unwrap();
+    /// c.notify(1).unwrap();
+    /// ```
+    /// Python counterpart: `cond.notify(n)`.
+    pub fn notify(&self, n: u32) -> Result<()> {
+        match call(&self.lock.address, &Request::ConditionNotify { id: self.id, n })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Wakes every waiter.
+    ///
+    /// # Errors
+    /// As [`notify`](Self::notify).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let c = m.condition().unwrap();
+    /// c.acquire().unwrap();
+    /// c.notify_all().unwrap();
+    /// ```
+    /// Python counterpart: `cond.notify_all()`.
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify(u32::MAX)
     }
 }

@@ -50,6 +50,12 @@ enum Object {
     Custom(Box<dyn task::CustomObject>),
     /// The connection holding it and how many times.
     RLock(Option<(u64, u32)>),
+    /// Over hosted lock `lock`: connections waiting, in order, and those notified.
+    Condition {
+        lock: u64,
+        waiting: Vec<u64>,
+        notified: Vec<u64>,
+    },
     /// `ended_broken`: the last generation that ended broken (its waiters fail).
     Barrier {
         parties: u32,
@@ -73,6 +79,8 @@ struct Objects {
     connections: AtomicU64,
     /// Objects registered under a name, for clients that know only the name.
     names: Mutex<HashMap<String, (Kind, u64)>>,
+    /// A copy of each open connection's socket, to tell whether its client is still there.
+    peers: Mutex<HashMap<u64, std::os::fd::OwnedFd>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +99,19 @@ impl Objects {
         lock(&self.all).get(&id).cloned()
     }
 
+    /// Whether connection `conn`'s client has gone (closed its end: it ended or died). A client
+    /// that waits for an answer sends nothing, so a readable socket with nothing to read is the
+    /// end of the stream.
+    fn gone(&self, conn: u64) -> bool {
+        let peers = lock(&self.peers);
+        let Some(fd) = peers.get(&conn) else { return true };
+        let mut byte = [0u8; 1];
+        matches!(
+            rustix::net::recv(fd, &mut byte, rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT),
+            Ok((0, _)) | Err(rustix::io::Errno::CONNRESET)
+        )
+    }
+
     /// Releases every lock held by connection `conn` (it closed: its process ended or died).
     fn release_all(&self, conn: u64) {
         let slots: Vec<Arc<Slot>> = lock(&self.all).values().cloned().collect();
@@ -99,6 +120,11 @@ impl Objects {
             match &mut *object {
                 Object::Lock(holder) if *holder == Some(conn) => *holder = None,
                 Object::RLock(holder) if holder.is_some_and(|(c, _)| c == conn) => *holder = None,
+                // A dead waiter must not take a notification away from the live ones.
+                Object::Condition { waiting, notified, .. } => {
+                    waiting.retain(|&c| c != conn);
+                    notified.retain(|&c| c != conn);
+                }
                 _ => continue,
             }
             slot.changed.notify_all();
@@ -138,7 +164,11 @@ fn client(mut stream: Box<dyn Stream>, authkey: &AuthKey, objects: &Objects) {
     let _ = stream.set_read_timeout(None);
     let same_build = build == sys::build_id::fingerprint();
     let conn = objects.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Ok(fd) = std::os::fd::AsFd::as_fd(&*stream).try_clone_to_owned() {
+        lock(&objects.peers).insert(conn, fd);
+    }
     serve_requests(&mut stream, objects, conn, same_build);
+    lock(&objects.peers).remove(&conn);
     // Locks die with the connection that held them, so a client killed while holding one
     // never blocks the others.
     objects.release_all(conn);
@@ -160,13 +190,21 @@ fn serve_requests(stream: &mut Box<dyn Stream>, objects: &Objects, conn: u64, sa
 }
 
 /// Waits on `slot` until `ready` holds of its object or the timeout passes; runs `take` then.
+/// Reply of a wait whose client went away meanwhile (nobody reads it).
+const GONE: &str = "the client is gone";
+
+/// Waits on `slot` until `ready` holds of its object or the timeout passes; runs `take` then.
+/// Every [`CHECK`] it looks whether the waiting client is still there, so that a client killed
+/// while it waits frees its server thread and takes nothing it would never use.
 fn wait_on(
     slot: &Slot,
     timeout_ms: Option<u64>,
+    alive: &dyn Fn() -> bool,
     ready: impl Fn(&mut Object) -> bool,
     take: impl FnOnce(&mut Object) -> Reply,
     timed_out: Reply,
 ) -> Reply {
+    const CHECK: Duration = Duration::from_millis(100);
     let deadline = timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
     let mut object = lock(&slot.object);
     loop {
@@ -175,15 +213,20 @@ fn wait_on(
             slot.changed.notify_all();
             return reply;
         }
-        match deadline {
-            None => object = slot.changed.wait(object).unwrap_or_else(|p| p.into_inner()),
+        let slice = match deadline {
+            None => CHECK,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return timed_out;
                 }
-                object = slot.changed.wait_timeout(object, left).unwrap_or_else(|p| p.into_inner()).0;
+                left.min(CHECK)
             }
+        };
+        let (guard, waited) = slot.changed.wait_timeout(object, slice).unwrap_or_else(|p| p.into_inner());
+        object = guard;
+        if waited.timed_out() && !alive() {
+            return Reply::Refused(GONE.into());
         }
     }
 }
@@ -236,11 +279,90 @@ fn barrier_wait(slot: &Slot, timeout_ms: Option<u64>) -> Reply {
     }
 }
 
+/// Whether connection `conn` holds hosted lock `lock_id`.
+fn holds(objects: &Objects, lock_id: u64, conn: u64) -> bool {
+    objects.get(lock_id).is_some_and(|slot| matches!(&*lock(&slot.object), Object::Lock(Some(c)) if *c == conn))
+}
+
+/// A condition wait: give up the lock, wait to be notified, take the lock back.
+fn condition_wait(objects: &Objects, cond: &Slot, conn: u64, timeout_ms: Option<u64>) -> Reply {
+    let lock_id = match &*lock(&cond.object) {
+        Object::Condition { lock, .. } => *lock,
+        _ => return Reply::Refused("not a condition".into()),
+    };
+    let Some(lock_slot) = objects.get(lock_id) else { return Reply::Refused(format!("no shared object {lock_id}")) };
+    // Register before letting go of the lock, so that a notify made right after cannot miss us.
+    {
+        let mut held = lock(&lock_slot.object);
+        if !matches!(&*held, Object::Lock(Some(c)) if *c == conn) {
+            return Reply::Refused("cannot wait on un-acquired lock".into());
+        }
+        if let Object::Condition { waiting, .. } = &mut *lock(&cond.object) {
+            waiting.push(conn);
+        }
+        *held = Object::Lock(None);
+    }
+    lock_slot.changed.notify_all();
+    let alive = || !objects.gone(conn);
+    let notified = match wait_on(
+        cond,
+        timeout_ms,
+        &alive,
+        |o| matches!(o, Object::Condition { notified, .. } if notified.contains(&conn)),
+        |o| {
+            if let Object::Condition { notified, .. } = o {
+                notified.retain(|&c| c != conn);
+            }
+            Reply::Bool(true)
+        },
+        Reply::Bool(false),
+    ) {
+        Reply::Bool(true) => true,
+        Reply::Refused(_) => {
+            // The client died waiting: forget it; nothing more to do for it.
+            if let Object::Condition { waiting, notified, .. } = &mut *lock(&cond.object) {
+                waiting.retain(|&c| c != conn);
+                notified.retain(|&c| c != conn);
+            }
+            return Reply::Refused(GONE.into());
+        }
+        _ => {
+            // Timed out: withdraw, unless a notify picked us meanwhile (then it counts).
+            let mut c = lock(&cond.object);
+            match &mut *c {
+                Object::Condition { notified, .. } if notified.contains(&conn) => {
+                    notified.retain(|&x| x != conn);
+                    true
+                }
+                Object::Condition { waiting, .. } => {
+                    waiting.retain(|&x| x != conn);
+                    false
+                }
+                _ => false,
+            }
+        }
+    };
+    // Take the lock back, however long that takes (Python does the same).
+    wait_on(
+        &lock_slot,
+        None,
+        &alive,
+        |o| matches!(o, Object::Lock(None)),
+        |o| {
+            *o = Object::Lock(Some(conn));
+            Reply::Done
+        },
+        Reply::Done,
+    );
+    Reply::Bool(notified)
+}
+
 fn not_a(id: u64, kind: &str) -> Reply {
     Reply::Refused(format!("shared object {id} is not a {kind}"))
 }
 
 fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> Reply {
+    let alive = || !objects.gone(conn);
     let object = |id: u64| objects.get(id).ok_or_else(|| Reply::Refused(format!("no shared object {id}")));
     let dict = |id: u64, f: &mut dyn FnMut(&mut Entries) -> Reply| match object(id) {
         Ok(slot) => match &mut *lock(&slot.object) {
@@ -379,6 +501,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(..)) => wait_on(
                 &slot,
                 timeout_ms,
+                &alive,
                 |o| matches!(o, Object::Queue(q, _) if !q.is_empty()),
                 |o| match o {
                     Object::Queue(q, _) => bytes(q.pop_front()),
@@ -401,6 +524,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Ok(slot) if matches!(&*lock(&slot.object), Object::RLock(_)) => wait_on(
                 &slot,
                 timeout_ms,
+                &alive,
                 |o| matches!(o, Object::RLock(None)) || matches!(o, Object::RLock(Some((c, _))) if *c == conn),
                 |o| {
                     if let Object::RLock(holder) = o {
@@ -468,6 +592,38 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
                 Err(reply) => reply,
             }
         }
+        Request::NewCondition { lock: lock_id } => match object(lock_id) {
+            Ok(slot) if matches!(&*lock(&slot.object), Object::Lock(_)) => {
+                Reply::Id(objects.add(Object::Condition { lock: lock_id, waiting: Vec::new(), notified: Vec::new() }))
+            }
+            Ok(_) => not_a(lock_id, "lock"),
+            Err(reply) => reply,
+        },
+        Request::ConditionWait { id, timeout_ms } => match object(id) {
+            Ok(cond) => condition_wait(objects, &cond, conn, timeout_ms),
+            Err(reply) => reply,
+        },
+        Request::ConditionNotify { id, n } => match object(id) {
+            Ok(cond) => {
+                let lock_id = match &*lock(&cond.object) {
+                    Object::Condition { lock, .. } => *lock,
+                    _ => return not_a(id, "condition"),
+                };
+                if !holds(objects, lock_id, conn) {
+                    return Reply::Refused("cannot notify on un-acquired lock".into());
+                }
+                if let Object::Condition { waiting, notified, .. } = &mut *lock(&cond.object) {
+                    // Waiters whose client is gone are dropped, not chosen: a dead waiter never
+                    // takes a notification away from a live one.
+                    waiting.retain(|&c| !objects.gone(c));
+                    let chosen = (n as usize).min(waiting.len());
+                    notified.extend(waiting.drain(..chosen));
+                }
+                cond.changed.notify_all();
+                Reply::Done
+            }
+            Err(reply) => reply,
+        },
         Request::NewCustom { entry } => {
             if !same_build {
                 return Reply::Refused("user types can only be created by clients of the manager's own build".into());
@@ -497,6 +653,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Ok(slot) if matches!(&*lock(&slot.object), Object::Semaphore { .. }) => wait_on(
                 &slot,
                 timeout_ms,
+                &alive,
                 |o| matches!(o, Object::Semaphore { value, .. } if *value > 0),
                 |o| {
                     if let Object::Semaphore { value, .. } = o {
@@ -553,6 +710,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(_, Some(_))) => wait_on(
                 &slot,
                 timeout_ms,
+                &alive,
                 |o| matches!(o, Object::Queue(_, Some(0))),
                 |_| Reply::Bool(true),
                 Reply::Bool(false),
@@ -564,6 +722,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Ok(slot) if matches!(&*lock(&slot.object), Object::Lock(_)) => wait_on(
                 &slot,
                 timeout_ms,
+                &alive,
                 |o| matches!(o, Object::Lock(None)),
                 |o| {
                     *o = Object::Lock(Some(conn));
@@ -617,6 +776,7 @@ fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> R
             Ok(slot) if matches!(&*lock(&slot.object), Object::Event(_)) => wait_on(
                 &slot,
                 timeout_ms,
+                &alive,
                 |o| matches!(o, Object::Event(true)),
                 |_| Reply::Bool(true),
                 Reply::Bool(false),

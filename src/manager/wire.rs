@@ -354,6 +354,21 @@ pub(crate) enum Request {
     BarrierReset {
         id: u64,
     },
+    /// A condition variable over the hosted lock `lock`.
+    NewCondition {
+        lock: u64,
+    },
+    /// Releases the lock (which this connection must hold), waits for a notification (or the
+    /// timeout), takes the lock back; `Bool(notified)`.
+    ConditionWait {
+        id: u64,
+        timeout_ms: Option<u64>,
+    },
+    /// Wakes up to `n` waiters (this connection must hold the lock).
+    ConditionNotify {
+        id: u64,
+        n: u32,
+    },
     /// The object registered under `name` (made, of `kind`, if there is none yet).
     Named {
         kind: Kind,
