@@ -122,9 +122,14 @@ fn connect(address: &Address) -> Result<Arc<Connection>> {
         let _ = stream.set_nodelay(true);
         Box::new(stream)
     } else {
-        let addr =
-            SocketAddr::from_abstract_name(address.name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
-        Box::new(UnixStream::connect_addr(&addr).map_err(disconnected)?)
+        let stream = if address.name.starts_with('/') {
+            UnixStream::connect(&address.name)
+        } else {
+            let addr =
+                SocketAddr::from_abstract_name(address.name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
+            UnixStream::connect_addr(&addr)
+        };
+        Box::new(stream.map_err(disconnected)?)
     };
     match wire::connect(&mut stream, &address.authkey, sys::build_id::fingerprint()) {
         Ok(()) => {}
@@ -198,6 +203,20 @@ impl Manager {
     /// ```
     /// Python counterpart: `multiprocessing.Manager()`.
     pub fn start() -> Result<Manager> {
+        Manager::start_with(crate::process::get_start_method())
+    }
+
+    /// As [`start`](Self::start), with the server started by `method`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start_with(multiproc::StartMethod::Spawn).unwrap();
+    /// assert!(manager.dict::<u8, u8>().unwrap().is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `get_context(method).Manager()`.
+    pub fn start_with(method: crate::process::StartMethod) -> Result<Manager> {
         let authkey = wire::random_bytes().map_err(|e| Error::os("reading random bytes", e))?;
         let name = format!(
             "multiproc-manager-{}-{:016x}",
@@ -207,7 +226,8 @@ impl Manager {
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
         let listener = UnixListener::bind_addr(&addr).map_err(|e| Error::os("binding the manager's socket", e))?;
         let setup = server::Setup { listener: Fd::from(listener), tcp: false, authkey };
-        let server = Process::builder().name("manager").daemon(true).spawn(server::serve, (setup,))?;
+        let server =
+            Process::builder().name("manager").daemon(true).start_method(method).spawn(server::serve, (setup,))?;
         Ok(Manager { address: Address { name, tcp: false, authkey }, server: Some(server) })
     }
 
@@ -251,10 +271,41 @@ impl Manager {
     /// ```
     /// Python counterpart: `BaseManager(address, authkey).connect()`.
     pub fn connect(address: &str, authkey: &[u8]) -> Result<Manager> {
-        Ok(Manager {
-            address: Address { name: address.to_owned(), tcp: true, authkey: wire::derive_key(authkey) },
-            server: None,
-        })
+        let authkey = wire::derive_key(authkey);
+        let address = match address.strip_prefix("unix:") {
+            Some(path) => Address { name: path.to_owned(), tcp: false, authkey },
+            None => Address { name: address.to_owned(), tcp: true, authkey },
+        };
+        Ok(Manager { address, server: None })
+    }
+
+    /// As [`serve`](Self::serve), on a Unix socket at `path` (for processes of this machine that
+    /// can reach the path); [`connect`](Self::connect) to it as `"unix:<path>"`. The socket file
+    /// is removed when this handle is dropped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the path cannot be bound (it exists, the directory is missing);
+    /// [`ErrorKind::InvalidInput`] for a relative or non-UTF-8 path.
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// let path = std::env::temp_dir().join(format!("mp-manager-doc-{}", std::process::id()));
+    /// let server = Manager::serve_unix(&path, b"secret").unwrap();
+    /// let client = Manager::connect(&format!("unix:{}", path.display()), b"secret").unwrap();
+    /// client.dict_named::<u8, u8>("d").unwrap().insert(1, 2).unwrap();
+    /// assert_eq!(server.dict_named::<u8, u8>("d").unwrap().get(&1).unwrap(), Some(2));
+    /// ```
+    /// Python counterpart: `BaseManager(address="/path/to/socket", authkey=...)`.
+    pub fn serve_unix(path: impl AsRef<std::path::Path>, authkey: &[u8]) -> Result<Manager> {
+        let path = path.as_ref();
+        let name = path.to_str().filter(|p| p.starts_with('/')).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, format!("{} is not an absolute UTF-8 path", path.display()))
+        })?;
+        let listener = UnixListener::bind(path).map_err(|e| Error::os("binding the manager's socket", e))?;
+        let authkey = wire::derive_key(authkey);
+        let setup = server::Setup { listener: Fd::from(listener), tcp: false, authkey };
+        let server = Process::builder().name("manager").daemon(true).spawn(server::serve, (setup,))?;
+        Ok(Manager { address: Address { name: name.to_owned(), tcp: false, authkey }, server: Some(server) })
     }
 
     /// The TCP address a [`serve`](Self::serve)d or [`connect`](Self::connect)ed manager is at
@@ -387,6 +438,9 @@ impl Drop for Manager {
         if let Some(server) = &mut self.server {
             let _ = server.signal(Signal::KILL);
             let _ = server.join();
+            if !self.address.tcp && self.address.name.starts_with('/') {
+                let _ = std::fs::remove_file(&self.address.name);
+            }
         }
     }
 }
