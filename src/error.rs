@@ -47,8 +47,12 @@ pub enum ErrorKind {
     Disconnected,
     /// The peer did not prove it knows the authkey (or we could not prove it to the peer).
     Authentication,
-    /// An argument is out of range (Python's `ValueError`), such as a barrier for no parties.
+    /// An argument is out of range (Python's `ValueError`), such as a barrier for no parties, or
+    /// a request the other side refused.
     InvalidInput,
+    /// The other side speaks another version of the wire protocol (a manager or a listener of
+    /// another release of this crate).
+    Protocol,
 }
 
 impl ErrorKind {
@@ -70,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Disconnected => "the other side is gone",
             ErrorKind::Authentication => "authentication failed",
             ErrorKind::InvalidInput => "invalid argument",
+            ErrorKind::Protocol => "the other side speaks another protocol version",
         }
     }
 }

@@ -252,7 +252,7 @@ mod sys;
 pub use connection::{Connection, pipe, pipe_one_way};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Fd;
-pub use manager::Manager;
+pub use manager::{Manager, ManagerBuilder};
 pub use pool::{AsyncResult, Pool, ProcessPoolExecutor, TaskFuture};
 pub use process::{
     ChildProcess, Context, CurrentProcess, ExitStatus, JoinError, ParentProcess, Process, ProcessBuilder, Run, Signal,

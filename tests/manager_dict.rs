@@ -1,5 +1,6 @@
-//! The manager's shared dict: proxy semantics, the counter race and its two fixes, atomic
-//! updates from many processes, authentication, garbage on the wire, and shutdown.
+//! The manager's containers and user types: proxy semantics, the counter race and its two
+//! fixes, atomic updates from many processes, names, authentication, garbage on the wire, and
+//! shutdown.
 
 mod common;
 
@@ -111,14 +112,34 @@ fn a_panicking_update_leaves_the_entry_alone_and_numbers_refuse_overflow() {
     assert_eq!(big.get(&0).unwrap(), Some(u64::MAX));
     let f = manager.dict::<u8, f64>().unwrap();
     assert_eq!(f.add(&0, 0.5).unwrap(), 0.5);
+    // Sums stay in the dict's own type, however it is encoded (a u8 is one raw byte).
+    let small = manager.dict::<u8, u8>().unwrap();
+    assert_eq!(small.add(&0, 200).unwrap(), 200);
+    assert_eq!(small.add(&0, 55).unwrap(), 255);
+    assert_eq!(small.add(&0, 1).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(small.get(&0).unwrap(), Some(255), "a refused sum leaves the entry alone");
+    let signed = manager.dict::<u8, i8>().unwrap();
+    assert_eq!(signed.add(&0, -100).unwrap(), -100);
+    assert_eq!(signed.add(&0, -29).unwrap_err().kind(), ErrorKind::InvalidInput);
+    let mid = manager.dict::<u8, i32>().unwrap();
+    mid.insert(0, i32::MAX - 1).unwrap();
+    assert_eq!(mid.add(&0, 1).unwrap(), i32::MAX);
+    assert_eq!(mid.add(&0, 1).unwrap_err().kind(), ErrorKind::InvalidInput);
+    // A number of another type in the entry is refused, not misread.
+    let text = manager.dict::<u8, String>().unwrap();
+    text.insert(0, "not a number".into()).unwrap();
+    let (_, json) = address_of(&text);
+    let as_numbers: DictProxy<u8, u64> = serde_json::from_value(json).unwrap();
+    assert_eq!(as_numbers.add(&0, 1).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(text.get(&0).unwrap().as_deref(), Some("not a number"));
 }
 
-/// The proxy's wire form, to reach the server like a stranger would.
-fn address_of<K, V>(proxy: &DictProxy<K, V>) -> (String, Vec<u8>, serde_json::Value) {
+/// The proxy's wire form, to reach the server like a stranger would: the abstract socket name and
+/// the proxy as JSON.
+fn address_of<K, V>(proxy: &DictProxy<K, V>) -> (String, serde_json::Value) {
     let json = serde_json::to_value(proxy).unwrap();
-    let name = json[0]["name"].as_str().unwrap().to_string();
-    let key = json[0]["authkey"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
-    (name, key, json)
+    let name = json[0]["endpoint"]["Abstract"].as_str().unwrap().to_string();
+    (name, json)
 }
 
 #[test]
@@ -126,7 +147,7 @@ fn a_wrong_authkey_is_refused_clearly() {
     let _w = watchdog(60);
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
-    let (_, _, mut json) = address_of(&d);
+    let (_, mut json) = address_of(&d);
     json[0]["authkey"][0] = serde_json::json!(json[0]["authkey"][0].as_u64().unwrap() ^ 1);
     let forged: DictProxy<u8, u8> = serde_json::from_value(json).unwrap();
     assert_eq!(forged.len().unwrap_err().kind(), ErrorKind::Authentication);
@@ -143,7 +164,7 @@ fn garbage_on_the_wire_drops_only_that_connection() {
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     d.insert(1, 1).unwrap();
-    let (name, _key, _) = address_of(&d);
+    let (name, _) = address_of(&d);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for round in 0..20 {
         let mut s = connect(&name);
@@ -206,7 +227,7 @@ fn list_proxy_semantics() {
     assert_eq!(l.pop().unwrap().as_deref(), Some("b"));
     // A list is not a dict: using an id as the wrong kind is refused.
     let d = manager.dict::<u8, u8>().unwrap();
-    let (_, _, json) = address_of(&d);
+    let (_, json) = address_of(&d);
     let as_list: multiproc::manager::ListProxy<u8> = serde_json::from_value(json).unwrap();
     assert_eq!(as_list.len().unwrap_err().kind(), ErrorKind::InvalidInput);
 }
@@ -248,65 +269,6 @@ fn namespace_and_value_semantics() {
     v.set(vec![2, 3]).unwrap();
     assert_eq!(v.get().unwrap(), [2, 3]);
     assert_eq!(v.apply(|old: Option<Vec<u8>>| old.unwrap_or_default().into_iter().rev().collect()).unwrap(), [3, 2]);
-}
-
-fn count_under_manager_lock(d: DictProxy<u8, u64>, lock: multiproc::manager::LockProxy, times: u32) {
-    for _ in 0..times {
-        lock.acquire().unwrap();
-        let v = d.get(&0).unwrap().unwrap_or(0);
-        d.insert(0, v + 1).unwrap();
-        lock.release().unwrap();
-    }
-}
-
-#[test]
-fn hosted_locks_queues_and_events_work_across_processes() {
-    use std::time::{Duration, Instant};
-    let _w = watchdog(120);
-    let manager = Manager::start().unwrap();
-    let (d, lock) = (manager.dict::<u8, u64>().unwrap(), manager.lock().unwrap());
-    let mut ps: Vec<_> =
-        (0..4).map(|_| Process::spawn(count_under_manager_lock, (d.clone(), lock.clone(), 50)).unwrap()).collect();
-    ps.iter_mut().for_each(|p| p.join().unwrap());
-    assert_eq!(d.get(&0).unwrap(), Some(200));
-
-    let q = manager.queue::<u32>().unwrap();
-    let timeout = Duration::from_millis(100);
-    let began = Instant::now();
-    assert_eq!(q.get_timeout(Some(timeout)).unwrap(), None);
-    assert!(began.elapsed() >= timeout);
-    q.put(5).unwrap();
-    assert_eq!(q.len().unwrap(), 1);
-    assert_eq!(q.get().unwrap(), 5);
-
-    let e = manager.event().unwrap();
-    let began = Instant::now();
-    assert!(!e.wait_timeout(timeout).unwrap());
-    assert!(began.elapsed() >= timeout);
-    e.set().unwrap();
-    assert!(e.wait_timeout(timeout).unwrap());
-
-    assert!(lock.acquire_timeout(timeout).unwrap());
-    assert!(lock.release().is_ok());
-    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::InvalidInput, "release of a lock not held");
-}
-
-fn wait_for_an_item(q: multiproc::manager::QueueProxy<u8>, waiting: multiproc::Event) -> bool {
-    waiting.set();
-    q.get().unwrap_err().kind() == ErrorKind::Disconnected
-}
-
-#[test]
-fn a_client_waiting_when_the_manager_stops_gets_an_error_not_a_hang() {
-    let _w = watchdog(60);
-    let manager = Manager::start().unwrap();
-    let q = manager.queue::<u8>().unwrap();
-    let waiting = multiproc::Event::new().unwrap();
-    let mut child = Process::spawn(wait_for_an_item, (q.clone(), waiting.clone())).unwrap();
-    waiting.wait();
-    std::thread::sleep(std::time::Duration::from_millis(50)); // into the blocking get
-    drop(manager);
-    assert!(child.join().unwrap(), "the waiting client got a disconnected error");
 }
 
 fn add_to_nested(outer: DictProxy<String, multiproc::manager::ListProxy<u32>>, item: u32) {
@@ -375,71 +337,48 @@ fn a_registered_user_type_serves_typed_requests_from_many_processes() {
     assert_eq!(account.call(Op::Deposit(0)).unwrap(), Ok(300), "the object and the server go on");
 }
 
-fn meet_many(b: multiproc::manager::BarrierProxy, rounds: u32) -> Vec<u32> {
-    (0..rounds).map(|_| b.wait().unwrap().unwrap()).collect()
-}
-
-fn hold_rlock_and_die(lock: multiproc::manager::RLockProxy) {
-    lock.acquire().unwrap();
-    lock.acquire().unwrap();
-    std::process::abort();
+fn add_one(counts: DictProxy<String, u64>, word: String) -> usize {
+    counts.add(&word, 1).unwrap();
+    word.len()
 }
 
 #[test]
-fn hosted_barriers_and_rlocks_across_processes() {
-    use std::time::{Duration, Instant};
-    let _w = watchdog(120);
+fn proxies_travel_in_pool_tasks() {
+    let _w = watchdog(60);
     let manager = Manager::start().unwrap();
-    let barrier = manager.barrier(4).unwrap();
-    let mut ps: Vec<_> = (0..4).map(|_| Process::spawn(meet_many, (barrier.clone(), 20)).unwrap()).collect();
-    let all: Vec<Vec<u32>> = ps.iter_mut().map(|p| p.join().unwrap()).collect();
-    for round in 0..20 {
-        let mut indexes: Vec<u32> = all.iter().map(|v| v[round]).collect();
-        indexes.sort();
-        assert_eq!(indexes, [0, 1, 2, 3], "round {round}");
-    }
-    let lonely = manager.barrier(2).unwrap();
-    let timeout = Duration::from_millis(100);
-    let began = Instant::now();
-    assert!(lonely.wait_timeout(timeout).unwrap().is_err());
-    assert!(began.elapsed() >= timeout);
-
-    let rlock = manager.rlock().unwrap();
-    let _ = Process::spawn(hold_rlock_and_die, (rlock.clone(),)).unwrap().join();
-    assert!(rlock.acquire_timeout(Duration::from_secs(20)).unwrap(), "the dead holder's rlock was released");
-    rlock.release().unwrap();
-}
-
-fn cond_wait_once(cond: multiproc::manager::ConditionProxy, ready: multiproc::manager::SemaphoreProxy) -> bool {
-    cond.acquire().unwrap();
-    ready.release().unwrap(); // announced under the lock: waiting by the time anyone else has it
-    // Long enough that the notification (a few process operations away) always lands first;
-    // the waiter that is not chosen returns when it passes.
-    let notified = cond.wait_timeout(std::time::Duration::from_secs(5)).unwrap();
-    cond.release().unwrap();
-    notified
+    let counts = manager.dict::<String, u64>().unwrap();
+    let pool = multiproc::Pool::new(2).unwrap();
+    let words = ["a", "bb", "a", "ccc", "a"].map(String::from);
+    let lengths = pool.starmap(add_one, words.map(|w| (counts.clone(), w))).unwrap();
+    assert_eq!(lengths, [1, 2, 1, 3, 1]);
+    assert_eq!(counts.get(&"a".to_string()).unwrap(), Some(3));
+    assert_eq!(counts.len().unwrap(), 3);
 }
 
 #[test]
-fn hosted_condition_notify_one_wakes_one_and_a_dead_waiter_swallows_nothing() {
-    let _w = watchdog(90);
+fn names_register_once_and_look_up_by_kind() {
+    let _w = watchdog(60);
     let manager = Manager::start().unwrap();
-    let cond = manager.condition().unwrap();
-    let ready = manager.semaphore(0, None).unwrap();
-    let mut doomed = Process::spawn(cond_wait_once, (cond.clone(), ready.clone())).unwrap();
-    let mut live: Vec<_> =
-        (0..2).map(|_| Process::spawn(cond_wait_once, (cond.clone(), ready.clone())).unwrap()).collect();
-    for _ in 0..3 {
-        ready.acquire().unwrap();
-    }
-    cond.acquire().unwrap(); // every waiter is inside its wait now
-    cond.release().unwrap();
-    doomed.kill().unwrap();
-    let _ = doomed.join();
-    cond.acquire().unwrap();
-    cond.notify(1).unwrap();
-    cond.release().unwrap();
-    // Exactly one live waiter wakes from notify(1); the other times out.
-    let woken: usize = live.iter_mut().map(|p| usize::from(p.join().unwrap())).sum();
-    assert_eq!(woken, 1);
+    assert!(manager.lookup::<multiproc::manager::ListProxy<u8>>("log").unwrap().is_none());
+    let first = manager.list::<u8>().unwrap();
+    first.push(1).unwrap();
+    let registered = manager.register("log", &first).unwrap();
+    assert_eq!(registered.to_vec().unwrap(), [1]);
+    // The name is taken: registering another list hands back the first one.
+    let second = manager.list::<u8>().unwrap();
+    assert_eq!(manager.register("log", &second).unwrap().to_vec().unwrap(), [1]);
+    assert_eq!(manager.lookup::<multiproc::manager::ListProxy<u8>>("log").unwrap().unwrap().len().unwrap(), 1);
+    // Another kind under a taken name, or a lookup of the wrong kind, is refused clearly.
+    let err = manager.register("log", &manager.event().unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("list"), "{err}");
+    assert_eq!(manager.lookup::<DictProxy<u8, u8>>("log").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(manager.dict_named::<u8, u8>("log").unwrap_err().kind(), ErrorKind::InvalidInput);
+    // A proxy of another manager cannot be registered here.
+    let other = Manager::start().unwrap();
+    assert_eq!(manager.register("x", &other.list::<u8>().unwrap()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Namespaces and values are their own kinds, though the server keeps them as dicts.
+    manager.register("ns", &manager.namespace().unwrap()).unwrap();
+    assert!(manager.lookup::<multiproc::manager::NamespaceProxy>("ns").unwrap().is_some());
+    assert_eq!(manager.lookup::<DictProxy<String, u8>>("ns").unwrap_err().kind(), ErrorKind::InvalidInput);
 }

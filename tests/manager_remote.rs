@@ -1,12 +1,18 @@
-//! A manager served over TCP on loopback: a process that inherited nothing reaches it with the
-//! address and the key; a wrong key is refused; garbage on the port costs only its connection.
+//! Managers served over TCP on loopback and on Unix socket paths: a process that inherited
+//! nothing reaches one with the address and the key; a wrong key is refused; garbage on the port
+//! costs only its connection; a served manager runs no code its clients name, only the user
+//! types registered when it started. And Python's `Listener`/`Client` pair on the same machinery.
 
 mod common;
 
+const SHORT: Duration = Duration::from_millis(100);
+
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::watchdog;
+use multiproc::connection::{Listener, RecvError, RecvTimeoutError, client};
+use multiproc::manager::{ObjectProxy, SemaphoreProxy, SharedObject};
 use multiproc::{Context, ErrorKind, Manager, StartMethod};
 
 fn remote_worker(address: String, key: Vec<u8>) -> u64 {
@@ -64,7 +70,7 @@ fn tcp_clients_with_the_wrong_key_or_garbage_are_turned_away() {
 }
 
 fn ask_twice(address: String) -> u64 {
-    let conn = multiproc::connection::client::<u64>(&address, b"listener-key").unwrap();
+    let conn = client::<u64>(&address, b"listener-key").unwrap();
     conn.send(&20).unwrap();
     conn.recv().unwrap()
 }
@@ -72,7 +78,7 @@ fn ask_twice(address: String) -> u64 {
 #[test]
 fn listener_and_client_talk_typed_after_authenticating() {
     let _w = watchdog(60);
-    let listener = multiproc::connection::Listener::bind("127.0.0.1:0", b"listener-key").unwrap();
+    let listener = Listener::bind("127.0.0.1:0", b"listener-key").unwrap();
     let address = listener.address().unwrap();
     // A stranger with garbage first: the listener turns it away and keeps accepting.
     let mut junk = std::net::TcpStream::connect(&address).unwrap();
@@ -84,10 +90,155 @@ fn listener_and_client_talk_typed_after_authenticating() {
     conn.send(&(n * 2)).unwrap();
     assert_eq!(child.join().unwrap(), 40);
     drop(conn);
-    let wrong = std::thread::spawn(move || {
-        multiproc::connection::client::<u64>(&address, b"nope").map(drop).unwrap_err().kind()
-    });
+    let wrong = std::thread::spawn(move || client::<u64>(&address, b"nope").map(drop).unwrap_err().kind());
     let accepted = std::thread::spawn(move || listener.accept::<u64>().is_ok());
     assert_eq!(wrong.join().unwrap(), ErrorKind::Authentication);
     drop(accepted); // the listener goes on waiting for a real client; the test does not need one
+}
+
+/// A user type for the served managers below.
+#[derive(Default)]
+struct Ledger(Vec<String>);
+
+impl SharedObject for Ledger {
+    type Request = Option<String>;
+    type Response = usize;
+    fn handle(&mut self, entry: Option<String>) -> usize {
+        self.0.extend(entry);
+        self.0.len()
+    }
+}
+
+#[derive(Default)]
+struct Unregistered;
+
+impl SharedObject for Unregistered {
+    type Request = ();
+    type Response = ();
+    fn handle(&mut self, (): ()) {}
+}
+
+fn double(n: Option<u64>) -> u64 {
+    n.unwrap_or(1) * 2
+}
+
+fn sign_ledger(address: String) -> usize {
+    let manager = Manager::connect(&address, b"ledger-key").unwrap();
+    let ledger = manager.object::<Ledger>().unwrap(); // a new one: registered types may be made
+    ledger.call(Some("private".into())).unwrap();
+    let shared = manager.lookup::<ObjectProxy<Ledger>>("ledger").unwrap().expect("registered by the owner");
+    let slots = manager.lookup::<SemaphoreProxy>("slots").unwrap().expect("registered by the owner");
+    slots.acquire().unwrap();
+    shared.call(Some(format!("signed by {}", std::process::id()))).unwrap()
+}
+
+#[test]
+fn a_served_manager_makes_only_registered_types_and_runs_no_client_code() {
+    let _w = watchdog(60);
+    let server = Manager::builder().register::<Ledger>().serve("127.0.0.1:0", b"ledger-key").unwrap();
+    let ledger = server.object::<Ledger>().unwrap();
+    server.register("ledger", &ledger).unwrap();
+    server.register("slots", &server.semaphore(2).unwrap()).unwrap();
+    let ctx = Context::new(StartMethod::Spawn);
+    let mut signers: Vec<_> = (0..2).map(|_| ctx.spawn(sign_ledger, (server.address(),)).unwrap()).collect();
+    let mut counts: Vec<usize> = signers.iter_mut().map(|s| s.join().unwrap()).collect();
+    counts.sort();
+    assert_eq!(counts, [1, 2]);
+    assert_eq!(ledger.call(None).unwrap(), 2);
+    let slots: SemaphoreProxy = server.lookup("slots").unwrap().unwrap();
+    assert_eq!(slots.value().unwrap(), 0);
+
+    let err = server.object::<Unregistered>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("registered"), "{err}");
+    let d = server.dict::<u8, u64>().unwrap();
+    let err = d.apply(&0, double).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("runs no code"), "{err}");
+    assert_eq!(d.add(&0, 2).unwrap(), 2, "numbers are still added in the server");
+    assert_eq!(d.get(&0).unwrap(), Some(2));
+}
+
+#[test]
+fn a_manager_served_on_a_unix_path_is_reached_by_that_path_and_removed_with_it() {
+    let _w = watchdog(60);
+    let path = std::env::temp_dir().join(format!("mp-manager-test-{}", std::process::id()));
+    let server = Manager::serve_unix(&path, b"unix-key").unwrap();
+    assert!(path.exists());
+    assert_eq!(server.address(), format!("unix:{}", path.display()));
+    let ctx = Context::new(StartMethod::Spawn);
+    let mut worker = ctx.spawn(remote_worker, (server.address(), b"unix-key".to_vec())).unwrap();
+    let jobs = server.queue_named::<Option<u64>>("jobs").unwrap();
+    (1..=10).for_each(|n| jobs.put(Some(n)).unwrap());
+    jobs.put(None).unwrap();
+    assert_eq!(worker.join().unwrap(), 10);
+    assert_eq!(server.dict_named::<String, u64>("totals").unwrap().get(&"sum".to_string()).unwrap(), Some(55));
+    let wrong = Manager::connect(&server.address(), b"guess").unwrap();
+    assert_eq!(wrong.queue_named::<u8>("jobs").unwrap_err().kind(), ErrorKind::Authentication);
+    assert_eq!(
+        Manager::serve_unix("relative/path", b"k").unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "a relative path is refused"
+    );
+    drop(server);
+    assert!(!path.exists(), "the socket file goes with the server");
+}
+
+fn echo_until_closed(address: String) -> u32 {
+    let conn = client::<u32>(&address, b"unix-listener").unwrap();
+    let mut echoed = 0;
+    loop {
+        match conn.recv_bytes() {
+            Ok(bytes) => conn.send_bytes(&bytes).unwrap(),
+            Err(RecvError::Disconnected) => return echoed,
+            Err(e) => panic!("{e}"),
+        }
+        echoed += 1;
+    }
+}
+
+#[test]
+fn a_listener_on_a_unix_path_has_the_verbs_and_errors_of_a_pipe() {
+    let _w = watchdog(60);
+    let path = std::env::temp_dir().join(format!("mp-listener-test-{}", std::process::id()));
+    let listener = Listener::bind_unix(&path, b"unix-listener").unwrap();
+    let address = listener.address().unwrap();
+    let mut child = Context::new(StartMethod::Spawn).spawn(echo_until_closed, (address,)).unwrap();
+    let conn = listener.accept::<u32>().unwrap();
+    assert!(matches!(conn.try_recv(), Err(RecvTimeoutError::Timeout)));
+    let began = Instant::now();
+    assert!(matches!(conn.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout)));
+    assert!(began.elapsed() >= SHORT);
+    for n in [1, 2, 3] {
+        conn.send(&n).unwrap();
+        assert_eq!(conn.recv().unwrap(), n);
+    }
+    // A message of another type is consumed with a decode error; the connection goes on.
+    conn.send_bytes(b"\xff\xff\xff\xff\xff\xff").unwrap();
+    match conn.recv() {
+        Err(RecvError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Decode),
+        other => panic!("expected a decode failure, got {other:?}"),
+    }
+    conn.send(&4).unwrap();
+    assert_eq!(conn.recv_timeout(Duration::from_secs(20)).unwrap(), 4);
+    // Closing our end ends the child's loop: a disconnection there.
+    drop(conn);
+    assert_eq!(child.join().unwrap(), 5, "three, the undecodable one, and the fourth");
+    drop(listener);
+    assert!(!path.exists(), "the socket file goes with the listener");
+}
+
+fn close_at_once(address: String) {
+    drop(client::<u8>(&address, b"k").unwrap());
+}
+
+#[test]
+fn a_net_connection_whose_peer_closed_is_disconnected() {
+    let _w = watchdog(60);
+    let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
+    let mut child = Context::new(StartMethod::Spawn).spawn(close_at_once, (listener.address().unwrap(),)).unwrap();
+    let conn = listener.accept::<u8>().unwrap();
+    child.join().unwrap();
+    assert!(matches!(conn.recv(), Err(RecvError::Disconnected)));
+    assert!(conn.poll(Some(SHORT)).unwrap(), "a closed peer reads as ready (end of stream)");
 }

@@ -1,20 +1,29 @@
-//! Python's `Listener` and `Client`: typed, authenticated connections over TCP, between programs
-//! that share nothing but an address and a key — on the manager's machinery (length-prefixed
-//! frames, HMAC-SHA256 challenge–response both ways).
+//! Python's `Listener` and `Client`: typed, authenticated connections over TCP or a Unix socket,
+//! between programs that share nothing but an address and a key — on the manager's machinery
+//! (length-prefixed frames, HMAC-SHA256 challenge–response both ways). A [`NetConnection`] has
+//! the verbs and errors of a pipe's [`Connection`](super::Connection).
+#![forbid(unsafe_code)]
 
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::{RecvError, RecvTimeoutError, SendError, WaitSource, Waitable};
 use crate::error::{Error, ErrorKind, Result};
-use crate::manager::wire::{self, AuthKey, Refused};
+use crate::manager::wire::{self, AuthKey, Endpoint, Refused, Socket};
+use crate::sync::deadline_after;
 use crate::sys;
 
-/// Waits for authenticated connections on a TCP address.
+/// Waits for authenticated connections on a TCP address or a Unix socket.
 ///
 /// ```
 /// use multiproc::connection::{Listener, client};
@@ -31,18 +40,25 @@ use crate::sys;
 /// ```
 /// Python counterpart: `multiprocessing.connection.Listener(address, authkey=...)`.
 pub struct Listener {
-    listener: TcpListener,
+    socket: Listening,
     key: AuthKey,
+}
+
+enum Listening {
+    Tcp(TcpListener),
+    /// With the socket file, removed when the listener is dropped.
+    Unix(UnixListener, PathBuf),
 }
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener").field("address", &self.listener.local_addr().ok()).finish_non_exhaustive()
+        f.debug_struct("Listener").field("address", &self.address().ok()).finish_non_exhaustive()
     }
 }
 
 impl Listener {
-    /// Listens on `address` (`"127.0.0.1:0"` picks a free port) for clients that know `authkey`.
+    /// Listens on TCP address `address` (`"127.0.0.1:0"` picks a free port) for clients that
+    /// know `authkey`.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the address cannot be bound.
@@ -51,13 +67,44 @@ impl Listener {
     /// let listener = multiproc::connection::Listener::bind("127.0.0.1:0", b"k").unwrap();
     /// # drop(listener);
     /// ```
-    /// Python counterpart: `Listener(address, authkey=authkey)`.
+    /// Python counterpart: `Listener((host, port), authkey=authkey)`.
     pub fn bind(address: impl ToSocketAddrs, authkey: &[u8]) -> Result<Listener> {
         let listener = TcpListener::bind(address).map_err(|e| Error::os("binding a listener", e))?;
-        Ok(Listener { listener, key: wire::derive_key(authkey) })
+        Ok(Listener { socket: Listening::Tcp(listener), key: wire::derive_key(authkey) })
     }
 
-    /// The address it listens on, with the port the system chose.
+    /// Listens on a Unix socket at `path` (an absolute path, which must not exist yet); clients
+    /// connect to `"unix:<path>"`. The socket file is removed when the listener is dropped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the path cannot be bound; [`ErrorKind::InvalidInput`] for a relative
+    /// or non-UTF-8 path.
+    ///
+    /// ```
+    /// use multiproc::connection::{Listener, client};
+    /// let path = std::env::temp_dir().join(format!("mp-listener-doc-{}", std::process::id()));
+    /// let listener = Listener::bind_unix(&path, b"k").unwrap();
+    /// let address = listener.address().unwrap();
+    /// assert_eq!(address, format!("unix:{}", path.display()));
+    /// let t = std::thread::spawn(move || client::<u8>(&address, b"k").unwrap().send(&1).unwrap());
+    /// assert_eq!(listener.accept::<u8>().unwrap().recv().unwrap(), 1);
+    /// t.join().unwrap();
+    /// ```
+    /// Python counterpart: `Listener("/path/to/socket", authkey=authkey)`.
+    pub fn bind_unix(path: impl AsRef<Path>, authkey: &[u8]) -> Result<Listener> {
+        let path = path.as_ref();
+        if !path.to_str().is_some_and(|p| p.starts_with('/')) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not an absolute UTF-8 path", path.display()),
+            ));
+        }
+        let listener = UnixListener::bind(path).map_err(|e| Error::os("binding a listener", e))?;
+        Ok(Listener { socket: Listening::Unix(listener, path.to_owned()), key: wire::derive_key(authkey) })
+    }
+
+    /// The address it listens on, as [`client`] takes it: `host:port` with the port the system
+    /// chose, or `unix:/path`.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the socket cannot say.
@@ -68,11 +115,14 @@ impl Listener {
     /// ```
     /// Python counterpart: `listener.address`.
     pub fn address(&self) -> Result<String> {
-        Ok(self.listener.local_addr().map_err(|e| Error::os("the listener's address", e))?.to_string())
+        match &self.socket {
+            Listening::Tcp(l) => Ok(l.local_addr().map_err(|e| Error::os("the listener's address", e))?.to_string()),
+            Listening::Unix(_, path) => Ok(Endpoint::Unix(path.display().to_string()).to_string()),
+        }
     }
 
     /// Waits for the next client that proves it knows the key. Clients that do not (or that
-    /// send garbage) are turned away and the wait goes on.
+    /// send garbage, or nothing for 20 s) are turned away and the wait goes on.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if accepting fails.
@@ -88,23 +138,37 @@ impl Listener {
     /// Python counterpart: `listener.accept()`.
     pub fn accept<T>(&self) -> Result<NetConnection<T>> {
         loop {
-            let (mut stream, _) = self.listener.accept().map_err(|e| Error::os("accepting a connection", e))?;
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-            if wire::accept(&mut stream, &self.key).is_ok() {
-                let _ = stream.set_read_timeout(None);
-                return Ok(NetConnection { stream, _type: PhantomData });
+            let socket = match &self.socket {
+                Listening::Tcp(l) => Socket::Tcp(l.accept().map_err(|e| Error::os("accepting a connection", e))?.0),
+                Listening::Unix(l, _) => {
+                    Socket::Unix(l.accept().map_err(|e| Error::os("accepting a connection", e))?.0)
+                }
+            };
+            socket.tune();
+            let _ = socket.set_read_timeout(Some(wire::HANDSHAKE));
+            if wire::accept(&socket, &self.key).is_ok() {
+                let _ = socket.set_read_timeout(None);
+                return Ok(NetConnection::new(socket));
             }
         }
     }
 }
 
-/// Connects to a [`Listener`] at `address`, proving it knows `authkey` (and checking that the
-/// listener does too).
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listening::Unix(_, path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Connects to a [`Listener`] at `address` — `host:port`, `unix:/path`, or `unix:@name` for
+/// Linux's abstract namespace — proving it knows `authkey` (and checking that the listener does
+/// too).
 ///
 /// # Errors
 /// [`ErrorKind::Authentication`] for a wrong key (either side); [`ErrorKind::Disconnected`] if
-/// nobody listens there.
+/// nobody listens there; [`ErrorKind::Protocol`] if the listener is another release of this crate.
 ///
 /// ```
 /// use multiproc::{ErrorKind, connection::{Listener, client}};
@@ -116,19 +180,25 @@ impl Listener {
 /// ```
 /// Python counterpart: `multiprocessing.connection.Client(address, authkey=...)`.
 pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
-    let mut stream = TcpStream::connect(address)
-        .map_err(|e| Error::with_source(ErrorKind::Disconnected, format!("connecting to {address}"), e))?;
-    let _ = stream.set_nodelay(true);
-    match wire::connect(&mut stream, &wire::derive_key(authkey), sys::build_id::fingerprint()) {
-        Ok(()) => Ok(NetConnection { stream, _type: PhantomData }),
+    let endpoint = Endpoint::parse(address);
+    let socket = endpoint
+        .connect()
+        .map_err(|e| Error::with_source(ErrorKind::Disconnected, format!("connecting to {endpoint}"), e))?;
+    match wire::connect(&socket, &wire::derive_key(authkey), sys::build_id::fingerprint()) {
+        Ok(()) => Ok(NetConnection::new(socket)),
         Err(Refused::Authentication) => {
-            Err(Error::new(ErrorKind::Authentication, "the listener did not accept our authkey"))
+            Err(Error::new(ErrorKind::Authentication, format!("the listener at {endpoint} did not accept our authkey")))
         }
-        Err(Refused::Io(e)) => Err(Error::with_source(ErrorKind::Disconnected, "the listener hung up", e)),
+        Err(Refused::Protocol(why)) => Err(Error::new(ErrorKind::Protocol, why)),
+        Err(Refused::Io(e)) => {
+            Err(Error::with_source(ErrorKind::Disconnected, format!("the listener at {endpoint} hung up"), e))
+        }
     }
 }
 
-/// An authenticated connection from [`Listener::accept`] or [`client`]: typed messages both ways.
+/// An authenticated connection from [`Listener::accept`] or [`client`]: typed messages both
+/// ways, with the verbs and errors of a pipe's [`Connection`](super::Connection). Messages keep
+/// their boundaries; several threads may send (or receive) at once, one whole message at a time.
 ///
 /// ```
 /// use multiproc::connection::{Listener, client};
@@ -146,13 +216,126 @@ pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
 /// ```
 /// Python counterpart: the `Connection` that `Listener.accept()` and `Client()` return.
 pub struct NetConnection<T> {
-    stream: TcpStream,
+    socket: Socket,
+    sending: Mutex<()>,
+    receiving: Mutex<()>,
     _type: PhantomData<fn(T) -> T>,
 }
 
 impl<T> fmt::Debug for NetConnection<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetConnection").field("peer", &self.stream.peer_addr().ok()).finish()
+        f.debug_struct("NetConnection").field("socket", &self.socket).finish()
+    }
+}
+
+fn held(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn send_failed(e: io::Error) -> SendError {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected => {
+            SendError::Disconnected
+        }
+        io::ErrorKind::InvalidInput => SendError::Failed(Error::with_source(ErrorKind::InvalidInput, "a message", e)),
+        _ => SendError::Failed(Error::os("sending", e)),
+    }
+}
+
+impl<T> NetConnection<T> {
+    fn new(socket: Socket) -> NetConnection<T> {
+        NetConnection { socket, sending: Mutex::new(()), receiving: Mutex::new(()), _type: PhantomData }
+    }
+
+    /// Sends `bytes` as one message, as they are.
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] if the peer is gone; [`SendError::Failed`] for a message over
+    /// 256 MiB.
+    ///
+    /// ```
+    /// # use multiproc::connection::{Listener, client};
+    /// # let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
+    /// # let address = listener.address().unwrap();
+    /// # let t = std::thread::spawn(move || client::<()>(&address, b"k").unwrap().recv_bytes().unwrap());
+    /// let conn = listener.accept::<()>().unwrap();
+    /// conn.send_bytes(b"raw").unwrap();
+    /// # assert_eq!(t.join().unwrap(), b"raw");
+    /// ```
+    /// Python counterpart: `conn.send_bytes(buf)`.
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
+        let _one_at_a_time = held(&self.sending);
+        wire::send_frame(&self.socket, bytes).map_err(send_failed)
+    }
+
+    /// Receives one message as bytes, waiting for as long as it takes.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), without the decoding.
+    ///
+    /// ```
+    /// # use multiproc::connection::{Listener, client};
+    /// # let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
+    /// # let address = listener.address().unwrap();
+    /// # let t = std::thread::spawn(move || client::<()>(&address, b"k").unwrap().send_bytes(b"hi").unwrap());
+    /// let conn = listener.accept::<()>().unwrap();
+    /// assert_eq!(conn.recv_bytes().unwrap(), b"hi");
+    /// # t.join().unwrap();
+    /// ```
+    /// Python counterpart: `conn.recv_bytes()`.
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.recv_frame(None).map_err(|e| match e {
+            RecvTimeoutError::Recv(e) => e,
+            RecvTimeoutError::Timeout => unreachable!("no deadline"),
+        })
+    }
+
+    /// One frame, waiting until `deadline`.
+    fn recv_frame(&self, deadline: Option<Option<Instant>>) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        let _one_at_a_time = held(&self.receiving);
+        match deadline {
+            None => wire::spin_until_readable(&self.socket),
+            Some(deadline) => {
+                let ready = sys::poll::wait_readable(&[self.socket.as_fd()], deadline)
+                    .map_err(|e| RecvError::Failed(Error::os("waiting", e)))?;
+                if !ready[0] {
+                    return Err(RecvTimeoutError::Timeout);
+                }
+            }
+        }
+        wire::receive_frame(&self.socket).map_err(|e| {
+            RecvTimeoutError::Recv(match e.kind() {
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => RecvError::Disconnected,
+                io::ErrorKind::InvalidData => {
+                    // The rest of an oversized frame cannot be skipped: end the connection, so
+                    // that later receives say so instead of reading garbage.
+                    let _ = sys::socket::shutdown_read(self.socket.as_fd());
+                    RecvError::Failed(Error::with_source(ErrorKind::Decode, "an oversized message", e))
+                }
+                _ => RecvError::Failed(Error::os("receiving", e)),
+            })
+        })
+    }
+
+    /// Whether a message is ready, waiting up to `timeout` (`None`: as long as it takes).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if waiting fails.
+    ///
+    /// ```
+    /// # use multiproc::connection::{Listener, client};
+    /// # let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
+    /// # let address = listener.address().unwrap();
+    /// # let t = std::thread::spawn(move || client::<u8>(&address, b"k").unwrap());
+    /// let conn = listener.accept::<u8>().unwrap();
+    /// assert!(!conn.poll(Some(std::time::Duration::from_millis(10))).unwrap());
+    /// # drop(t);
+    /// ```
+    /// Python counterpart: `conn.poll(timeout)`.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.and_then(deadline_after);
+        let ready = sys::poll::wait_readable(&[self.socket.as_fd()], deadline).map_err(|e| Error::os("waiting", e))?;
+        Ok(ready[0])
     }
 }
 
@@ -160,7 +343,7 @@ impl<T: Serialize + DeserializeOwned> NetConnection<T> {
     /// Sends a message.
     ///
     /// # Errors
-    /// [`ErrorKind::Encode`] if it cannot be encoded (nothing is sent); [`ErrorKind::Disconnected`]
+    /// [`SendError::Failed`] if it cannot be encoded (nothing is sent); [`SendError::Disconnected`]
     /// if the peer is gone.
     ///
     /// ```
@@ -173,21 +356,28 @@ impl<T: Serialize + DeserializeOwned> NetConnection<T> {
     /// # assert_eq!(t.join().unwrap(), 9);
     /// ```
     /// Python counterpart: `conn.send(obj)`.
-    pub fn send(&self, message: &T) -> Result<()> {
-        let mut stream = &self.stream;
-        wire::send(&mut stream, message).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => {
-                Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e)
-            }
-            _ => Error::with_source(ErrorKind::Disconnected, "the peer is gone", e),
+    pub fn send(&self, message: &T) -> std::result::Result<(), SendError> {
+        let bytes = postcard::to_stdvec(message)
+            .map_err(|e| SendError::Failed(Error::with_source(ErrorKind::Encode, std::any::type_name::<T>(), e)))?;
+        self.send_bytes(&bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<T, RecvError> {
+        postcard::from_bytes(bytes).map_err(|e| {
+            RecvError::Failed(Error::with_source(
+                ErrorKind::Decode,
+                format!("a message that is not a {}", std::any::type_name::<T>()),
+                e,
+            ))
         })
     }
 
     /// Receives a message, waiting for as long as it takes.
     ///
     /// # Errors
-    /// [`ErrorKind::Disconnected`] once the peer has closed; [`ErrorKind::Decode`] for a
-    /// message that is not a `T` (or an oversized frame: the connection is then unusable).
+    /// [`RecvError::Disconnected`] once the peer has closed; [`RecvError::Failed`] for a message
+    /// that is not a `T` (it is consumed; the connection stays usable), or an oversized one
+    /// (the connection is then closed).
     ///
     /// ```
     /// # use multiproc::connection::{Listener, client};
@@ -199,38 +389,54 @@ impl<T: Serialize + DeserializeOwned> NetConnection<T> {
     /// # t.join().unwrap();
     /// ```
     /// Python counterpart: `conn.recv()`.
-    pub fn recv(&self) -> Result<T> {
-        let mut stream = &self.stream;
-        wire::spin_until_readable(&self.stream);
-        wire::receive(&mut stream).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::with_source(
-                ErrorKind::Decode,
-                format!("a message that is not a {}", std::any::type_name::<T>()),
-                e,
-            ),
-            _ => Error::with_source(ErrorKind::Disconnected, "the peer is gone", e),
-        })
+    pub fn recv(&self) -> std::result::Result<T, RecvError> {
+        Self::decode(&self.recv_bytes()?)
     }
 
-    /// Whether a message is ready, waiting up to `timeout`.
+    /// Receives a message if one is ready now.
     ///
     /// # Errors
-    /// [`ErrorKind::Os`] if waiting fails.
+    /// [`RecvTimeoutError::Timeout`] if none is; otherwise as [`recv`](Self::recv).
     ///
     /// ```
-    /// # use multiproc::connection::{Listener, client};
+    /// # use multiproc::connection::{Listener, RecvTimeoutError, client};
     /// # let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
     /// # let address = listener.address().unwrap();
     /// # let t = std::thread::spawn(move || client::<u8>(&address, b"k").unwrap());
     /// let conn = listener.accept::<u8>().unwrap();
-    /// assert!(!conn.poll(std::time::Duration::from_millis(10)).unwrap());
+    /// assert!(matches!(conn.try_recv(), Err(RecvTimeoutError::Timeout)));
     /// # drop(t);
     /// ```
-    /// Python counterpart: `conn.poll(timeout)`.
-    pub fn poll(&self, timeout: Duration) -> Result<bool> {
-        use std::os::fd::AsFd;
-        let deadline = crate::sync::deadline_after(timeout);
-        let ready = sys::poll::wait_readable(&[self.stream.as_fd()], deadline).map_err(|e| Error::os("waiting", e))?;
-        Ok(ready[0])
+    /// Python counterpart: `conn.recv()` after `conn.poll()` returned `True`.
+    pub fn try_recv(&self) -> std::result::Result<T, RecvTimeoutError> {
+        let bytes = self.recv_frame(Some(Some(Instant::now())))?;
+        Ok(Self::decode(&bytes)?)
+    }
+
+    /// Receives a message, waiting up to `timeout` for one to start arriving.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if none came; otherwise as [`recv`](Self::recv).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use multiproc::connection::{Listener, RecvTimeoutError, client};
+    /// # let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
+    /// # let address = listener.address().unwrap();
+    /// # let t = std::thread::spawn(move || client::<u8>(&address, b"k").unwrap());
+    /// let conn = listener.accept::<u8>().unwrap();
+    /// assert!(matches!(conn.recv_timeout(Duration::from_millis(10)), Err(RecvTimeoutError::Timeout)));
+    /// # drop(t);
+    /// ```
+    /// Python counterpart: `conn.poll(timeout)` then `conn.recv()`.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
+        let bytes = self.recv_frame(Some(deadline_after(timeout)))?;
+        Ok(Self::decode(&bytes)?)
+    }
+}
+
+impl<T> Waitable for NetConnection<T> {
+    fn wait_source(&self) -> WaitSource<'_> {
+        WaitSource::fd(self.socket.as_fd())
     }
 }

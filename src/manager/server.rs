@@ -1,13 +1,22 @@
 //! The manager server: a process that holds the shared objects and answers clients, one thread
-//! per connection, so that a slow client never stalls the others.
+//! per connection, so that a slow or blocked client never stalls the others.
 //!
 //! Values are stored as their encoded bytes: the server never decodes a client's data (it cannot
-//! be made to run code by what it receives), except for [`Request::DictAdd`] on numbers and the
-//! update functions of [`Request::DictApply`], which are this build's own code.
+//! be made to run code by what it receives), except numbers for `DictOp::Add`, requests for a
+//! hosted user type (decoded by that type's own serde code), and — only from trusted clients of
+//! its own build — the update functions and constructors that clients name by their offset in
+//! the program (see [`Setup::trusted`]).
+//!
+//! Every object is a [`Slot`]: its kind (fixed at birth), its state under a mutex, and a condvar
+//! that waiters sleep on. A waiting request looks every [`CHECK`] whether its client is still
+//! there, so a client killed while it waits frees its thread and takes nothing it would never
+//! use; when a connection closes, the locks it held are released (and marked abandoned for the
+//! next holder), and it is forgotten by the conditions it waited on.
 
-use std::collections::HashMap;
-use std::io;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -17,70 +26,102 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::handle::Fd;
-use crate::manager::wire::{self, AuthKey, Kind, Number, Reply, Request, Stream};
-use crate::process::task;
+use crate::manager::wire::{
+    self, AuthKey, BarrierOp, ConditionOp, DictOp, EventOp, Kind, ListOp, LockOp, New, Number, QueueOp, Reply, Request,
+    SemaphoreOp, Socket, Wait,
+};
+use crate::process::task::{self, ApplyEntry, CustomObject, NewObject};
 use crate::sys;
 
-/// What the server starts with.
+/// What the server starts with (its process's arguments).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Setup {
     pub(crate) listener: Fd,
     /// Whether `listener` is a TCP socket (else a Unix one).
     pub(crate) tcp: bool,
     pub(crate) authkey: AuthKey,
+    /// Whether clients of this build may name any of its functions by offset (update functions,
+    /// user types). True only for a private manager, whose random key only its creator's process
+    /// tree holds; a served manager's key is shared with other programs, which may only use the
+    /// built-in operations and the user types in `types`.
+    pub(crate) trusted: bool,
+    /// Constructors of the user types registered before the start, by offset in this build.
+    pub(crate) types: Vec<i64>,
 }
 
-/// A dict's entries: encoded key → encoded value.
-type Entries = HashMap<Vec<u8>, Vec<u8>>;
+/// How often a waiting request looks whether its client is still there.
+const CHECK: Duration = Duration::from_millis(100);
+
+/// The reply to a request whose client went away while it waited (nobody reads it).
+const GONE: &str = "the client is gone";
 
 /// One shared object.
-enum Object {
-    Dict(Entries),
-    List(Vec<Vec<u8>>),
-    /// Items, and (for a joinable queue) how many put are not yet marked done.
-    Queue(std::collections::VecDeque<Vec<u8>>, Option<u64>),
-    Semaphore {
-        value: u32,
-        bound: Option<u32>,
-    },
-    /// The connection holding it, if any.
-    Lock(Option<u64>),
-    Event(bool),
-    /// A user type (`manager::SharedObject`).
-    Custom(Box<dyn task::CustomObject>),
-    /// The connection holding it and how many times.
-    RLock(Option<(u64, u32)>),
-    /// Over hosted lock `lock`: connections waiting, in order, and those notified.
-    Condition {
-        lock: u64,
-        waiting: Vec<u64>,
-        notified: Vec<u64>,
-    },
-    /// `ended_broken`: the last generation that ended broken (its waiters fail).
-    Barrier {
-        parties: u32,
-        count: u32,
-        generation: u64,
-        broken: bool,
-        ended_broken: Option<u64>,
-    },
-}
-
-/// An object and the condition its waiters sleep on (queues, locks, events).
 struct Slot {
-    object: Mutex<Object>,
+    kind: Kind,
+    state: Mutex<State>,
     changed: Condvar,
 }
 
-#[derive(Default)]
-struct Objects {
-    next: AtomicU64,
-    all: Mutex<HashMap<u64, Arc<Slot>>>,
-    connections: AtomicU64,
-    /// Objects registered under a name, for clients that know only the name.
-    names: Mutex<HashMap<String, (Kind, u64)>>,
-    /// A copy of each open connection's socket, to tell whether its client is still there.
-    peers: Mutex<HashMap<u64, std::os::fd::OwnedFd>>,
+/// What an object holds. A `Namespace` or a `Value` is a `Dict`; a `Condition` refers to the
+/// slot of its lock.
+enum State {
+    Dict(HashMap<Vec<u8>, Vec<u8>>),
+    List(Vec<Vec<u8>>),
+    Queue(QueueState),
+    Lock(LockState),
+    Semaphore { value: u32, bound: Option<u32> },
+    Event(bool),
+    Condition(ConditionState),
+    Barrier(BarrierState),
+    Object(Box<dyn CustomObject>),
+}
+
+struct QueueState {
+    items: VecDeque<Vec<u8>>,
+    maxsize: Option<u64>,
+    /// For a joinable queue: items put and not yet marked done.
+    unfinished: Option<u64>,
+}
+
+impl QueueState {
+    fn is_full(&self) -> bool {
+        self.maxsize.is_some_and(|max| self.items.len() as u64 >= max)
+    }
+}
+
+struct LockState {
+    /// The connection holding it and how many times (once, unless reentrant).
+    holder: Option<(u64, u32)>,
+    reentrant: bool,
+    /// Whether the last holder's connection closed while holding it; told to the next holder.
+    abandoned: bool,
+}
+
+struct ConditionState {
+    lock: Arc<Slot>,
+    /// Connections waiting, in order of arrival, and those picked by a notify.
+    waiting: Vec<u64>,
+    notified: Vec<u64>,
+}
+
+struct BarrierState {
+    parties: u32,
+    count: u32,
+    generation: u64,
+    broken: bool,
+    /// The last generation that ended broken (its waiters fail).
+    ended_broken: Option<u64>,
+}
+
+impl BarrierState {
+    /// Ends the current generation broken: its waiters fail, and so will later ones until a
+    /// reset (`broken`) — or not (`!broken`, a reset).
+    fn break_generation(&mut self, broken: bool) {
+        self.ended_broken = Some(self.generation);
+        self.count = 0;
+        self.generation += 1;
+        self.broken = broken;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,42 +129,82 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Objects {
-    fn add(&self, object: Object) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        lock(&self.all).insert(id, Arc::new(Slot { object: Mutex::new(object), changed: Condvar::new() }));
+// The kind of a slot's state never changes, and every request checks the slot's kind before it
+// looks inside, so these never fail.
+fn as_queue(state: &mut State) -> &mut QueueState {
+    match state {
+        State::Queue(q) => q,
+        _ => unreachable!("checked by kind"),
+    }
+}
+
+fn as_lock(state: &mut State) -> &mut LockState {
+    match state {
+        State::Lock(l) => l,
+        _ => unreachable!("checked by kind"),
+    }
+}
+
+fn as_condition(state: &mut State) -> &mut ConditionState {
+    match state {
+        State::Condition(c) => c,
+        _ => unreachable!("checked by kind"),
+    }
+}
+
+fn as_barrier(state: &mut State) -> &mut BarrierState {
+    match state {
+        State::Barrier(b) => b,
+        _ => unreachable!("checked by kind"),
+    }
+}
+
+/// Everything the server holds.
+struct Server {
+    authkey: AuthKey,
+    trusted: bool,
+    types: HashMap<i64, NewObject>,
+    next_id: AtomicU64,
+    objects: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// Objects registered under a name, for clients that know only the name.
+    names: Mutex<HashMap<String, u64>>,
+    next_connection: AtomicU64,
+    /// A copy of each open connection's socket, to tell whether its client is still there.
+    peers: Mutex<HashMap<u64, OwnedFd>>,
+}
+
+impl Server {
+    fn slot(&self, id: u64) -> Result<Arc<Slot>, String> {
+        lock(&self.objects).get(&id).cloned().ok_or_else(|| format!("no shared object {id}"))
+    }
+
+    fn add(&self, kind: Kind, state: State) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let slot = Arc::new(Slot { kind, state: Mutex::new(state), changed: Condvar::new() });
+        lock(&self.objects).insert(id, slot);
         id
     }
 
-    fn get(&self, id: u64) -> Option<Arc<Slot>> {
-        lock(&self.all).get(&id).cloned()
-    }
-
-    /// Whether connection `conn`'s client has gone (closed its end: it ended or died). A client
-    /// that waits for an answer sends nothing, so a readable socket with nothing to read is the
-    /// end of the stream.
+    /// Whether connection `conn`'s client has gone (closed its end: it ended or died).
     fn gone(&self, conn: u64) -> bool {
-        let peers = lock(&self.peers);
-        let Some(fd) = peers.get(&conn) else { return true };
-        let mut byte = [0u8; 1];
-        matches!(
-            rustix::net::recv(fd, &mut byte, rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT),
-            Ok((0, _)) | Err(rustix::io::Errno::CONNRESET)
-        )
+        lock(&self.peers).get(&conn).is_none_or(|fd| sys::socket::peer_closed(fd.as_fd()))
     }
 
-    /// Releases every lock held by connection `conn` (it closed: its process ended or died).
-    fn release_all(&self, conn: u64) {
-        let slots: Vec<Arc<Slot>> = lock(&self.all).values().cloned().collect();
+    /// Connection `conn` closed (its thread or process ended, or died): the locks it held are
+    /// released and marked abandoned, and the conditions it waited on forget it, so that it takes
+    /// no notification away from the live waiters.
+    fn forget(&self, conn: u64) {
+        let slots: Vec<Arc<Slot>> = lock(&self.objects).values().cloned().collect();
         for slot in slots {
-            let mut object = lock(&slot.object);
-            match &mut *object {
-                Object::Lock(holder) if *holder == Some(conn) => *holder = None,
-                Object::RLock(holder) if holder.is_some_and(|(c, _)| c == conn) => *holder = None,
-                // A dead waiter must not take a notification away from the live ones.
-                Object::Condition { waiting, notified, .. } => {
-                    waiting.retain(|&c| c != conn);
-                    notified.retain(|&c| c != conn);
+            let mut state = lock(&slot.state);
+            match &mut *state {
+                State::Lock(l) if l.holder.is_some_and(|(c, _)| c == conn) => {
+                    l.holder = None;
+                    l.abandoned = true;
+                }
+                State::Condition(c) => {
+                    c.waiting.retain(|&w| w != conn);
+                    c.notified.retain(|&w| w != conn);
                 }
                 _ => continue,
             }
@@ -134,700 +215,738 @@ impl Objects {
 
 /// The server process's task.
 pub(crate) fn serve(setup: Setup) {
-    let objects = Arc::new(Objects::default());
-    let authkey = setup.authkey;
-    let start = |stream: Box<dyn Stream>| {
-        let objects = objects.clone();
-        let _ =
-            std::thread::Builder::new().name("manager-client".into()).spawn(move || client(stream, &authkey, &objects));
+    let types = setup
+        .types
+        .iter()
+        .map(|&entry| {
+            // SAFETY: the offsets came in this process's own arguments, from the program that
+            // started it — this very build — where `new_object_offset` made them.
+            (entry, unsafe { task::new_object_from_offset(entry) })
+        })
+        .collect();
+    let server = Arc::new(Server {
+        authkey: setup.authkey,
+        trusted: setup.trusted,
+        types,
+        next_id: AtomicU64::new(0),
+        objects: Mutex::new(HashMap::new()),
+        names: Mutex::new(HashMap::new()),
+        next_connection: AtomicU64::new(0),
+        peers: Mutex::new(HashMap::new()),
+    });
+    let start = |socket: Socket| {
+        socket.tune();
+        let server = server.clone();
+        // A thread that cannot be made drops its connection; the client sees it closed.
+        let _ = std::thread::Builder::new().name("manager-client".into()).spawn(move || connection(socket, &server));
     };
+    let pause_after_error = || std::thread::sleep(Duration::from_millis(10)); // out of descriptors, say
     if setup.tcp {
         let listener = TcpListener::from(setup.listener.into_owned());
-        for stream in listener.incoming().flatten() {
-            let _ = stream.set_nodelay(true); // small frames, answered at once
-            start(Box::new(stream));
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => start(Socket::Tcp(stream)),
+                Err(_) => pause_after_error(),
+            }
         }
     } else {
         let listener = UnixListener::from(setup.listener.into_owned());
-        for stream in listener.incoming().flatten() {
-            start(Box::new(stream));
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => start(Socket::Unix(stream)),
+                Err(_) => pause_after_error(),
+            }
         }
     }
 }
 
 /// Serves one connection until it closes or misbehaves.
-fn client(mut stream: Box<dyn Stream>, authkey: &AuthKey, objects: &Objects) {
-    // Reads of the handshake are bounded, so a client that connects and says nothing does not
-    // hold a thread forever.
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(20)));
-    let Ok(build) = wire::accept(&mut stream, authkey) else { return };
-    let _ = stream.set_read_timeout(None);
-    let same_build = build == sys::build_id::fingerprint();
-    let conn = objects.connections.fetch_add(1, Ordering::Relaxed) + 1;
-    if let Ok(fd) = std::os::fd::AsFd::as_fd(&*stream).try_clone_to_owned() {
-        lock(&objects.peers).insert(conn, fd);
+fn connection(socket: Socket, server: &Server) {
+    let _ = socket.set_read_timeout(Some(wire::HANDSHAKE));
+    let Ok(build) = wire::accept(&socket, &server.authkey) else { return };
+    let _ = socket.set_read_timeout(None);
+    let conn = server.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Ok(fd) = socket.as_fd().try_clone_to_owned() {
+        lock(&server.peers).insert(conn, fd);
     }
-    serve_requests(&mut stream, objects, conn, same_build);
-    lock(&objects.peers).remove(&conn);
-    // Locks die with the connection that held them, so a client killed while holding one
-    // never blocks the others.
-    objects.release_all(conn);
-}
-
-fn serve_requests(stream: &mut Box<dyn Stream>, objects: &Objects, conn: u64, same_build: bool) {
+    let client = Client { server, conn, same_build: build == sys::build_id::fingerprint() };
     loop {
-        wire::spin_until_readable(&**stream);
-        let request: Request = match wire::receive(stream) {
+        wire::spin_until_readable(&socket);
+        let request: Request = match wire::receive(&socket) {
             Ok(request) => request,
             // Closed, truncated, oversized or undecodable: drop this connection only.
-            Err(_) => return,
+            Err(_) => break,
         };
-        let reply = handle(objects, request, conn, same_build);
-        if wire::send(stream, &reply).is_err() {
-            return;
+        let reply = client.handle(request);
+        if wire::send(&socket, &reply).is_err() {
+            break;
         }
     }
+    lock(&server.peers).remove(&conn);
+    server.forget(conn);
 }
 
-/// Waits on `slot` until `ready` holds of its object or the timeout passes; runs `take` then.
-/// Reply of a wait whose client went away meanwhile (nobody reads it).
-const GONE: &str = "the client is gone";
+/// One connection's view of the server.
+struct Client<'a> {
+    server: &'a Server,
+    conn: u64,
+    /// Whether the client runs this very build (so its offsets name our functions).
+    same_build: bool,
+}
 
-/// Waits on `slot` until `ready` holds of its object or the timeout passes; runs `take` then.
-/// Every [`CHECK`] it looks whether the waiting client is still there, so that a client killed
-/// while it waits frees its server thread and takes nothing it would never use.
-fn wait_on(
-    slot: &Slot,
-    timeout_ms: Option<u64>,
-    alive: &dyn Fn() -> bool,
-    ready: impl Fn(&mut Object) -> bool,
-    take: impl FnOnce(&mut Object) -> Reply,
-    timed_out: Reply,
-) -> Reply {
-    const CHECK: Duration = Duration::from_millis(100);
-    let deadline = timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-    let mut object = lock(&slot.object);
-    loop {
-        if ready(&mut object) {
-            let reply = take(&mut object);
-            slot.changed.notify_all();
-            return reply;
-        }
-        let slice = match deadline {
-            None => CHECK,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return timed_out;
-                }
-                left.min(CHECK)
-            }
-        };
-        let (guard, waited) = slot.changed.wait_timeout(object, slice).unwrap_or_else(|p| p.into_inner());
-        object = guard;
-        if waited.timed_out() && !alive() {
-            return Reply::Refused(GONE.into());
+fn refused(why: impl Into<String>) -> Reply {
+    Reply::Refused(why.into())
+}
+
+fn value(bytes: Option<Vec<u8>>) -> Reply {
+    Reply::Value(bytes.map(ByteBuf::from))
+}
+
+fn not_a(slot: &Slot, what: &str) -> Reply {
+    refused(format!("the shared object is a {}, not a {what}", slot.kind))
+}
+
+impl Client<'_> {
+    fn alive(&self) -> bool {
+        !self.server.gone(self.conn)
+    }
+
+    fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::New(new) => self.create(new).map_or_else(Reply::Refused, Reply::Id),
+            Request::Named { name, new } => self.named(name, new),
+            Request::Register { name, id } => self.register(name, id),
+            Request::Lookup { name, kind } => self.lookup(&name, &kind),
+            Request::Dict { id, op } => self.on(id, |slot| self.dict(slot, op)),
+            Request::List { id, op } => self.on(id, |slot| self.list(slot, op)),
+            Request::Queue { id, op } => self.on(id, |slot| self.queue(slot, op)),
+            Request::Lock { id, op } => self.on(id, |slot| self.lock(slot, &op)),
+            Request::Semaphore { id, op } => self.on(id, |slot| self.semaphore(slot, &op)),
+            Request::Event { id, op } => self.on(id, |slot| self.event(slot, &op)),
+            Request::Condition { id, op } => self.on(id, |slot| self.condition(slot, &op)),
+            Request::Barrier { id, op } => self.on(id, |slot| self.barrier(slot, &op)),
+            Request::Object { id, request } => self.on(id, |slot| match &mut *lock(&slot.state) {
+                State::Object(object) => match object.call(&request) {
+                    Ok(response) => value(Some(response)),
+                    Err(why) => refused(why),
+                },
+                _ => not_a(slot, "user object"),
+            }),
         }
     }
-}
 
-/// A barrier party's wait: the last to arrive releases everyone of its generation; a timeout
-/// breaks the barrier for all (as in Python), and so do abort and reset for those waiting.
-fn barrier_wait(slot: &Slot, timeout_ms: Option<u64>) -> Reply {
-    let deadline = timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-    let mut object = lock(&slot.object);
-    let (index, mine) = match &mut *object {
-        Object::Barrier { broken: true, .. } => return Reply::Bool(false),
-        Object::Barrier { parties, count, generation, .. } => {
-            let index = *count;
-            *count += 1;
-            if *count == *parties {
-                *count = 0;
-                *generation += 1;
+    /// Runs `f` on object `id`, if there is one.
+    fn on(&self, id: u64, f: impl FnOnce(&Slot) -> Reply) -> Reply {
+        match self.server.slot(id) {
+            Ok(slot) => f(&slot),
+            Err(why) => refused(why),
+        }
+    }
+
+    /// Waits on `slot` until `attempt` succeeds (returns a reply) or `wait` runs out, looking
+    /// every [`CHECK`] whether the client is still there. One look for `Some(0)`.
+    fn wait_until(&self, slot: &Slot, wait: Wait, mut attempt: impl FnMut(&mut State) -> Option<Reply>) -> Reply {
+        let deadline = wait.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+        let mut state = lock(&slot.state);
+        loop {
+            if let Some(reply) = attempt(&mut state) {
                 slot.changed.notify_all();
-                return Reply::Len(u64::from(index));
+                return reply;
             }
-            (index, *generation)
-        }
-        _ => return Reply::Refused("not a barrier".into()),
-    };
-    loop {
-        if let Object::Barrier { generation, ended_broken, .. } = &*object {
-            if *generation != mine {
-                // A generation ended by the last arrival passes; one ended by a timeout, an
-                // abort or a reset is broken for its waiters.
-                return if *ended_broken == Some(mine) { Reply::Bool(false) } else { Reply::Len(u64::from(index)) };
-            }
-        }
-        match deadline {
-            None => object = slot.changed.wait(object).unwrap_or_else(|p| p.into_inner()),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    if let Object::Barrier { count, generation, broken, ended_broken, .. } = &mut *object {
-                        *ended_broken = Some(*generation);
-                        *count = 0;
-                        *generation += 1;
-                        *broken = true;
+            let slice = match deadline {
+                None => CHECK,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Reply::TimedOut;
                     }
-                    slot.changed.notify_all();
-                    return Reply::Bool(false);
+                    left.min(CHECK)
                 }
-                object = slot.changed.wait_timeout(object, left).unwrap_or_else(|p| p.into_inner()).0;
+            };
+            let (guard, waited) = slot.changed.wait_timeout(state, slice).unwrap_or_else(|p| p.into_inner());
+            state = guard;
+            if waited.timed_out() && !self.alive() {
+                return refused(GONE);
             }
         }
     }
-}
 
-/// Whether connection `conn` holds hosted lock `lock_id`.
-fn holds(objects: &Objects, lock_id: u64, conn: u64) -> bool {
-    objects.get(lock_id).is_some_and(|slot| matches!(&*lock(&slot.object), Object::Lock(Some(c)) if *c == conn))
-}
-
-/// A condition wait: give up the lock, wait to be notified, take the lock back.
-fn condition_wait(objects: &Objects, cond: &Slot, conn: u64, timeout_ms: Option<u64>) -> Reply {
-    let lock_id = match &*lock(&cond.object) {
-        Object::Condition { lock, .. } => *lock,
-        _ => return Reply::Refused("not a condition".into()),
-    };
-    let Some(lock_slot) = objects.get(lock_id) else { return Reply::Refused(format!("no shared object {lock_id}")) };
-    // Register before letting go of the lock, so that a notify made right after cannot miss us.
-    {
-        let mut held = lock(&lock_slot.object);
-        if !matches!(&*held, Object::Lock(Some(c)) if *c == conn) {
-            return Reply::Refused("cannot wait on un-acquired lock".into());
-        }
-        if let Object::Condition { waiting, .. } = &mut *lock(&cond.object) {
-            waiting.push(conn);
-        }
-        *held = Object::Lock(None);
+    fn create(&self, new: New) -> Result<u64, String> {
+        let kind = new.kind();
+        let state = match new {
+            New::Dict | New::Namespace => State::Dict(HashMap::new()),
+            New::Value(bytes) => State::Dict(HashMap::from([(Vec::new(), bytes.into_vec())])),
+            New::List => State::List(Vec::new()),
+            New::Queue { maxsize, joinable } => {
+                State::Queue(QueueState { items: VecDeque::new(), maxsize, unfinished: joinable.then_some(0) })
+            }
+            New::Lock { reentrant } => State::Lock(LockState { holder: None, reentrant, abandoned: false }),
+            New::Semaphore { value, bound } => {
+                if bound.is_some_and(|b| value > b) {
+                    return Err(format!("a bounded semaphore cannot start above its bound ({value} > {bound:?})"));
+                }
+                State::Semaphore { value, bound }
+            }
+            New::Event => State::Event(false),
+            New::Condition { lock: id } => {
+                let lock = self.server.slot(id)?;
+                if !matches!(lock.kind, Kind::Lock | Kind::RLock) {
+                    return Err(format!("a condition needs a lock or an rlock, not a {}", lock.kind));
+                }
+                State::Condition(ConditionState { lock, waiting: Vec::new(), notified: Vec::new() })
+            }
+            New::Barrier { parties } => {
+                if parties == 0 {
+                    return Err("a barrier needs at least one party".into());
+                }
+                State::Barrier(BarrierState { parties, count: 0, generation: 0, broken: false, ended_broken: None })
+            }
+            New::Object { entry, .. } => State::Object(self.constructor(entry)?()),
+        };
+        Ok(self.server.add(kind, state))
     }
-    lock_slot.changed.notify_all();
-    let alive = || !objects.gone(conn);
-    let notified = match wait_on(
-        cond,
-        timeout_ms,
-        &alive,
-        |o| matches!(o, Object::Condition { notified, .. } if notified.contains(&conn)),
-        |o| {
-            if let Object::Condition { notified, .. } = o {
-                notified.retain(|&c| c != conn);
-            }
-            Reply::Bool(true)
-        },
-        Reply::Bool(false),
-    ) {
-        Reply::Bool(true) => true,
-        Reply::Refused(_) => {
-            // The client died waiting: forget it; nothing more to do for it.
-            if let Object::Condition { waiting, notified, .. } = &mut *lock(&cond.object) {
-                waiting.retain(|&c| c != conn);
-                notified.retain(|&c| c != conn);
-            }
-            return Reply::Refused(GONE.into());
-        }
-        _ => {
-            // Timed out: withdraw, unless a notify picked us meanwhile (then it counts).
-            let mut c = lock(&cond.object);
-            match &mut *c {
-                Object::Condition { notified, .. } if notified.contains(&conn) => {
-                    notified.retain(|&x| x != conn);
-                    true
-                }
-                Object::Condition { waiting, .. } => {
-                    waiting.retain(|&x| x != conn);
-                    false
-                }
-                _ => false,
-            }
-        }
-    };
-    // Take the lock back, however long that takes (Python does the same).
-    wait_on(
-        &lock_slot,
-        None,
-        &alive,
-        |o| matches!(o, Object::Lock(None)),
-        |o| {
-            *o = Object::Lock(Some(conn));
-            Reply::Done
-        },
-        Reply::Done,
-    );
-    Reply::Bool(notified)
-}
 
-fn not_a(id: u64, kind: &str) -> Reply {
-    Reply::Refused(format!("shared object {id} is not a {kind}"))
-}
+    /// The constructor a client names: a registered type's, or — from a trusted client of this
+    /// build — any.
+    fn constructor(&self, entry: i64) -> Result<NewObject, String> {
+        if !self.same_build {
+            return Err("user types can only be made by clients of the manager's own build".into());
+        }
+        if let Some(new) = self.server.types.get(&entry) {
+            return Ok(*new);
+        }
+        if !self.server.trusted {
+            return Err("this manager serves other programs, so it makes only the user types registered \
+                        when it started (ManagerBuilder::register)"
+                .into());
+        }
+        // SAFETY: the client proved it knows the private key of this manager (which only the
+        // process tree that started it holds) and runs this very build, where constructors are
+        // named by `new_object_offset`.
+        Ok(unsafe { task::new_object_from_offset(entry) })
+    }
 
-fn handle(objects: &Objects, request: Request, conn: u64, same_build: bool) -> Reply {
-    let alive = || !objects.gone(conn);
-    let object = |id: u64| objects.get(id).ok_or_else(|| Reply::Refused(format!("no shared object {id}")));
-    let dict = |id: u64, f: &mut dyn FnMut(&mut Entries) -> Reply| match object(id) {
-        Ok(slot) => match &mut *lock(&slot.object) {
-            Object::Dict(map) => f(map),
-            _ => Reply::Refused(format!("shared object {id} is not a dict")),
-        },
-        Err(reply) => reply,
-    };
-    let list = |id: u64, f: &mut dyn FnMut(&mut Vec<Vec<u8>>) -> Reply| match object(id) {
-        Ok(slot) => match &mut *lock(&slot.object) {
-            Object::List(items) => f(items),
-            _ => Reply::Refused(format!("shared object {id} is not a list")),
-        },
-        Err(reply) => reply,
-    };
-    let bytes = |v: Option<Vec<u8>>| Reply::Value(v.map(ByteBuf::from));
-    let out_of_range =
-        |index: u64, len: usize| Reply::Refused(format!("index {index} out of range for a list of {len}"));
-    let apply_entry = |entry: i64| {
-        if !same_build {
-            return Err(Reply::Refused(
-                "update functions are only accepted from clients of the manager's own build".into(),
+    /// The update function a client names, if it may.
+    fn update_fn(&self, entry: i64) -> Result<ApplyEntry, Reply> {
+        if !self.same_build {
+            return Err(refused("update functions are only accepted from clients of the manager's own build"));
+        }
+        if !self.server.trusted {
+            return Err(refused(
+                "this manager serves other programs, so it runs no code its clients name: \
+                 use add, or a registered user type",
             ));
         }
-        // SAFETY: the client proved it runs this very build (its fingerprint, checked at the
-        // handshake), and entries are made by `apply_entry_offset` there.
+        // SAFETY: as in `constructor`: a trusted client of this build, whose update functions are
+        // named by `apply_entry_offset`.
         Ok(unsafe { task::apply_entry_from_offset(entry) })
-    };
-    match request {
-        Request::NewDict => Reply::Id(objects.add(Object::Dict(HashMap::new()))),
-        Request::DictGet { id, key } => dict(id, &mut |m| bytes(m.get(key.as_slice()).cloned())),
-        Request::DictInsert { id, key, value } => dict(id, &mut |m| bytes(m.insert(key.to_vec(), value.to_vec()))),
-        Request::DictRemove { id, key } => dict(id, &mut |m| bytes(m.remove(key.as_slice()))),
-        Request::DictContains { id, key } => dict(id, &mut |m| Reply::Bool(m.contains_key(key.as_slice()))),
-        Request::DictLen { id } => dict(id, &mut |m| Reply::Len(m.len() as u64)),
-        Request::DictItems { id } => dict(id, &mut |m| {
-            Reply::Items(m.iter().map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone()))).collect())
-        }),
-        Request::DictClear { id } => dict(id, &mut |m| {
-            m.clear();
-            Reply::Done
-        }),
-        Request::DictExtend { id, items } => dict(id, &mut |m| {
-            m.extend(items.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
-            Reply::Done
-        }),
-        Request::DictApply { id, key, entry } => match apply_entry(entry) {
-            Err(reply) => reply,
-            Ok(apply) => dict(id, &mut |m| match apply(m.get(key.as_slice()).map(Vec::as_slice)) {
-                Ok(new) => {
-                    m.insert(key.to_vec(), new.clone());
-                    bytes(Some(new))
-                }
-                Err(why) => Reply::Refused(why),
-            }),
-        },
-        Request::DictAdd { id, key, delta } => {
-            dict(id, &mut |m| match add(m.get(key.as_slice()).map(Vec::as_slice), delta) {
-                Ok(new) => {
-                    m.insert(key.to_vec(), new.clone());
-                    bytes(Some(new))
-                }
-                Err(why) => Reply::Refused(why),
-            })
+    }
+
+    fn named(&self, name: String, new: New) -> Reply {
+        let mut names = lock(&self.server.names);
+        if let Some(&id) = names.get(&name) {
+            return match self.server.slot(id) {
+                Ok(slot) if slot.kind == new.kind() => Reply::Id(id),
+                Ok(slot) => refused(format!("{name:?} is a {}, not a {}", slot.kind, new.kind())),
+                Err(why) => refused(why),
+            };
         }
-        Request::NewList => Reply::Id(objects.add(Object::List(Vec::new()))),
-        Request::ListPush { id, value } => list(id, &mut |l| {
-            l.push(value.to_vec());
-            Reply::Done
-        }),
-        Request::ListPop { id } => list(id, &mut |l| bytes(l.pop())),
-        Request::ListGet { id, index } => list(id, &mut |l| bytes(l.get(index as usize).cloned())),
-        Request::ListSet { id, index, value } => list(id, &mut |l| {
-            let len = l.len();
-            match l.get_mut(index as usize) {
-                Some(slot) => {
-                    *slot = value.to_vec();
-                    Reply::Done
-                }
-                None => out_of_range(index, len),
+        match self.create(new) {
+            Ok(id) => {
+                names.insert(name, id);
+                Reply::Id(id)
             }
-        }),
-        Request::ListLen { id } => list(id, &mut |l| Reply::Len(l.len() as u64)),
-        Request::ListExtend { id, values } => list(id, &mut |l| {
-            l.extend(values.iter().map(|v| v.to_vec()));
-            Reply::Done
-        }),
-        Request::ListRemove { id, value } => list(id, &mut |l| match l.iter().position(|v| v == value.as_slice()) {
-            Some(at) => {
-                l.remove(at);
-                Reply::Bool(true)
-            }
-            None => Reply::Bool(false),
-        }),
-        Request::ListItems { id } => list(id, &mut |l| Reply::Elements(l.iter().cloned().map(ByteBuf::from).collect())),
-        Request::Named { kind, name } => {
-            let mut names = lock(&objects.names);
-            match names.get(&name) {
-                Some((k, id)) if *k == kind => Reply::Id(*id),
-                Some((k, _)) => Reply::Refused(format!("{name:?} is a {k:?}, not a {kind:?}")),
-                None => {
-                    let object = match kind {
-                        Kind::Dict => Object::Dict(HashMap::new()),
-                        Kind::List => Object::List(Vec::new()),
-                        Kind::Queue => Object::Queue(Default::default(), None),
-                        Kind::Lock => Object::Lock(None),
-                        Kind::Event => Object::Event(false),
-                    };
-                    let id = objects.add(object);
-                    names.insert(name, (kind, id));
-                    Reply::Id(id)
-                }
-            }
+            Err(why) => refused(why),
         }
-        Request::NewQueue => Reply::Id(objects.add(Object::Queue(Default::default(), None))),
-        Request::NewLock => Reply::Id(objects.add(Object::Lock(None))),
-        Request::NewEvent => Reply::Id(objects.add(Object::Event(false))),
-        Request::QueuePut { id, value } => match object(id) {
-            Ok(slot) => {
-                let reply = match &mut *lock(&slot.object) {
-                    Object::Queue(q, unfinished) => {
-                        q.push_back(value.into_vec());
-                        if let Some(n) = unfinished {
-                            *n += 1;
-                        }
-                        Reply::Done
-                    }
-                    _ => not_a(id, "queue"),
-                };
-                slot.changed.notify_all();
-                reply
+    }
+
+    fn register(&self, name: String, id: u64) -> Reply {
+        let slot = match self.server.slot(id) {
+            Ok(slot) => slot,
+            Err(why) => return refused(why),
+        };
+        match lock(&self.server.names).entry(name) {
+            Entry::Vacant(v) => {
+                v.insert(id);
+                Reply::Id(id)
             }
-            Err(reply) => reply,
-        },
-        Request::QueueGet { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(..)) => wait_on(
-                &slot,
-                timeout_ms,
-                &alive,
-                |o| matches!(o, Object::Queue(q, _) if !q.is_empty()),
-                |o| match o {
-                    Object::Queue(q, _) => bytes(q.pop_front()),
-                    _ => Reply::Value(None),
-                },
-                Reply::Value(None),
-            ),
-            Ok(_) => not_a(id, "queue"),
-            Err(reply) => reply,
-        },
-        Request::QueueLen { id } => match object(id) {
-            Ok(slot) => match &*lock(&slot.object) {
-                Object::Queue(q, _) => Reply::Len(q.len() as u64),
-                _ => not_a(id, "queue"),
+            Entry::Occupied(o) => match self.server.slot(*o.get()) {
+                Ok(taken) if taken.kind == slot.kind => Reply::Id(*o.get()),
+                Ok(taken) => refused(format!("{:?} is a {}, not a {}", o.key(), taken.kind, slot.kind)),
+                Err(why) => refused(why),
             },
-            Err(reply) => reply,
-        },
-        Request::NewRLock => Reply::Id(objects.add(Object::RLock(None))),
-        Request::RLockAcquire { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::RLock(_)) => wait_on(
-                &slot,
-                timeout_ms,
-                &alive,
-                |o| matches!(o, Object::RLock(None)) || matches!(o, Object::RLock(Some((c, _))) if *c == conn),
-                |o| {
-                    if let Object::RLock(holder) = o {
-                        *holder = Some((conn, holder.map_or(1, |(_, n)| n + 1)));
-                    }
-                    Reply::Bool(true)
-                },
-                Reply::Bool(false),
-            ),
-            Ok(_) => not_a(id, "rlock"),
-            Err(reply) => reply,
-        },
-        Request::RLockRelease { id } => match object(id) {
-            Ok(slot) => {
-                let reply = match &mut *lock(&slot.object) {
-                    Object::RLock(holder) => match *holder {
-                        Some((c, n)) if c == conn => {
-                            *holder = (n > 1).then_some((c, n - 1));
-                            Reply::Done
-                        }
-                        _ => Reply::Refused("cannot release un-acquired lock".into()),
-                    },
-                    _ => not_a(id, "rlock"),
-                };
-                slot.changed.notify_all();
-                reply
-            }
-            Err(reply) => reply,
-        },
-        Request::NewBarrier { parties } => {
-            if parties == 0 {
-                return Reply::Refused("a barrier needs at least one party".into());
-            }
-            Reply::Id(objects.add(Object::Barrier {
-                parties,
-                count: 0,
-                generation: 0,
-                broken: false,
-                ended_broken: None,
-            }))
         }
-        Request::BarrierWait { id, timeout_ms } => match object(id) {
-            Ok(slot) => barrier_wait(&slot, timeout_ms),
-            Err(reply) => reply,
-        },
-        Request::BarrierAbort { id } | Request::BarrierReset { id } => {
-            let reset = matches!(request, Request::BarrierReset { .. });
-            match object(id) {
-                Ok(slot) => {
-                    let reply = match &mut *lock(&slot.object) {
-                        Object::Barrier { count, generation, broken, ended_broken, .. } => {
-                            // Waiters of this generation wake up to a broken barrier; after a
-                            // reset, later waits start afresh, after an abort they fail too.
-                            *ended_broken = Some(*generation);
-                            *count = 0;
-                            *generation += 1;
-                            *broken = !reset;
-                            Reply::Done
-                        }
-                        _ => not_a(id, "barrier"),
-                    };
-                    slot.changed.notify_all();
-                    reply
-                }
-                Err(reply) => reply,
-            }
+    }
+
+    fn lookup(&self, name: &str, kind: &Kind) -> Reply {
+        let Some(id) = lock(&self.server.names).get(name).copied() else { return Reply::Missing };
+        match self.server.slot(id) {
+            Ok(slot) if slot.kind == *kind => Reply::Id(id),
+            Ok(slot) => refused(format!("{name:?} is a {}, not a {kind}", slot.kind)),
+            Err(why) => refused(why),
         }
-        Request::NewCondition { lock: lock_id } => match object(lock_id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Lock(_)) => {
-                Reply::Id(objects.add(Object::Condition { lock: lock_id, waiting: Vec::new(), notified: Vec::new() }))
+    }
+
+    fn dict(&self, slot: &Slot, op: DictOp) -> Reply {
+        let update = match &op {
+            DictOp::Apply { entry, .. } => match self.update_fn(*entry) {
+                Ok(f) => Some(f),
+                Err(reply) => return reply,
+            },
+            _ => None,
+        };
+        let mut state = lock(&slot.state);
+        let State::Dict(map) = &mut *state else { return not_a(slot, "dict") };
+        match op {
+            DictOp::Get(key) => value(map.get(key.as_slice()).cloned()),
+            DictOp::Insert(key, v) => value(map.insert(key.into_vec(), v.into_vec())),
+            DictOp::Remove(key) => value(map.remove(key.as_slice())),
+            DictOp::Contains(key) => Reply::Bool(map.contains_key(key.as_slice())),
+            DictOp::Len => Reply::Len(map.len() as u64),
+            DictOp::Items => {
+                Reply::Items(map.iter().map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone()))).collect())
             }
-            Ok(_) => not_a(lock_id, "lock"),
-            Err(reply) => reply,
-        },
-        Request::ConditionWait { id, timeout_ms } => match object(id) {
-            Ok(cond) => condition_wait(objects, &cond, conn, timeout_ms),
-            Err(reply) => reply,
-        },
-        Request::ConditionNotify { id, n } => match object(id) {
-            Ok(cond) => {
-                let lock_id = match &*lock(&cond.object) {
-                    Object::Condition { lock, .. } => *lock,
-                    _ => return not_a(id, "condition"),
-                };
-                if !holds(objects, lock_id, conn) {
-                    return Reply::Refused("cannot notify on un-acquired lock".into());
-                }
-                if let Object::Condition { waiting, notified, .. } = &mut *lock(&cond.object) {
-                    // Waiters whose client is gone are dropped, not chosen: a dead waiter never
-                    // takes a notification away from a live one.
-                    waiting.retain(|&c| !objects.gone(c));
-                    let chosen = (n as usize).min(waiting.len());
-                    notified.extend(waiting.drain(..chosen));
-                }
-                cond.changed.notify_all();
+            DictOp::Clear => {
+                map.clear();
                 Reply::Done
             }
-            Err(reply) => reply,
-        },
-        Request::NewCustom { entry } => {
-            if !same_build {
-                return Reply::Refused("user types can only be created by clients of the manager's own build".into());
+            DictOp::Update(items) => {
+                map.extend(items.into_iter().map(|(k, v)| (k.into_vec(), v.into_vec())));
+                Reply::Done
             }
-            // SAFETY: the client proved it runs this very build (its fingerprint, checked at the
-            // handshake), and constructors are named by `new_object_offset` there.
-            let new = unsafe { task::new_object_from_offset(entry) };
-            Reply::Id(objects.add(Object::Custom(new())))
-        }
-        Request::CustomCall { id, request } => match object(id) {
-            Ok(slot) => {
-                let reply = match &mut *lock(&slot.object) {
-                    Object::Custom(hosted) => match hosted.call(&request) {
-                        Ok(response) => bytes(Some(response)),
-                        Err(why) => Reply::Refused(why),
-                    },
-                    _ => not_a(id, "user object"),
-                };
-                slot.changed.notify_all();
-                reply
-            }
-            Err(reply) => reply,
-        },
-        Request::NewSemaphore { value, bound } => Reply::Id(objects.add(Object::Semaphore { value, bound })),
-        Request::NewJoinableQueue => Reply::Id(objects.add(Object::Queue(Default::default(), Some(0)))),
-        Request::SemaphoreAcquire { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Semaphore { .. }) => wait_on(
-                &slot,
-                timeout_ms,
-                &alive,
-                |o| matches!(o, Object::Semaphore { value, .. } if *value > 0),
-                |o| {
-                    if let Object::Semaphore { value, .. } = o {
-                        *value -= 1;
+            DictOp::Apply { key, .. } => {
+                let update = update.expect("looked up above");
+                match update(map.get(key.as_slice()).map(Vec::as_slice)) {
+                    Ok(new) => {
+                        map.insert(key.into_vec(), new.clone());
+                        value(Some(new))
                     }
-                    Reply::Bool(true)
-                },
-                Reply::Bool(false),
-            ),
-            Ok(_) => not_a(id, "semaphore"),
-            Err(reply) => reply,
-        },
-        Request::SemaphoreRelease { id } => match object(id) {
-            Ok(slot) => {
-                let reply = match &mut *lock(&slot.object) {
-                    Object::Semaphore { value, bound } => {
-                        if bound.is_some_and(|b| *value >= b) || *value == u32::MAX {
-                            Reply::Refused("semaphore or lock released too many times".into())
-                        } else {
-                            *value += 1;
-                            Reply::Done
-                        }
-                    }
-                    _ => not_a(id, "semaphore"),
-                };
-                slot.changed.notify_all();
-                reply
+                    Err(why) => refused(why),
+                }
             }
-            Err(reply) => reply,
-        },
-        Request::SemaphoreValue { id } => match object(id) {
-            Ok(slot) => match &*lock(&slot.object) {
-                Object::Semaphore { value, .. } => Reply::Len(u64::from(*value)),
-                _ => not_a(id, "semaphore"),
+            DictOp::Add { key, delta } => match add(map.get(key.as_slice()).map(Vec::as_slice), delta) {
+                Ok(new) => {
+                    map.insert(key.into_vec(), new.clone());
+                    value(Some(new))
+                }
+                Err(why) => refused(why),
             },
-            Err(reply) => reply,
-        },
-        Request::QueueTaskDone { id } => match object(id) {
-            Ok(slot) => {
-                let reply = match &mut *lock(&slot.object) {
-                    Object::Queue(_, Some(0)) => Reply::Refused("task_done() called too many times".into()),
-                    Object::Queue(_, Some(n)) => {
+        }
+    }
+
+    fn list(&self, slot: &Slot, op: ListOp) -> Reply {
+        let update = match &op {
+            ListOp::Apply { entry, .. } => match self.update_fn(*entry) {
+                Ok(f) => Some(f),
+                Err(reply) => return reply,
+            },
+            _ => None,
+        };
+        let mut state = lock(&slot.state);
+        let State::List(items) = &mut *state else { return not_a(slot, "list") };
+        let out_of_range =
+            |index: u64, len: usize| refused(format!("index {index} is out of range for a list of {len}"));
+        match op {
+            ListOp::Push(v) => {
+                items.push(v.into_vec());
+                Reply::Done
+            }
+            ListOp::Pop => value(items.pop()),
+            ListOp::Get(index) => value(usize::try_from(index).ok().and_then(|i| items.get(i)).cloned()),
+            ListOp::Set(index, v) => {
+                let len = items.len();
+                match usize::try_from(index).ok().and_then(|i| items.get_mut(i)) {
+                    Some(item) => {
+                        *item = v.into_vec();
+                        Reply::Done
+                    }
+                    None => out_of_range(index, len),
+                }
+            }
+            ListOp::Len => Reply::Len(items.len() as u64),
+            ListOp::Extend(values) => {
+                items.extend(values.into_iter().map(ByteBuf::into_vec));
+                Reply::Done
+            }
+            ListOp::Remove(v) => match items.iter().position(|item| item == v.as_slice()) {
+                Some(at) => {
+                    items.remove(at);
+                    Reply::Bool(true)
+                }
+                None => Reply::Bool(false),
+            },
+            ListOp::Items => Reply::Elements(items.iter().cloned().map(ByteBuf::from).collect()),
+            ListOp::Apply { index, .. } => {
+                let len = items.len();
+                let Some(item) = usize::try_from(index).ok().and_then(|i| items.get_mut(i)) else {
+                    return out_of_range(index, len);
+                };
+                match update.expect("looked up above")(Some(item.as_slice())) {
+                    Ok(new) => {
+                        item.clone_from(&new);
+                        value(Some(new))
+                    }
+                    Err(why) => refused(why),
+                }
+            }
+        }
+    }
+
+    fn queue(&self, slot: &Slot, op: QueueOp) -> Reply {
+        if !matches!(slot.kind, Kind::Queue | Kind::JoinableQueue) {
+            return not_a(slot, "queue");
+        }
+        match op {
+            QueueOp::Put { item, wait } => {
+                let mut item = Some(item.into_vec());
+                self.wait_until(slot, wait, |s| {
+                    let q = as_queue(s);
+                    if q.is_full() {
+                        return None;
+                    }
+                    q.items.push_back(item.take().expect("put once"));
+                    if let Some(n) = &mut q.unfinished {
+                        *n += 1;
+                    }
+                    Some(Reply::Done)
+                })
+            }
+            QueueOp::Get { wait } => {
+                self.wait_until(slot, wait, |s| as_queue(s).items.pop_front().map(|v| value(Some(v))))
+            }
+            QueueOp::Len => {
+                let mut state = lock(&slot.state);
+                let q = as_queue(&mut state);
+                Reply::Queue { len: q.items.len() as u64, maxsize: q.maxsize }
+            }
+            QueueOp::TaskDone => {
+                let mut state = lock(&slot.state);
+                let reply = match &mut as_queue(&mut state).unfinished {
+                    None => return not_a(slot, "joinable queue"),
+                    Some(0) => refused("task_done() called too many times"),
+                    Some(n) => {
                         *n -= 1;
                         Reply::Done
                     }
-                    _ => not_a(id, "joinable queue"),
                 };
                 slot.changed.notify_all();
                 reply
             }
-            Err(reply) => reply,
-        },
-        Request::QueueJoin { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Queue(_, Some(_))) => wait_on(
-                &slot,
-                timeout_ms,
-                &alive,
-                |o| matches!(o, Object::Queue(_, Some(0))),
-                |_| Reply::Bool(true),
-                Reply::Bool(false),
-            ),
-            Ok(_) => not_a(id, "joinable queue"),
-            Err(reply) => reply,
-        },
-        Request::LockAcquire { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Lock(_)) => wait_on(
-                &slot,
-                timeout_ms,
-                &alive,
-                |o| matches!(o, Object::Lock(None)),
-                |o| {
-                    *o = Object::Lock(Some(conn));
-                    Reply::Bool(true)
-                },
-                Reply::Bool(false),
-            ),
-            Ok(_) => not_a(id, "lock"),
-            Err(reply) => reply,
-        },
-        Request::LockRelease { id } => match object(id) {
-            Ok(slot) => {
-                let reply = match &mut *lock(&slot.object) {
-                    Object::Lock(holder) if *holder == Some(conn) => {
-                        *holder = None;
-                        Reply::Done
-                    }
-                    Object::Lock(_) => Reply::Refused("release of a manager lock this client does not hold".into()),
-                    _ => not_a(id, "lock"),
-                };
-                slot.changed.notify_all();
-                reply
-            }
-            Err(reply) => reply,
-        },
-        Request::EventSet { id } | Request::EventClear { id } | Request::EventIsSet { id } => {
-            let set = match &request {
-                Request::EventSet { .. } => Some(true),
-                Request::EventClear { .. } => Some(false),
-                _ => None,
-            };
-            match object(id) {
-                Ok(slot) => {
-                    let reply = match &mut *lock(&slot.object) {
-                        Object::Event(flag) => match set {
-                            Some(set) => {
-                                *flag = set;
-                                Reply::Done
-                            }
-                            None => Reply::Bool(*flag),
-                        },
-                        _ => not_a(id, "event"),
-                    };
-                    slot.changed.notify_all();
-                    reply
+            QueueOp::Join { wait } => {
+                if slot.kind != Kind::JoinableQueue {
+                    return not_a(slot, "joinable queue");
                 }
-                Err(reply) => reply,
+                self.wait_until(slot, wait, |s| (as_queue(s).unfinished == Some(0)).then_some(Reply::Done))
             }
         }
-        Request::EventWait { id, timeout_ms } => match object(id) {
-            Ok(slot) if matches!(&*lock(&slot.object), Object::Event(_)) => wait_on(
-                &slot,
-                timeout_ms,
-                &alive,
-                |o| matches!(o, Object::Event(true)),
-                |_| Reply::Bool(true),
-                Reply::Bool(false),
-            ),
-            Ok(_) => not_a(id, "event"),
-            Err(reply) => reply,
-        },
-        Request::ListApply { id, index, entry } => match apply_entry(entry) {
-            Err(reply) => reply,
-            Ok(apply) => list(id, &mut |l| {
-                let len = l.len();
-                match l.get_mut(index as usize) {
-                    Some(slot) => match apply(Some(slot.as_slice())) {
-                        Ok(new) => {
-                            *slot = new.clone();
-                            bytes(Some(new))
-                        }
-                        Err(why) => Reply::Refused(why),
-                    },
-                    None => out_of_range(index, len),
+    }
+
+    /// The lock a lock operation is on: the object itself, or a condition's lock.
+    fn lock_of(slot: &Slot) -> Option<Arc<Slot>> {
+        match &mut *lock(&slot.state) {
+            State::Condition(c) => Some(c.lock.clone()),
+            _ => None,
+        }
+    }
+
+    fn lock(&self, slot: &Slot, op: &LockOp) -> Reply {
+        if slot.kind == Kind::Condition {
+            let lock = Self::lock_of(slot).expect("a condition has a lock");
+            return self.lock(&lock, op);
+        }
+        if !matches!(slot.kind, Kind::Lock | Kind::RLock) {
+            return not_a(slot, "lock");
+        }
+        let conn = self.conn;
+        match op {
+            LockOp::Acquire { wait } => self.wait_until(slot, *wait, |s| {
+                let l = as_lock(s);
+                match l.holder {
+                    None => {
+                        l.holder = Some((conn, 1));
+                        Some(Reply::Acquired { abandoned: std::mem::take(&mut l.abandoned) })
+                    }
+                    Some((c, n)) if l.reentrant && c == conn => {
+                        l.holder = Some((c, n + 1));
+                        Some(Reply::Acquired { abandoned: false })
+                    }
+                    Some(_) => None,
                 }
             }),
-        },
+            LockOp::Release => {
+                let mut state = lock(&slot.state);
+                let l = as_lock(&mut state);
+                let reply = match l.holder {
+                    Some((c, n)) if c == conn => {
+                        l.holder = (n > 1).then_some((c, n - 1));
+                        Reply::Done
+                    }
+                    Some(_) => refused("cannot release un-acquired lock"),
+                    None => refused("release unlocked lock"),
+                };
+                slot.changed.notify_all();
+                reply
+            }
+            LockOp::Locked => Reply::Bool(as_lock(&mut lock(&slot.state)).holder.is_some()),
+        }
+    }
+
+    fn semaphore(&self, slot: &Slot, op: &SemaphoreOp) -> Reply {
+        if slot.kind != Kind::Semaphore {
+            return not_a(slot, "semaphore");
+        }
+        match op {
+            SemaphoreOp::Acquire { wait } => self.wait_until(slot, *wait, |s| match s {
+                State::Semaphore { value, .. } if *value > 0 => {
+                    *value -= 1;
+                    Some(Reply::Done)
+                }
+                _ => None,
+            }),
+            SemaphoreOp::Release => {
+                let mut state = lock(&slot.state);
+                let State::Semaphore { value, bound } = &mut *state else { return not_a(slot, "semaphore") };
+                if bound.is_some_and(|b| *value >= b) || *value == u32::MAX {
+                    return refused("semaphore or lock released too many times");
+                }
+                *value += 1;
+                slot.changed.notify_all();
+                Reply::Done
+            }
+            SemaphoreOp::Value => match &*lock(&slot.state) {
+                State::Semaphore { value, .. } => Reply::Len(u64::from(*value)),
+                _ => not_a(slot, "semaphore"),
+            },
+        }
+    }
+
+    fn event(&self, slot: &Slot, op: &EventOp) -> Reply {
+        if slot.kind != Kind::Event {
+            return not_a(slot, "event");
+        }
+        let set_to = |flag: bool| {
+            *lock(&slot.state) = State::Event(flag);
+            slot.changed.notify_all();
+            Reply::Done
+        };
+        match op {
+            EventOp::Set => set_to(true),
+            EventOp::Clear => set_to(false),
+            EventOp::IsSet => Reply::Bool(matches!(&*lock(&slot.state), State::Event(true))),
+            EventOp::Wait { wait } => {
+                self.wait_until(slot, *wait, |s| matches!(s, State::Event(true)).then_some(Reply::Done))
+            }
+        }
+    }
+
+    fn condition(&self, cond: &Slot, op: &ConditionOp) -> Reply {
+        if cond.kind != Kind::Condition {
+            return not_a(cond, "condition");
+        }
+        let lock_slot = Self::lock_of(cond).expect("a condition has a lock");
+        let conn = self.conn;
+        match op {
+            ConditionOp::Wait { wait } => self.condition_wait(cond, &lock_slot, *wait),
+            ConditionOp::Notify(n) => {
+                if as_lock(&mut lock(&lock_slot.state)).holder.is_none_or(|(c, _)| c != conn) {
+                    return refused("cannot notify on un-acquired lock");
+                }
+                let mut state = lock(&cond.state);
+                let c = as_condition(&mut state);
+                // Waiters whose client is gone are dropped, not chosen: a dead waiter never
+                // takes a notification away from a live one.
+                c.waiting.retain(|&w| !self.server.gone(w));
+                let chosen = (*n as usize).min(c.waiting.len());
+                let woken: Vec<u64> = c.waiting.drain(..chosen).collect();
+                c.notified.extend(woken);
+                cond.changed.notify_all();
+                Reply::Done
+            }
+        }
+    }
+
+    /// A condition wait: give up the lock (all of an rlock's levels), wait to be notified, take
+    /// the lock back as it was held.
+    fn condition_wait(&self, cond: &Slot, lock_slot: &Slot, wait: Wait) -> Reply {
+        let conn = self.conn;
+        let levels = {
+            let mut held = lock(&lock_slot.state);
+            let l = as_lock(&mut held);
+            let Some((c, levels)) = l.holder.filter(|&(c, _)| c == conn) else {
+                return refused("cannot wait on un-acquired lock");
+            };
+            debug_assert_eq!(c, conn);
+            // Registered before the lock is let go, so that a notify made right after cannot
+            // miss this waiter.
+            as_condition(&mut lock(&cond.state)).waiting.push(conn);
+            l.holder = None;
+            levels
+        };
+        lock_slot.changed.notify_all();
+        let notified = match self.wait_until(cond, wait, |s| {
+            let c = as_condition(s);
+            let at = c.notified.iter().position(|&w| w == conn)?;
+            c.notified.swap_remove(at);
+            Some(Reply::Done)
+        }) {
+            Reply::Done => true,
+            Reply::TimedOut => {
+                // Withdraw, unless a notify picked this waiter meanwhile (then it counts).
+                let mut state = lock(&cond.state);
+                let c = as_condition(&mut state);
+                if let Some(at) = c.notified.iter().position(|&w| w == conn) {
+                    c.notified.swap_remove(at);
+                    true
+                } else {
+                    c.waiting.retain(|&w| w != conn);
+                    false
+                }
+            }
+            gone => return gone, // `forget` clears this waiter when the connection closes
+        };
+        // Take the lock back, however long that takes (as Python does).
+        match self.wait_until(lock_slot, None, |s| {
+            let l = as_lock(s);
+            l.holder.is_none().then(|| {
+                l.holder = Some((conn, levels));
+                Reply::Done
+            })
+        }) {
+            Reply::Done => Reply::Bool(notified),
+            gone => gone,
+        }
+    }
+
+    fn barrier(&self, slot: &Slot, op: &BarrierOp) -> Reply {
+        if slot.kind != Kind::Barrier {
+            return not_a(slot, "barrier");
+        }
+        let mut state = lock(&slot.state);
+        let b = as_barrier(&mut state);
+        match op {
+            BarrierOp::Wait { wait } => {
+                drop(state);
+                self.barrier_wait(slot, *wait)
+            }
+            // Waiters of the current generation wake up to a broken barrier; after an abort
+            // later waits fail too, after a reset they start afresh.
+            BarrierOp::Abort | BarrierOp::Reset => {
+                b.break_generation(matches!(op, BarrierOp::Abort));
+                slot.changed.notify_all();
+                Reply::Done
+            }
+            BarrierOp::State => Reply::Barrier { parties: b.parties, waiting: b.count, broken: b.broken },
+        }
+    }
+
+    /// A party's wait: the last to arrive lets its whole generation through; a timeout breaks
+    /// the barrier for everyone (as in Python), and so does a party whose client goes away while
+    /// it waits — it can never arrive, and the others must neither pass without it nor wait for
+    /// it forever.
+    fn barrier_wait(&self, slot: &Slot, wait: Wait) -> Reply {
+        let deadline = wait.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+        let mut state = lock(&slot.state);
+        let b = as_barrier(&mut state);
+        if b.broken {
+            return Reply::Broken;
+        }
+        let index = b.count;
+        b.count += 1;
+        if b.count == b.parties {
+            b.count = 0;
+            b.generation += 1;
+            slot.changed.notify_all();
+            return Reply::Passed(index);
+        }
+        let mine = b.generation;
+        loop {
+            let b = as_barrier(&mut state);
+            if b.generation != mine {
+                return if b.ended_broken == Some(mine) { Reply::Broken } else { Reply::Passed(index) };
+            }
+            let slice = match deadline {
+                None => CHECK,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        b.break_generation(true);
+                        slot.changed.notify_all();
+                        return Reply::Broken;
+                    }
+                    left.min(CHECK)
+                }
+            };
+            let (guard, waited) = slot.changed.wait_timeout(state, slice).unwrap_or_else(|p| p.into_inner());
+            state = guard;
+            if waited.timed_out() && !self.alive() {
+                let b = as_barrier(&mut state);
+                if b.generation == mine {
+                    b.break_generation(true);
+                    slot.changed.notify_all();
+                }
+                return refused(GONE);
+            }
+        }
     }
 }
 
-/// Adds `delta` to an encoded number of the same kind (absent: zero); wraps like Python's ints
-/// never do, so overflow is refused instead.
+/// Adds `delta` to an encoded number of the same type (absent: zero). Integers never wrap (as
+/// Python's never do): a sum that does not fit the type is refused and the entry stays as it was.
 fn add(old: Option<&[u8]>, delta: Number) -> Result<Vec<u8>, String> {
-    fn decode<T: serde::de::DeserializeOwned + Default>(old: Option<&[u8]>) -> Result<T, String> {
-        old.map_or(Ok(T::default()), |b| {
-            postcard::from_bytes(b).map_err(|e| format!("the stored value is not that kind of number: {e}"))
+    fn stored<T: serde::de::DeserializeOwned + Default>(old: Option<&[u8]>) -> Result<T, String> {
+        let not_a =
+            |why: &dyn std::fmt::Display| format!("the stored value is not a {}: {why}", std::any::type_name::<T>());
+        // The whole entry must be the number: a longer value of another type is refused, not
+        // misread from its first bytes.
+        old.map_or(Ok(T::default()), |bytes| match postcard::take_from_bytes(bytes) {
+            Ok((n, [])) => Ok(n),
+            Ok(_) => Err(not_a(&"it is longer")),
+            Err(e) => Err(not_a(&e)),
         })
     }
-    let encode = |r: postcard::Result<Vec<u8>>| r.map_err(|e| e.to_string());
+    fn encode<T: Serialize>(n: T) -> Result<Vec<u8>, String> {
+        postcard::to_stdvec(&n).map_err(|e| e.to_string())
+    }
+    macro_rules! checked {
+        ($d:expr, $t:ty) => {
+            encode(
+                stored::<$t>(old)?
+                    .checked_add($d)
+                    .ok_or_else(|| format!("the sum does not fit in {}", std::any::type_name::<$t>()))?,
+            )
+        };
+    }
     match delta {
-        Number::Signed(d) => {
-            encode(postcard::to_stdvec(&decode::<i64>(old)?.checked_add(d).ok_or("the sum overflows")?))
-        }
-        Number::Unsigned(d) => {
-            encode(postcard::to_stdvec(&decode::<u64>(old)?.checked_add(d).ok_or("the sum overflows")?))
-        }
-        Number::F32(d) => encode(postcard::to_stdvec(&(decode::<f32>(old)? + d))),
-        Number::F64(d) => encode(postcard::to_stdvec(&(decode::<f64>(old)? + d))),
+        Number::I8(d) => checked!(d, i8),
+        Number::I16(d) => checked!(d, i16),
+        Number::I32(d) => checked!(d, i32),
+        Number::I64(d) => checked!(d, i64),
+        Number::U8(d) => checked!(d, u8),
+        Number::U16(d) => checked!(d, u16),
+        Number::U32(d) => checked!(d, u32),
+        Number::U64(d) => checked!(d, u64),
+        Number::F32(d) => encode(stored::<f32>(old)? + d),
+        Number::F64(d) => encode(stored::<f64>(old)? + d),
     }
 }
 
-/// Reads a reply to `request` from a raw socket: for the client side, here so that both sides
-/// of the protocol sit together.
-pub(crate) fn roundtrip(stream: &mut Box<dyn Stream>, request: &Request) -> io::Result<Reply> {
-    wire::send(stream, request)?;
-    wire::spin_until_readable(&**stream);
-    wire::receive(stream)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_keep_the_stored_type_and_refuse_what_does_not_fit() {
+        let enc = |n: u8| postcard::to_stdvec(&n).unwrap();
+        assert_eq!(add(Some(&enc(200)), Number::U8(55)).unwrap(), enc(255));
+        assert!(add(Some(&enc(200)), Number::U8(56)).unwrap_err().contains("u8"));
+        let i8s = |n: i8| postcard::to_stdvec(&n).unwrap();
+        assert_eq!(add(None, Number::I8(-128)).unwrap(), i8s(-128));
+        assert!(add(Some(&i8s(-128)), Number::I8(-1)).is_err());
+        let i32s = |n: i32| postcard::to_stdvec(&n).unwrap();
+        assert!(add(Some(&i32s(i32::MAX)), Number::I32(1)).is_err());
+        assert_eq!(add(Some(&i32s(-5)), Number::I32(7)).unwrap(), i32s(2));
+        let f = |n: f64| postcard::to_stdvec(&n).unwrap();
+        assert_eq!(add(Some(&f(0.5)), Number::F64(0.25)).unwrap(), f(0.75));
+        assert!(add(Some(b"\xff\xff"), Number::U64(1)).unwrap_err().contains("not a u64"));
+    }
 }

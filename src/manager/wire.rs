@@ -1,19 +1,29 @@
-//! What travels between a manager and its clients: length-prefixed postcard frames, the
-//! authkey handshake, and the requests and replies.
+//! What travels between a manager and its clients: where a server listens, the sockets, the
+//! handshake, length-prefixed postcard frames, and the requests and replies.
 //!
 //! # Handshake (both ways, as Python's `multiprocessing.connection`)
 //! 1. server → client: 32 random bytes `Cs`;
 //! 2. client → server: `HMAC-SHA256(key, Cs)` and 32 random bytes `Cc`;
 //! 3. server: a wrong MAC closes the connection (the client sees an authentication error);
 //!    otherwise → client: `HMAC-SHA256(key, Cc)`, which the client checks in turn;
-//! 4. client → server: its build fingerprint, so that the server lets only clients of its own
-//!    build name functions by offset (see `Request::DictApply`).
+//! 4. client → server: a [`Hello`] with the protocol version and the client's build fingerprint
+//!    (the server lets only clients of its own build name functions by offset);
+//! 5. server → client: a [`Verdict`]; a client of another protocol version is told so, clearly,
+//!    and the connection ends.
 //!
-//! Frames are a `u32` length and that many bytes; anything longer than [`MAX_FRAME`], or that does
-//! not decode as a request, drops that connection — nothing decoded can run code, and the server
+//! After that, every frame is a `u32` length and that many bytes of postcard: a [`Request`] from
+//! the client, a [`Reply`] from the server, strictly in turn. A frame longer than [`MAX_FRAME`],
+//! or one that does not decode, ends that connection — decoding runs no code, and the server
 //! keeps serving everyone else.
+#![forbid(unsafe_code)]
 
+use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
@@ -21,43 +31,16 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sha2::Sha256;
 
+/// The version of the requests and replies below; both sides must speak the same.
+pub(crate) const PROTOCOL: u32 = 2;
+
 /// How long either side looks for the other's next frame before it blocks: an answer usually
 /// comes within microseconds, and a blocked wake-up costs tens of them on these machines.
-pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(60);
+pub(crate) const SPIN: Duration = Duration::from_micros(60);
 
-/// A connection: a Unix socket (local) or TCP (remote).
-pub(crate) trait Stream: Read + Write + std::os::fd::AsFd + Send {
-    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()>;
-}
-
-impl Stream for std::os::unix::net::UnixStream {
-    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
-    }
-}
-
-impl Stream for std::net::TcpStream {
-    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        std::net::TcpStream::set_read_timeout(self, timeout)
-    }
-}
-
-/// The key both sides use, from the user's authkey of any length.
-pub(crate) fn derive_key(authkey: &[u8]) -> AuthKey {
-    use sha2::Digest;
-    Sha256::digest(authkey).into()
-}
-
-/// Spins (yielding the CPU between looks) until `stream` has bytes to read or `SPIN` passes.
-pub(crate) fn spin_until_readable(stream: &(impl std::os::fd::AsFd + ?Sized)) {
-    let began = std::time::Instant::now();
-    while began.elapsed() < SPIN {
-        if crate::sys::poll::is_readable(stream.as_fd()).unwrap_or(true) {
-            return;
-        }
-        std::thread::yield_now();
-    }
-}
+/// How long a server waits for a new connection to finish its handshake: a client that connects
+/// and says nothing costs a thread for this long, no more.
+pub(crate) const HANDSHAKE: Duration = Duration::from_secs(20);
 
 /// The largest frame either side accepts.
 pub(crate) const MAX_FRAME: usize = 256 << 20;
@@ -65,28 +48,168 @@ pub(crate) const MAX_FRAME: usize = 256 << 20;
 /// A shared secret: both ends must know it.
 pub(crate) type AuthKey = [u8; 32];
 
-/// Writes one frame.
-pub(crate) fn send<T: Serialize>(stream: &mut impl Write, value: &T) -> io::Result<()> {
-    let bytes = postcard::to_stdvec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    if bytes.len() > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message larger than a manager frame"));
-    }
-    let mut frame = Vec::with_capacity(4 + bytes.len());
-    frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&bytes);
-    stream.write_all(&frame)
+/// The key both sides use, from the user's authkey of any length.
+pub(crate) fn derive_key(authkey: &[u8]) -> AuthKey {
+    use sha2::Digest;
+    Sha256::digest(authkey).into()
 }
 
-/// Reads one frame and decodes it.
-pub(crate) fn receive<T: DeserializeOwned>(stream: &mut impl Read) -> io::Result<T> {
+/// Where a server listens, as users write it: `host:port` for TCP, `unix:/path` for a Unix
+/// socket in the filesystem, `unix:@name` for one in Linux's abstract namespace (no file).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Endpoint {
+    Tcp(String),
+    Unix(String),
+    Abstract(String),
+}
+
+impl Endpoint {
+    pub(crate) fn parse(address: &str) -> Endpoint {
+        match address.strip_prefix("unix:") {
+            Some(path) => match path.strip_prefix('@') {
+                Some(name) => Endpoint::Abstract(name.to_owned()),
+                None => Endpoint::Unix(path.to_owned()),
+            },
+            None => Endpoint::Tcp(address.to_owned()),
+        }
+    }
+
+    /// Opens a connection (not yet authenticated).
+    pub(crate) fn connect(&self) -> io::Result<Socket> {
+        let socket = match self {
+            Endpoint::Tcp(address) => Socket::Tcp(TcpStream::connect(address)?),
+            Endpoint::Unix(path) => Socket::Unix(UnixStream::connect(path)?),
+            Endpoint::Abstract(name) => Socket::Unix(UnixStream::connect_addr(&SocketAddr::from_abstract_name(name)?)?),
+        };
+        socket.tune();
+        Ok(socket)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(address) => f.write_str(address),
+            Endpoint::Unix(path) => write!(f, "unix:{path}"),
+            Endpoint::Abstract(name) => write!(f, "unix:@{name}"),
+        }
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// One connection: TCP (remote) or a Unix socket (local).
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    /// Sets the options a request–reply connection wants (see `sys::socket::tune_tcp`).
+    pub(crate) fn tune(&self) {
+        if let Socket::Tcp(stream) = self {
+            // Best effort: a connection without them still works, only slower to notice death.
+            let _ = crate::sys::socket::tune_tcp(stream.as_fd());
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for &Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => (&*s).read(buf),
+            Socket::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => (&*s).write(buf),
+            Socket::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Spins (yielding the CPU between looks) until `socket` has bytes to read or [`SPIN`] passes.
+pub(crate) fn spin_until_readable(socket: &Socket) {
+    let began = std::time::Instant::now();
+    while began.elapsed() < SPIN {
+        if crate::sys::poll::is_readable(socket.as_fd()).unwrap_or(true) {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Writes one frame. A value too large for a frame is an `InvalidInput` error (nothing is sent).
+pub(crate) fn send<T: Serialize>(mut socket: &Socket, value: &T) -> io::Result<()> {
+    // The length goes first, so encode behind four bytes of room for it: one buffer, one write.
+    let mut frame =
+        postcard::to_extend(value, vec![0u8; 4]).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let len = frame.len() - 4;
+    frame[..4].copy_from_slice(&frame_len(len)?.to_le_bytes());
+    socket.write_all(&frame)
+}
+
+/// Writes one frame of raw bytes.
+pub(crate) fn send_frame(mut socket: &Socket, payload: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&frame_len(payload.len())?.to_le_bytes());
+    frame.extend_from_slice(payload);
+    socket.write_all(&frame)
+}
+
+fn frame_len(len: usize) -> io::Result<u32> {
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {len} bytes is over the limit")));
+    }
+    Ok(len as u32)
+}
+
+/// Reads one frame's bytes. An oversized frame is an `InvalidData` error, and leaves the stream
+/// unusable (its bytes are not read).
+pub(crate) fn receive_frame(mut socket: &Socket) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
+    socket.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is over the limit")));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a frame of {len} bytes is over the limit")));
     }
     let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes)?;
+    socket.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Reads one frame and decodes it. An oversized or undecodable frame is an `InvalidData` error.
+pub(crate) fn receive<T: DeserializeOwned>(socket: &Socket) -> io::Result<T> {
+    let bytes = receive_frame(socket)?;
     postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -113,6 +236,8 @@ pub(crate) fn random_bytes() -> io::Result<[u8; 32]> {
 pub(crate) enum Refused {
     /// The other side does not know the key.
     Authentication,
+    /// The other side speaks another protocol version (the text says which).
+    Protocol(String),
     /// The connection failed.
     Io(io::Error),
 }
@@ -123,8 +248,23 @@ impl From<io::Error> for Refused {
     }
 }
 
+/// What a client says once both sides are authenticated.
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    protocol: u32,
+    build: ByteBuf,
+}
+
+/// The server's answer to a [`Hello`].
+#[derive(Serialize, Deserialize)]
+enum Verdict {
+    Welcome,
+    Refused(String),
+}
+
 /// The server's side of the handshake; returns the client's build fingerprint.
-pub(crate) fn accept(stream: &mut (impl Read + Write), key: &AuthKey) -> Result<Vec<u8>, Refused> {
+pub(crate) fn accept(socket: &Socket, key: &AuthKey) -> Result<Vec<u8>, Refused> {
+    let mut stream = socket;
     let challenge = random_bytes()?;
     stream.write_all(&challenge)?;
     let mut answer = [0u8; 64];
@@ -133,12 +273,19 @@ pub(crate) fn accept(stream: &mut (impl Read + Write), key: &AuthKey) -> Result<
         return Err(Refused::Authentication);
     }
     stream.write_all(&mac(key, &answer[32..]))?;
-    let build: ByteBuf = receive(stream)?;
-    Ok(build.into_vec())
+    let hello: Hello = receive(socket)?;
+    if hello.protocol != PROTOCOL {
+        let why = format!("the server speaks manager protocol {PROTOCOL}, the client {}", hello.protocol);
+        send(socket, &Verdict::Refused(why.clone()))?;
+        return Err(Refused::Protocol(why));
+    }
+    send(socket, &Verdict::Welcome)?;
+    Ok(hello.build.into_vec())
 }
 
 /// The client's side of the handshake.
-pub(crate) fn connect(stream: &mut (impl Read + Write), key: &AuthKey, build: &[u8]) -> Result<(), Refused> {
+pub(crate) fn connect(socket: &Socket, key: &AuthKey, build: &[u8]) -> Result<(), Refused> {
+    let mut stream = socket;
     let mut challenge = [0u8; 32];
     stream.read_exact(&mut challenge)?;
     let ours = random_bytes()?;
@@ -155,237 +302,312 @@ pub(crate) fn connect(stream: &mut (impl Read + Write), key: &AuthKey, build: &[
     if !verify(key, &ours, &proof) {
         return Err(Refused::Authentication);
     }
-    send(stream, &ByteBuf::from(build.to_vec()))?;
-    Ok(())
+    send(socket, &Hello { protocol: PROTOCOL, build: ByteBuf::from(build.to_vec()) })?;
+    match receive(socket)? {
+        Verdict::Welcome => Ok(()),
+        Verdict::Refused(why) => Err(Refused::Protocol(why)),
+    }
 }
 
-/// A number for [`Request::DictAdd`]: the kind says how the stored value is encoded.
+/// How long a blocking operation may wait, in milliseconds: `None` for as long as it takes,
+/// `Some(0)` for one look.
+pub(crate) type Wait = Option<u64>;
+
+/// A number for [`DictOp::Add`], in the exact type the dict stores: the server decodes the
+/// stored value as that type and refuses a sum that does not fit it. (`pub`, like [`Kind`], only
+/// so that a sealed trait may name it; this module is private.)
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub(crate) enum Number {
-    Signed(i64),
-    Unsigned(u64),
+pub enum Number {
+    I8(i8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
     F32(f32),
     F64(f64),
 }
 
-/// The kinds of shared objects, for named lookups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Kind {
+/// What kind of object a proxy refers to, as checked by named look-ups.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Kind {
     Dict,
     List,
+    Namespace,
+    Value,
     Queue,
+    JoinableQueue,
     Lock,
+    RLock,
+    Semaphore,
     Event,
+    Condition,
+    Barrier,
+    /// A user type (`SharedObject`), by its type name.
+    Object(String),
 }
 
-/// What a client asks.
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Kind::Dict => "dict",
+            Kind::List => "list",
+            Kind::Namespace => "namespace",
+            Kind::Value => "value",
+            Kind::Queue => "queue",
+            Kind::JoinableQueue => "joinable queue",
+            Kind::Lock => "lock",
+            Kind::RLock => "rlock",
+            Kind::Semaphore => "semaphore",
+            Kind::Event => "event",
+            Kind::Condition => "condition",
+            Kind::Barrier => "barrier",
+            Kind::Object(name) => name,
+        };
+        f.write_str(name)
+    }
+}
+
+/// A new object to make.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Request {
-    NewDict,
-    DictGet {
-        id: u64,
-        key: ByteBuf,
+pub(crate) enum New {
+    Dict,
+    List,
+    Namespace,
+    /// A value, starting as these encoded bytes.
+    Value(ByteBuf),
+    Queue {
+        maxsize: Option<u64>,
+        joinable: bool,
     },
-    DictInsert {
-        id: u64,
-        key: ByteBuf,
-        value: ByteBuf,
+    Lock {
+        reentrant: bool,
     },
-    DictRemove {
-        id: u64,
-        key: ByteBuf,
-    },
-    DictContains {
-        id: u64,
-        key: ByteBuf,
-    },
-    DictLen {
-        id: u64,
-    },
-    DictItems {
-        id: u64,
-    },
-    DictClear {
-        id: u64,
-    },
-    DictExtend {
-        id: u64,
-        items: Vec<(ByteBuf, ByteBuf)>,
-    },
-    /// Apply the update function whose trampoline is at `entry` (an offset in the server's own
-    /// build — refused from clients of another build) to one entry, under the dict's lock.
-    DictApply {
-        id: u64,
-        key: ByteBuf,
-        entry: i64,
-    },
-    /// Add `delta` to one numeric entry (absent counts as zero), under the dict's lock.
-    DictAdd {
-        id: u64,
-        key: ByteBuf,
-        delta: Number,
-    },
-    NewList,
-    ListPush {
-        id: u64,
-        value: ByteBuf,
-    },
-    ListPop {
-        id: u64,
-    },
-    ListGet {
-        id: u64,
-        index: u64,
-    },
-    ListSet {
-        id: u64,
-        index: u64,
-        value: ByteBuf,
-    },
-    ListLen {
-        id: u64,
-    },
-    ListExtend {
-        id: u64,
-        values: Vec<ByteBuf>,
-    },
-    /// Remove the first element equal (as bytes) to `value`.
-    ListRemove {
-        id: u64,
-        value: ByteBuf,
-    },
-    ListItems {
-        id: u64,
-    },
-    /// As `DictApply`, on element `index`.
-    ListApply {
-        id: u64,
-        index: u64,
-        entry: i64,
-    },
-    NewQueue,
-    QueuePut {
-        id: u64,
-        value: ByteBuf,
-    },
-    /// Waits up to `timeout_ms` (`None`: for as long as it takes); `Value(None)` on timeout.
-    QueueGet {
-        id: u64,
-        timeout_ms: Option<u64>,
-    },
-    QueueLen {
-        id: u64,
-    },
-    NewLock,
-    /// Held by this connection until released or the connection closes.
-    LockAcquire {
-        id: u64,
-        timeout_ms: Option<u64>,
-    },
-    LockRelease {
-        id: u64,
-    },
-    NewEvent,
-    EventSet {
-        id: u64,
-    },
-    EventClear {
-        id: u64,
-    },
-    EventIsSet {
-        id: u64,
-    },
-    EventWait {
-        id: u64,
-        timeout_ms: Option<u64>,
-    },
-    NewSemaphore {
+    Semaphore {
         value: u32,
         bound: Option<u32>,
     },
-    SemaphoreAcquire {
-        id: u64,
-        timeout_ms: Option<u64>,
+    Event,
+    /// Over hosted lock (or rlock) `lock`.
+    Condition {
+        lock: u64,
     },
-    SemaphoreRelease {
-        id: u64,
+    Barrier {
+        parties: u32,
     },
-    SemaphoreValue {
-        id: u64,
-    },
-    /// A queue that counts unfinished items (`task_done`, `join`).
-    NewJoinableQueue,
-    QueueTaskDone {
-        id: u64,
-    },
-    QueueJoin {
-        id: u64,
-        timeout_ms: Option<u64>,
-    },
-    /// Host a new object of a user type, made by the constructor at offset `entry` (same
-    /// build only).
-    NewCustom {
+    /// A user type, made by the constructor at offset `entry` in the client's build.
+    Object {
         entry: i64,
+        type_name: String,
     },
-    /// Hand an encoded request to a hosted user object; its encoded response comes back.
-    CustomCall {
+}
+
+impl New {
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            New::Dict => Kind::Dict,
+            New::List => Kind::List,
+            New::Namespace => Kind::Namespace,
+            New::Value(_) => Kind::Value,
+            New::Queue { joinable: false, .. } => Kind::Queue,
+            New::Queue { joinable: true, .. } => Kind::JoinableQueue,
+            New::Lock { reentrant: false } => Kind::Lock,
+            New::Lock { reentrant: true } => Kind::RLock,
+            New::Semaphore { .. } => Kind::Semaphore,
+            New::Event => Kind::Event,
+            New::Condition { .. } => Kind::Condition,
+            New::Barrier { .. } => Kind::Barrier,
+            New::Object { type_name, .. } => Kind::Object(type_name.clone()),
+        }
+    }
+}
+
+/// What a client asks. Object ids come from `Reply::Id`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    New(New),
+    /// The object registered under `name`, made (and registered) if there is none yet.
+    Named {
+        name: String,
+        new: New,
+    },
+    /// Registers object `id` under `name`, unless the name is taken; the answer is the id now
+    /// registered under `name`.
+    Register {
+        name: String,
+        id: u64,
+    },
+    /// The object registered under `name` (`Reply::Missing` if none); it must be of `kind`.
+    Lookup {
+        name: String,
+        kind: Kind,
+    },
+    Dict {
+        id: u64,
+        op: DictOp,
+    },
+    List {
+        id: u64,
+        op: ListOp,
+    },
+    Queue {
+        id: u64,
+        op: QueueOp,
+    },
+    /// On a lock, an rlock, or a condition's lock.
+    Lock {
+        id: u64,
+        op: LockOp,
+    },
+    Semaphore {
+        id: u64,
+        op: SemaphoreOp,
+    },
+    Event {
+        id: u64,
+        op: EventOp,
+    },
+    Condition {
+        id: u64,
+        op: ConditionOp,
+    },
+    Barrier {
+        id: u64,
+        op: BarrierOp,
+    },
+    /// An encoded request for a hosted user object; its encoded response comes back.
+    Object {
         id: u64,
         request: ByteBuf,
     },
-    NewRLock,
-    RLockAcquire {
-        id: u64,
-        timeout_ms: Option<u64>,
+}
+
+/// Dict operations (namespaces and values are dicts too). Keys and values are encoded bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum DictOp {
+    Get(ByteBuf),
+    Insert(ByteBuf, ByteBuf),
+    Remove(ByteBuf),
+    Contains(ByteBuf),
+    Len,
+    Items,
+    Clear,
+    Update(Vec<(ByteBuf, ByteBuf)>),
+    /// Replace the value with what the update function at offset `entry` (in the server's own
+    /// build; refused otherwise) makes of it, under the dict's lock.
+    Apply {
+        key: ByteBuf,
+        entry: i64,
     },
-    RLockRelease {
-        id: u64,
+    /// Add to a number (absent counts as zero), under the dict's lock.
+    Add {
+        key: ByteBuf,
+        delta: Number,
     },
-    NewBarrier {
-        parties: u32,
+}
+
+/// List operations. Elements are encoded bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ListOp {
+    Push(ByteBuf),
+    Pop,
+    Get(u64),
+    Set(u64, ByteBuf),
+    Len,
+    Extend(Vec<ByteBuf>),
+    /// Remove the first element equal (as bytes) to this one.
+    Remove(ByteBuf),
+    Items,
+    /// As `DictOp::Apply`, on one element.
+    Apply {
+        index: u64,
+        entry: i64,
     },
-    /// `Len(index)` when the barrier passes, `Bool(false)` when it is (or becomes) broken.
-    BarrierWait {
-        id: u64,
-        timeout_ms: Option<u64>,
-    },
-    BarrierAbort {
-        id: u64,
-    },
-    BarrierReset {
-        id: u64,
-    },
-    /// A condition variable over the hosted lock `lock`.
-    NewCondition {
-        lock: u64,
-    },
-    /// Releases the lock (which this connection must hold), waits for a notification (or the
-    /// timeout), takes the lock back; `Bool(notified)`.
-    ConditionWait {
-        id: u64,
-        timeout_ms: Option<u64>,
-    },
-    /// Wakes up to `n` waiters (this connection must hold the lock).
-    ConditionNotify {
-        id: u64,
-        n: u32,
-    },
-    /// The object registered under `name` (made, of `kind`, if there is none yet).
-    Named {
-        kind: Kind,
-        name: String,
-    },
+}
+
+/// Queue operations; a put into a full bounded queue and a get from an empty one wait.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum QueueOp {
+    Put { item: ByteBuf, wait: Wait },
+    Get { wait: Wait },
+    Len,
+    TaskDone,
+    Join { wait: Wait },
+}
+
+/// Lock operations. A lock is held by the connection that took it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum LockOp {
+    Acquire { wait: Wait },
+    Release,
+    Locked,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SemaphoreOp {
+    Acquire { wait: Wait },
+    Release,
+    Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum EventOp {
+    Set,
+    Clear,
+    IsSet,
+    Wait { wait: Wait },
+}
+
+/// Condition operations; both need the condition's lock held by this connection.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ConditionOp {
+    /// Release the lock, wait for a notification (or the time), take the lock back.
+    Wait { wait: Wait },
+    /// Wake up to this many waiters.
+    Notify(u32),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum BarrierOp {
+    Wait { wait: Wait },
+    Abort,
+    Reset,
+    State,
 }
 
 /// What the server answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Id(u64),
+    /// No object is registered under that name.
+    Missing,
     Value(Option<ByteBuf>),
     Bool(bool),
     Len(u64),
     Items(Vec<(ByteBuf, ByteBuf)>),
     Elements(Vec<ByteBuf>),
     Done,
+    /// A wait ran out of time (or a one-look attempt found nothing).
+    TimedOut,
+    /// A lock was taken; `abandoned` if its previous holder went away without releasing it.
+    Acquired {
+        abandoned: bool,
+    },
+    Queue {
+        len: u64,
+        maxsize: Option<u64>,
+    },
+    /// A barrier let this party through; its arrival index.
+    Passed(u32),
+    /// The barrier is (or became) broken.
+    Broken,
+    Barrier {
+        parties: u32,
+        waiting: u32,
+        broken: bool,
+    },
     /// The request was understood but cannot be done (no such object, a type mismatch, …).
     Refused(String),
 }

@@ -1,7 +1,7 @@
 //! Process primitives: fork, exit, pidfds, reaping, signals, parent-death signals, atexit.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
@@ -259,4 +259,12 @@ pub(crate) fn ignore_broken_pipes() {
 pub(crate) fn ignore_interrupts() {
     // SAFETY: installs the SIG_IGN disposition, which runs no code of ours in a handler.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}
+
+/// Closes descriptor `fd` in a forked child: a copy of one of the parent's, whose owning value
+/// the child also holds a copy of but never drops with a close (see `manager::proxy`).
+pub(crate) fn close_inherited(fd: RawFd) {
+    // SAFETY: by the caller's contract no live value in this process will use or close `fd`;
+    // closing a number nobody uses has no memory-safety consequences.
+    unsafe { libc::close(fd) };
 }

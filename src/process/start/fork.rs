@@ -32,16 +32,18 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
     let children = registry::hold();
     let state = identity::hold();
     let servers = forkserver::hold();
+    let managers = crate::manager::proxy::hold_connections();
 
     // SAFETY: see the module docs: every lock the child's own path takes is held by this thread
     // across the fork, and the child releases them before running the task; allocation is safe
     // because glibc's malloc resets its locks in the child.
     let forked = unsafe { sys::process::fork() };
-    let servers = match forked {
-        Ok(Forked::Child) => Some(servers),
+    let (servers, managers) = match forked {
+        Ok(Forked::Child) => (Some(servers), Some(managers)),
         _ => {
+            drop(managers);
             drop(servers);
-            None
+            (None, None)
         }
     };
     drop(state);
@@ -54,6 +56,11 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
             drop(ours);
             if let Some(servers) = servers {
                 forkserver::forget_after_fork(servers);
+            }
+            // Copies of this process's manager connections would keep the manager from seeing
+            // the parent die (and releasing its locks) for as long as this child lives.
+            if let Some(managers) = managers {
+                crate::manager::proxy::close_after_fork(managers);
             }
             // PR_SET_PDEATHSIG follows the forking *thread*; from any other thread than main,
             // a watcher thread on the parent's pidfd keeps the promise instead.

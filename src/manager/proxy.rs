@@ -1,0 +1,290 @@
+//! What every proxy shares: the manager's address and key, this thread's connection to it, and
+//! the request–reply round trip.
+//!
+//! A proxy is a plain value — an [`Address`] and an object id — so it can be cloned, put in a
+//! process's arguments, in a queue, in a pool task, inside another managed object, or sent to
+//! another machine. It connects on first use: one connection per thread and manager, opened
+//! lazily and kept in a thread-local, so that a blocking call (a queue's `get`) holds up only
+//! its own thread, and a hosted lock — which belongs to the connection that took it — belongs to
+//! one thread. A thread's connections close when the thread ends, and the manager then releases
+//! the locks that thread held.
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::manager::wire::{self, AuthKey, Endpoint, Refused, Reply, Request, Socket};
+use crate::sys;
+
+/// Where a manager listens and the key it expects: what a proxy carries. (`pub` only so that the
+/// sealed trait may name it; this module is private.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) authkey: AuthKey,
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        write!(f, "{}", self.endpoint)
+    }
+}
+
+/// A handle on an object that lives in a [`Manager`](crate::Manager): every proxy type of this
+/// module is one. Proxies are plain values (clone them, send them anywhere); the traits a
+/// proxy needs for [`Manager::register`](crate::Manager::register) and
+/// [`Manager::lookup`](crate::Manager::lookup) are sealed.
+///
+/// ```
+/// fn register_any<P: multiproc::manager::Proxy>(m: &multiproc::Manager, name: &str, p: &P) {
+///     m.register(name, p).unwrap();
+/// }
+/// let m = multiproc::Manager::start().unwrap();
+/// register_any(&m, "log", &m.list::<String>().unwrap());
+/// ```
+/// Python counterpart: `multiprocessing.managers.BaseProxy`.
+pub trait Proxy: Clone + fmt::Debug + Serialize + DeserializeOwned + sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use super::Address;
+    use crate::manager::wire::Kind;
+
+    /// What the manager needs of a proxy type, and what keeps [`Proxy`](super::Proxy) closed.
+    pub trait Sealed {
+        /// The kind of object this proxy type refers to.
+        fn kind() -> Kind;
+        /// The manager and the object id.
+        fn parts(&self) -> (&Address, u64);
+        /// A proxy for object `id` of the manager at `address`.
+        fn from_parts(address: Address, id: u64) -> Self;
+    }
+}
+
+/// Defines a proxy type: a struct of the manager's address, the object's id and its type
+/// parameters, with the plain-value plumbing (clone, debug, serde as address and id) and the
+/// sealed [`Proxy`] trait.
+macro_rules! proxy_type {
+    ($(#[$meta:meta])* $name:ident<$($t:ident),*> = $kind:expr, $phantom:ty) => {
+        $(#[$meta])*
+        pub struct $name<$($t),*> {
+            address: $crate::manager::proxy::Address,
+            id: u64,
+            _types: std::marker::PhantomData<$phantom>,
+        }
+
+        impl<$($t),*> $name<$($t),*> {
+            #[allow(dead_code)]
+            fn new(address: &$crate::manager::proxy::Address, id: u64) -> Self {
+                $name { address: address.clone(), id, _types: std::marker::PhantomData }
+            }
+        }
+
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                $name { address: self.address.clone(), id: self.id, _types: std::marker::PhantomData }
+            }
+        }
+
+        impl<$($t),*> std::fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).field("manager", &self.address).field("id", &self.id).finish()
+            }
+        }
+
+        impl<$($t),*> serde::Serialize for $name<$($t),*> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                (&self.address, self.id).serialize(serializer)
+            }
+        }
+
+        impl<'de, $($t),*> serde::Deserialize<'de> for $name<$($t),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let (address, id) = <($crate::manager::proxy::Address, u64)>::deserialize(deserializer)?;
+                Ok($name { address, id, _types: std::marker::PhantomData })
+            }
+        }
+
+        impl<$($t),*> $crate::manager::proxy::sealed::Sealed for $name<$($t),*> {
+            fn kind() -> $crate::manager::wire::Kind {
+                $kind
+            }
+            fn parts(&self) -> (&$crate::manager::proxy::Address, u64) {
+                (&self.address, self.id)
+            }
+            fn from_parts(address: $crate::manager::proxy::Address, id: u64) -> Self {
+                $name { address, id, _types: std::marker::PhantomData }
+            }
+        }
+
+        impl<$($t),*> $crate::manager::proxy::Proxy for $name<$($t),*> {}
+    };
+}
+pub(crate) use proxy_type;
+
+/// One authenticated connection of this thread to a manager.
+struct Connection {
+    /// The process that opened it: a forked child inherits a copy of its parent's thread-local
+    /// connections, which it must never use (nor close: see [`Drop`]).
+    pid: u32,
+    address: Address,
+    socket: Option<Socket>,
+}
+
+impl Connection {
+    fn open(address: &Address) -> Result<Connection> {
+        let socket = address.endpoint.connect().map_err(|e| disconnected(&address.endpoint, e))?;
+        match wire::connect(&socket, &address.authkey, sys::build_id::fingerprint()) {
+            Ok(()) => {}
+            Err(Refused::Authentication) => {
+                return Err(Error::new(
+                    ErrorKind::Authentication,
+                    format!("the manager at {} did not accept our authkey", address.endpoint),
+                ));
+            }
+            Err(Refused::Protocol(why)) => return Err(Error::new(ErrorKind::Protocol, why)),
+            Err(Refused::Io(e)) => return Err(disconnected(&address.endpoint, e)),
+        }
+        open_descriptors().push(socket.as_fd().as_raw_fd());
+        Ok(Connection { pid: sys::process::cached_pid(), address: address.clone(), socket: Some(socket) })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let socket = self.socket.take().expect("a connection has its socket until dropped");
+        if self.pid != sys::process::cached_pid() {
+            // A copy inherited over fork: the fork closed its descriptor in this process (see
+            // `close_after_fork`), and the number may belong to another file by now.
+            std::mem::forget(socket);
+            return;
+        }
+        let fd = socket.as_fd().as_raw_fd();
+        open_descriptors().retain(|&open| open != fd);
+    }
+}
+
+thread_local! {
+    /// This thread's connections, one per manager.
+    static CONNECTIONS: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The descriptors of every manager connection this process has open, so that a child forked
+/// from it can close its copies: a copy left open would keep the manager from noticing that
+/// this process died (and releasing its locks) for as long as the child lives.
+static OPEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+fn open_descriptors() -> MutexGuard<'static, Vec<RawFd>> {
+    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held across a fork by the forking thread, so that no other thread is changing the list when
+/// the child's copy is made.
+pub(crate) fn hold_connections() -> MutexGuard<'static, Vec<RawFd>> {
+    open_descriptors()
+}
+
+/// In a forked child: closes the copies of the parent's manager connections.
+pub(crate) fn close_after_fork(open: MutexGuard<'static, Vec<RawFd>>) {
+    let mut open = open;
+    for fd in open.drain(..) {
+        sys::process::close_inherited(fd);
+    }
+}
+
+pub(crate) fn disconnected(endpoint: &Endpoint, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::with_source(ErrorKind::Disconnected, format!("the manager at {endpoint} is gone"), e)
+}
+
+/// Sends `request` to the manager at `address` over this thread's connection (opened on first
+/// use) and returns its reply. A refusal is [`ErrorKind::InvalidInput`] with the server's reason.
+pub(crate) fn call(address: &Address, request: &Request) -> Result<Reply> {
+    let me = sys::process::cached_pid();
+    let connection = CONNECTIONS.with_borrow_mut(|all| {
+        // Out of the list while in use: nothing else on this thread can use it meanwhile.
+        let at = all.iter().position(|c| c.pid == me && c.address == *address)?;
+        Some(all.swap_remove(at))
+    });
+    let connection = match connection {
+        Some(c) => c,
+        None => Connection::open(address)?,
+    };
+    let socket = connection.socket.as_ref().expect("a connection has its socket until dropped");
+    let reply = wire::send(socket, request).and_then(|()| {
+        wire::spin_until_readable(socket);
+        wire::receive(socket)
+    });
+    match reply {
+        Ok(reply) => {
+            CONNECTIONS.with_borrow_mut(|all| all.push(connection));
+            match reply {
+                Reply::Refused(why) => Err(Error::new(ErrorKind::InvalidInput, why)),
+                reply => Ok(reply),
+            }
+        }
+        // Too big to send: nothing was sent, the connection is fine.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            CONNECTIONS.with_borrow_mut(|all| all.push(connection));
+            Err(Error::with_source(ErrorKind::InvalidInput, "a request too large for the manager", e))
+        }
+        // The connection is dropped: a later call opens a new one, or reports the same clearly.
+        Err(e) => Err(disconnected(&address.endpoint, e)),
+    }
+}
+
+pub(crate) fn unexpected(reply: Reply) -> Error {
+    Error::new(ErrorKind::Decode, format!("unexpected reply from the manager: {reply:?}"))
+}
+
+/// Calls and expects [`Reply::Done`].
+pub(crate) fn call_done(address: &Address, request: &Request) -> Result<()> {
+    match call(address, request)? {
+        Reply::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Calls and expects [`Reply::Bool`].
+pub(crate) fn call_bool(address: &Address, request: &Request) -> Result<bool> {
+    match call(address, request)? {
+        Reply::Bool(b) => Ok(b),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Calls and expects [`Reply::Done`] (`true`) or [`Reply::TimedOut`] (`false`).
+pub(crate) fn call_waited(address: &Address, request: &Request) -> Result<bool> {
+    match call(address, request)? {
+        Reply::Done => Ok(true),
+        Reply::TimedOut => Ok(false),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<ByteBuf> {
+    postcard::to_stdvec(value)
+        .map(ByteBuf::from)
+        .map_err(|e| Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e))
+}
+
+/// Decodes a value the server kept, which must be a whole `T` (a longer value is another type).
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let not_a = || format!("a stored value is not a {}", std::any::type_name::<T>());
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(Error::new(ErrorKind::Decode, format!("{}: it is longer", not_a()))),
+        Err(e) => Err(Error::with_source(ErrorKind::Decode, not_a(), e)),
+    }
+}
+
+/// A timeout for the wire: whole milliseconds, rounded up so that a wait is never shorter.
+pub(crate) fn wait_ms(timeout: std::time::Duration) -> wire::Wait {
+    Some(u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
