@@ -395,6 +395,48 @@ def manager_dict_calls(iterations):
     return per_op
 
 
+def _manager_queue_calls(q, go, n, out):
+    go.wait()
+    t0 = time.perf_counter()
+    for i in range(n // 2):
+        q.put(i)
+        q.get()
+    out.put((time.perf_counter() - t0) / (n // 2 * 2))
+
+
+def manager_queue_calls(iterations):
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager:
+        q, go, out = manager.Queue(), ctx.Event(), ctx.Queue()
+        child = ctx.Process(target=_manager_queue_calls, args=(q, go, max(iterations, 2), out))
+        child.start()
+        go.set()
+        per_op = out.get()
+        child.join()
+    return per_op
+
+
+def _manager_lock_calls(lock, go, n, out):
+    go.wait()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+    out.put((time.perf_counter() - t0) / n)
+
+
+def manager_lock_calls(iterations):
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager:
+        lock, go, out = manager.Lock(), ctx.Event(), ctx.Queue()
+        child = ctx.Process(target=_manager_lock_calls, args=(lock, go, iterations, out))
+        child.start()
+        go.set()
+        per_op = out.get()
+        child.join()
+    return per_op
+
+
 def _manager_count(d, lock, go, n):
     go.wait()
     for _ in range(n):
@@ -423,6 +465,8 @@ def manager_counter_locked(iterations):
 SCENARIOS = {
     "manager_dict_calls": manager_dict_calls,
     "manager_counter_locked": manager_counter_locked,
+    "manager_queue_calls": manager_queue_calls,
+    "manager_lock_calls": manager_lock_calls,
     "value_increments": value_increments,
     "shared_memory_256m": shared_memory_256m,
     "pool_map_default": lambda n: pool_map(n, None),

@@ -136,6 +136,7 @@ struct Connection {
     pid: u32,
     address: Address,
     socket: Option<Socket>,
+    frames: wire::FrameReader,
 }
 
 impl Connection {
@@ -153,7 +154,12 @@ impl Connection {
             Err(Refused::Io(e)) => return Err(disconnected(&address.endpoint, e)),
         }
         open_descriptors().push(socket.as_fd().as_raw_fd());
-        Ok(Connection { pid: sys::process::cached_pid(), address: address.clone(), socket: Some(socket) })
+        Ok(Connection {
+            pid: sys::process::cached_pid(),
+            address: address.clone(),
+            socket: Some(socket),
+            frames: wire::FrameReader::new(),
+        })
     }
 }
 
@@ -212,15 +218,12 @@ pub(crate) fn call(address: &Address, request: &Request) -> Result<Reply> {
         let at = all.iter().position(|c| c.pid == me && c.address == *address)?;
         Some(all.swap_remove(at))
     });
-    let connection = match connection {
+    let mut connection = match connection {
         Some(c) => c,
         None => Connection::open(address)?,
     };
     let socket = connection.socket.as_ref().expect("a connection has its socket until dropped");
-    let reply = wire::send(socket, request).and_then(|()| {
-        wire::spin_until_readable(socket);
-        wire::receive(socket)
-    });
+    let reply = wire::send(socket, request).and_then(|()| connection.frames.receive::<Reply>(socket));
     match reply {
         Ok(reply) => {
             CONNECTIONS.with_borrow_mut(|all| all.push(connection));

@@ -270,13 +270,9 @@ fn connection(socket: Socket, server: &Server) {
         lock(&server.peers).insert(conn, fd);
     }
     let client = Client { server, conn, same_build: build == sys::build_id::fingerprint() };
-    loop {
-        wire::spin_until_readable(&socket);
-        let request: Request = match wire::receive(&socket) {
-            Ok(request) => request,
-            // Closed, truncated, oversized or undecodable: drop this connection only.
-            Err(_) => break,
-        };
+    let mut frames = wire::FrameReader::new();
+    // Closed, truncated, oversized or undecodable: the loop ends and drops this connection only.
+    while let Ok(request) = frames.receive::<Request>(&socket) {
         let reply = client.handle(request);
         if wire::send(&socket, &reply).is_err() {
             break;

@@ -213,6 +213,92 @@ pub(crate) fn receive<T: DeserializeOwned>(socket: &Socket) -> io::Result<T> {
     postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Reads frames off a manager connection through a buffer: one system call usually brings a
+/// whole frame, and while the reader spins for the next one, the call that looks is the call that
+/// reads. Only for connections nobody polls from outside (bytes may wait in the buffer).
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+/// What a reader keeps between frames; a larger frame grows it for as long as it is read.
+const READ_BUFFER: usize = 16 << 10;
+
+impl FrameReader {
+    pub(crate) fn new() -> FrameReader {
+        FrameReader { buf: vec![0; READ_BUFFER], start: 0, end: 0 }
+    }
+
+    /// The next frame's bytes. Waits for its first bytes spinning (for up to [`SPIN`]), then
+    /// blocked. An oversized frame is an `InvalidData` error, and the connection is unusable.
+    pub(crate) fn next(&mut self, socket: &Socket) -> io::Result<&[u8]> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > READ_BUFFER {
+                self.buf = vec![0; READ_BUFFER]; // give back what a large frame took
+            }
+        }
+        let spin_until = std::time::Instant::now() + SPIN;
+        loop {
+            let have = self.end - self.start;
+            let mut need = 4;
+            if have >= 4 {
+                let head: [u8; 4] = self.buf[self.start..self.start + 4].try_into().expect("4 bytes");
+                let len = u32::from_le_bytes(head) as usize;
+                if len > MAX_FRAME {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a frame of {len} bytes is over the limit"),
+                    ));
+                }
+                need = 4 + len;
+                if have >= need {
+                    let frame = self.start + 4..self.start + need;
+                    self.start += need;
+                    return Ok(&self.buf[frame]);
+                }
+            }
+            // Room for the whole frame after what is there: move it to the front, grow if needed.
+            if self.start + need > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if need > self.buf.len() {
+                    self.buf.resize(need, 0);
+                }
+            }
+            let room = &mut self.buf[self.end..];
+            let read = if std::time::Instant::now() < spin_until {
+                match crate::sys::socket::recv_now(socket.as_fd(), room)? {
+                    Some(n) => n,
+                    None => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                }
+            } else {
+                match (&mut &*socket).read(room) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.end += read;
+        }
+    }
+
+    /// The next frame, decoded. An undecodable frame is an `InvalidData` error.
+    pub(crate) fn receive<T: DeserializeOwned>(&mut self, socket: &Socket) -> io::Result<T> {
+        postcard::from_bytes(self.next(socket)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
 fn mac(key: &AuthKey, challenge: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(challenge);

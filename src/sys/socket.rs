@@ -166,3 +166,13 @@ pub(crate) fn peer_closed(sock: BorrowedFd<'_>) -> bool {
         Ok((0, _)) | Err(rustix::io::Errno::CONNRESET)
     )
 }
+
+/// Receives what has arrived on a socket, without waiting: `Ok(None)` if nothing has (or a
+/// signal came first). `Ok(Some(0))` is the end of the stream.
+pub(crate) fn recv_now(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match rustix::net::recv(sock, buf, RecvFlags::DONTWAIT) {
+        Ok((n, _)) => Ok(Some(n)),
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,9 +1,9 @@
-//! The manager: dict round trips from a child, and four processes counting in one entry (with a
-//! Lock, and with the server-side atomic add), against a raw Unix-socket round trip.
+//! The manager: dict, queue and lock round trips from a child, and four processes counting in one
+//! entry (with a Lock, and with the server-side atomic add), against a raw Unix-socket round trip.
 
 use std::time::Instant;
 
-use multiproc::manager::DictProxy;
+use multiproc::manager::{DictProxy, LockProxy, QueueProxy};
 use multiproc::{Context, Event, Lock, Manager, StartMethod};
 
 use super::{BoxError, Scenario, Target};
@@ -17,6 +17,12 @@ pub fn scenarios() -> Vec<Scenario> {
             .python("manager_dict_calls", 5_000)
             .target(Target::FasterThanCpython(5.0))
             .target(Target::AtMostTimes(1.0, SOCKET.into())),
+        Scenario::new("manager queue put + get, from a child (per call)", 20_000, queue_calls)
+            .python("manager_queue_calls", 5_000)
+            .target(Target::FasterThanCpython(5.0)),
+        Scenario::new("manager Lock acquire + release, from a child", 10_000, lock_calls)
+            .python("manager_lock_calls", 2_500)
+            .target(Target::FasterThanCpython(5.0)),
         Scenario::new("manager counter, 4 processes, Lock + get/set", 4_000, |n| counter(n, false))
             .python("manager_counter_locked", 2_000)
             .target(Target::FasterThanCpython(1.0)),
@@ -45,6 +51,43 @@ fn dict_calls(n: u64) -> Result<f64, BoxError> {
     let d = manager.dict::<u64, u64>()?;
     let go = Event::new()?;
     let mut child = fork().spawn(calls, (d.clone(), go.clone(), n.max(2)))?;
+    go.set();
+    Ok(child.join()?)
+}
+
+fn queue_round_trips(q: QueueProxy<u64>, go: Event, n: u64) -> f64 {
+    go.wait();
+    let began = Instant::now();
+    for i in 0..n / 2 {
+        q.put(i).expect("put");
+        q.get().expect("get");
+    }
+    began.elapsed().as_secs_f64() / (n / 2 * 2) as f64
+}
+
+fn queue_calls(n: u64) -> Result<f64, BoxError> {
+    let manager = Manager::start()?;
+    let q = manager.queue::<u64>()?;
+    let go = Event::new()?;
+    let mut child = fork().spawn(queue_round_trips, (q.clone(), go.clone(), n.max(2)))?;
+    go.set();
+    Ok(child.join()?)
+}
+
+fn lock_round_trips(lock: LockProxy, go: Event, n: u64) -> f64 {
+    go.wait();
+    let began = Instant::now();
+    for _ in 0..n {
+        drop(lock.acquire().expect("acquire"));
+    }
+    began.elapsed().as_secs_f64() / n as f64
+}
+
+fn lock_calls(n: u64) -> Result<f64, BoxError> {
+    let manager = Manager::start()?;
+    let lock = manager.lock()?;
+    let go = Event::new()?;
+    let mut child = fork().spawn(lock_round_trips, (lock.clone(), go.clone(), n.max(1)))?;
     go.set();
     Ok(child.join()?)
 }
