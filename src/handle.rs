@@ -33,6 +33,33 @@ enum Table {
 
 thread_local! {
     static TABLE: RefCell<Option<Table>> = const { RefCell::new(None) };
+    /// How many transfers to another process of this program are being encoded on this thread
+    /// (see [`to_our_processes`]).
+    static TRANSFERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether what is being serialized on this thread goes to another process of this program's
+/// tree — task arguments and results, pool tasks, pipe messages — and so may carry what must not
+/// leave the tree (a manager proxy's key). Not for a queue's items, which are measured and
+/// encoded in separate passes that must agree byte for byte.
+pub(crate) fn to_our_processes() -> bool {
+    TRANSFERS.with(|t| t.get() > 0)
+}
+
+/// Counts a transfer in progress on this thread while it lives.
+struct Transfer;
+
+impl Transfer {
+    fn begin() -> Transfer {
+        TRANSFERS.with(|t| t.set(t.get() + 1));
+        Transfer
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        TRANSFERS.with(|t| t.set(t.get() - 1));
+    }
 }
 
 /// Encodes `value` for a transfer, returning its bytes and the descriptors of every handle inside.
@@ -41,7 +68,9 @@ thread_local! {
 /// sent along with them.
 pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
     let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+    let transfer = Transfer::begin();
     let bytes = postcard::to_stdvec(value);
+    drop(transfer);
     let table = TABLE.with(|t| t.replace(outer));
     let raws = match table {
         Some(Table::Sending(fds)) => fds,
@@ -86,11 +115,12 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 /// chunk of arguments), instead of one set up and torn down per value.
 pub(crate) struct EncodeScope {
     outer: Option<Table>,
+    _transfer: Transfer,
 }
 
 impl EncodeScope {
     pub(crate) fn new() -> EncodeScope {
-        EncodeScope { outer: TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new())))) }
+        EncodeScope { outer: TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new())))), _transfer: Transfer::begin() }
     }
 
     /// Appends `value`'s encoding to `out` and returns the descriptors of the handles inside it

@@ -134,11 +134,12 @@ fn a_panicking_update_leaves_the_entry_alone_and_numbers_refuse_overflow() {
     assert_eq!(text.get(&0).unwrap().as_deref(), Some("not a number"));
 }
 
-/// The proxy's wire form, to reach the server like a stranger would: the abstract socket name and
-/// the proxy as JSON.
+/// The proxy's form outside a transfer, to reach the server like a stranger would: the abstract
+/// socket name and the proxy as JSON (which carries no key).
 fn address_of<K, V>(proxy: &DictProxy<K, V>) -> (String, serde_json::Value) {
     let json = serde_json::to_value(proxy).unwrap();
-    let name = json[0]["endpoint"]["Abstract"].as_str().unwrap().to_string();
+    assert!(json[0][1].is_null(), "a proxy written outside a transfer to our own processes carries no key");
+    let name = json[0][0]["Abstract"].as_str().unwrap().to_string();
     (name, json)
 }
 
@@ -148,7 +149,10 @@ fn a_wrong_authkey_is_refused_clearly() {
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     let (_, mut json) = address_of(&d);
-    json[0]["authkey"][0] = serde_json::json!(json[0]["authkey"][0].as_u64().unwrap() ^ 1);
+    // Read back here without a key, it uses the tree's key, which is the manager's.
+    let keyless: DictProxy<u8, u8> = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(keyless.len().unwrap(), 0);
+    json[0][1] = serde_json::to_value([7u8; 32]).unwrap();
     let forged: DictProxy<u8, u8> = serde_json::from_value(json).unwrap();
     assert_eq!(forged.len().unwrap_err().kind(), ErrorKind::Authentication);
     assert_eq!(d.len().unwrap(), 0, "the server is unharmed");
@@ -381,4 +385,43 @@ fn names_register_once_and_look_up_by_kind() {
     manager.register("ns", &manager.namespace().unwrap()).unwrap();
     assert!(manager.lookup::<multiproc::manager::NamespaceProxy>("ns").unwrap().is_some());
     assert_eq!(manager.lookup::<DictProxy<String, u8>>("ns").unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+/// A user type whose making panics.
+struct Explosive;
+
+impl Default for Explosive {
+    fn default() -> Explosive {
+        panic!("cannot be made")
+    }
+}
+
+impl multiproc::manager::SharedObject for Explosive {
+    type Request = ();
+    type Response = ();
+    fn handle(&mut self, (): ()) {}
+}
+
+#[test]
+fn a_reply_over_the_limit_or_a_panicking_user_type_fails_that_call_and_keeps_the_connection() {
+    let _w = watchdog(120);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let held = lock.acquire().unwrap(); // held through this thread's one connection
+    let err = manager.object::<Explosive>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("cannot be made"), "{err}");
+    // 260 MiB in the list: each push fits a frame, the whole list does not.
+    let big = manager.list::<serde_bytes::ByteBuf>().unwrap();
+    let mib = serde_bytes::ByteBuf::from(vec![1u8; 1 << 20]);
+    for _ in 0..260 {
+        big.push(mib.clone()).unwrap();
+    }
+    let err = big.to_vec().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("too large"), "{err}");
+    assert_eq!(big.len().unwrap(), 260, "the list is whole");
+    assert!(lock.locked().unwrap() && lock.try_acquire().unwrap().is_none(), "and the lock still ours");
+    drop(held);
+    assert!(!lock.locked().unwrap());
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use multiproc::connection::{Listener, RecvError, RecvTimeoutError, client};
-use multiproc::manager::{ObjectProxy, SemaphoreProxy, SharedObject};
+use multiproc::manager::{DictProxy, ListProxy, ObjectProxy, SemaphoreProxy, SharedObject};
 use multiproc::{Context, ErrorKind, Manager, StartMethod};
 
 fn remote_worker(address: String, key: Vec<u8>) -> u64 {
@@ -90,10 +90,12 @@ fn listener_and_client_talk_typed_after_authenticating() {
     conn.send(&(n * 2)).unwrap();
     assert_eq!(child.join().unwrap(), 40);
     drop(conn);
-    let wrong = std::thread::spawn(move || client::<u64>(&address, b"nope").map(drop).unwrap_err().kind());
-    let accepted = std::thread::spawn(move || listener.accept::<u64>().is_ok());
-    assert_eq!(wrong.join().unwrap(), ErrorKind::Authentication);
-    drop(accepted); // the listener goes on waiting for a real client; the test does not need one
+    let accepted = std::thread::spawn(move || listener.accept::<u64>().map(|c| c.recv().unwrap()));
+    let wrong = client::<u64>(&address, b"nope").map(drop).unwrap_err().kind();
+    assert_eq!(wrong, ErrorKind::Authentication);
+    // The listener turned the wrong key away and went on waiting; a real client ends the wait.
+    client::<u64>(&address, b"listener-key").unwrap().send(&7).unwrap();
+    assert_eq!(accepted.join().unwrap().unwrap(), 7);
 }
 
 /// A user type for the served managers below.
@@ -122,41 +124,139 @@ fn double(n: Option<u64>) -> u64 {
     n.unwrap_or(1) * 2
 }
 
-fn sign_ledger(address: String) -> usize {
+fn sign_ledger(address: String) -> (usize, bool) {
     let manager = Manager::connect(&address, b"ledger-key").unwrap();
+    // A proxy the owner stored in the manager comes without a key; this program uses the one it
+    // connected with, and gets what that key allows: data, not code.
+    let handed = manager.lookup::<ListProxy<DictProxy<u8, u64>>>("handed").unwrap().expect("registered");
+    let theirs = handed.get(0).unwrap().expect("stored by the owner");
+    assert_eq!(theirs.get(&0).unwrap(), Some(2));
+    let refused = theirs.apply(&0, double).unwrap_err().kind() == ErrorKind::InvalidInput;
     let ledger = manager.object::<Ledger>().unwrap(); // a new one: registered types may be made
     ledger.call(Some("private".into())).unwrap();
     let shared = manager.lookup::<ObjectProxy<Ledger>>("ledger").unwrap().expect("registered by the owner");
     let slots = manager.lookup::<SemaphoreProxy>("slots").unwrap().expect("registered by the owner");
     slots.acquire().unwrap();
-    shared.call(Some(format!("signed by {}", std::process::id()))).unwrap()
+    (shared.call(Some(format!("signed by {}", std::process::id()))).unwrap(), refused)
 }
 
 #[test]
-fn a_served_manager_makes_only_registered_types_and_runs_no_client_code() {
+fn a_served_manager_runs_code_named_only_by_its_own_program() {
     let _w = watchdog(60);
     let server = Manager::builder().register::<Ledger>().serve("127.0.0.1:0", b"ledger-key").unwrap();
     let ledger = server.object::<Ledger>().unwrap();
     server.register("ledger", &ledger).unwrap();
     server.register("slots", &server.semaphore(2).unwrap()).unwrap();
+    // The owner's own program (the tree's key) may name update functions and any user type.
+    let d = server.dict::<u8, u64>().unwrap();
+    assert_eq!(d.apply(&0, double).unwrap(), 2);
+    assert!(server.object::<Unregistered>().is_ok());
+    let handed = server.list::<DictProxy<u8, u64>>().unwrap();
+    handed.push(d.clone()).unwrap();
+    server.register("handed", &handed).unwrap();
     let ctx = Context::new(StartMethod::Spawn);
     let mut signers: Vec<_> = (0..2).map(|_| ctx.spawn(sign_ledger, (server.address(),)).unwrap()).collect();
-    let mut counts: Vec<usize> = signers.iter_mut().map(|s| s.join().unwrap()).collect();
+    let results: Vec<(usize, bool)> = signers.iter_mut().map(|s| s.join().unwrap()).collect();
+    assert!(results.iter().all(|&(_, refused)| refused), "apply refused to the other programs");
+    let mut counts: Vec<usize> = results.iter().map(|&(n, _)| n).collect();
     counts.sort();
     assert_eq!(counts, [1, 2]);
     assert_eq!(ledger.call(None).unwrap(), 2);
     let slots: SemaphoreProxy = server.lookup("slots").unwrap().unwrap();
     assert_eq!(slots.value().unwrap(), 0);
 
-    let err = server.object::<Unregistered>().unwrap_err();
+    // Another program (the shared key) may not; numbers are still added in the server.
+    let other = Manager::connect(&server.address(), b"ledger-key").unwrap();
+    let err = other.object::<Unregistered>().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("registered"), "{err}");
-    let d = server.dict::<u8, u64>().unwrap();
-    let err = d.apply(&0, double).unwrap_err();
+    let theirs = other.dict_named::<u8, u64>("d").unwrap();
+    let err = theirs.apply(&0, double).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("runs no code"), "{err}");
-    assert_eq!(d.add(&0, 2).unwrap(), 2, "numbers are still added in the server");
-    assert_eq!(d.get(&0).unwrap(), Some(2));
+    assert_eq!(theirs.add(&0, 2).unwrap(), 2);
+}
+
+/// SHA-256 of the user's key, as both sides use it.
+fn derived(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
+}
+
+fn mac(key: &[u8; 32], challenge: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(challenge);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    [&(payload.len() as u32).to_le_bytes()[..], payload].concat()
+}
+
+/// Does the client's half of the handshake by hand, saying `protocol`; returns the stream and
+/// the server's verdict frame.
+fn handshake_by_hand(address: &str, key: &[u8], protocol: u8) -> (std::net::TcpStream, Vec<u8>) {
+    let key = derived(key);
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut challenge = [0u8; 32];
+    s.read_exact(&mut challenge).unwrap();
+    let ours = [9u8; 32];
+    s.write_all(&[mac(&key, &challenge), ours.to_vec()].concat()).unwrap();
+    let mut proof = [0u8; 32];
+    s.read_exact(&mut proof).unwrap();
+    assert_eq!(proof.to_vec(), mac(&key, &ours), "the server knows the key too");
+    // Hello { protocol, build }: a varint and a byte string (an unknown build).
+    s.write_all(&frame(&[protocol, 3, 1, 2, 3])).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut verdict = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut verdict).unwrap();
+    (s, verdict)
+}
+
+#[test]
+fn after_the_handshake_garbage_oversized_frames_and_another_protocol_end_only_that_connection() {
+    let _w = watchdog(60);
+    let server = Manager::serve("127.0.0.1:0", b"frames").unwrap();
+    let d = server.dict_named::<u8, u8>("d").unwrap();
+    d.insert(1, 1).unwrap();
+    let address = server.address();
+    // Another protocol version is told so, in words.
+    let (_, verdict) = handshake_by_hand(&address, b"frames", 99);
+    assert_eq!(verdict[0], 1, "refused");
+    assert!(String::from_utf8_lossy(&verdict).contains("protocol"), "{verdict:?}");
+    // Authenticated, then: undecodable requests, a length over the limit, a truncated frame.
+    for bad in [frame(&[0xff; 40]), u32::MAX.to_le_bytes().to_vec(), vec![200, 0, 0, 0, 1, 2, 3]] {
+        let (mut s, verdict) = handshake_by_hand(&address, b"frames", 2);
+        assert_eq!(verdict, [0], "welcome");
+        s.write_all(&bad).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest); // the server hangs up, answering nothing
+        assert!(rest.is_empty(), "no answer to garbage: {rest:?}");
+    }
+    assert_eq!(d.get(&1).unwrap(), Some(1), "a well-behaved client is still served");
+}
+
+#[test]
+fn a_net_message_over_the_limit_is_refused_before_anything_is_sent() {
+    let _w = watchdog(60);
+    let listener = Listener::bind("127.0.0.1:0", b"k").unwrap();
+    let address = listener.address().unwrap();
+    let accepted = std::thread::spawn(move || {
+        let conn = listener.accept::<u8>().unwrap();
+        conn.recv()
+    });
+    let conn = client::<u8>(&address, b"k").unwrap();
+    let huge = vec![0u8; (256 << 20) + 1];
+    match conn.send_bytes(&huge) {
+        Err(multiproc::connection::SendError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::InvalidInput),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    conn.send(&5).unwrap();
+    assert_eq!(accepted.join().unwrap().unwrap(), 5, "the connection still works");
 }
 
 #[test]

@@ -191,10 +191,13 @@ fn a_hosted_condition_notify_one_wakes_one_and_a_dead_waiter_swallows_nothing() 
     let manager = Manager::start().unwrap();
     let cond = manager.condition().unwrap();
     let ready = manager.semaphore(0).unwrap();
+    // The doomed waiter is first in line, so that notify(1) would pick it were it not dropped.
     let mut doomed = Process::spawn(cond_wait_once, (cond.clone(), ready.clone())).unwrap();
+    ready.acquire().unwrap();
+    drop(cond.acquire().unwrap()); // it is inside its wait now
     let mut live: Vec<_> =
         (0..2).map(|_| Process::spawn(cond_wait_once, (cond.clone(), ready.clone())).unwrap()).collect();
-    for _ in 0..3 {
+    for _ in 0..2 {
         ready.acquire().unwrap();
     }
     drop(cond.acquire().unwrap()); // every waiter is inside its wait now
@@ -367,10 +370,9 @@ fn a_waiter_that_dies_takes_nothing_and_one_left_waiting_by_a_stopped_manager_ge
     let waiting = manager.event().unwrap();
     let mut doomed = Process::spawn(get_one, (q.clone(), waiting.clone())).unwrap();
     waiting.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(50)); // into its blocking get
+    std::thread::sleep(Duration::from_millis(50)); // into its blocking get, most likely
     doomed.kill().unwrap();
-    let _ = doomed.join();
-    std::thread::sleep(Duration::from_millis(250)); // past the server's look at its waiters
+    let _ = doomed.join(); // its socket is closed now: the server sees it gone on the next wake-up
     q.put(1).unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(20)).unwrap(), 1, "the dead waiter took nothing");
 
@@ -440,18 +442,74 @@ fn hold_fork_and_die(lock: LockProxy, pids: QueueProxy<u32>) {
     std::process::abort();
 }
 
+/// Kills a process we caused to be started (by pid) when dropped, whatever the test did.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        common::kill_pid(self.0);
+    }
+}
+
 #[test]
 fn a_forked_child_does_not_keep_its_parents_hold_on_a_lock() {
     let _w = watchdog(60);
     let manager = Manager::start().unwrap();
     let (lock, pids) = (manager.lock().unwrap(), manager.queue::<u32>().unwrap());
     let _ = Process::spawn(hold_fork_and_die, (lock.clone(), pids.clone())).unwrap().join();
-    let grandchild = pids.get().unwrap();
+    let grandchild = KillOnDrop(pids.get().unwrap());
     // The fork copied the holder's connection into the grandchild; had the copy stayed open, the
     // manager could not see the holder die for as long as the grandchild lives.
     let guard = lock.acquire_timeout(Duration::from_secs(20)).unwrap();
-    let still_running = common::running(grandchild);
-    common::kill_pid(grandchild);
+    assert!(common::running(grandchild.0), "the grandchild still runs");
     assert!(guard.expect("released when the holder died").owner_died());
-    assert!(still_running, "while the grandchild still ran");
+}
+
+fn wait_then_report(b: BarrierProxy, arrived: SemaphoreProxy) -> bool {
+    arrived.release().unwrap();
+    b.wait().unwrap().is_err()
+}
+
+#[test]
+fn waiters_of_an_aborted_generation_fail_even_if_a_reset_follows_at_once() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let b = manager.barrier(3).unwrap();
+    let arrived = manager.semaphore(0).unwrap();
+    let mut waiters: Vec<_> =
+        (0..2).map(|_| Process::spawn(wait_then_report, (b.clone(), arrived.clone())).unwrap()).collect();
+    arrived.acquire().unwrap();
+    arrived.acquire().unwrap();
+    while b.n_waiting().unwrap() < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    b.abort().unwrap();
+    b.reset().unwrap(); // before the waiters have woken: their generation still broke
+    assert!(waiters.iter_mut().all(|w| w.join().unwrap()), "both waits failed");
+    assert!(!b.broken().unwrap(), "and the barrier works again");
+}
+
+fn notify_and_die(cond: ConditionProxy, waiting: SemaphoreProxy) {
+    waiting.acquire().unwrap(); // the waiter is inside its wait
+    std::mem::forget(cond.acquire().unwrap());
+    cond.notify_all().unwrap();
+    std::process::abort(); // holding the lock the waiter needs back
+}
+
+#[test]
+fn a_waiter_takes_its_lock_back_from_a_notifier_that_died_holding_it() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let cond = manager.condition_with(&lock).unwrap();
+    let waiting = manager.semaphore(0).unwrap();
+    let held = cond.acquire().unwrap();
+    let mut notifier = Process::spawn(notify_and_die, (cond.clone(), waiting.clone())).unwrap();
+    waiting.release().unwrap(); // released under the lock: the notifier gets it only once we wait
+    assert!(cond.wait_timeout(Duration::from_secs(30)).unwrap(), "notified");
+    let _ = notifier.join();
+    assert!(lock.locked().unwrap(), "the waiter has the lock back");
+    drop(held);
+    // The waiter took the abandoned lock back; nobody after it is told of a death it already saw.
+    assert!(!lock.acquire().unwrap().owner_died());
 }

@@ -145,9 +145,7 @@ impl Listener {
                 }
             };
             socket.tune();
-            let _ = socket.set_read_timeout(Some(wire::HANDSHAKE));
-            if wire::accept(&socket, &self.key).is_ok() {
-                let _ = socket.set_read_timeout(None);
+            if wire::accept(&socket, &[&self.key], std::time::Instant::now() + wire::HANDSHAKE).is_ok() {
                 return Ok(NetConnection::new(socket));
             }
         }
@@ -184,7 +182,8 @@ pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
     let socket = endpoint
         .connect()
         .map_err(|e| Error::with_source(ErrorKind::Disconnected, format!("connecting to {endpoint}"), e))?;
-    match wire::connect(&socket, &wire::derive_key(authkey), sys::build_id::fingerprint()) {
+    let deadline = Instant::now() + wire::HANDSHAKE;
+    match wire::connect(&socket, &wire::derive_key(authkey), sys::build_id::fingerprint(), deadline) {
         Ok(()) => Ok(NetConnection::new(socket)),
         Err(Refused::Authentication) => {
             Err(Error::new(ErrorKind::Authentication, format!("the listener at {endpoint} did not accept our authkey")))

@@ -1,5 +1,4 @@
 //! Shared dicts: [`Manager::dict`] and [`DictProxy`], with atomic updates in the server.
-#![forbid(unsafe_code)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -166,6 +165,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// assert_eq!(d.remove(&1).unwrap(), Some(2));
     /// ```
     /// Python counterpart: `d.pop(key, None)`.
+    #[doc(alias = "pop")]
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         self.value(DictOp::Remove(encode(key)?))
     }
@@ -311,8 +311,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     /// As [`get`](Self::get); [`ErrorKind::InvalidInput`] if `f` panicked (the entry is left as
-    /// it was), or the manager does not run code its clients name — it is another build, or a
-    /// served one (use [`add`](Self::add) or a [`SharedObject`](super::SharedObject) there).
+    /// it was), or the manager is another program's (it runs no code that other programs name:
+    /// use [`add`](Self::add), or a [`SharedObject`](super::SharedObject) its owner registered).
     ///
     /// ```
     /// let m = multiproc::Manager::start().unwrap();

@@ -1,5 +1,4 @@
 //! Shared lists: [`Manager::list`] and [`ListProxy`].
-#![forbid(unsafe_code)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

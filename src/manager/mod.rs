@@ -1,11 +1,11 @@
 //! The manager: a server process that holds shared objects, reached through typed proxies.
 //!
 //! [`Manager::start`] starts the server; [`Manager::dict`] makes a shared dict there and returns a
-//! [`DictProxy`]. A proxy is a plain value — the server's address, its key and the object's id —
-//! so it can go in a process's arguments, in a queue, in a pool task, inside another managed
-//! object, or to a process that inherited nothing: each thread of each process connects on first
-//! use, proving it knows the key (HMAC-SHA256 challenge–response both ways). Every method is one
-//! round trip; values travel encoded, and the server stores the bytes without decoding them.
+//! [`DictProxy`]. A proxy is a plain value — the server's address and the object's id — so it
+//! can go in a process's arguments, in a queue, in a pool task, inside another managed object, or
+//! to another program: each thread of each process connects on first use, proving it knows the
+//! manager's key (HMAC-SHA256 challenge–response both ways). Every method is one round trip;
+//! values travel encoded, and the server stores the bytes without decoding them.
 //!
 //! ```
 //! use multiproc::{Manager, Process, manager::DictProxy};
@@ -51,25 +51,41 @@
 //! key you choose; another program reaches it with [`Manager::connect`] and nothing but the
 //! address and the key. Programs that share nothing else meet through names:
 //! [`register`](Manager::register) and [`lookup`](Manager::lookup) for any proxy, and
-//! [`queue_named`](Manager::queue_named) and friends to get-or-create one.
+//! [`dict_named`](Manager::dict_named), [`list_named`](Manager::list_named),
+//! [`queue_named`](Manager::queue_named), [`lock_named`](Manager::lock_named) and
+//! [`event_named`](Manager::event_named) to get one, made if it is not there yet.
 //!
-//! # Safe on the wire
-//! Decoding never runs code. A served manager runs only its built-in operations and the user
-//! types registered when it started ([`ManagerBuilder::register`]); the update functions of
-//! `apply`, which clients name by their place in the program, are accepted only by a private
-//! manager ([`Manager::start`], whose random key only its creator's process tree holds) and only
-//! from clients of its own build. A wrong key is an [`ErrorKind::Authentication`] error for the
-//! client and costs the server nothing; a malformed, truncated or oversized frame ends that one
-//! connection while the server goes on serving everyone else. Each connection has its own server
-//! thread, so a slow or blocked client never stalls the others.
+//! # Keys, and who may run what
+//! As in Python, the processes of one program share a secret
+//! ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)): made at random in the main
+//! process and inherited by every child. It is the key of every private manager
+//! ([`Manager::start`]), and a served one accepts it from its owner's processes beside the key
+//! it shares with other programs. A proxy carries a key only on its way to another process of the
+//! program (arguments, results, pool tasks, pipe messages); stored in a manager or written
+//! anywhere else it carries none, and whoever reads it uses the key they know for that manager.
+//!
+//! Decoding never runs code. The update functions of `apply` and the user types of
+//! [`Manager::object`] are this program's code, named by their place in it: a manager accepts
+//! them only from its owner's own processes (which prove the program's key and run its build).
+//! Other programs get the built-in operations, [`DictProxy::add`], the objects registered by
+//! name, and new objects of the user types their owner registered ([`ManagerBuilder::register`]).
+//!
+//! A wrong key is an [`ErrorKind::Authentication`] error for the client and costs the server
+//! nothing; a malformed, truncated or oversized frame ends that one connection while the server
+//! goes on serving everyone else, and a reply too large to send is an error for that call only.
+//! Each connection has its own server thread, so a slow or blocked client never stalls the
+//! others; a connection must finish its handshake within 20 s, and at most 256 may be at it at
+//! once.
 //!
 //! # When things go away
 //! Dropping the [`Manager`] that started a server stops it; every later call through its proxies,
 //! and every call waiting in it, fails with [`ErrorKind::Disconnected`] (no hang). A client that
-//! dies while it waits frees its server thread; its locks are released, it takes no
-//! notification from a condition's live waiters, and a barrier it waited at breaks for the others
-//! instead of letting them through one short. TCP connections use keepalive probes, so a peer
-//! whose machine vanished is noticed in about half a minute.
+//! dies while it waits frees its server thread and takes nothing (what a reply would have handed
+//! it — an item, a semaphore unit, a lock — stays or is given back); its locks are released, it
+//! takes no notification from a condition's live waiters, and a barrier it waited at breaks for
+//! the others instead of letting them through one short. TCP connections use keepalive probes,
+//! so a peer whose machine vanished is noticed in about half a minute; connecting to one that
+//! does not answer gives up after 20 s.
 //!
 //! # Differences from Python
 //! - Objects live as long as the manager: a proxy is a plain value with no reference count, so
@@ -80,6 +96,8 @@
 //! - A barrier has no action and no default timeout.
 //!
 //! Python counterpart: `multiprocessing.managers` (`SyncManager`, `BaseManager`).
+
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::os::linux::net::SocketAddrExt;
@@ -141,8 +159,9 @@ impl fmt::Debug for Manager {
 }
 
 impl Manager {
-    /// Starts a private manager server (with the default start method) under a fresh random
-    /// key that only this process and the processes it hands proxies to will know.
+    /// Starts a private manager server (with the default start method), under the key this
+    /// process tree shares ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)) and no
+    /// other program knows.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the socket or the process cannot be made.
@@ -157,9 +176,9 @@ impl Manager {
     }
 
     /// Starts a manager server listening on TCP address `address` (`"127.0.0.1:0"` picks a
-    /// free port; see [`address`](Self::address)), for processes on this or other machines that
-    /// know `authkey`. It stops when this handle is dropped. To host user types, register them
-    /// first with [`Manager::builder`].
+    /// free port; see [`address`](Self::address)), for programs on this or other machines that
+    /// know `authkey` (and this program's own processes). It stops when this handle is dropped.
+    /// To let other programs make user types, register them first with [`Manager::builder`].
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the address cannot be bound (in use, not ours).
@@ -215,6 +234,7 @@ impl Manager {
     /// Python counterpart: `BaseManager(address, authkey).connect()`.
     pub fn connect(address: &str, authkey: &[u8]) -> Result<Manager> {
         let address = Address { endpoint: Endpoint::parse(address), authkey: wire::derive_key(authkey) };
+        proxy::remember_key(&address.endpoint, address.authkey);
         Ok(Manager { address, server: None, socket_file: None })
     }
 
@@ -367,9 +387,8 @@ impl ManagerBuilder {
         self
     }
 
-    /// Lets the server host user type `T` ([`Manager::object`]) for every client of this
-    /// build — also those of a served manager, which otherwise makes no user types (a private
-    /// manager makes any).
+    /// Lets other programs of this build make user type `T` ([`Manager::object`]) in a served
+    /// manager. (This program's own processes may make any user type without it.)
     ///
     /// ```
     /// use multiproc::manager::SharedObject;
@@ -390,7 +409,8 @@ impl ManagerBuilder {
         self
     }
 
-    /// Starts a private manager (see [`Manager::start`]).
+    /// Starts a private manager (see [`Manager::start`]), under this process tree's key
+    /// ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)).
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the socket or the process cannot be made.
@@ -401,15 +421,13 @@ impl ManagerBuilder {
     /// ```
     /// Python counterpart: `manager.start()`.
     pub fn start(self) -> Result<Manager> {
-        let authkey = wire::random_bytes().map_err(|e| Error::os("reading random bytes", e))?;
         let suffix = u64::from_le_bytes(
             wire::random_bytes().map_err(|e| Error::os("reading random bytes", e))?[..8].try_into().expect("8 bytes"),
         );
         let name = format!("multiproc-manager-{}-{suffix:016x}", std::process::id());
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
         let listener = UnixListener::bind_addr(&addr).map_err(|e| Error::os("binding the manager's socket", e))?;
-        let address = Address { endpoint: Endpoint::Abstract(name), authkey };
-        self.launch(Fd::from(listener), false, address, true, None)
+        self.launch(Fd::from(listener), false, Endpoint::Abstract(name), None, None)
     }
 
     /// Starts a manager served on TCP (see [`Manager::serve`]).
@@ -426,8 +444,7 @@ impl ManagerBuilder {
         let listener =
             std::net::TcpListener::bind(address).map_err(|e| Error::os("binding the manager's address", e))?;
         let bound = listener.local_addr().map_err(|e| Error::os("the manager's address", e))?.to_string();
-        let address = Address { endpoint: Endpoint::Tcp(bound), authkey: wire::derive_key(authkey) };
-        self.launch(Fd::from(listener), true, address, false, None)
+        self.launch(Fd::from(listener), true, Endpoint::Tcp(bound), Some(wire::derive_key(authkey)), None)
     }
 
     /// Starts a manager served on a Unix socket at `path` (see [`Manager::serve_unix`]).
@@ -447,19 +464,33 @@ impl ManagerBuilder {
             Error::new(ErrorKind::InvalidInput, format!("{} is not an absolute UTF-8 path", path.display()))
         })?;
         let listener = UnixListener::bind(path).map_err(|e| Error::os("binding the manager's socket", e))?;
-        let address = Address { endpoint: Endpoint::Unix(name.to_owned()), authkey: wire::derive_key(authkey) };
-        self.launch(Fd::from(listener), false, address, false, Some(path.to_owned()))
+        let endpoint = Endpoint::Unix(name.to_owned());
+        self.launch(Fd::from(listener), false, endpoint, Some(wire::derive_key(authkey)), Some(path.to_owned()))
     }
 
+    /// Starts the server process on `listener`. This handle, and every proxy it makes, uses the
+    /// tree's key (the server trusts its owner's processes); other programs use `shared_key`.
     fn launch(
         self,
         listener: Fd,
         tcp: bool,
-        address: Address,
-        trusted: bool,
+        endpoint: Endpoint,
+        shared_key: Option<wire::AuthKey>,
         socket_file: Option<PathBuf>,
     ) -> Result<Manager> {
-        let setup = server::Setup { listener, tcp, authkey: address.authkey, trusted, types: self.types };
+        let remove_file = || {
+            if let Some(path) = &socket_file {
+                let _ = std::fs::remove_file(path);
+            }
+        };
+        let authkey = match crate::process::identity::hold().authkey() {
+            Ok(key) => key,
+            Err(e) => {
+                remove_file();
+                return Err(Error::os("reading random bytes", e));
+            }
+        };
+        let setup = server::Setup { listener, tcp, shared_key };
         let mut builder = Process::builder().name("manager").daemon(true);
         if let Some(method) = self.start_method {
             builder = builder.start_method(method);
@@ -467,12 +498,16 @@ impl ManagerBuilder {
         let server = match builder.spawn(server::serve, (setup,)) {
             Ok(server) => server,
             Err(e) => {
-                if let Some(path) = &socket_file {
-                    let _ = std::fs::remove_file(path);
-                }
+                remove_file();
                 return Err(e);
             }
         };
-        Ok(Manager { address, server: Some(server), socket_file })
+        let address = Address { endpoint, authkey };
+        proxy::remember_key(&address.endpoint, address.authkey);
+        let manager = Manager { address, server: Some(server), socket_file };
+        for &entry in &self.types {
+            proxy::call_done(&manager.address, &Request::AllowType { entry })?;
+        }
+        Ok(manager)
     }
 }

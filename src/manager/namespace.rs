@@ -1,6 +1,5 @@
 //! Namespaces and single values in a manager: [`NamespaceProxy`], [`ValueProxy`]. Both are
 //! dicts in the server — a namespace of attribute names, a value of one entry.
-#![forbid(unsafe_code)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -133,6 +132,7 @@ impl NamespaceProxy {
     /// assert_eq!(ns.names().unwrap(), ["a"]);
     /// ```
     /// Python counterpart: `vars(ns)`.
+    #[doc(alias = "vars")]
     pub fn names(&self) -> Result<Vec<String>> {
         match dict_op(&self.address, self.id, DictOp::Items)? {
             Reply::Items(items) => items.iter().map(|(k, _)| decode(k)).collect(),

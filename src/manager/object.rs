@@ -1,6 +1,5 @@
 //! User types hosted by a manager: [`SharedObject`] and [`ObjectProxy`] (Python's
 //! `BaseManager.register`).
-#![forbid(unsafe_code)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,9 +15,9 @@ use crate::process::task::new_object_offset;
 /// server decodes a request with the type's own serde code and calls [`handle`](Self::handle);
 /// that is all a client can make it run.
 ///
-/// A private manager ([`Manager::start`]) hosts any such type for clients of its build; a served
-/// one only the types registered with [`ManagerBuilder::register`](super::ManagerBuilder::register)
-/// before it started.
+/// The manager's own program may make any such type; other programs (of the same build) only
+/// the types registered with [`ManagerBuilder::register`](super::ManagerBuilder::register), and
+/// they may call any object they can find by name.
 ///
 /// ```
 /// use multiproc::manager::SharedObject;
@@ -61,9 +60,9 @@ impl Manager {
     /// Hosts a new `T` (made with `T::default()`) in the server.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if the server is another build
-    /// (it cannot run this build's code), or a served manager where `T` was not registered;
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if `T::default()` panicked, or
+    /// the manager is another program's and `T` was not registered there (or this is another
+    /// build); [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
     ///
     /// ```
     /// # use multiproc::manager::SharedObject;

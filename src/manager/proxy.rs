@@ -8,7 +8,14 @@
 //! its own thread, and a hosted lock — which belongs to the connection that took it — belongs to
 //! one thread. A thread's connections close when the thread ends, and the manager then releases
 //! the locks that thread held.
-#![forbid(unsafe_code)]
+//!
+//! A proxy carries its manager's key only on its way to another process of this program's tree
+//! (task arguments and results, pool tasks, pipe messages), as Python's proxies do. Serialized
+//! anywhere else — into a managed container, a queue, a file — it carries none, and the process
+//! that reads it uses the key it knows for that manager: the one it was given with an earlier
+//! proxy or [`Manager::connect`](crate::Manager::connect)ed with, else its tree's key
+//! ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)), which is every private
+//! manager's. So a proxy that is stored or shown somewhere never gives its key away.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -23,12 +30,47 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manager::wire::{self, AuthKey, Endpoint, Refused, Reply, Request, Socket};
 use crate::sys;
 
-/// Where a manager listens and the key it expects: what a proxy carries. (`pub` only so that the
+/// Where a manager listens and the key it expects: what a proxy holds. (`pub` only so that the
 /// sealed trait may name it; this module is private.)
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Address {
     pub(crate) endpoint: Endpoint,
     pub(crate) authkey: AuthKey,
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let key = crate::handle::to_our_processes().then_some(&self.authkey);
+        (&self.endpoint, key).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Address, D::Error> {
+        let (endpoint, key) = <(Endpoint, Option<AuthKey>)>::deserialize(deserializer)?;
+        let authkey = match key {
+            Some(key) => {
+                remember_key(&endpoint, key);
+                key
+            }
+            None => known_key(&endpoint),
+        };
+        Ok(Address { endpoint, authkey })
+    }
+}
+
+/// Remembers the key of the manager at `endpoint`, for proxies of it that arrive without one.
+pub(crate) fn remember_key(endpoint: &Endpoint, key: AuthKey) {
+    let mut state = client_state();
+    state.keys.retain(|(e, _)| e != endpoint);
+    state.keys.push((endpoint.clone(), key));
+}
+
+/// The key this process knows for the manager at `endpoint`: one it was given, else its tree's.
+fn known_key(endpoint: &Endpoint) -> AuthKey {
+    let given = client_state().keys.iter().find(|(e, _)| e == endpoint).map(|(_, key)| *key);
+    // Without random bytes there is no tree key, and no private manager: any key fails alike.
+    given.unwrap_or_else(|| crate::process::identity::hold().authkey().unwrap_or_default())
 }
 
 impl fmt::Debug for Address {
@@ -142,7 +184,22 @@ struct Connection {
 impl Connection {
     fn open(address: &Address) -> Result<Connection> {
         let socket = address.endpoint.connect().map_err(|e| disconnected(&address.endpoint, e))?;
-        match wire::connect(&socket, &address.authkey, sys::build_id::fingerprint()) {
+        // Listed at once: a fork from another thread from here on closes its copy.
+        client_state().open.push(socket.as_fd().as_raw_fd());
+        let connection = Connection {
+            pid: sys::process::cached_pid(),
+            address: address.clone(),
+            socket: Some(socket),
+            frames: wire::FrameReader::new(),
+        };
+        connection.handshake()?;
+        Ok(connection)
+    }
+
+    fn handshake(&self) -> Result<()> {
+        let (socket, address) = (self.socket.as_ref().expect("a new connection has its socket"), &self.address);
+        let deadline = std::time::Instant::now() + wire::HANDSHAKE;
+        match wire::connect(socket, &address.authkey, sys::build_id::fingerprint(), deadline) {
             Ok(()) => {}
             Err(Refused::Authentication) => {
                 return Err(Error::new(
@@ -153,13 +210,7 @@ impl Connection {
             Err(Refused::Protocol(why)) => return Err(Error::new(ErrorKind::Protocol, why)),
             Err(Refused::Io(e)) => return Err(disconnected(&address.endpoint, e)),
         }
-        open_descriptors().push(socket.as_fd().as_raw_fd());
-        Ok(Connection {
-            pid: sys::process::cached_pid(),
-            address: address.clone(),
-            socket: Some(socket),
-            frames: wire::FrameReader::new(),
-        })
+        Ok(())
     }
 }
 
@@ -172,8 +223,11 @@ impl Drop for Connection {
             std::mem::forget(socket);
             return;
         }
+        // Closed while the list is held, so that a fork sees it either listed or closed.
+        let mut state = client_state();
         let fd = socket.as_fd().as_raw_fd();
-        open_descriptors().retain(|&open| open != fd);
+        state.open.retain(|&open| open != fd);
+        drop(socket);
     }
 }
 
@@ -182,25 +236,32 @@ thread_local! {
     static CONNECTIONS: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The descriptors of every manager connection this process has open, so that a child forked
-/// from it can close its copies: a copy left open would keep the manager from noticing that
-/// this process died (and releasing its locks) for as long as the child lives.
-static OPEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
-
-fn open_descriptors() -> MutexGuard<'static, Vec<RawFd>> {
-    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+/// What this process knows as a manager client, across its threads.
+pub(crate) struct ClientState {
+    /// The descriptors of every manager connection open in this process, so that a child forked
+    /// from it can close its copies: a copy left open would keep the manager from noticing that
+    /// this process died (and releasing its locks) for as long as the child lives.
+    open: Vec<RawFd>,
+    /// The keys of managers this process was given (see the module docs).
+    keys: Vec<(Endpoint, AuthKey)>,
 }
 
-/// Held across a fork by the forking thread, so that no other thread is changing the list when
+static CLIENT: Mutex<ClientState> = Mutex::new(ClientState { open: Vec::new(), keys: Vec::new() });
+
+fn client_state() -> MutexGuard<'static, ClientState> {
+    CLIENT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held across a fork by the forking thread, so that no other thread is changing the state when
 /// the child's copy is made.
-pub(crate) fn hold_connections() -> MutexGuard<'static, Vec<RawFd>> {
-    open_descriptors()
+pub(crate) fn hold_connections() -> MutexGuard<'static, ClientState> {
+    client_state()
 }
 
 /// In a forked child: closes the copies of the parent's manager connections.
-pub(crate) fn close_after_fork(open: MutexGuard<'static, Vec<RawFd>>) {
-    let mut open = open;
-    for fd in open.drain(..) {
+pub(crate) fn close_after_fork(state: MutexGuard<'static, ClientState>) {
+    let mut state = state;
+    for fd in state.open.drain(..) {
         sys::process::close_inherited(fd);
     }
 }
@@ -236,6 +297,10 @@ pub(crate) fn call(address: &Address, request: &Request) -> Result<Reply> {
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
             CONNECTIONS.with_borrow_mut(|all| all.push(connection));
             Err(Error::with_source(ErrorKind::InvalidInput, "a request too large for the manager", e))
+        }
+        // A reply that does not decode: the server speaks another language; the connection goes.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(Error::with_source(ErrorKind::Decode, "a reply from the manager that does not decode", e))
         }
         // The connection is dropped: a later call opens a new one, or reports the same clearly.
         Err(e) => Err(disconnected(&address.endpoint, e)),

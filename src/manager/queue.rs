@@ -1,6 +1,5 @@
 //! Queues hosted by a manager: [`QueueProxy`] and [`JoinableQueueProxy`], with the verbs and the
 //! errors of [`Queue`](crate::Queue).
-#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

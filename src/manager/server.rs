@@ -3,22 +3,27 @@
 //!
 //! Values are stored as their encoded bytes: the server never decodes a client's data (it cannot
 //! be made to run code by what it receives), except numbers for `DictOp::Add`, requests for a
-//! hosted user type (decoded by that type's own serde code), and — only from trusted clients of
-//! its own build — the update functions and constructors that clients name by their offset in
-//! the program (see [`Setup::trusted`]).
+//! hosted user type (decoded by that type's own serde code), and — only from clients of its own
+//! process tree ([`TreeClient`]) — the update functions and constructors that clients name by
+//! their offset in the program. A served manager also accepts the key it shares with other
+//! programs; their clients get the built-in operations and the user types the tree allowed.
 //!
 //! Every object is a [`Slot`]: its kind (fixed at birth), its state under a mutex, and a condvar
-//! that waiters sleep on. A waiting request looks every [`CHECK`] whether its client is still
-//! there, so a client killed while it waits frees its thread and takes nothing it would never
-//! use; when a connection closes, the locks it held are released (and marked abandoned for the
-//! next holder), and it is forgotten by the conditions it waited on.
+//! that waiters sleep on. A waiting request looks, on every wake-up and at least every [`CHECK`],
+//! whether its client is still there: a client killed while it waits frees its thread and takes
+//! nothing it would never use, and what a reply hands over (an item, a unit, a lock) is given
+//! back if the reply cannot be sent. When a connection closes — or its thread panics — the locks
+//! it held are released (and marked abandoned for the next holder), and the condition it waited
+//! on forgets it, passing on a notification it had been picked for.
 
+use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,7 +35,7 @@ use crate::manager::wire::{
     self, AuthKey, BarrierOp, ConditionOp, DictOp, EventOp, Kind, ListOp, LockOp, New, Number, QueueOp, Reply, Request,
     SemaphoreOp, Socket, Wait,
 };
-use crate::process::task::{self, ApplyEntry, CustomObject, NewObject};
+use crate::process::task::{self, ApplyEntry, CustomObject, NewObject, TreeClient};
 use crate::sys;
 
 /// What the server starts with (its process's arguments).
@@ -39,18 +44,17 @@ pub(crate) struct Setup {
     pub(crate) listener: Fd,
     /// Whether `listener` is a TCP socket (else a Unix one).
     pub(crate) tcp: bool,
-    pub(crate) authkey: AuthKey,
-    /// Whether clients of this build may name any of its functions by offset (update functions,
-    /// user types). True only for a private manager, whose random key only its creator's process
-    /// tree holds; a served manager's key is shared with other programs, which may only use the
-    /// built-in operations and the user types in `types`.
-    pub(crate) trusted: bool,
-    /// Constructors of the user types registered before the start, by offset in this build.
-    pub(crate) types: Vec<i64>,
+    /// The key shared with other programs (a served manager); the tree's own key is always
+    /// accepted, and is the only one a private manager accepts.
+    pub(crate) shared_key: Option<AuthKey>,
 }
 
 /// How often a waiting request looks whether its client is still there.
 const CHECK: Duration = Duration::from_millis(100);
+
+/// The most connections that may be in their handshake at once: more are closed at once, so
+/// that a flood of silent connections costs a bounded number of threads.
+const MAX_HANDSHAKES: usize = 256;
 
 /// The reply to a request whose client went away while it waited (nobody reads it).
 const GONE: &str = "the client is gone";
@@ -109,18 +113,33 @@ struct BarrierState {
     count: u32,
     generation: u64,
     broken: bool,
-    /// The last generation that ended broken (its waiters fail).
-    ended_broken: Option<u64>,
+    /// Generations that ended broken, with how many of their waiters have yet to learn it: a
+    /// waiter that wakes to a later generation passed unless its own is here.
+    broken_generations: HashMap<u64, u32>,
 }
 
 impl BarrierState {
-    /// Ends the current generation broken: its waiters fail, and so will later ones until a
-    /// reset (`broken`) — or not (`!broken`, a reset).
-    fn break_generation(&mut self, broken: bool) {
-        self.ended_broken = Some(self.generation);
+    /// Ends the current generation broken: its waiters — but `leaving` of them, who learn it
+    /// from the caller — will fail. After `broken` (an abort, a timeout, a party gone) later
+    /// waits fail too until a reset; after `!broken` (a reset) they start afresh.
+    fn break_generation(&mut self, broken: bool, leaving: u32) {
+        let waiters = self.count.saturating_sub(leaving);
+        if waiters > 0 {
+            self.broken_generations.insert(self.generation, waiters);
+        }
         self.count = 0;
         self.generation += 1;
         self.broken = broken;
+    }
+
+    /// How generation `mine` ended, for one of its waiters: whether it broke.
+    fn ended_broken(&mut self, mine: u64) -> bool {
+        let Some(left) = self.broken_generations.get_mut(&mine) else { return false };
+        *left -= 1;
+        if *left == 0 {
+            self.broken_generations.remove(&mine);
+        }
+        true
     }
 }
 
@@ -161,14 +180,17 @@ fn as_barrier(state: &mut State) -> &mut BarrierState {
 
 /// Everything the server holds.
 struct Server {
-    authkey: AuthKey,
-    trusted: bool,
-    types: HashMap<i64, NewObject>,
+    /// The key of the process tree that started the server.
+    tree_key: AuthKey,
+    shared_key: Option<AuthKey>,
+    /// User types clients of this build may make, though not of the tree (by constructor offset).
+    allowed: Mutex<HashMap<i64, NewObject>>,
     next_id: AtomicU64,
     objects: Mutex<HashMap<u64, Arc<Slot>>>,
     /// Objects registered under a name, for clients that know only the name.
     names: Mutex<HashMap<String, u64>>,
     next_connection: AtomicU64,
+    handshaking: AtomicUsize,
     /// A copy of each open connection's socket, to tell whether its client is still there.
     peers: Mutex<HashMap<u64, OwnedFd>>,
 }
@@ -185,56 +207,31 @@ impl Server {
         id
     }
 
-    /// Whether connection `conn`'s client has gone (closed its end: it ended or died).
+    /// Whether connection `conn`'s client has gone (closed its end, or its machine vanished).
     fn gone(&self, conn: u64) -> bool {
         lock(&self.peers).get(&conn).is_none_or(|fd| sys::socket::peer_closed(fd.as_fd()))
-    }
-
-    /// Connection `conn` closed (its thread or process ended, or died): the locks it held are
-    /// released and marked abandoned, and the conditions it waited on forget it, so that it takes
-    /// no notification away from the live waiters.
-    fn forget(&self, conn: u64) {
-        let slots: Vec<Arc<Slot>> = lock(&self.objects).values().cloned().collect();
-        for slot in slots {
-            let mut state = lock(&slot.state);
-            match &mut *state {
-                State::Lock(l) if l.holder.is_some_and(|(c, _)| c == conn) => {
-                    l.holder = None;
-                    l.abandoned = true;
-                }
-                State::Condition(c) => {
-                    c.waiting.retain(|&w| w != conn);
-                    c.notified.retain(|&w| w != conn);
-                }
-                _ => continue,
-            }
-            slot.changed.notify_all();
-        }
     }
 }
 
 /// The server process's task.
 pub(crate) fn serve(setup: Setup) {
-    let types = setup
-        .types
-        .iter()
-        .map(|&entry| {
-            // SAFETY: the offsets came in this process's own arguments, from the program that
-            // started it — this very build — where `new_object_offset` made them.
-            (entry, unsafe { task::new_object_from_offset(entry) })
-        })
-        .collect();
     let server = Arc::new(Server {
-        authkey: setup.authkey,
-        trusted: setup.trusted,
-        types,
+        // This process's tree key is its creator's: it is a child of the manager's owner.
+        tree_key: crate::process::identity::hold().authkey().unwrap_or_else(|_| sys::process::exit_now(1)),
+        shared_key: setup.shared_key,
+        allowed: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
         next_connection: AtomicU64::new(0),
+        handshaking: AtomicUsize::new(0),
         peers: Mutex::new(HashMap::new()),
     });
     let start = |socket: Socket| {
+        if server.handshaking.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
+            server.handshaking.fetch_sub(1, Ordering::AcqRel);
+            return; // dropped: too many strangers at the door
+        }
         socket.tune();
         let server = server.clone();
         // A thread that cannot be made drops its connection; the client sees it closed.
@@ -262,32 +259,79 @@ pub(crate) fn serve(setup: Setup) {
 
 /// Serves one connection until it closes or misbehaves.
 fn connection(socket: Socket, server: &Server) {
-    let _ = socket.set_read_timeout(Some(wire::HANDSHAKE));
-    let Ok(build) = wire::accept(&socket, &server.authkey) else { return };
-    let _ = socket.set_read_timeout(None);
+    let keys: Vec<&AuthKey> = std::iter::once(&server.tree_key).chain(&server.shared_key).collect();
+    let handshake = wire::accept(&socket, &keys, Instant::now() + wire::HANDSHAKE);
+    server.handshaking.fetch_sub(1, Ordering::AcqRel);
+    let Ok((which, build)) = handshake else { return };
     let conn = server.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
     if let Ok(fd) = socket.as_fd().try_clone_to_owned() {
         lock(&server.peers).insert(conn, fd);
     }
-    let client = Client { server, conn, same_build: build == sys::build_id::fingerprint() };
+    let client = Client {
+        server,
+        conn,
+        same_build: build == sys::build_id::fingerprint(),
+        tree: TreeClient::check(keys[which], &build),
+        held: RefCell::new(Vec::new()),
+        waiting_on: RefCell::new(None),
+        undo: RefCell::new(None),
+    };
     let mut frames = wire::FrameReader::new();
     // Closed, truncated, oversized or undecodable: the loop ends and drops this connection only.
     while let Ok(request) = frames.receive::<Request>(&socket) {
-        let reply = client.handle(request);
-        if wire::send(&socket, &reply).is_err() {
+        // A panic (in a user type's code, say) fails this request, not the connection.
+        let mut reply = catch_unwind(AssertUnwindSafe(|| client.handle(request))).unwrap_or_else(|p| {
+            client.undo.take();
+            refused(format!("the manager failed this request: {}", task::panic_message(p.as_ref())))
+        });
+        let sent = match wire::send(&socket, &reply) {
+            // Too big for a frame: say so instead, and go on.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                client.give_back(&mut reply);
+                wire::send(&socket, &refused(format!("the reply is too large: {e}")))
+            }
+            sent => sent,
+        };
+        if sent.is_err() {
+            client.give_back(&mut reply);
             break;
         }
+        client.undo.take();
     }
-    lock(&server.peers).remove(&conn);
-    server.forget(conn);
 }
 
-/// One connection's view of the server.
+/// One connection's view of the server. It lives on the connection's thread.
 struct Client<'a> {
     server: &'a Server,
     conn: u64,
-    /// Whether the client runs this very build (so its offsets name our functions).
+    /// Whether the client runs this very build (so its offsets could name our functions).
     same_build: bool,
+    /// Present for a client of the tree that started the server: it may name functions.
+    tree: Option<TreeClient>,
+    /// The locks this connection holds, and the condition it waits on: what `forget` undoes.
+    held: RefCell<Vec<Arc<Slot>>>,
+    waiting_on: RefCell<Option<Arc<Slot>>>,
+    /// What the reply being sent hands over, to give back if it cannot be sent.
+    undo: RefCell<Option<Undo>>,
+}
+
+/// What a reply hands over to the client.
+enum Undo {
+    /// The item in the reply, taken from this queue.
+    Requeue(Arc<Slot>),
+    /// A unit of this semaphore.
+    Release(Arc<Slot>),
+    /// A hold of this lock.
+    Unlock(Arc<Slot>),
+}
+
+impl Drop for Client<'_> {
+    /// The connection is over (closed, broken, or its thread panicked): nothing of it may stay
+    /// held.
+    fn drop(&mut self) {
+        lock(&self.server.peers).remove(&self.conn);
+        self.forget();
+    }
 }
 
 fn refused(why: impl Into<String>) -> Reply {
@@ -307,12 +351,81 @@ impl Client<'_> {
         !self.server.gone(self.conn)
     }
 
+    /// Gives back what `reply` handed over, which the client will never get.
+    fn give_back(&self, reply: &mut Reply) {
+        let Some(undo) = self.undo.take() else { return };
+        let slot = match undo {
+            Undo::Requeue(slot) => {
+                if let Reply::Value(Some(item)) = reply {
+                    as_queue(&mut lock(&slot.state)).items.push_front(std::mem::take(item).into_vec());
+                }
+                slot
+            }
+            Undo::Release(slot) => {
+                if let State::Semaphore { value, .. } = &mut *lock(&slot.state) {
+                    *value += 1;
+                }
+                slot
+            }
+            Undo::Unlock(slot) => {
+                let mut state = lock(&slot.state);
+                let l = as_lock(&mut state);
+                if let Some((c, n)) = l.holder.filter(|&(c, _)| c == self.conn) {
+                    l.holder = (n > 1).then_some((c, n - 1));
+                    if n == 1 {
+                        self.held.borrow_mut().retain(|h| !Arc::ptr_eq(h, &slot));
+                    }
+                }
+                drop(state);
+                slot
+            }
+        };
+        slot.changed.notify_all();
+    }
+
+    /// This connection closed: the locks it held are released and marked abandoned, and the
+    /// condition it waited on forgets it — handing on a notification it had been picked for,
+    /// so that it takes none away from the live waiters.
+    fn forget(&self) {
+        for slot in self.held.take() {
+            let mut state = lock(&slot.state);
+            let l = as_lock(&mut state);
+            if l.holder.is_some_and(|(c, _)| c == self.conn) {
+                l.holder = None;
+                l.abandoned = true;
+            }
+            drop(state);
+            slot.changed.notify_all();
+        }
+        if let Some(cond) = self.waiting_on.take() {
+            let mut state = lock(&cond.state);
+            let c = as_condition(&mut state);
+            c.waiting.retain(|&w| w != self.conn);
+            if let Some(at) = c.notified.iter().position(|&w| w == self.conn) {
+                c.notified.remove(at);
+                if !c.waiting.is_empty() {
+                    let next = c.waiting.remove(0);
+                    c.notified.push(next);
+                }
+            }
+            drop(state);
+            cond.changed.notify_all();
+        }
+    }
+
     fn handle(&self, request: Request) -> Reply {
         match request {
             Request::New(new) => self.create(new).map_or_else(Reply::Refused, Reply::Id),
             Request::Named { name, new } => self.named(name, new),
             Request::Register { name, id } => self.register(name, id),
             Request::Lookup { name, kind } => self.lookup(&name, &kind),
+            Request::AllowType { entry } => match &self.tree {
+                Some(tree) => {
+                    lock(&self.server.allowed).insert(entry, tree.constructor(entry));
+                    Reply::Done
+                }
+                None => refused("only the manager's own program may allow user types"),
+            },
             Request::Dict { id, op } => self.on(id, |slot| self.dict(slot, op)),
             Request::List { id, op } => self.on(id, |slot| self.list(slot, op)),
             Request::Queue { id, op } => self.on(id, |slot| self.queue(slot, op)),
@@ -332,15 +445,16 @@ impl Client<'_> {
     }
 
     /// Runs `f` on object `id`, if there is one.
-    fn on(&self, id: u64, f: impl FnOnce(&Slot) -> Reply) -> Reply {
+    fn on(&self, id: u64, f: impl FnOnce(&Arc<Slot>) -> Reply) -> Reply {
         match self.server.slot(id) {
             Ok(slot) => f(&slot),
             Err(why) => refused(why),
         }
     }
 
-    /// Waits on `slot` until `attempt` succeeds (returns a reply) or `wait` runs out, looking
-    /// every [`CHECK`] whether the client is still there. One look for `Some(0)`.
+    /// Waits on `slot` until `attempt` succeeds (returns a reply) or `wait` runs out. One look
+    /// for `Some(0)`. After every wake-up it first looks whether the client is still there: a
+    /// waiter that is gone takes nothing.
     fn wait_until(&self, slot: &Slot, wait: Wait, mut attempt: impl FnMut(&mut State) -> Option<Reply>) -> Reply {
         let deadline = wait.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
         let mut state = lock(&slot.state);
@@ -359,9 +473,8 @@ impl Client<'_> {
                     left.min(CHECK)
                 }
             };
-            let (guard, waited) = slot.changed.wait_timeout(state, slice).unwrap_or_else(|p| p.into_inner());
-            state = guard;
-            if waited.timed_out() && !self.alive() {
+            state = slot.changed.wait_timeout(state, slice).unwrap_or_else(|p| p.into_inner()).0;
+            if !self.alive() {
                 return refused(GONE);
             }
         }
@@ -395,47 +508,52 @@ impl Client<'_> {
                 if parties == 0 {
                     return Err("a barrier needs at least one party".into());
                 }
-                State::Barrier(BarrierState { parties, count: 0, generation: 0, broken: false, ended_broken: None })
+                State::Barrier(BarrierState {
+                    parties,
+                    count: 0,
+                    generation: 0,
+                    broken: false,
+                    broken_generations: HashMap::new(),
+                })
             }
-            New::Object { entry, .. } => State::Object(self.constructor(entry)?()),
+            New::Object { entry, .. } => {
+                let object = task::construct(self.constructor(entry)?)?;
+                // The kind comes from the object itself, not from what the client says it is.
+                let made = Kind::Object(object.type_name().to_owned());
+                if made != kind {
+                    return Err(format!("that constructor makes a {made}, not a {kind}"));
+                }
+                State::Object(object)
+            }
         };
         Ok(self.server.add(kind, state))
     }
 
-    /// The constructor a client names: a registered type's, or — from a trusted client of this
-    /// build — any.
+    /// The constructor a client names: any, for a client of the tree; one the tree allowed, for
+    /// another client of this build.
     fn constructor(&self, entry: i64) -> Result<NewObject, String> {
+        if let Some(tree) = &self.tree {
+            return Ok(tree.constructor(entry));
+        }
         if !self.same_build {
             return Err("user types can only be made by clients of the manager's own build".into());
         }
-        if let Some(new) = self.server.types.get(&entry) {
-            return Ok(*new);
-        }
-        if !self.server.trusted {
-            return Err("this manager serves other programs, so it makes only the user types registered \
-                        when it started (ManagerBuilder::register)"
-                .into());
-        }
-        // SAFETY: the client proved it knows the private key of this manager (which only the
-        // process tree that started it holds) and runs this very build, where constructors are
-        // named by `new_object_offset`.
-        Ok(unsafe { task::new_object_from_offset(entry) })
+        lock(&self.server.allowed).get(&entry).copied().ok_or_else(|| {
+            "this manager makes for other programs only the user types its owner registered \
+             (ManagerBuilder::register)"
+                .into()
+        })
     }
 
-    /// The update function a client names, if it may.
+    /// The update function a client names, if it may name one.
     fn update_fn(&self, entry: i64) -> Result<ApplyEntry, Reply> {
-        if !self.same_build {
-            return Err(refused("update functions are only accepted from clients of the manager's own build"));
+        match &self.tree {
+            Some(tree) => Ok(tree.update_fn(entry)),
+            None => Err(refused(
+                "the manager runs no code named by a client of another program: \
+                 use add, or a user type its owner registered",
+            )),
         }
-        if !self.server.trusted {
-            return Err(refused(
-                "this manager serves other programs, so it runs no code its clients name: \
-                 use add, or a registered user type",
-            ));
-        }
-        // SAFETY: as in `constructor`: a trusted client of this build, whose update functions are
-        // named by `apply_entry_offset`.
-        Ok(unsafe { task::apply_entry_from_offset(entry) })
     }
 
     fn named(&self, name: String, new: New) -> Reply {
@@ -588,7 +706,7 @@ impl Client<'_> {
         }
     }
 
-    fn queue(&self, slot: &Slot, op: QueueOp) -> Reply {
+    fn queue(&self, slot: &Arc<Slot>, op: QueueOp) -> Reply {
         if !matches!(slot.kind, Kind::Queue | Kind::JoinableQueue) {
             return not_a(slot, "queue");
         }
@@ -608,7 +726,11 @@ impl Client<'_> {
                 })
             }
             QueueOp::Get { wait } => {
-                self.wait_until(slot, wait, |s| as_queue(s).items.pop_front().map(|v| value(Some(v))))
+                let reply = self.wait_until(slot, wait, |s| as_queue(s).items.pop_front().map(|v| value(Some(v))));
+                if matches!(reply, Reply::Value(Some(_))) {
+                    *self.undo.borrow_mut() = Some(Undo::Requeue(slot.clone()));
+                }
+                reply
             }
             QueueOp::Len => {
                 let mut state = lock(&slot.state);
@@ -638,43 +760,54 @@ impl Client<'_> {
     }
 
     /// The lock a lock operation is on: the object itself, or a condition's lock.
-    fn lock_of(slot: &Slot) -> Option<Arc<Slot>> {
-        match &mut *lock(&slot.state) {
-            State::Condition(c) => Some(c.lock.clone()),
-            _ => None,
+    fn lock_of(slot: &Arc<Slot>) -> Arc<Slot> {
+        match &*lock(&slot.state) {
+            State::Condition(c) => c.lock.clone(),
+            _ => slot.clone(),
         }
     }
 
-    fn lock(&self, slot: &Slot, op: &LockOp) -> Reply {
-        if slot.kind == Kind::Condition {
-            let lock = Self::lock_of(slot).expect("a condition has a lock");
-            return self.lock(&lock, op);
-        }
+    fn lock(&self, slot: &Arc<Slot>, op: &LockOp) -> Reply {
+        let slot = &Self::lock_of(slot);
         if !matches!(slot.kind, Kind::Lock | Kind::RLock) {
             return not_a(slot, "lock");
         }
         let conn = self.conn;
         match op {
-            LockOp::Acquire { wait } => self.wait_until(slot, *wait, |s| {
-                let l = as_lock(s);
-                match l.holder {
-                    None => {
-                        l.holder = Some((conn, 1));
-                        Some(Reply::Acquired { abandoned: std::mem::take(&mut l.abandoned) })
+            LockOp::Acquire { wait } => {
+                let mut first = false;
+                let reply = self.wait_until(slot, *wait, |s| {
+                    let l = as_lock(s);
+                    match l.holder {
+                        None => {
+                            l.holder = Some((conn, 1));
+                            first = true;
+                            Some(Reply::Acquired { abandoned: std::mem::take(&mut l.abandoned) })
+                        }
+                        Some((c, n)) if l.reentrant && c == conn => {
+                            l.holder = Some((c, n + 1));
+                            Some(Reply::Acquired { abandoned: false })
+                        }
+                        Some(_) => None,
                     }
-                    Some((c, n)) if l.reentrant && c == conn => {
-                        l.holder = Some((c, n + 1));
-                        Some(Reply::Acquired { abandoned: false })
+                });
+                if matches!(reply, Reply::Acquired { .. }) {
+                    if first {
+                        self.held.borrow_mut().push(slot.clone());
                     }
-                    Some(_) => None,
+                    *self.undo.borrow_mut() = Some(Undo::Unlock(slot.clone()));
                 }
-            }),
+                reply
+            }
             LockOp::Release => {
                 let mut state = lock(&slot.state);
                 let l = as_lock(&mut state);
                 let reply = match l.holder {
                     Some((c, n)) if c == conn => {
                         l.holder = (n > 1).then_some((c, n - 1));
+                        if n == 1 {
+                            self.held.borrow_mut().retain(|h| !Arc::ptr_eq(h, slot));
+                        }
                         Reply::Done
                     }
                     Some(_) => refused("cannot release un-acquired lock"),
@@ -687,18 +820,24 @@ impl Client<'_> {
         }
     }
 
-    fn semaphore(&self, slot: &Slot, op: &SemaphoreOp) -> Reply {
+    fn semaphore(&self, slot: &Arc<Slot>, op: &SemaphoreOp) -> Reply {
         if slot.kind != Kind::Semaphore {
             return not_a(slot, "semaphore");
         }
         match op {
-            SemaphoreOp::Acquire { wait } => self.wait_until(slot, *wait, |s| match s {
-                State::Semaphore { value, .. } if *value > 0 => {
-                    *value -= 1;
-                    Some(Reply::Done)
+            SemaphoreOp::Acquire { wait } => {
+                let reply = self.wait_until(slot, *wait, |s| match s {
+                    State::Semaphore { value, .. } if *value > 0 => {
+                        *value -= 1;
+                        Some(Reply::Done)
+                    }
+                    _ => None,
+                });
+                if matches!(reply, Reply::Done) {
+                    *self.undo.borrow_mut() = Some(Undo::Release(slot.clone()));
                 }
-                _ => None,
-            }),
+                reply
+            }
             SemaphoreOp::Release => {
                 let mut state = lock(&slot.state);
                 let State::Semaphore { value, bound } = &mut *state else { return not_a(slot, "semaphore") };
@@ -735,11 +874,11 @@ impl Client<'_> {
         }
     }
 
-    fn condition(&self, cond: &Slot, op: &ConditionOp) -> Reply {
+    fn condition(&self, cond: &Arc<Slot>, op: &ConditionOp) -> Reply {
         if cond.kind != Kind::Condition {
             return not_a(cond, "condition");
         }
-        let lock_slot = Self::lock_of(cond).expect("a condition has a lock");
+        let lock_slot = Self::lock_of(cond);
         let conn = self.conn;
         match op {
             ConditionOp::Wait { wait } => self.condition_wait(cond, &lock_slot, *wait),
@@ -763,19 +902,20 @@ impl Client<'_> {
 
     /// A condition wait: give up the lock (all of an rlock's levels), wait to be notified, take
     /// the lock back as it was held.
-    fn condition_wait(&self, cond: &Slot, lock_slot: &Slot, wait: Wait) -> Reply {
+    fn condition_wait(&self, cond: &Arc<Slot>, lock_slot: &Arc<Slot>, wait: Wait) -> Reply {
         let conn = self.conn;
         let levels = {
             let mut held = lock(&lock_slot.state);
             let l = as_lock(&mut held);
-            let Some((c, levels)) = l.holder.filter(|&(c, _)| c == conn) else {
+            let Some((_, levels)) = l.holder.filter(|&(c, _)| c == conn) else {
                 return refused("cannot wait on un-acquired lock");
             };
-            debug_assert_eq!(c, conn);
             // Registered before the lock is let go, so that a notify made right after cannot
             // miss this waiter.
             as_condition(&mut lock(&cond.state)).waiting.push(conn);
+            *self.waiting_on.borrow_mut() = Some(cond.clone());
             l.holder = None;
+            self.held.borrow_mut().retain(|h| !Arc::ptr_eq(h, lock_slot));
             levels
         };
         lock_slot.changed.notify_all();
@@ -798,17 +938,23 @@ impl Client<'_> {
                     false
                 }
             }
-            gone => return gone, // `forget` clears this waiter when the connection closes
+            gone => return gone, // `forget` withdraws this waiter when the connection ends
         };
-        // Take the lock back, however long that takes (as Python does).
+        *self.waiting_on.borrow_mut() = None;
+        // Take the lock back, however long that takes (as Python does). A holder that went away
+        // meanwhile has been released; nobody else will be told, so the flag goes.
         match self.wait_until(lock_slot, None, |s| {
             let l = as_lock(s);
             l.holder.is_none().then(|| {
                 l.holder = Some((conn, levels));
+                l.abandoned = false;
                 Reply::Done
             })
         }) {
-            Reply::Done => Reply::Bool(notified),
+            Reply::Done => {
+                self.held.borrow_mut().push(lock_slot.clone());
+                Reply::Bool(notified)
+            }
             gone => gone,
         }
     }
@@ -817,21 +963,21 @@ impl Client<'_> {
         if slot.kind != Kind::Barrier {
             return not_a(slot, "barrier");
         }
+        if let BarrierOp::Wait { wait } = op {
+            return self.barrier_wait(slot, *wait);
+        }
         let mut state = lock(&slot.state);
         let b = as_barrier(&mut state);
         match op {
-            BarrierOp::Wait { wait } => {
-                drop(state);
-                self.barrier_wait(slot, *wait)
-            }
             // Waiters of the current generation wake up to a broken barrier; after an abort
             // later waits fail too, after a reset they start afresh.
             BarrierOp::Abort | BarrierOp::Reset => {
-                b.break_generation(matches!(op, BarrierOp::Abort));
+                b.break_generation(matches!(op, BarrierOp::Abort), 0);
                 slot.changed.notify_all();
                 Reply::Done
             }
             BarrierOp::State => Reply::Barrier { parties: b.parties, waiting: b.count, broken: b.broken },
+            BarrierOp::Wait { .. } => unreachable!("handled above"),
         }
     }
 
@@ -858,28 +1004,25 @@ impl Client<'_> {
         loop {
             let b = as_barrier(&mut state);
             if b.generation != mine {
-                return if b.ended_broken == Some(mine) { Reply::Broken } else { Reply::Passed(index) };
+                return if b.ended_broken(mine) { Reply::Broken } else { Reply::Passed(index) };
             }
             let slice = match deadline {
                 None => CHECK,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        b.break_generation(true);
+                        b.break_generation(true, 1);
                         slot.changed.notify_all();
                         return Reply::Broken;
                     }
                     left.min(CHECK)
                 }
             };
-            let (guard, waited) = slot.changed.wait_timeout(state, slice).unwrap_or_else(|p| p.into_inner());
-            state = guard;
-            if waited.timed_out() && !self.alive() {
-                let b = as_barrier(&mut state);
-                if b.generation == mine {
-                    b.break_generation(true);
-                    slot.changed.notify_all();
-                }
+            state = slot.changed.wait_timeout(state, slice).unwrap_or_else(|p| p.into_inner()).0;
+            let b = as_barrier(&mut state);
+            if b.generation == mine && !self.alive() {
+                b.break_generation(true, 1);
+                slot.changed.notify_all();
                 return refused(GONE);
             }
         }

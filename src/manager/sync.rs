@@ -6,7 +6,6 @@
 //! [`proxy`](super::proxy)). When that connection closes (the thread or process ended, or was
 //! killed) the manager releases the lock, and the next holder learns of it from
 //! [`LockProxyGuard::owner_died`]; nobody deadlocks on a dead holder.
-#![forbid(unsafe_code)]
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -262,6 +261,12 @@ fn acquire(address: &Address, id: u64, wait: Wait) -> Result<Option<LockProxyGua
 
 /// Python's `acquire(block, timeout)`: the hold stays until `release`.
 fn acquire_with(address: &Address, id: u64, block: bool, timeout: Option<Duration>) -> Result<bool> {
+    if !block && timeout.is_some() {
+        return Err(crate::Error::new(
+            crate::ErrorKind::InvalidInput,
+            "can't specify a timeout for a non-blocking acquire",
+        ));
+    }
     let wait = if block { timeout.and_then(wait_ms) } else { Some(0) };
     Ok(acquire(address, id, wait)?.map(std::mem::forget).is_some())
 }
@@ -325,7 +330,9 @@ macro_rules! lock_methods {
             /// until [`release`](Self::release) (no guard).
             ///
             /// # Errors
-            /// As [`acquire`](Self::acquire).
+            /// As [`acquire`](Self::acquire);
+            /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a timeout without
+            /// `block` (as Python's `ValueError`).
             ///
             /// ```
             /// let m = multiproc::Manager::start().unwrap();
@@ -651,6 +658,37 @@ impl ConditionProxy {
     /// Python counterpart: `cond.acquire()`, `with cond:`.
     pub fn acquire(&self) -> Result<LockProxyGuard<'_>> {
         acquire(&self.address, self.id, None)?.ok_or_else(|| unexpected(Reply::TimedOut))
+    }
+
+    /// Takes the condition's lock if it is free now.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let c = m.condition_with(&m.lock().unwrap()).unwrap();
+    /// let _held = c.try_acquire().unwrap().expect("free");
+    /// assert!(c.try_acquire().unwrap().is_none(), "a plain lock is not taken twice");
+    /// ```
+    /// Python counterpart: `cond.acquire(False)`.
+    pub fn try_acquire(&self) -> Result<Option<LockProxyGuard<'_>>> {
+        acquire(&self.address, self.id, Some(0))
+    }
+
+    /// Takes the condition's lock, waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let c = m.condition().unwrap();
+    /// assert!(c.acquire_timeout(std::time::Duration::from_secs(1)).unwrap().is_some());
+    /// ```
+    /// Python counterpart: `cond.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockProxyGuard<'_>>> {
+        acquire(&self.address, self.id, wait_ms(timeout))
     }
 
     /// Python's `acquire(block, timeout)` on the condition's lock: whether it was taken; the

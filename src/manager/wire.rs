@@ -15,7 +15,6 @@
 //! the client, a [`Reply`] from the server, strictly in turn. A frame longer than [`MAX_FRAME`],
 //! or one that does not decode, ends that connection — decoding runs no code, and the server
 //! keeps serving everyone else.
-#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -74,10 +73,24 @@ impl Endpoint {
         }
     }
 
-    /// Opens a connection (not yet authenticated).
+    /// Opens a connection (not yet authenticated), giving up on a TCP peer that does not answer
+    /// within [`HANDSHAKE`].
     pub(crate) fn connect(&self) -> io::Result<Socket> {
         let socket = match self {
-            Endpoint::Tcp(address) => Socket::Tcp(TcpStream::connect(address)?),
+            Endpoint::Tcp(address) => {
+                let mut failed = io::Error::new(io::ErrorKind::InvalidInput, format!("{address} names no address"));
+                let mut connected = None;
+                for addr in std::net::ToSocketAddrs::to_socket_addrs(address.as_str())? {
+                    match TcpStream::connect_timeout(&addr, HANDSHAKE) {
+                        Ok(stream) => {
+                            connected = Some(stream);
+                            break;
+                        }
+                        Err(e) => failed = e,
+                    }
+                }
+                Socket::Tcp(connected.ok_or(failed)?)
+            }
             Endpoint::Unix(path) => Socket::Unix(UnixStream::connect(path)?),
             Endpoint::Abstract(name) => Socket::Unix(UnixStream::connect_addr(&SocketAddr::from_abstract_name(name)?)?),
         };
@@ -169,7 +182,7 @@ pub(crate) fn spin_until_readable(socket: &Socket) {
 }
 
 /// Writes one frame. A value too large for a frame is an `InvalidInput` error (nothing is sent).
-pub(crate) fn send<T: Serialize>(mut socket: &Socket, value: &T) -> io::Result<()> {
+pub(crate) fn send<T: Serialize>(mut socket: impl Write, value: &T) -> io::Result<()> {
     // The length goes first, so encode behind four bytes of room for it: one buffer, one write.
     let mut frame =
         postcard::to_extend(value, vec![0u8; 4]).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -179,7 +192,7 @@ pub(crate) fn send<T: Serialize>(mut socket: &Socket, value: &T) -> io::Result<(
 }
 
 /// Writes one frame of raw bytes.
-pub(crate) fn send_frame(mut socket: &Socket, payload: &[u8]) -> io::Result<()> {
+pub(crate) fn send_frame(mut socket: impl Write, payload: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(4 + payload.len());
     frame.extend_from_slice(&frame_len(payload.len())?.to_le_bytes());
     frame.extend_from_slice(payload);
@@ -195,7 +208,7 @@ fn frame_len(len: usize) -> io::Result<u32> {
 
 /// Reads one frame's bytes. An oversized frame is an `InvalidData` error, and leaves the stream
 /// unusable (its bytes are not read).
-pub(crate) fn receive_frame(mut socket: &Socket) -> io::Result<Vec<u8>> {
+pub(crate) fn receive_frame(mut socket: impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     socket.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
@@ -208,7 +221,7 @@ pub(crate) fn receive_frame(mut socket: &Socket) -> io::Result<Vec<u8>> {
 }
 
 /// Reads one frame and decodes it. An oversized or undecodable frame is an `InvalidData` error.
-pub(crate) fn receive<T: DeserializeOwned>(socket: &Socket) -> io::Result<T> {
+pub(crate) fn receive<T: DeserializeOwned>(socket: impl Read) -> io::Result<T> {
     let bytes = receive_frame(socket)?;
     postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
@@ -261,14 +274,16 @@ impl FrameReader {
                     return Ok(&self.buf[frame]);
                 }
             }
-            // Room for the whole frame after what is there: move it to the front, grow if needed.
-            if self.start + need > self.buf.len() {
+            // Room for the whole frame after what is there: move it to the front, and grow the
+            // buffer as its bytes come (a length alone commits no memory).
+            if self.start > 0 && self.start + need > self.buf.len() {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
-                if need > self.buf.len() {
-                    self.buf.resize(need, 0);
-                }
+            }
+            if self.end == self.buf.len() {
+                let grown = need.min(self.end + (1 << 20));
+                self.buf.resize(grown, 0);
             }
             let room = &mut self.buf[self.end..];
             let read = if std::time::Instant::now() < spin_until {
@@ -313,9 +328,7 @@ fn verify(key: &AuthKey, challenge: &[u8], answer: &[u8]) -> bool {
 
 /// 32 bytes from the kernel's random source.
 pub(crate) fn random_bytes() -> io::Result<[u8; 32]> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes)
+    crate::sys::random::bytes32()
 }
 
 /// Why a handshake failed.
@@ -348,30 +361,74 @@ enum Verdict {
     Refused(String),
 }
 
-/// The server's side of the handshake; returns the client's build fingerprint.
-pub(crate) fn accept(socket: &Socket, key: &AuthKey) -> Result<Vec<u8>, Refused> {
-    let mut stream = socket;
+/// A socket whose reads give up at `deadline` — one deadline for a whole exchange, so that a
+/// peer that sends a byte now and then cannot stretch it.
+struct Timed<'a> {
+    socket: &'a Socket,
+    deadline: std::time::Instant,
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        (&mut &*self.socket).read(buf)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&mut &*self.socket).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        let _ = self.socket.set_read_timeout(None);
+    }
+}
+
+/// The server's side of the handshake, for a client that knows one of `keys`, finished by
+/// `deadline`; returns which key it proved and the client's build fingerprint.
+pub(crate) fn accept(
+    socket: &Socket,
+    keys: &[&AuthKey],
+    deadline: std::time::Instant,
+) -> Result<(usize, Vec<u8>), Refused> {
+    let mut stream = Timed { socket, deadline };
     let challenge = random_bytes()?;
     stream.write_all(&challenge)?;
     let mut answer = [0u8; 64];
     stream.read_exact(&mut answer)?;
-    if !verify(key, &challenge, &answer[..32]) {
+    let Some(which) = keys.iter().position(|key| verify(key, &challenge, &answer[..32])) else {
         return Err(Refused::Authentication);
-    }
-    stream.write_all(&mac(key, &answer[32..]))?;
-    let hello: Hello = receive(socket)?;
+    };
+    stream.write_all(&mac(keys[which], &answer[32..]))?;
+    let hello: Hello = receive(&mut stream)?;
     if hello.protocol != PROTOCOL {
         let why = format!("the server speaks manager protocol {PROTOCOL}, the client {}", hello.protocol);
-        send(socket, &Verdict::Refused(why.clone()))?;
+        send(&mut stream, &Verdict::Refused(why.clone()))?;
         return Err(Refused::Protocol(why));
     }
-    send(socket, &Verdict::Welcome)?;
-    Ok(hello.build.into_vec())
+    send(&mut stream, &Verdict::Welcome)?;
+    Ok((which, hello.build.into_vec()))
 }
 
-/// The client's side of the handshake.
-pub(crate) fn connect(socket: &Socket, key: &AuthKey, build: &[u8]) -> Result<(), Refused> {
-    let mut stream = socket;
+/// The client's side of the handshake, finished by `deadline`.
+pub(crate) fn connect(
+    socket: &Socket,
+    key: &AuthKey,
+    build: &[u8],
+    deadline: std::time::Instant,
+) -> Result<(), Refused> {
+    let mut stream = Timed { socket, deadline };
     let mut challenge = [0u8; 32];
     stream.read_exact(&mut challenge)?;
     let ours = random_bytes()?;
@@ -388,8 +445,8 @@ pub(crate) fn connect(socket: &Socket, key: &AuthKey, build: &[u8]) -> Result<()
     if !verify(key, &ours, &proof) {
         return Err(Refused::Authentication);
     }
-    send(socket, &Hello { protocol: PROTOCOL, build: ByteBuf::from(build.to_vec()) })?;
-    match receive(socket)? {
+    send(&mut stream, &Hello { protocol: PROTOCOL, build: ByteBuf::from(build.to_vec()) })?;
+    match receive(&mut stream)? {
         Verdict::Welcome => Ok(()),
         Verdict::Refused(why) => Err(Refused::Protocol(why)),
     }
@@ -483,7 +540,8 @@ pub(crate) enum New {
     Barrier {
         parties: u32,
     },
-    /// A user type, made by the constructor at offset `entry` in the client's build.
+    /// A user type, made by the constructor at offset `entry` in the client's build; the
+    /// client says what type that makes, and the server checks it.
     Object {
         entry: i64,
         type_name: String,
@@ -567,6 +625,11 @@ pub(crate) enum Request {
     Object {
         id: u64,
         request: ByteBuf,
+    },
+    /// Lets every client of this build make the user type whose constructor is at `entry` (only
+    /// from a client of the manager's own process tree).
+    AllowType {
+        entry: i64,
     },
 }
 
@@ -696,4 +759,67 @@ pub(crate) enum Reply {
     },
     /// The request was understood but cannot be done (no such object, a type mismatch, …).
     Refused(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        [&(payload.len() as u32).to_le_bytes()[..], payload].concat()
+    }
+
+    #[test]
+    fn the_reader_splits_what_it_reads_into_frames_and_gives_back_what_big_ones_took() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (mut writer, socket) = (theirs, Socket::Unix(ours));
+        let mut frames = FrameReader::new();
+        // Several frames in one write come out one by one.
+        writer.write_all(&[frame(b"one"), frame(b""), frame(b"three")].concat()).unwrap();
+        assert_eq!(frames.next(&socket).unwrap(), b"one");
+        assert_eq!(frames.next(&socket).unwrap(), b"");
+        assert_eq!(frames.next(&socket).unwrap(), b"three");
+        // A frame split across writes (even inside its length) comes out whole.
+        let split = frame(b"split in three");
+        let writing = std::thread::spawn(move || {
+            for piece in [&split[..2], &split[2..9], &split[9..]] {
+                writer.write_all(piece).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            writer
+        });
+        assert_eq!(frames.next(&socket).unwrap(), b"split in three");
+        let mut writer = writing.join().unwrap();
+        // A frame bigger than the buffer grows it for as long as it is read...
+        let big: Vec<u8> = (0..3 << 20).map(|i| i as u8).collect();
+        let sent = big.clone();
+        let writing = std::thread::spawn(move || {
+            writer.write_all(&frame(&sent)).unwrap();
+            writer.write_all(&frame(b"after")).unwrap();
+            writer
+        });
+        assert_eq!(frames.next(&socket).unwrap(), &big[..]);
+        // ...and the next frame gives the memory back.
+        assert_eq!(frames.next(&socket).unwrap(), b"after");
+        assert_eq!(frames.buf.len(), READ_BUFFER);
+        drop(writing.join().unwrap());
+        assert_eq!(frames.next(&socket).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn the_reader_refuses_an_oversized_length_without_reading_or_allocating_it() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let socket = Socket::Unix(ours);
+        theirs.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        let mut frames = FrameReader::new();
+        assert_eq!(frames.next(&socket).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(frames.buf.len(), READ_BUFFER);
+        // A legal but large length commits memory only as its bytes arrive.
+        theirs.write_all(&((200u32 << 20).to_le_bytes())).unwrap();
+        drop(theirs);
+        let mut frames = FrameReader::new();
+        assert_eq!(frames.next(&socket).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert!(frames.buf.len() <= READ_BUFFER + (1 << 20), "grew to {}", frames.buf.len());
+    }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Bootstrap {
     pub(crate) watch_parent: bool,
     /// Ask the kernel for SIGKILL when the parent (which started us from its main thread) dies.
     pub(crate) parent_death_signal: bool,
+    /// The process tree's secret (see `identity`).
+    pub(crate) authkey: [u8; 32],
 }
 
 /// Everything a child needs to run, however it was started.
@@ -55,6 +57,7 @@ pub(crate) struct Start {
     pub(crate) daemon: bool,
     pub(crate) parent: Option<Parent>,
     pub(crate) watch_parent: bool,
+    pub(crate) authkey: [u8; 32],
 }
 
 /// Writes the bootstrap frame, with the parent's pidfd and the handles' descriptors attached.
@@ -121,6 +124,7 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
         daemon: boot.daemon,
         parent,
         watch_parent: boot.watch_parent,
+        authkey: boot.authkey,
     })
 }
 
@@ -130,13 +134,13 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Runs the task and exits: the common end of every start method.
 pub(crate) fn run(start: Start) -> ! {
-    let Start { channel, entry, args, fds, name, identity, daemon, parent, watch_parent } = start;
+    let Start { channel, entry, args, fds, name, identity, daemon, parent, watch_parent, authkey } = start;
     if watch_parent {
         if let Some(parent) = &parent {
             watch(parent.pidfd.clone());
         }
     }
-    identity::hold().become_child(name, identity, daemon, parent);
+    identity::hold().become_child(identity::Child { name, identity, daemon, parent, authkey });
     // SAFETY: the offset came from `entry_offset` in our parent, which is this same build: under
     // fork the very same image, otherwise checked through the fingerprint just above.
     let entry = unsafe { task::entry_from_offset(entry) };

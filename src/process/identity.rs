@@ -27,10 +27,21 @@ pub(crate) struct State {
     pub(crate) parent: Option<Parent>,
     /// Our own pidfd, handed to each child so that it can watch us; opened on first need.
     own_pidfd: Option<(u32, Arc<OwnedFd>)>,
+    /// The secret of this process tree (Python's `current_process().authkey`): made at random
+    /// in the main process on first need, inherited by every child, and the key of every
+    /// private manager the tree starts.
+    authkey: Option<[u8; 32]>,
 }
 
-static STATE: Mutex<State> =
-    Mutex::new(State { name: None, identity: Vec::new(), daemon: false, started: 0, parent: None, own_pidfd: None });
+static STATE: Mutex<State> = Mutex::new(State {
+    name: None,
+    identity: Vec::new(),
+    daemon: false,
+    started: 0,
+    parent: None,
+    own_pidfd: None,
+    authkey: None,
+});
 
 /// Locks this process's state (held across `fork` by the fork start method).
 pub(crate) fn hold() -> MutexGuard<'static, State> {
@@ -68,13 +79,33 @@ impl State {
         }
     }
 
-    /// Becomes the child described here: called once, first thing in a new child.
-    pub(crate) fn become_child(&mut self, name: String, identity: Vec<u32>, daemon: bool, parent: Option<Parent>) {
-        self.name = Some(name);
-        self.identity = identity;
-        self.daemon = daemon;
-        self.started = 0;
-        self.parent = parent;
-        self.own_pidfd = None;
+    /// This process tree's secret, made now if this is the main process and nobody asked yet.
+    pub(crate) fn authkey(&mut self) -> std::io::Result<[u8; 32]> {
+        if let Some(key) = self.authkey {
+            return Ok(key);
+        }
+        let key = sys::random::bytes32()?;
+        self.authkey = Some(key);
+        Ok(key)
     }
+
+    /// Becomes the child described here: called once, first thing in a new child.
+    pub(crate) fn become_child(&mut self, child: Child) {
+        self.name = Some(child.name);
+        self.identity = child.identity;
+        self.daemon = child.daemon;
+        self.started = 0;
+        self.parent = child.parent;
+        self.own_pidfd = None;
+        self.authkey = Some(child.authkey);
+    }
+}
+
+/// Who a new child is, as its parent made it.
+pub(crate) struct Child {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent: Option<Parent>,
+    pub(crate) authkey: [u8; 32],
 }

@@ -777,14 +777,15 @@ impl ProcessBuilder {
         if handles.len() >= sys::socket::MAX_FDS {
             return Err(Error::new(ErrorKind::TooManyHandles, format!("{} descriptors", handles.len())));
         }
-        let (identity, default_name, parent_name, parent_pidfd) = {
+        let (identity, default_name, parent_name, parent_pidfd, authkey) = {
             let mut state = identity::hold();
             if state.daemon {
                 return Err(Error::new(ErrorKind::DaemonChild, state.name()));
             }
             let pidfd = state.own_pidfd().map_err(|e| Error::os("pidfd_open", e))?;
+            let authkey = state.authkey().map_err(|e| Error::os("reading random bytes", e))?;
             let (identity, name) = state.next_child();
-            (identity, name, state.name(), pidfd)
+            (identity, name, state.name(), pidfd, authkey)
         };
         let name = self.name.unwrap_or(default_name);
         let job = start::Job {
@@ -798,6 +799,7 @@ impl ProcessBuilder {
             executable: self.executable.as_ref(),
             parent_name,
             parent_pidfd,
+            authkey,
         };
         let started = start::start(self.method.unwrap_or_else(get_start_method), &job)?;
         let channel = Channel::new(started.channel);
@@ -1005,11 +1007,23 @@ pub fn active_children() -> Vec<ChildProcess> {
 /// assert_eq!(me.name(), "MainProcess");
 /// ```
 /// Python counterpart: the object `multiprocessing.current_process()` returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CurrentProcess {
     name: String,
     pid: u32,
     daemon: bool,
+    authkey: [u8; 32],
+}
+
+impl fmt::Debug for CurrentProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("CurrentProcess")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("daemon", &self.daemon)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CurrentProcess {
@@ -1040,6 +1054,20 @@ impl CurrentProcess {
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
+
+    /// The secret this process shares with the whole tree of processes its main program
+    /// started: made at random in the main process, inherited by every child, and the key of
+    /// every private [`Manager`](crate::Manager) the tree starts. It never travels anywhere else.
+    ///
+    /// ```
+    /// fn key() -> [u8; 32] { multiproc::current_process().authkey() }
+    /// let mut child = multiproc::Process::spawn(key, ()).unwrap();
+    /// assert_eq!(child.join().unwrap(), multiproc::current_process().authkey());
+    /// ```
+    /// Python counterpart: `current_process().authkey`.
+    pub fn authkey(&self) -> [u8; 32] {
+        self.authkey
+    }
 }
 
 /// This process: its name, pid and daemon flag.
@@ -1050,9 +1078,14 @@ impl CurrentProcess {
 /// assert_eq!(me.pid(), std::process::id());
 /// ```
 /// Python counterpart: `multiprocessing.current_process()`.
+///
+/// # Panics
+/// If this is the main process, its tree key is not made yet, and the kernel has no random
+/// bytes to give (`/dev/urandom` cannot be read).
 pub fn current_process() -> CurrentProcess {
-    let state = identity::hold();
-    CurrentProcess { name: state.name(), pid: sys::process::getpid(), daemon: state.daemon }
+    let mut state = identity::hold();
+    let authkey = state.authkey().expect("reading /dev/urandom for the process tree's key");
+    CurrentProcess { name: state.name(), pid: sys::process::getpid(), daemon: state.daemon, authkey }
 }
 
 /// The process that started this one, as seen from a child.

@@ -300,14 +300,45 @@ where
     (entry as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
 }
 
-/// Turns an offset back into the update trampoline it came from.
-///
-/// # Safety
-/// As for [`entry_from_offset`]: `offset` must come from [`apply_entry_offset`] in this build.
-pub(crate) unsafe fn apply_entry_from_offset(offset: i64) -> ApplyEntry {
-    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: by the caller's contract `address` is an `ApplyEntry` trampoline of this build.
-    unsafe { std::mem::transmute::<usize, ApplyEntry>(address) }
+/// A manager client of this very process tree: it proved it holds the tree's key (which never
+/// leaves the tree: see `manager::proxy`) and says it runs this build. Such a client is one of
+/// this program's own processes, and sends only offsets that this module made — the same trust
+/// a child places in the entry offset its parent sends. The only way to name functions by
+/// offset from a manager's wire.
+pub(crate) struct TreeClient(());
+
+impl TreeClient {
+    /// The witness for a client that proved it holds `key` and said it runs build `build`, if
+    /// that is this process tree's key and this build.
+    pub(crate) fn check(key: &[u8; 32], build: &[u8]) -> Option<TreeClient> {
+        let ours = crate::process::identity::hold().authkey().ok()?;
+        (*key == ours && build == crate::sys::build_id::fingerprint()).then_some(TreeClient(()))
+    }
+
+    /// The update trampoline at `offset`, which this client made with [`apply_entry_offset`].
+    pub(crate) fn update_fn(&self, offset: i64) -> ApplyEntry {
+        let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+        // SAFETY: a client of this tree and build names update functions only by offsets from
+        // `apply_entry_offset`, which are `ApplyEntry` trampolines of this build (see the type).
+        unsafe { std::mem::transmute::<usize, ApplyEntry>(address) }
+    }
+
+    /// The constructor at `offset`, which this client made with [`new_object_offset`].
+    pub(crate) fn constructor(&self, offset: i64) -> NewObject {
+        let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+        // SAFETY: as in `update_fn`, for offsets from `new_object_offset`.
+        unsafe { std::mem::transmute::<usize, NewObject>(address) }
+    }
+}
+
+/// Decodes the whole of `bytes` as a `T`: a longer encoding is another type, not a `T` with
+/// leftovers.
+fn decode_whole<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(format!("not a {}: it is longer", std::any::type_name::<T>())),
+        Err(e) => Err(format!("not a {}: {e}", std::any::type_name::<T>())),
+    }
 }
 
 fn apply_trampoline<F, V>(old: Option<&[u8]>) -> Result<Vec<u8>, String>
@@ -315,10 +346,7 @@ where
     F: Fn(Option<V>) -> V + Copy + Send + Sync + 'static,
     V: Serialize + DeserializeOwned,
 {
-    let old: Option<V> = match old.map(postcard::from_bytes).transpose() {
-        Ok(old) => old,
-        Err(err) => return Err(format!("the stored value is not a {}: {err}", std::any::type_name::<V>())),
-    };
+    let old: Option<V> = old.map(decode_whole).transpose().map_err(|e| format!("the stored value is {e}"))?;
     // SAFETY: as in `trampoline`: `F` is zero-sized (asserted in `apply_entry_offset`, the only
     // way to name this function), so it has no bytes and no validity invariant.
     let f: F = unsafe { std::mem::zeroed() };
@@ -332,6 +360,8 @@ where
 pub(crate) trait CustomObject: Send {
     /// Decodes a request, handles it, encodes the response.
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String>;
+    /// The user type's name (what named look-ups compare).
+    fn type_name(&self) -> &'static str;
 }
 
 /// Makes a new custom object: what a manager server calls, by offset, to host a user type.
@@ -343,30 +373,31 @@ pub(crate) fn new_object_offset<T: crate::manager::SharedObject>() -> i64 {
     (entry as *const () as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
 }
 
-/// Turns an offset back into the constructor it came from.
-///
-/// # Safety
-/// As for [`entry_from_offset`]: `offset` must come from [`new_object_offset`] in this build.
-pub(crate) unsafe fn new_object_from_offset(offset: i64) -> NewObject {
-    let address = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: by the caller's contract `address` is a `NewObject` function of this build.
-    unsafe { std::mem::transmute::<usize, NewObject>(address) }
-}
-
 struct Hosted<T>(T);
 
 impl<T: crate::manager::SharedObject> CustomObject for Hosted<T> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String> {
-        let request: T::Request = postcard::from_bytes(request)
-            .map_err(|e| format!("the request is not a {}: {e}", std::any::type_name::<T::Request>()))?;
-        let response = catch_unwind(AssertUnwindSafe(|| self.0.handle(request)))
-            .map_err(|p| format!("the shared object panicked: {}", panic_message(p.as_ref())))?;
-        postcard::to_stdvec(&response).map_err(|e| format!("the response could not be encoded: {e}"))
+        // The user's serde code and `handle` alike may panic: the server thread must go on.
+        catch_unwind(AssertUnwindSafe(|| {
+            let request: T::Request = decode_whole(request).map_err(|e| format!("the request is {e}"))?;
+            let response = self.0.handle(request);
+            postcard::to_stdvec(&response).map_err(|e| format!("the response could not be encoded: {e}"))
+        }))
+        .map_err(|p| format!("the shared object panicked: {}", panic_message(p.as_ref())))?
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
     }
 }
 
 fn new_object<T: crate::manager::SharedObject>() -> Box<dyn CustomObject> {
     Box::new(Hosted(T::default()))
+}
+
+/// Makes a `T` for a manager server, catching a panic in the user's `Default`.
+pub(crate) fn construct(new: NewObject) -> Result<Box<dyn CustomObject>, String> {
+    catch_unwind(new).map_err(|p| format!("making the shared object panicked: {}", panic_message(p.as_ref())))
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).

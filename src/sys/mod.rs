@@ -8,6 +8,7 @@ pub(crate) mod build_id;
 pub(crate) mod futex;
 pub(crate) mod poll;
 pub(crate) mod process;
+pub(crate) mod random;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod tracker;

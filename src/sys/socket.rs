@@ -156,14 +156,15 @@ pub(crate) fn tune_tcp(sock: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether the peer of a connected stream socket has closed its end (or reset it), looked at
-/// without consuming anything: a peer that is waiting for an answer sends nothing, so a socket
-/// that reads as end-of-file means the peer is gone.
+/// Whether the peer of a connected stream socket is gone, looked at without consuming anything:
+/// a peer that is waiting for an answer sends nothing, so a socket that reads as end-of-file,
+/// or fails (reset, or keepalive probes unanswered: timed out, host unreachable), means the
+/// peer closed its end or vanished. Only "nothing to read yet" or a byte waiting says it is there.
 pub(crate) fn peer_closed(sock: BorrowedFd<'_>) -> bool {
     let mut byte = [0u8; 1];
-    matches!(
+    !matches!(
         rustix::net::recv(sock, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
-        Ok((0, _)) | Err(rustix::io::Errno::CONNRESET)
+        Ok((1.., _)) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR)
     )
 }
 

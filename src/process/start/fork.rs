@@ -85,6 +85,7 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
                 daemon: job.daemon,
                 parent: Some(parent),
                 watch_parent,
+                authkey: job.authkey,
             })
         }
         Forked::Parent(pid) => {

@@ -266,6 +266,7 @@ pub(crate) struct Job<'a> {
     pub(crate) executable: Option<&'a PathBuf>,
     pub(crate) parent_name: String,
     pub(crate) parent_pidfd: std::sync::Arc<OwnedFd>,
+    pub(crate) authkey: [u8; 32],
 }
 
 /// A started child, before it is registered.
@@ -299,6 +300,7 @@ impl Job<'_> {
             parent_name: self.parent_name.clone(),
             watch_parent,
             parent_death_signal,
+            authkey: self.authkey,
         }
     }
 }
