@@ -128,12 +128,36 @@
 //! assert_eq!(tickets.get(), 0);
 //! ```
 //!
-//! A [`Manager`] is a server process that holds shared dicts, lists, namespaces and values, and
-//! hosts queues, locks and events, all reached through typed proxies
-//! that any process can use — including one that inherited nothing — after proving it knows the
-//! manager's authkey. Beyond Python, [`manager::DictProxy::add`] and
-//! [`manager::DictProxy::apply`] update an entry inside the server under the dict's own lock, so
-//! the seeds' shared counter needs no Lock at all.
+//! ## The manager
+//! A [`Manager`] is a server process that holds shared dicts, lists, namespaces and values, hosts
+//! queues, locks, rlocks, semaphores, events, conditions and barriers, and your own types
+//! ([`manager::SharedObject`]), all reached through typed proxies: plain values that travel in
+//! arguments, queues, pool tasks and other managed objects. Beyond Python,
+//! [`manager::DictProxy::add`] and [`manager::DictProxy::apply`] update an entry inside the
+//! server under the dict's own lock, so the seeds' shared counter needs no Lock at all; a hosted
+//! lock whose holder dies is released by the manager; and a proxy stored inside a managed
+//! container stays a live reference.
+//!
+//! ```
+//! use multiproc::{Manager, Process, manager::DictProxy};
+//!
+//! fn take_one(d: DictProxy<String, i64>) {
+//!     d.add(&"num".to_string(), -1).unwrap(); // one step, in the manager
+//! }
+//!
+//! let manager = Manager::start().unwrap();
+//! let d = manager.dict::<String, i64>().unwrap();
+//! d.insert("num".into(), 10).unwrap();
+//! let mut ps: Vec<_> = (0..10).map(|_| Process::spawn(take_one, (d.clone(),)).unwrap()).collect();
+//! ps.iter_mut().for_each(|p| p.join().unwrap());
+//! assert_eq!(d.get(&"num".to_string()).unwrap(), Some(0));
+//! ```
+//!
+//! [`Manager::serve`] puts one on TCP (or a Unix socket path) for other programs that know its
+//! key, [`Manager::connect`] reaches it, and objects registered by name are how programs that
+//! share nothing else meet. Decoding never runs code, and a manager runs code named by its
+//! clients (update functions, user types) only for its own program's processes (see
+//! [`manager`]).
 //!
 //! ## Pools
 //! A [`Pool`] keeps worker processes and feeds them tasks: [`Pool::map`] (chunked, ordered),
@@ -189,7 +213,7 @@
 //! | `conn.send(obj)`, `conn.recv()`, `conn.poll(t)` | [`Connection::send`], [`Connection::recv`], [`Connection::poll`], plus [`Connection::recv_timeout`] |
 //! | `send_bytes`, `recv_bytes`, `recv_bytes_into` | the same names |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`connection::wait`] (also over queues) |
-//! | `connection.Listener(address, authkey)`, `connection.Client(address, authkey)` | [`connection::Listener`], [`connection::client`] (typed, over TCP) |
+//! | `connection.Listener(address, authkey)`, `connection.Client(address, authkey)` | [`connection::Listener`] ([`bind`](connection::Listener::bind), [`bind_unix`](connection::Listener::bind_unix)), [`connection::client`]: typed, over TCP or a Unix socket |
 //! | `Queue(maxsize)`: `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `empty`, `full`, `close` | [`Queue::bounded`]: [`put`](Queue::put), [`get`](Queue::get), [`try_put`](Queue::try_put), [`try_get`](Queue::try_get), [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full), [`close`](Queue::close) |
 //! | `q.put(obj, timeout=t)`, `q.get(timeout=t)` | [`Queue::put_timeout`], [`Queue::get_timeout`] |
 //! | `SimpleQueue()`, `JoinableQueue()`: `task_done`, `join` | [`SimpleQueue`], [`JoinableQueue`]: the same |
@@ -199,9 +223,12 @@
 //! | `shared_memory.SharedMemory(name, create, size)`, `.buf`, `.unlink()` | [`SharedMemory::create`], [`SharedMemory::attach`], [`SharedMemory::bytes`], [`read_at`](SharedMemory::read_at)/[`write_at`](SharedMemory::write_at), [`SharedMemory::unlink`] |
 //! | `Manager()`, `manager.dict()`, `d[k]`, `d[k] = v`, `del d[k]`, `k in d`, `len(d)`, `d.items()`, `d.update(..)`, `d.clear()` | [`Manager::start`], [`Manager::dict`], [`get`](manager::DictProxy::get), [`insert`](manager::DictProxy::insert), [`remove`](manager::DictProxy::remove), [`contains_key`](manager::DictProxy::contains_key), [`len`](manager::DictProxy::len), [`items`](manager::DictProxy::items), [`update`](manager::DictProxy::update), [`clear`](manager::DictProxy::clear) |
 //! | `manager.list()`: `append`, `pop`, `l[i]`, `l[i] = v`, `len`, `extend`, `remove`, `l[:]` | [`Manager::list`]: [`push`](manager::ListProxy::push), [`pop`](manager::ListProxy::pop), [`get`](manager::ListProxy::get), [`set`](manager::ListProxy::set), [`len`](manager::ListProxy::len), [`extend`](manager::ListProxy::extend), [`remove`](manager::ListProxy::remove), [`to_vec`](manager::ListProxy::to_vec) |
-//! | `manager.Namespace()`, `manager.Value(..)`, `manager.Queue()`, `manager.JoinableQueue()`, `manager.Lock()`, `manager.RLock()`, `manager.Semaphore(n)`, `manager.Event()`, `manager.Barrier(n)`, `manager.Condition()` | [`Manager::namespace`], [`Manager::value`], [`Manager::queue`], [`Manager::joinable_queue`], [`Manager::lock`], [`Manager::rlock`], [`Manager::semaphore`], [`Manager::event`], [`Manager::barrier`], [`Manager::condition`] |
-//! | `BaseManager(address, authkey)`: `start()`, `connect()`, `register("get_queue", ...)` | [`Manager::serve`], [`Manager::connect`], [`Manager::queue_named`] and friends |
-//! | `BaseManager.register(typeid, MyClass)` and its proxy | [`manager::SharedObject`], [`Manager::object`], [`manager::ObjectProxy::call`] |
+//! | `manager.Namespace()`, `manager.Value(..)`, `manager.Queue(maxsize)`, `manager.JoinableQueue()`, `manager.Lock()`, `manager.RLock()`, `manager.Semaphore(n)`, `manager.BoundedSemaphore(n)`, `manager.Event()`, `manager.Barrier(n)`, `manager.Condition(lock)` | [`Manager::namespace`], [`Manager::value`], [`Manager::queue`]/[`Manager::queue_bounded`], [`Manager::joinable_queue`], [`Manager::lock`], [`Manager::rlock`], [`Manager::semaphore`], [`Manager::bounded_semaphore`], [`Manager::event`], [`Manager::barrier`], [`Manager::condition`]/[`Manager::condition_with`] |
+//! | `with lock:` on a manager's lock, `lock.acquire(block, timeout)` | [`manager::LockProxy::acquire`] (a guard, which also says whether the last holder died), [`manager::LockProxy::acquire_with`] |
+//! | `get_context(m).Manager()`, `BaseManager(address, authkey)`: `start()`, `connect()`, `shutdown()` | [`Manager::builder`], [`Manager::serve`]/[`Manager::serve_unix`], [`Manager::connect`], [`Manager::shutdown`] |
+//! | `BaseManager.register("get_queue", callable=lambda: q)`, `manager.get_queue()` | [`Manager::register`], [`Manager::lookup`]; [`Manager::queue_named`] and the other `_named` makers |
+//! | `BaseManager.register(typeid, MyClass)` and its proxy | [`manager::SharedObject`], [`ManagerBuilder::register`], [`Manager::object`], [`manager::ObjectProxy::call`] |
+//! | `current_process().authkey` | [`CurrentProcess::authkey`] |
 //! | `with lock: d[k] += n` | [`manager::DictProxy::add`], [`manager::DictProxy::apply`] (atomic in the server, no lock) |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] (plus a per-task timeout) |
 //! | `pool.map(f, it, chunksize)`, `imap`, `imap_unordered`, `starmap` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`] |
@@ -232,6 +259,13 @@
 //! - Pool workers ignore SIGINT: Ctrl-C ends the parent (by default), and its workers with it,
 //!   without a traceback from each.
 //! - `fork` children keep stdin; `spawn` and fork-server children read an empty stdin.
+//! - Manager objects live as long as their manager (a proxy is a plain value with no reference
+//!   count); a hosted lock can be released only by the thread that holds it, and is released by
+//!   the manager when that thread or process ends; a manager runs client-named code (update
+//!   functions, user types) only for its own program's processes.
+//! - A proxy carries its manager's key only to processes of the same program (Python leaves it
+//!   out of every pickle but those for a new process); stored or sent elsewhere, the reader uses
+//!   the key it knows.
 //!
 //! [postcard]: https://docs.rs/postcard
 

@@ -102,13 +102,15 @@ pub fn manager_counter_story() {
     let left = d.get(&"num".to_string()).unwrap().unwrap();
     println!("no lock:      10 - 10 = {left}  ({left} updates lost: the manager's dict has no lock of its own)");
 
-    d.insert("num".into(), 10).unwrap();
     let lock = Lock::new().unwrap();
-    let mut ps: Vec<_> =
-        (0..10).map(|_| Process::spawn(decrement_locked, (d.clone(), lock.clone())).unwrap()).collect();
-    ps.iter_mut().for_each(|p| p.join().unwrap());
-    assert_eq!(d.get(&"num".to_string()).unwrap(), Some(0));
-    println!("with a Lock:  10 - 10 = 0");
+    for n in [10i64, 100] {
+        d.insert("num".into(), n).unwrap();
+        let mut ps: Vec<_> =
+            (0..n).map(|_| Process::spawn(decrement_locked, (d.clone(), lock.clone())).unwrap()).collect();
+        ps.iter_mut().for_each(|p| p.join().unwrap());
+        assert_eq!(d.get(&"num".to_string()).unwrap(), Some(0));
+        println!("with a Lock:  {n} - {n} = 0");
+    }
 
     for n in [10i64, 100] {
         d.insert("num".into(), n).unwrap();
