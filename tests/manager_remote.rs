@@ -342,3 +342,41 @@ fn a_net_connection_whose_peer_closed_is_disconnected() {
     assert!(matches!(conn.recv(), Err(RecvError::Disconnected)));
     assert!(conn.poll(Some(SHORT)).unwrap(), "a closed peer reads as ready (end of stream)");
 }
+
+/// Not a test of its own: the body of the separate program that
+/// `a_program_we_did_not_start_works_from_a_served_manager` runs. It shares no process tree with
+/// the server (another tree key), only the address and the key.
+#[test]
+fn stranger_helper() {
+    let Ok(address) = std::env::var("MP_STRANGER_ADDRESS") else { return };
+    let manager = Manager::connect(&address, b"stranger-key").unwrap();
+    let jobs = manager.queue_named::<Option<u64>>("jobs").unwrap();
+    // Proxies stored in the manager arrive without a key; this program uses the one it has.
+    let results = manager.lookup::<ListProxy<DictProxy<u64, u64>>>("results").unwrap().unwrap().get(0).unwrap();
+    let results = results.expect("a dict proxy stored by the owner");
+    while let Some(n) = jobs.get().unwrap() {
+        results.insert(n, n * n).unwrap();
+    }
+}
+
+#[test]
+fn a_program_we_did_not_start_works_from_a_served_manager() {
+    let _w = watchdog(60);
+    let server = Manager::serve("127.0.0.1:0", b"stranger-key").unwrap();
+    let jobs = server.queue_named::<Option<u64>>("jobs").unwrap();
+    let results = server.dict::<u64, u64>().unwrap();
+    let holder = server.list::<DictProxy<u64, u64>>().unwrap();
+    holder.push(results.clone()).unwrap();
+    server.register("results", &holder).unwrap();
+    (1..=5).for_each(|n| jobs.put(Some(n)).unwrap());
+    jobs.put(None).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "stranger_helper", "--nocapture", "--test-threads=1"])
+        .env("MP_STRANGER_ADDRESS", server.address())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helper failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut got = results.items().unwrap();
+    got.sort();
+    assert_eq!(got, [(1, 1), (2, 4), (3, 9), (4, 16), (5, 25)]);
+}

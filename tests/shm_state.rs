@@ -202,3 +202,29 @@ fn absurd_sizes_are_refused_clearly() {
     assert_eq!(Array::<u8>::new(usize::MAX - 10).unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(Queue::<u8>::with_capacity(0, usize::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
 }
+
+/// Not a test of its own: the body of the separate program that
+/// `a_segment_is_attached_by_name_from_a_program_we_did_not_start` runs.
+#[test]
+fn attach_helper() {
+    let Ok(name) = std::env::var("MP_SHM_ATTACH") else { return };
+    let shm = SharedMemory::attach(&name).unwrap();
+    shm.write_at(0, b"from a stranger").unwrap();
+}
+
+#[test]
+fn a_segment_is_attached_by_name_from_a_program_we_did_not_start() {
+    let _w = watchdog(60);
+    let shm = SharedMemory::create(None, 64).unwrap();
+    let name = shm.name().unwrap().to_string();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "attach_helper", "--nocapture", "--test-threads=1"])
+        .env("MP_SHM_ATTACH", &name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helper failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut buf = [0u8; 15];
+    shm.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"from a stranger");
+    shm.unlink().unwrap();
+}
