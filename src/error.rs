@@ -173,6 +173,32 @@ impl std::error::Error for Error {
     }
 }
 
+/// `T`'s name for messages, without module paths: `Vec<String>`, not
+/// `alloc::vec::Vec<alloc::string::String>`.
+pub(crate) fn type_name<T: ?Sized>() -> String {
+    short_type_name(std::any::type_name::<T>())
+}
+
+/// A type's full name without its module paths.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    // Where the path being read began in `out`: a `::` drops what came since.
+    let mut path_start = 0;
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            out.truncate(path_start);
+        } else {
+            out.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                path_start = out.len();
+            }
+        }
+    }
+    out
+}
+
 /// `Result` with this crate's [`Error`].
 ///
 /// ```
@@ -183,3 +209,13 @@ impl std::error::Error for Error {
 /// ```
 /// Python counterpart: none (Python raises exceptions).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn type_names_lose_their_paths() {
+        assert_eq!(super::type_name::<Vec<String>>(), "Vec<String>");
+        assert_eq!(super::type_name::<(u8, Option<std::path::PathBuf>)>(), "(u8, Option<PathBuf>)");
+        assert_eq!(super::short_type_name("my_crate::Tally"), "Tally");
+    }
+}

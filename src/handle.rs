@@ -66,6 +66,16 @@ impl Drop for Transfer {
 ///
 /// The descriptors are borrowed from `value`, so they stay open for as long as the bytes may be
 /// sent along with them.
+/// Decodes the whole of `bytes` as a `T`. postcard is not self-describing, so bytes of another
+/// type may still decode; but an encoding longer than a `T` is another type, not a `T` with
+/// leftovers, and is refused.
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<T> {
+    match postcard::take_from_bytes(bytes)? {
+        (value, []) => Ok(value),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
+    }
+}
+
 pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
     let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
     let transfer = Transfer::begin();

@@ -16,6 +16,9 @@ use multiproc::{ErrorKind, Lock, Manager, Process};
 fn dict_proxy_semantics() {
     let _w = watchdog(60);
     let manager = Manager::start().unwrap();
+    let made = manager.dict_from([("count".to_string(), vec![100u32])]).unwrap();
+    assert_eq!(made.get(&"count".to_string()).unwrap(), Some(vec![100]));
+    assert_eq!(manager.list_from(['a', 'b']).unwrap().to_vec().unwrap(), ['a', 'b']);
     let d = manager.dict::<String, Vec<u32>>().unwrap();
     assert!(d.is_empty().unwrap());
     assert_eq!(d.insert("a".into(), vec![1]).unwrap(), None);
@@ -381,6 +384,19 @@ fn names_register_once_and_look_up_by_kind() {
     // A proxy of another manager cannot be registered here.
     let other = Manager::start().unwrap();
     assert_eq!(manager.register("x", &other.list::<u8>().unwrap()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Names check what the object holds, not only what it is: two programs cannot read one
+    // object as different types.
+    manager.dict_named::<String, u64>("scores").unwrap().insert("x".into(), 5).unwrap();
+    let err = manager.dict_named::<String, i64>("scores").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("dict of String → u64"), "{err}");
+    assert_eq!(manager.lookup::<DictProxy<String, i64>>("scores").unwrap_err().kind(), ErrorKind::InvalidInput);
+    manager.register("small", &manager.value(300u32).unwrap()).unwrap();
+    assert!(manager.lookup::<multiproc::manager::ValueProxy<i32>>("small").is_err());
+    assert_eq!(manager.lookup::<multiproc::manager::ValueProxy<u32>>("small").unwrap().unwrap().get().unwrap(), 300);
+    manager.queue_named::<u8>("jobs").unwrap().put(1).unwrap();
+    assert!(manager.queue_named::<String>("jobs").is_err());
+    assert_eq!(manager.queue_named::<u8>("jobs").unwrap().get().unwrap(), 1, "nothing was lost by the wrong look");
     // Namespaces and values are their own kinds, though the server keeps them as dicts.
     manager.register("ns", &manager.namespace().unwrap()).unwrap();
     assert!(manager.lookup::<multiproc::manager::NamespaceProxy>("ns").unwrap().is_some());

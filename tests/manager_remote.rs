@@ -275,6 +275,12 @@ fn a_manager_served_on_a_unix_path_is_reached_by_that_path_and_removed_with_it()
     assert_eq!(server.dict_named::<String, u64>("totals").unwrap().get(&"sum".to_string()).unwrap(), Some(55));
     let wrong = Manager::connect(&server.address(), b"guess").unwrap();
     assert_eq!(wrong.queue_named::<u8>("jobs").unwrap_err().kind(), ErrorKind::Authentication);
+    // A bare absolute path is a Unix socket too, as in Python; what is no address says so.
+    let bare = Manager::connect(path.to_str().unwrap(), b"unix-key").unwrap();
+    assert_eq!(bare.dict_named::<String, u64>("totals").unwrap().len().unwrap(), 1);
+    let err = Manager::connect("no address at all", b"k").unwrap().dict::<u8, u8>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("unix:/path"), "{err}");
     assert_eq!(
         Manager::serve_unix("relative/path", b"k").unwrap_err().kind(),
         ErrorKind::InvalidInput,

@@ -465,19 +465,13 @@ fn a_forked_child_does_not_keep_its_parents_hold_on_a_lock() {
     assert!(guard.expect("released when the holder died").owner_died());
 }
 
-fn wait_then_report(b: BarrierProxy, arrived: SemaphoreProxy) -> bool {
-    arrived.release().unwrap();
-    b.wait().unwrap().is_err()
-}
-
 #[test]
 fn waiters_of_an_aborted_generation_fail_even_if_a_reset_follows_at_once() {
     let _w = watchdog(60);
     let manager = Manager::start().unwrap();
     let b = manager.barrier(3).unwrap();
     let arrived = manager.semaphore(0).unwrap();
-    let mut waiters: Vec<_> =
-        (0..2).map(|_| Process::spawn(wait_then_report, (b.clone(), arrived.clone())).unwrap()).collect();
+    let mut waiters: Vec<_> = (0..2).map(|_| Process::spawn(wait_at, (b.clone(), arrived.clone())).unwrap()).collect();
     arrived.acquire().unwrap();
     arrived.acquire().unwrap();
     while b.n_waiting().unwrap() < 2 {

@@ -545,10 +545,10 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Python counterpart: `conn.poll(deadline - time.monotonic())` then `conn.recv()`.
     pub fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let (bytes, fds) = self.recv_frame(deadline)?;
-        handle::provide(fds, || postcard::from_bytes(&bytes)).map_err(|e| {
+        handle::provide(fds, || handle::decode_exact(&bytes)).map_err(|e| {
             RecvTimeoutError::Recv(RecvError::Failed(Error::with_source(
                 ErrorKind::Decode,
-                format!("a message is not a {}", std::any::type_name::<T>()),
+                format!("a message is not a {}", crate::error::type_name::<T>()),
                 e,
             )))
         })

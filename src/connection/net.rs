@@ -160,13 +160,14 @@ impl Drop for Listener {
     }
 }
 
-/// Connects to a [`Listener`] at `address` — `host:port`, `unix:/path`, or `unix:@name` for
-/// Linux's abstract namespace — proving it knows `authkey` (and checking that the listener does
-/// too).
+/// Connects to a [`Listener`] at `address` — `host:port`, `unix:/path` (or an absolute `/path`),
+/// or `unix:@name` for Linux's abstract namespace — proving it knows `authkey` (and checking that
+/// the listener does too).
 ///
 /// # Errors
 /// [`ErrorKind::Authentication`] for a wrong key (either side); [`ErrorKind::Disconnected`] if
-/// nobody listens there; [`ErrorKind::Protocol`] if the listener is another release of this crate.
+/// nobody listens there; [`ErrorKind::InvalidInput`] if `address` is not an address;
+/// [`ErrorKind::Protocol`] if the listener is another release of this crate.
 ///
 /// ```
 /// use multiproc::{ErrorKind, connection::{Listener, client}};
@@ -179,9 +180,7 @@ impl Drop for Listener {
 /// Python counterpart: `multiprocessing.connection.Client(address, authkey=...)`.
 pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
     let endpoint = Endpoint::parse(address);
-    let socket = endpoint
-        .connect()
-        .map_err(|e| Error::with_source(ErrorKind::Disconnected, format!("connecting to {endpoint}"), e))?;
+    let socket = endpoint.connect().map_err(|e| endpoint.connect_error(e))?;
     let deadline = Instant::now() + wire::HANDSHAKE;
     match wire::connect(&socket, &wire::derive_key(authkey), sys::build_id::fingerprint(), deadline) {
         Ok(()) => Ok(NetConnection::new(socket)),
@@ -357,15 +356,15 @@ impl<T: Serialize + DeserializeOwned> NetConnection<T> {
     /// Python counterpart: `conn.send(obj)`.
     pub fn send(&self, message: &T) -> std::result::Result<(), SendError> {
         let bytes = postcard::to_stdvec(message)
-            .map_err(|e| SendError::Failed(Error::with_source(ErrorKind::Encode, std::any::type_name::<T>(), e)))?;
+            .map_err(|e| SendError::Failed(Error::with_source(ErrorKind::Encode, crate::error::type_name::<T>(), e)))?;
         self.send_bytes(&bytes)
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<T, RecvError> {
-        postcard::from_bytes(bytes).map_err(|e| {
+        crate::handle::decode_exact(bytes).map_err(|e| {
             RecvError::Failed(Error::with_source(
                 ErrorKind::Decode,
-                format!("a message that is not a {}", std::any::type_name::<T>()),
+                format!("a message that is not a {}", crate::error::type_name::<T>()),
                 e,
             ))
         })
@@ -375,8 +374,10 @@ impl<T: Serialize + DeserializeOwned> NetConnection<T> {
     ///
     /// # Errors
     /// [`RecvError::Disconnected`] once the peer has closed; [`RecvError::Failed`] for a message
-    /// that is not a `T` (it is consumed; the connection stays usable), or an oversized one
-    /// (the connection is then closed).
+    /// that does not decode as a whole `T` (it is consumed; the connection stays usable), or an
+    /// oversized one (the connection is then closed). Messages carry no type tag: bytes of
+    /// another type that happen to decode as a `T` are read as one, so send one type per
+    /// connection (an enum, for several kinds of message).
     ///
     /// ```
     /// # use multiproc::connection::{Listener, client};

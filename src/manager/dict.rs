@@ -25,6 +25,28 @@ impl Manager {
         self.new_object(New::Dict)
     }
 
+    /// A new shared dict holding `items` (encoded first: nothing is made if one cannot be).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`]; [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let d = manager.dict_from([("count".to_string(), 100i64)]).unwrap();
+    /// assert_eq!(d.get(&"count".to_string()).unwrap(), Some(100));
+    /// ```
+    /// Python counterpart: `manager.dict({"count": 100})`.
+    pub fn dict_from<K, V>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<DictProxy<K, V>>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        let items = encode_items(items)?;
+        let dict: DictProxy<K, V> = self.new_object(New::Dict)?;
+        call_done(&dict.address, &Request::Dict { id: dict.id, op: DictOp::Update(items) })?;
+        Ok(dict)
+    }
+
     /// The dict registered under `name` in the manager, made empty if there is none yet: how
     /// programs that share nothing but the address and the key find the same object.
     ///
@@ -63,11 +85,11 @@ proxy_type!(
     /// assert_eq!(d.get(&"primes".to_string()).unwrap(), Some(vec![2, 3, 5]));
     /// ```
     /// Python counterpart: the `DictProxy` of `manager.dict()`.
-    DictProxy<K, V> = Kind::Dict, fn(K) -> V
+    DictProxy<K, V> = Kind::Dict(std::any::type_name::<K>().into(), std::any::type_name::<V>().into()), fn(K) -> V
 );
 
-/// Numbers that [`DictProxy::add`] adds in the server, in their own type: a sum that does not
-/// fit is refused, never wrapped.
+/// Numbers that [`DictProxy::add`] adds in the server, as the dict's value type: a sum that does
+/// not fit is refused, never wrapped.
 ///
 /// ```
 /// fn addable<N: multiproc::manager::Number>() {}
@@ -103,6 +125,12 @@ number!(
     u8 => U8 as u8, u16 => U16 as u16, u32 => U32 as u32, u64 => U64 as u64, usize => U64 as u64,
     f32 => F32 as f32, f64 => F64 as f64,
 );
+
+fn encode_items<K: Serialize, V: Serialize>(
+    items: impl IntoIterator<Item = (K, V)>,
+) -> Result<Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>> {
+    items.into_iter().map(|(k, v)| Ok((encode(&k)?, encode(&v)?))).collect()
+}
 
 pub(super) fn dict_op(address: &Address, id: u64, op: DictOp) -> Result<Reply> {
     call(address, &Request::Dict { id, op })
@@ -284,7 +312,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// ```
     /// Python counterpart: `d.update(items)`.
     pub fn update(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<()> {
-        let items = items.into_iter().map(|(k, v)| Ok((encode(&k)?, encode(&v)?))).collect::<Result<Vec<_>>>()?;
+        let items = encode_items(items)?;
         call_done(&self.address, &Request::Dict { id: self.id, op: DictOp::Update(items) })
     }
 

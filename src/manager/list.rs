@@ -26,6 +26,27 @@ impl Manager {
         self.new_object(New::List)
     }
 
+    /// A new shared list holding `items` (encoded first: nothing is made if one cannot be).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`]; [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// let l = manager.list_from([1u8, 2, 3]).unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
+    /// ```
+    /// Python counterpart: `manager.list([1, 2, 3])`.
+    pub fn list_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy<T>> {
+        let items = items.into_iter().map(|v| encode(&v)).collect::<Result<Vec<_>>>()?;
+        let list: ListProxy<T> = self.new_object(New::List)?;
+        call_done(&list.address, &Request::List { id: list.id, op: ListOp::Extend(items) })?;
+        Ok(list)
+    }
+
     /// As [`dict_named`](Self::dict_named), for a list.
     ///
     /// # Errors
@@ -57,7 +78,7 @@ proxy_type!(
     /// assert_eq!(signed, [0, 1, 2, 3]);
     /// ```
     /// Python counterpart: the `ListProxy` of `manager.list()`.
-    ListProxy<T> = Kind::List, fn(T) -> T
+    ListProxy<T> = Kind::List(std::any::type_name::<T>().into()), fn(T) -> T
 );
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {

@@ -217,13 +217,14 @@ impl Manager {
         Manager::builder().serve_unix(path, authkey)
     }
 
-    /// A manager another program serves at `address` (`host:port`, or `unix:/path` for a Unix
-    /// socket). Nothing is checked until the first call, which fails with
-    /// [`ErrorKind::Authentication`] for a wrong key. Dropping this handle leaves the server
-    /// running.
+    /// A manager another program serves at `address` (`host:port`, or `unix:/path` — or just an
+    /// absolute `/path` — for a Unix socket). Nothing is checked until the first call, which
+    /// fails with [`ErrorKind::Authentication`] for a wrong key. Dropping this handle leaves the
+    /// server running.
     ///
     /// # Errors
-    /// None yet; calls fail with [`ErrorKind::Disconnected`] if nobody answers at `address`.
+    /// None yet; calls fail with [`ErrorKind::Disconnected`] if nobody answers at `address`, and
+    /// with [`ErrorKind::InvalidInput`] if it is not an address.
     ///
     /// ```
     /// use multiproc::{ErrorKind, Manager};
@@ -313,18 +314,21 @@ impl Manager {
         }
     }
 
-    /// Stops the server now (dropping the handle does the same).
+    /// Stops the server now, if this handle started it (dropping the handle does the same); a
+    /// handle from [`connect`](Self::connect) only lets go, and the server runs on.
     ///
     /// ```
     /// let manager = multiproc::Manager::start().unwrap();
+    /// let d = manager.dict::<u8, u8>().unwrap();
     /// manager.shutdown();
+    /// assert_eq!(d.len().unwrap_err().kind(), multiproc::ErrorKind::Disconnected);
     /// ```
     /// Python counterpart: `manager.shutdown()`.
     pub fn shutdown(self) {}
 
     /// A new object in the server.
     fn new_object<P: Proxy>(&self, new: New) -> Result<P> {
-        match call(&self.address, &Request::New(new))? {
+        match call(&self.address, &Request::New { new, kind: P::kind() })? {
             Reply::Id(id) => Ok(P::from_parts(self.address.clone(), id)),
             other => Err(unexpected(other)),
         }
@@ -332,7 +336,7 @@ impl Manager {
 
     /// The object registered under `name`, made as `new` if there is none yet.
     fn named<P: Proxy>(&self, name: &str, new: New) -> Result<P> {
-        match call(&self.address, &Request::Named { name: name.to_owned(), new })? {
+        match call(&self.address, &Request::Named { name: name.to_owned(), new, kind: P::kind() })? {
             Reply::Id(id) => Ok(P::from_parts(self.address.clone(), id)),
             other => Err(unexpected(other)),
         }

@@ -156,7 +156,7 @@ proxy_type!(
     /// assert_eq!(v.get().unwrap(), [1, 1, 1]);
     /// ```
     /// Python counterpart: the proxy of `manager.Value(typecode, value)`.
-    ValueProxy<T> = Kind::Value, fn(T) -> T
+    ValueProxy<T> = Kind::Value(std::any::type_name::<T>().into()), fn(T) -> T
 );
 
 /// The one key of a value's dict: `()` encodes as no bytes at all.

@@ -78,7 +78,7 @@ impl Manager {
     /// ```
     /// Python counterpart: calling a type registered with `BaseManager.register`.
     pub fn object<T: SharedObject>(&self) -> Result<ObjectProxy<T>> {
-        self.new_object(New::Object { entry: new_object_offset::<T>(), type_name: std::any::type_name::<T>().into() })
+        self.new_object(New::Object { entry: new_object_offset::<T>() })
     }
 }
 

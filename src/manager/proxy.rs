@@ -183,7 +183,7 @@ struct Connection {
 
 impl Connection {
     fn open(address: &Address) -> Result<Connection> {
-        let socket = address.endpoint.connect().map_err(|e| disconnected(&address.endpoint, e))?;
+        let socket = address.endpoint.connect().map_err(|e| address.endpoint.connect_error(e))?;
         // Listed at once: a fork from another thread from here on closes its copy.
         client_state().open.push(socket.as_fd().as_raw_fd());
         let connection = Connection {
@@ -339,17 +339,14 @@ pub(crate) fn call_waited(address: &Address, request: &Request) -> Result<bool> 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<ByteBuf> {
     postcard::to_stdvec(value)
         .map(ByteBuf::from)
-        .map_err(|e| Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e))
+        .map_err(|e| Error::with_source(ErrorKind::Encode, crate::error::type_name::<T>(), e))
 }
 
-/// Decodes a value the server kept, which must be a whole `T` (a longer value is another type).
+/// Decodes a value the server kept, which must be a whole `T`.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let not_a = || format!("a stored value is not a {}", std::any::type_name::<T>());
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err(Error::new(ErrorKind::Decode, format!("{}: it is longer", not_a()))),
-        Err(e) => Err(Error::with_source(ErrorKind::Decode, not_a(), e)),
-    }
+    crate::handle::decode_exact(bytes).map_err(|e| {
+        Error::with_source(ErrorKind::Decode, format!("a stored value is not a {}", crate::error::type_name::<T>()), e)
+    })
 }
 
 /// A timeout for the wire: whole milliseconds, rounded up so that a wait is never shorter.

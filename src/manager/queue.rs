@@ -118,7 +118,7 @@ proxy_type!(
     /// assert_eq!(got, [0, 1, 2]);
     /// ```
     /// Python counterpart: the proxy of `manager.Queue()`.
-    QueueProxy<T> = Kind::Queue, fn(T) -> T
+    QueueProxy<T> = Kind::Queue(std::any::type_name::<T>().into()), fn(T) -> T
 );
 
 /// Why a put through a proxy did not put the item.
@@ -395,7 +395,7 @@ impl<'de, T> serde::Deserialize<'de> for JoinableQueueProxy<T> {
 
 impl<T> Sealed for JoinableQueueProxy<T> {
     fn kind() -> Kind {
-        Kind::JoinableQueue
+        Kind::JoinableQueue(std::any::type_name::<T>().into())
     }
     fn parts(&self) -> (&Address, u64) {
         (&self.queue.address, self.queue.id)

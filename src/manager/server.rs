@@ -415,8 +415,8 @@ impl Client<'_> {
 
     fn handle(&self, request: Request) -> Reply {
         match request {
-            Request::New(new) => self.create(new).map_or_else(Reply::Refused, Reply::Id),
-            Request::Named { name, new } => self.named(name, new),
+            Request::New { new, kind } => self.create(new, kind).map_or_else(Reply::Refused, Reply::Id),
+            Request::Named { name, new, kind } => self.named(name, new, kind),
             Request::Register { name, id } => self.register(name, id),
             Request::Lookup { name, kind } => self.lookup(&name, &kind),
             Request::AllowType { entry } => match &self.tree {
@@ -480,8 +480,10 @@ impl Client<'_> {
         }
     }
 
-    fn create(&self, new: New) -> Result<u64, String> {
-        let kind = new.kind();
+    fn create(&self, new: New, kind: Kind) -> Result<u64, String> {
+        if !new.fits(&kind) {
+            return Err(format!("a request for a {kind} that makes something else"));
+        }
         let state = match new {
             New::Dict | New::Namespace => State::Dict(HashMap::new()),
             New::Value(bytes) => State::Dict(HashMap::from([(Vec::new(), bytes.into_vec())])),
@@ -556,16 +558,16 @@ impl Client<'_> {
         }
     }
 
-    fn named(&self, name: String, new: New) -> Reply {
+    fn named(&self, name: String, new: New, kind: Kind) -> Reply {
         let mut names = lock(&self.server.names);
         if let Some(&id) = names.get(&name) {
             return match self.server.slot(id) {
-                Ok(slot) if slot.kind == new.kind() => Reply::Id(id),
-                Ok(slot) => refused(format!("{name:?} is a {}, not a {}", slot.kind, new.kind())),
+                Ok(slot) if slot.kind == kind => Reply::Id(id),
+                Ok(slot) => refused(format!("{name:?} is a {}, not a {kind}", slot.kind)),
                 Err(why) => refused(why),
             };
         }
-        match self.create(new) {
+        match self.create(new, kind) {
             Ok(id) => {
                 names.insert(name, id);
                 Reply::Id(id)
@@ -707,7 +709,7 @@ impl Client<'_> {
     }
 
     fn queue(&self, slot: &Arc<Slot>, op: QueueOp) -> Reply {
-        if !matches!(slot.kind, Kind::Queue | Kind::JoinableQueue) {
+        if !matches!(slot.kind, Kind::Queue(_) | Kind::JoinableQueue(_)) {
             return not_a(slot, "queue");
         }
         match op {
@@ -751,7 +753,7 @@ impl Client<'_> {
                 reply
             }
             QueueOp::Join { wait } => {
-                if slot.kind != Kind::JoinableQueue {
+                if !matches!(slot.kind, Kind::JoinableQueue(_)) {
                     return not_a(slot, "joinable queue");
                 }
                 self.wait_until(slot, wait, |s| (as_queue(s).unfinished == Some(0)).then_some(Reply::Done))

@@ -53,8 +53,9 @@ pub(crate) fn derive_key(authkey: &[u8]) -> AuthKey {
     Sha256::digest(authkey).into()
 }
 
-/// Where a server listens, as users write it: `host:port` for TCP, `unix:/path` for a Unix
-/// socket in the filesystem, `unix:@name` for one in Linux's abstract namespace (no file).
+/// Where a server listens, as users write it: `host:port` for TCP, `unix:/path` (or just an
+/// absolute `/path`, as Python takes it) for a Unix socket in the filesystem, `unix:@name` for
+/// one in Linux's abstract namespace (no file).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Endpoint {
     Tcp(String),
@@ -69,8 +70,23 @@ impl Endpoint {
                 Some(name) => Endpoint::Abstract(name.to_owned()),
                 None => Endpoint::Unix(path.to_owned()),
             },
+            None if address.starts_with('/') => Endpoint::Unix(address.to_owned()),
             None => Endpoint::Tcp(address.to_owned()),
         }
+    }
+
+    /// What `connect` failing with `error` means: an address that names nothing is the caller's
+    /// mistake, not a server that went away.
+    pub(crate) fn connect_error(&self, error: io::Error) -> crate::Error {
+        use crate::{Error, ErrorKind};
+        if error.kind() == io::ErrorKind::InvalidInput {
+            return Error::with_source(
+                ErrorKind::InvalidInput,
+                format!("{self:?} is not an address: write host:port, unix:/path (or /path) or unix:@name"),
+                error,
+            );
+        }
+        Error::with_source(ErrorKind::Disconnected, format!("nobody answers at {self}"), error)
     }
 
     /// Opens a connection (not yet authenticated), giving up on a TCP peer that does not answer
@@ -473,15 +489,17 @@ pub enum Number {
     F64(f64),
 }
 
-/// What kind of object a proxy refers to, as checked by named look-ups.
+/// What kind of object a proxy refers to, with the types of what it holds (their full names):
+/// what named look-ups check, so that two programs cannot read one object as different types.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Kind {
-    Dict,
-    List,
+    /// Key and value types.
+    Dict(String, String),
+    List(String),
     Namespace,
-    Value,
-    Queue,
-    JoinableQueue,
+    Value(String),
+    Queue(String),
+    JoinableQueue(String),
     Lock,
     RLock,
     Semaphore,
@@ -494,22 +512,22 @@ pub enum Kind {
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Kind::Dict => "dict",
-            Kind::List => "list",
-            Kind::Namespace => "namespace",
-            Kind::Value => "value",
-            Kind::Queue => "queue",
-            Kind::JoinableQueue => "joinable queue",
-            Kind::Lock => "lock",
-            Kind::RLock => "rlock",
-            Kind::Semaphore => "semaphore",
-            Kind::Event => "event",
-            Kind::Condition => "condition",
-            Kind::Barrier => "barrier",
-            Kind::Object(name) => name,
-        };
-        f.write_str(name)
+        use crate::error::short_type_name as short;
+        match self {
+            Kind::Dict(k, v) => write!(f, "dict of {} → {}", short(k), short(v)),
+            Kind::List(t) => write!(f, "list of {}", short(t)),
+            Kind::Namespace => f.write_str("namespace"),
+            Kind::Value(t) => write!(f, "value of {}", short(t)),
+            Kind::Queue(t) => write!(f, "queue of {}", short(t)),
+            Kind::JoinableQueue(t) => write!(f, "joinable queue of {}", short(t)),
+            Kind::Lock => f.write_str("lock"),
+            Kind::RLock => f.write_str("rlock"),
+            Kind::Semaphore => f.write_str("semaphore"),
+            Kind::Event => f.write_str("event"),
+            Kind::Condition => f.write_str("condition"),
+            Kind::Barrier => f.write_str("barrier"),
+            Kind::Object(t) => f.write_str(&short(t)),
+        }
     }
 }
 
@@ -540,42 +558,49 @@ pub(crate) enum New {
     Barrier {
         parties: u32,
     },
-    /// A user type, made by the constructor at offset `entry` in the client's build; the
-    /// client says what type that makes, and the server checks it.
+    /// A user type, made by the constructor at offset `entry` in the client's build (which
+    /// the server checks makes the type the kind names).
     Object {
         entry: i64,
-        type_name: String,
     },
 }
 
 impl New {
-    pub(crate) fn kind(&self) -> Kind {
-        match self {
-            New::Dict => Kind::Dict,
-            New::List => Kind::List,
-            New::Namespace => Kind::Namespace,
-            New::Value(_) => Kind::Value,
-            New::Queue { joinable: false, .. } => Kind::Queue,
-            New::Queue { joinable: true, .. } => Kind::JoinableQueue,
-            New::Lock { reentrant: false } => Kind::Lock,
-            New::Lock { reentrant: true } => Kind::RLock,
-            New::Semaphore { .. } => Kind::Semaphore,
-            New::Event => Kind::Event,
-            New::Condition { .. } => Kind::Condition,
-            New::Barrier { .. } => Kind::Barrier,
-            New::Object { type_name, .. } => Kind::Object(type_name.clone()),
-        }
+    /// Whether `kind` describes what this makes (the types it names are the client's to say).
+    pub(crate) fn fits(&self, kind: &Kind) -> bool {
+        matches!(
+            (self, kind),
+            (New::Dict, Kind::Dict(..))
+                | (New::List, Kind::List(_))
+                | (New::Namespace, Kind::Namespace)
+                | (New::Value(_), Kind::Value(_))
+                | (New::Queue { joinable: false, .. }, Kind::Queue(_))
+                | (New::Queue { joinable: true, .. }, Kind::JoinableQueue(_))
+                | (New::Lock { reentrant: false }, Kind::Lock)
+                | (New::Lock { reentrant: true }, Kind::RLock)
+                | (New::Semaphore { .. }, Kind::Semaphore)
+                | (New::Event, Kind::Event)
+                | (New::Condition { .. }, Kind::Condition)
+                | (New::Barrier { .. }, Kind::Barrier)
+                | (New::Object { .. }, Kind::Object(_))
+        )
     }
 }
 
 /// What a client asks. Object ids come from `Reply::Id`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    New(New),
-    /// The object registered under `name`, made (and registered) if there is none yet.
+    /// A new object, of `kind` (which the proxy's type names).
+    New {
+        new: New,
+        kind: Kind,
+    },
+    /// The object registered under `name`, made (and registered) if there is none yet; it must
+    /// be of `kind`.
     Named {
         name: String,
         new: New,
+        kind: Kind,
     },
     /// Registers object `id` under `name`, unless the name is taken; the answer is the id now
     /// registered under `name`.

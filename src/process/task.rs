@@ -334,11 +334,7 @@ impl TreeClient {
 /// Decodes the whole of `bytes` as a `T`: a longer encoding is another type, not a `T` with
 /// leftovers.
 fn decode_whole<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err(format!("not a {}: it is longer", std::any::type_name::<T>())),
-        Err(e) => Err(format!("not a {}: {e}", std::any::type_name::<T>())),
-    }
+    crate::handle::decode_exact(bytes).map_err(|e| format!("not a {}: {e}", crate::error::type_name::<T>()))
 }
 
 fn apply_trampoline<F, V>(old: Option<&[u8]>) -> Result<Vec<u8>, String>

@@ -482,7 +482,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, deadline: Option<Instant>) -> std::result::Result<T, Outcome> {
         let mut decoded = None;
-        self.ring.get(deadline, &mut |bytes| decoded = Some(postcard::from_bytes::<T>(bytes))).map_err(
+        self.ring.get(deadline, &mut |bytes| decoded = Some(handle::decode_exact::<T>(bytes))).map_err(
             |e| match e {
                 RingError::Timeout => Outcome::Timeout,
                 RingError::Failed(err) => Outcome::Failed(err),
@@ -491,7 +491,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         decoded.expect("a message was taken").map_err(|e| {
             Outcome::Failed(Error::with_source(
                 ErrorKind::Decode,
-                format!("an item is not a {}", std::any::type_name::<T>()),
+                format!("an item is not a {}", crate::error::type_name::<T>()),
                 e,
             ))
         })
