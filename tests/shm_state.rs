@@ -228,3 +228,22 @@ fn a_segment_is_attached_by_name_from_a_program_we_did_not_start() {
     assert_eq!(&buf, b"from a stranger");
     shm.unlink().unwrap();
 }
+
+#[test]
+fn copies_of_every_length_and_offset_land_exactly() {
+    let shm = SharedMemory::anonymous(8192).unwrap();
+    for offset in [0usize, 1, 7, 31, 33, 64] {
+        for len in [0usize, 1, 63, 64, 65, 95, 96, 97, 1000, 4097] {
+            shm.write_at(0, &[0xee; 8192]).unwrap();
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + offset) as u8).collect();
+            shm.write_at(offset, &data).unwrap();
+            let mut all = vec![0u8; 8192];
+            shm.read_at(0, &mut all).unwrap();
+            assert_eq!(&all[offset..offset + len], &data[..], "offset {offset}, len {len}");
+            assert!(all[..offset].iter().chain(&all[offset + len..]).all(|&b| b == 0xee), "outside {offset}+{len}");
+            let mut back = vec![0u8; len];
+            shm.read_at(offset, &mut back).unwrap();
+            assert_eq!(back, data);
+        }
+    }
+}
