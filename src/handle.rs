@@ -33,33 +33,51 @@ enum Table {
 
 thread_local! {
     static TABLE: RefCell<Option<Table>> = const { RefCell::new(None) };
-    /// How many transfers to another process of this program are being encoded on this thread
-    /// (see [`to_our_processes`]).
-    static TRANSFERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// How many transfers between processes of this program are being encoded, and decoded, on
+    /// this thread (see [`to_our_processes`], [`from_our_processes`]).
+    static SENDING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static RECEIVING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether what is being serialized on this thread goes to another process of this program's
-/// tree — task arguments and results, pool tasks, pipe messages — and so may carry what must not
-/// leave the tree (a manager proxy's key). Not for a queue's items, which are measured and
-/// encoded in separate passes that must agree byte for byte.
+/// tree — task arguments and results, pool tasks, pipe messages, queue items — and so may carry
+/// what must not leave the tree (a manager proxy's key).
 pub(crate) fn to_our_processes() -> bool {
-    TRANSFERS.with(|t| t.get() > 0)
+    SENDING.with(|t| t.get() > 0)
+}
+
+/// Whether what is being deserialized on this thread came from another process of this
+/// program's tree (the other end of [`to_our_processes`]): only then is a key inside it believed.
+pub(crate) fn from_our_processes() -> bool {
+    RECEIVING.with(|t| t.get() > 0)
 }
 
 /// Counts a transfer in progress on this thread while it lives.
-struct Transfer;
+struct Counted(&'static std::thread::LocalKey<std::cell::Cell<u32>>);
 
-impl Transfer {
-    fn begin() -> Transfer {
-        TRANSFERS.with(|t| t.set(t.get() + 1));
-        Transfer
+impl Counted {
+    fn begin(counter: &'static std::thread::LocalKey<std::cell::Cell<u32>>) -> Counted {
+        counter.with(|t| t.set(t.get() + 1));
+        Counted(counter)
     }
 }
 
-impl Drop for Transfer {
+impl Drop for Counted {
     fn drop(&mut self) {
-        TRANSFERS.with(|t| t.set(t.get() - 1));
+        self.0.with(|t| t.set(t.get() - 1));
     }
+}
+
+/// Runs `encode` as the encoding of a transfer to our own processes.
+pub(crate) fn sending<T>(encode: impl FnOnce() -> T) -> T {
+    let _counted = Counted::begin(&SENDING);
+    encode()
+}
+
+/// Runs `decode` as the decoding of a transfer from our own processes.
+pub(crate) fn receiving<T>(decode: impl FnOnce() -> T) -> T {
+    let _counted = Counted::begin(&RECEIVING);
+    decode()
 }
 
 /// Encodes `value` for a transfer, returning its bytes and the descriptors of every handle inside.
@@ -78,9 +96,7 @@ pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> post
 
 pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
     let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
-    let transfer = Transfer::begin();
-    let bytes = postcard::to_stdvec(value);
-    drop(transfer);
+    let bytes = sending(|| postcard::to_stdvec(value));
     let table = TABLE.with(|t| t.replace(outer));
     let raws = match table {
         Some(Table::Sending(fds)) => fds,
@@ -121,16 +137,16 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     }
 }
 
-/// A sending table kept in place while many values are appended one after another (a pool's
-/// chunk of arguments), instead of one set up and torn down per value.
-pub(crate) struct EncodeScope {
-    outer: Option<Table>,
-    _transfer: Transfer,
-}
+/// Many values appended one after another to one buffer (a pool's chunk of arguments or
+/// results), each encoded as a transfer.
+///
+/// The table is in place only while a value is being encoded, never between two: user code that
+/// runs between them (a pool task) and serializes on its own must not feed the transfer.
+pub(crate) struct EncodeScope(());
 
 impl EncodeScope {
     pub(crate) fn new() -> EncodeScope {
-        EncodeScope { outer: TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new())))), _transfer: Transfer::begin() }
+        EncodeScope(())
     }
 
     /// Appends `value`'s encoding to `out` and returns the descriptors of the handles inside it
@@ -141,11 +157,12 @@ impl EncodeScope {
         value: &'a T,
         out: &mut Vec<u8>,
     ) -> postcard::Result<Vec<BorrowedFd<'a>>> {
-        let result = postcard::serialize_with_flavor(value, AppendTo(out));
-        let raws = TABLE.with(|t| match &mut *t.borrow_mut() {
-            Some(Table::Sending(fds)) if !fds.is_empty() => std::mem::take(fds),
+        let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+        let result = sending(|| postcard::serialize_with_flavor(value, AppendTo(out)));
+        let raws = match TABLE.with(|t| t.replace(outer)) {
+            Some(Table::Sending(fds)) => fds,
             _ => Vec::new(),
-        });
+        };
         result?;
         // SAFETY: as in `encode`: each raw descriptor was lent by a handle inside `value`, which
         // stays borrowed for 'a.
@@ -153,17 +170,10 @@ impl EncodeScope {
     }
 }
 
-impl Drop for EncodeScope {
-    fn drop(&mut self) {
-        let outer = self.outer.take();
-        TABLE.with(|t| t.replace(outer));
-    }
-}
-
 /// The size of `value`'s encoding and whether it holds any handle, without encoding it.
 pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usize, bool)> {
     let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
-    let size = postcard::experimental::serialized_size(value);
+    let size = sending(|| postcard::experimental::serialized_size(value));
     let table = TABLE.with(|t| t.replace(outer));
     let has_handles = matches!(table, Some(Table::Sending(fds)) if !fds.is_empty());
     Ok((size?, has_handles))
@@ -172,7 +182,7 @@ pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usi
 /// Deserializes with `decode`, letting handles claim descriptors from `fds` by index.
 pub(crate) fn provide<T>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> T) -> T {
     let outer = TABLE.with(|t| t.replace(Some(Table::Receiving(fds))));
-    let out = decode();
+    let out = receiving(decode);
     TABLE.with(|t| t.replace(outer));
     out
 }

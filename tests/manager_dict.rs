@@ -141,23 +141,31 @@ fn a_panicking_update_leaves_the_entry_alone_and_numbers_refuse_overflow() {
 /// socket name and the proxy as JSON (which carries no key).
 fn address_of<K, V>(proxy: &DictProxy<K, V>) -> (String, serde_json::Value) {
     let json = serde_json::to_value(proxy).unwrap();
-    assert!(json[0][1].is_null(), "a proxy written outside a transfer to our own processes carries no key");
+    assert!(json[0][2].is_null(), "a proxy written outside a transfer to our own processes carries no key");
     let name = json[0][0]["Abstract"].as_str().unwrap().to_string();
     (name, json)
 }
 
 #[test]
-fn a_wrong_authkey_is_refused_clearly() {
+fn keys_in_data_from_elsewhere_are_ignored_and_a_wrong_key_is_refused_clearly() {
     let _w = watchdog(60);
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     let (_, mut json) = address_of(&d);
-    // Read back here without a key, it uses the tree's key, which is the manager's.
+    // Read back here without a key, it uses the key this process knows, the manager's.
     let keyless: DictProxy<u8, u8> = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(keyless.len().unwrap(), 0);
-    json[0][1] = serde_json::to_value([7u8; 32]).unwrap();
+    // A key inside data that did not come from one of our processes is not believed.
+    json[0][2] = serde_json::to_value([7u8; 32]).unwrap();
     let forged: DictProxy<u8, u8> = serde_json::from_value(json).unwrap();
-    assert_eq!(forged.len().unwrap_err().kind(), ErrorKind::Authentication);
+    assert_eq!(forged.len().unwrap(), 0, "the embedded key was ignored");
+    // A wrong key is refused, clearly (served managers take keys from anyone who knows one).
+    let served = Manager::serve("127.0.0.1:0", b"right").unwrap();
+    served.dict_named::<u8, u8>("d").unwrap();
+    let wrong = Manager::connect(&served.address(), b"wrong").unwrap();
+    let err = wrong.dict_named::<u8, u8>("d").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authentication);
+    assert!(err.to_string().contains("did not accept our authkey"), "{err}");
     assert_eq!(d.len().unwrap(), 0, "the server is unharmed");
 }
 
@@ -345,6 +353,9 @@ fn a_registered_user_type_serves_typed_requests_from_many_processes() {
 }
 
 fn add_one(counts: DictProxy<String, u64>, word: String) -> usize {
+    // Written out by the task itself, the proxy carries no key (only the transfer did).
+    let shown: serde_json::Value = serde_json::to_value(&counts).unwrap();
+    assert!(shown[0][2].is_null(), "a key leaked into {shown}");
     counts.add(&word, 1).unwrap();
     word.len()
 }

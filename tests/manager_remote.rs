@@ -203,7 +203,11 @@ fn handshake_by_hand(address: &str, key: &[u8], protocol: u8) -> (std::net::TcpS
     let mut challenge = [0u8; 32];
     s.read_exact(&mut challenge).unwrap();
     let ours = [9u8; 32];
-    s.write_all(&[mac(&key, &challenge), ours.to_vec()].concat()).unwrap();
+    // The address dialled (a u16 length and the text), the proof over challenge and address.
+    let named = address.as_bytes();
+    let proof_of_key = mac(&key, &[&challenge[..], named].concat());
+    let len = (named.len() as u16).to_le_bytes();
+    s.write_all(&[&len[..], named, &proof_of_key, &ours].concat()).unwrap();
     let mut proof = [0u8; 32];
     s.read_exact(&mut proof).unwrap();
     assert_eq!(proof.to_vec(), mac(&key, &ours), "the server knows the key too");
@@ -229,8 +233,8 @@ fn after_the_handshake_garbage_oversized_frames_and_another_protocol_end_only_th
     assert!(String::from_utf8_lossy(&verdict).contains("protocol"), "{verdict:?}");
     // Authenticated, then: undecodable requests, a length over the limit, a truncated frame.
     for bad in [frame(&[0xff; 40]), u32::MAX.to_le_bytes().to_vec(), vec![200, 0, 0, 0, 1, 2, 3]] {
-        let (mut s, verdict) = handshake_by_hand(&address, b"frames", 2);
-        assert_eq!(verdict, [0], "welcome");
+        let (mut s, verdict) = handshake_by_hand(&address, b"frames", 3); // this protocol
+        assert_eq!(verdict[0], 0, "welcome (with the server's id)");
         s.write_all(&bad).unwrap();
         let _ = s.shutdown(std::net::Shutdown::Write);
         let mut rest = Vec::new();
@@ -363,6 +367,16 @@ fn stranger_helper() {
     while let Some(n) = jobs.get().unwrap() {
         results.insert(n, n * n).unwrap();
     }
+    // A child of this program knows the managers its parent reached: a proxy it reads from text
+    // (no key in it) works there too.
+    let text = serde_json::to_string(&results).unwrap();
+    let mut child = Context::new(StartMethod::Spawn).spawn(count_from_text, (text,)).unwrap();
+    assert_eq!(child.join().unwrap(), 5);
+}
+
+fn count_from_text(text: String) -> usize {
+    let results: DictProxy<u64, u64> = serde_json::from_str(&text).unwrap();
+    results.len().unwrap()
 }
 
 #[test]
@@ -385,4 +399,47 @@ fn a_program_we_did_not_start_works_from_a_served_manager() {
     let mut got = results.items().unwrap();
     got.sort();
     assert_eq!(got, [(1, 1), (2, 4), (3, 9), (4, 16), (5, 25)]);
+}
+
+/// Relays bytes from `from` to `to` until either side closes; returns how many went through.
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream) -> usize {
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        total += n;
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    total
+}
+
+#[test]
+fn a_proof_made_for_another_address_is_worthless_relayed_to_the_server() {
+    let _w = watchdog(60);
+    let server = Manager::serve("127.0.0.1:0", b"relay-key").unwrap();
+    let real = server.address();
+    // A stranger's listener that relays whatever comes to it to the real server: it would hold a
+    // connection with this program's rights if the server took the relayed proof.
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let decoy = stranger.local_addr().unwrap().to_string();
+    let relay = std::thread::spawn(move || {
+        let (victim, _) = stranger.accept().unwrap();
+        let upstream = std::net::TcpStream::connect(&real).unwrap();
+        let (victim2, upstream2) = (victim.try_clone().unwrap(), upstream.try_clone().unwrap());
+        let up = std::thread::spawn(move || pump(victim2, upstream2));
+        let from_server = pump(upstream, victim);
+        up.join().unwrap();
+        from_server
+    });
+    // A proxy naming the stranger's address, as another program could store one in a manager:
+    // read here it carries no key, and this process offers its tree's.
+    let json = serde_json::json!([[{ "Tcp": decoy }, 0, null], 1]);
+    let lure: DictProxy<u8, u8> = serde_json::from_value(json).unwrap();
+    let err = lure.len().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Authentication | ErrorKind::Disconnected), "{err}");
+    // The server sent its 32-byte challenge and hung up: no proof back, no welcome.
+    assert_eq!(relay.join().unwrap(), 32, "the server took a relayed proof");
+    assert_eq!(server.dict_named::<u8, u8>("d").unwrap().len().unwrap(), 0, "and it goes on serving");
 }

@@ -145,7 +145,8 @@ impl Listener {
                 }
             };
             socket.tune();
-            if wire::accept(&socket, &[&self.key], std::time::Instant::now() + wire::HANDSHAKE).is_ok() {
+            let keys = [wire::Accepted { key: &self.key, bound_to: None }];
+            if wire::accept(&socket, &keys, 0, Instant::now() + wire::HANDSHAKE).is_ok() {
                 return Ok(NetConnection::new(socket));
             }
         }
@@ -182,8 +183,9 @@ pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
     let endpoint = Endpoint::parse(address);
     let socket = endpoint.connect().map_err(|e| endpoint.connect_error(e))?;
     let deadline = Instant::now() + wire::HANDSHAKE;
-    match wire::connect(&socket, &wire::derive_key(authkey), sys::build_id::fingerprint(), deadline) {
-        Ok(()) => Ok(NetConnection::new(socket)),
+    let named = endpoint.to_string();
+    match wire::connect(&socket, &wire::derive_key(authkey), &named, sys::build_id::fingerprint(), deadline) {
+        Ok(_) => Ok(NetConnection::new(socket)),
         Err(Refused::Authentication) => {
             Err(Error::new(ErrorKind::Authentication, format!("the listener at {endpoint} did not accept our authkey")))
         }

@@ -60,15 +60,19 @@
 //! ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)): made at random in the main
 //! process and inherited by every child. It is the key of every private manager
 //! ([`Manager::start`]), and a served one accepts it from its owner's processes beside the key
-//! it shares with other programs. A proxy carries a key only on its way to another process of the
-//! program (arguments, results, pool tasks, pipe messages); stored in a manager or written
-//! anywhere else it carries none, and whoever reads it uses the key they know for that manager.
+//! it shares with other programs — but only with a proof that names the server's own address,
+//! so that a stranger cannot pass it on from a process it lured to its own address. A proxy
+//! carries a key only on its way to another process of the program (arguments, results, pool
+//! tasks, pipe messages, queue items); stored in a manager or written anywhere else it carries
+//! none — a key found in such data is ignored — and whoever reads it uses the key they know for
+//! that manager, at the address *they* reach it by (proxies carry the manager's id).
 //!
 //! Decoding never runs code. The update functions of `apply` and the user types of
 //! [`Manager::object`] are this program's code, named by their place in it: a manager accepts
 //! them only from its owner's own processes (which prove the program's key and run its build).
-//! Other programs get the built-in operations, [`DictProxy::add`], the objects registered by
-//! name, and new objects of the user types their owner registered ([`ManagerBuilder::register`]).
+//! Other programs get the built-in operations, [`DictProxy::add`], the objects they make or find
+//! by name (object ids are unguessable), and new objects of the user types their owner
+//! registered ([`ManagerBuilder::register`]).
 //!
 //! A wrong key is an [`ErrorKind::Authentication`] error for the client and costs the server
 //! nothing; a malformed, truncated or oversized frame ends that one connection while the server
@@ -234,8 +238,8 @@ impl Manager {
     /// ```
     /// Python counterpart: `BaseManager(address, authkey).connect()`.
     pub fn connect(address: &str, authkey: &[u8]) -> Result<Manager> {
-        let address = Address { endpoint: Endpoint::parse(address), authkey: wire::derive_key(authkey) };
-        proxy::remember_key(&address.endpoint, address.authkey);
+        let address = Address { endpoint: Endpoint::parse(address), server: 0, authkey: wire::derive_key(authkey) };
+        proxy::remember(0, &address.endpoint, address.authkey);
         Ok(Manager { address, server: None, socket_file: None })
     }
 
@@ -287,7 +291,7 @@ impl Manager {
             return Err(Error::new(ErrorKind::InvalidInput, "the proxy is for an object of another manager"));
         }
         match call(&self.address, &Request::Register { name: name.to_owned(), id })? {
-            Reply::Id(id) => Ok(P::from_parts(self.address.clone(), id)),
+            Reply::Id(id) => Ok(P::from_parts(self.proxy_address(), id)),
             other => Err(unexpected(other)),
         }
     }
@@ -308,7 +312,7 @@ impl Manager {
     /// Python counterpart: `manager.get_slots()` after `BaseManager.register("get_slots")`.
     pub fn lookup<P: Proxy>(&self, name: &str) -> Result<Option<P>> {
         match call(&self.address, &Request::Lookup { name: name.to_owned(), kind: P::kind() })? {
-            Reply::Id(id) => Ok(Some(P::from_parts(self.address.clone(), id))),
+            Reply::Id(id) => Ok(Some(P::from_parts(self.proxy_address(), id))),
             Reply::Missing => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -326,10 +330,20 @@ impl Manager {
     /// Python counterpart: `manager.shutdown()`.
     pub fn shutdown(self) {}
 
+    /// What proxies made through this handle hold: its address, with the server's id once a
+    /// call has learned it (a handle from `connect` does not know it before).
+    fn proxy_address(&self) -> Address {
+        let mut address = self.address.clone();
+        if address.server == 0 {
+            address.server = proxy::server_of(&address.endpoint, &address.authkey);
+        }
+        address
+    }
+
     /// A new object in the server.
     fn new_object<P: Proxy>(&self, new: New) -> Result<P> {
         match call(&self.address, &Request::New { new, kind: P::kind() })? {
-            Reply::Id(id) => Ok(P::from_parts(self.address.clone(), id)),
+            Reply::Id(id) => Ok(P::from_parts(self.proxy_address(), id)),
             other => Err(unexpected(other)),
         }
     }
@@ -337,7 +351,7 @@ impl Manager {
     /// The object registered under `name`, made as `new` if there is none yet.
     fn named<P: Proxy>(&self, name: &str, new: New) -> Result<P> {
         match call(&self.address, &Request::Named { name: name.to_owned(), new, kind: P::kind() })? {
-            Reply::Id(id) => Ok(P::from_parts(self.address.clone(), id)),
+            Reply::Id(id) => Ok(P::from_parts(self.proxy_address(), id)),
             other => Err(unexpected(other)),
         }
     }
@@ -494,7 +508,14 @@ impl ManagerBuilder {
                 return Err(Error::os("reading random bytes", e));
             }
         };
-        let setup = server::Setup { listener, tcp, shared_key };
+        let server_id = match wire::random_bytes() {
+            Ok(bytes) => u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) | 1,
+            Err(e) => {
+                remove_file();
+                return Err(Error::os("reading random bytes", e));
+            }
+        };
+        let setup = server::Setup { listener, tcp, shared_key, endpoint: endpoint.to_string(), server_id };
         let mut builder = Process::builder().name("manager").daemon(true);
         if let Some(method) = self.start_method {
             builder = builder.start_method(method);
@@ -506,8 +527,8 @@ impl ManagerBuilder {
                 return Err(e);
             }
         };
-        let address = Address { endpoint, authkey };
-        proxy::remember_key(&address.endpoint, address.authkey);
+        let address = Address { endpoint, server: server_id, authkey };
+        proxy::remember(server_id, &address.endpoint, address.authkey);
         let manager = Manager { address, server: Some(server), socket_file };
         for &entry in &self.types {
             proxy::call_done(&manager.address, &Request::AllowType { entry })?;

@@ -10,12 +10,15 @@
 //! the locks that thread held.
 //!
 //! A proxy carries its manager's key only on its way to another process of this program's tree
-//! (task arguments and results, pool tasks, pipe messages), as Python's proxies do. Serialized
-//! anywhere else — into a managed container, a queue, a file — it carries none, and the process
-//! that reads it uses the key it knows for that manager: the one it was given with an earlier
-//! proxy or [`Manager::connect`](crate::Manager::connect)ed with, else its tree's key
+//! (task arguments and results, pool tasks, pipe messages, queue items), as Python's proxies do.
+//! Serialized anywhere else — into a managed container, a file — it carries none (and a key found
+//! in such data is not believed), and the process that reads it uses what it knows of that
+//! manager: by the manager's id, which every proxy carries, the address and key it reaches it
+//! with; else the key it knows for the proxy's address; else its tree's key
 //! ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)), which is every private
-//! manager's. So a proxy that is stored or shown somewhere never gives its key away.
+//! manager's. A spawned child starts knowing what its parent knew. So a proxy that is stored or
+//! shown somewhere never gives its key away, and one stored by a program on another machine
+//! (which knows the manager as `0.0.0.0:5000`, say) still works where it is read.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -32,45 +35,99 @@ use crate::sys;
 
 /// Where a manager listens and the key it expects: what a proxy holds. (`pub` only so that the
 /// sealed trait may name it; this module is private.)
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Address {
+    /// Where this process dials the manager.
     pub(crate) endpoint: Endpoint,
+    /// The manager's id (0 while unknown), which a proxy stored in it carries back out, so that
+    /// another program finds the manager at the address *it* dials.
+    pub(crate) server: u64,
     pub(crate) authkey: AuthKey,
 }
+
+/// Two addresses are the same when they dial the same place with the same key: one connection.
+impl PartialEq for Address {
+    fn eq(&self, other: &Address) -> bool {
+        self.endpoint == other.endpoint && self.authkey == other.authkey
+    }
+}
+
+impl Eq for Address {}
 
 impl Serialize for Address {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let key = crate::handle::to_our_processes().then_some(&self.authkey);
-        (&self.endpoint, key).serialize(serializer)
+        (&self.endpoint, self.server, key).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Address, D::Error> {
-        let (endpoint, key) = <(Endpoint, Option<AuthKey>)>::deserialize(deserializer)?;
-        let authkey = match key {
-            Some(key) => {
-                remember_key(&endpoint, key);
-                key
+        let (endpoint, server, key) = <(Endpoint, u64, Option<AuthKey>)>::deserialize(deserializer)?;
+        match key {
+            // A key is believed only from another process of this tree: one that came with data
+            // from elsewhere is ignored, and cannot displace the key this process knows.
+            Some(key) if crate::handle::from_our_processes() => {
+                remember(server, &endpoint, key);
+                Ok(Address { endpoint, server, authkey: key })
             }
-            None => known_key(&endpoint),
-        };
-        Ok(Address { endpoint, authkey })
+            _ => Ok(resolve(endpoint, server)),
+        }
     }
 }
 
-/// Remembers the key of the manager at `endpoint`, for proxies of it that arrive without one.
-pub(crate) fn remember_key(endpoint: &Endpoint, key: AuthKey) {
-    let mut state = client_state();
-    state.keys.retain(|(e, _)| e != endpoint);
-    state.keys.push((endpoint.clone(), key));
+/// A manager this process knows how to reach.
+#[derive(Clone, Serialize, Deserialize)]
+struct Known {
+    /// 0 until this process has spoken with it.
+    server: u64,
+    endpoint: Endpoint,
+    key: AuthKey,
 }
 
-/// The key this process knows for the manager at `endpoint`: one it was given, else its tree's.
-fn known_key(endpoint: &Endpoint) -> AuthKey {
-    let given = client_state().keys.iter().find(|(e, _)| e == endpoint).map(|(_, key)| *key);
+/// Remembers that the manager at `endpoint` takes `key` (and is `server`, if that is known).
+pub(crate) fn remember(server: u64, endpoint: &Endpoint, key: AuthKey) {
+    let mut state = client_state();
+    if server == 0 && state.keys.iter().any(|k| k.endpoint == *endpoint && k.key == key) {
+        return; // known already, perhaps with its id
+    }
+    state.keys.retain(|k| !(k.endpoint == *endpoint && k.key == key) && (server == 0 || k.server != server));
+    state.keys.push(Known { server, endpoint: endpoint.clone(), key });
+}
+
+/// The manager's id, if this process has spoken with the one at `endpoint` under `key`.
+pub(crate) fn server_of(endpoint: &Endpoint, key: &AuthKey) -> u64 {
+    client_state().keys.iter().find(|k| k.endpoint == *endpoint && k.key == *key).map_or(0, |k| k.server)
+}
+
+/// Where and how this process reaches the manager a proxy without a key names: the way it
+/// reaches that server (by id) if it has spoken with it, else the key it knows for the
+/// endpoint, else its tree's key (a private manager's).
+fn resolve(endpoint: Endpoint, server: u64) -> Address {
+    let state = client_state();
+    if let Some(k) = state.keys.iter().find(|k| server != 0 && k.server == server) {
+        return Address { endpoint: k.endpoint.clone(), server, authkey: k.key };
+    }
+    if let Some(k) = state.keys.iter().find(|k| k.endpoint == endpoint) {
+        return Address { endpoint, server, authkey: k.key };
+    }
+    drop(state);
     // Without random bytes there is no tree key, and no private manager: any key fails alike.
-    given.unwrap_or_else(|| crate::process::identity::hold().authkey().unwrap_or_default())
+    let authkey = crate::process::identity::hold().authkey().unwrap_or_default();
+    Address { endpoint, server, authkey }
+}
+
+/// What a spawned child should know of the managers this process reaches (a forked one has it
+/// already): the keys and ids, encoded.
+pub(crate) fn export_known() -> Vec<u8> {
+    postcard::to_stdvec(&client_state().keys).unwrap_or_default()
+}
+
+/// In a new child: what its parent knew (see [`export_known`]).
+pub(crate) fn import_known(bytes: &[u8]) {
+    if let Ok(keys) = postcard::from_bytes::<Vec<Known>>(bytes) {
+        client_state().keys = keys;
+    }
 }
 
 impl fmt::Debug for Address {
@@ -199,8 +256,9 @@ impl Connection {
     fn handshake(&self) -> Result<()> {
         let (socket, address) = (self.socket.as_ref().expect("a new connection has its socket"), &self.address);
         let deadline = std::time::Instant::now() + wire::HANDSHAKE;
-        match wire::connect(socket, &address.authkey, sys::build_id::fingerprint(), deadline) {
-            Ok(()) => {}
+        let named = address.endpoint.to_string();
+        match wire::connect(socket, &address.authkey, &named, sys::build_id::fingerprint(), deadline) {
+            Ok(server) => remember(server, &address.endpoint, address.authkey),
             Err(Refused::Authentication) => {
                 return Err(Error::new(
                     ErrorKind::Authentication,
@@ -242,8 +300,8 @@ pub(crate) struct ClientState {
     /// from it can close its copies: a copy left open would keep the manager from noticing that
     /// this process died (and releasing its locks) for as long as the child lives.
     open: Vec<RawFd>,
-    /// The keys of managers this process was given (see the module docs).
-    keys: Vec<(Endpoint, AuthKey)>,
+    /// The managers this process was given keys for, or has spoken with (see the module docs).
+    keys: Vec<Known>,
 }
 
 static CLIENT: Mutex<ClientState> = Mutex::new(ClientState { open: Vec::new(), keys: Vec::new() });

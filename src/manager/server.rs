@@ -47,6 +47,11 @@ pub(crate) struct Setup {
     /// The key shared with other programs (a served manager); the tree's own key is always
     /// accepted, and is the only one a private manager accepts.
     pub(crate) shared_key: Option<AuthKey>,
+    /// The address the owner's processes dial, as text: what a proof with the tree's key must
+    /// name (see `wire`).
+    pub(crate) endpoint: String,
+    /// This server's id, told to every client (so that proxies stored here find their way).
+    pub(crate) server_id: u64,
 }
 
 /// How often a waiting request looks whether its client is still there.
@@ -183,6 +188,11 @@ struct Server {
     /// The key of the process tree that started the server.
     tree_key: AuthKey,
     shared_key: Option<AuthKey>,
+    endpoint: String,
+    server_id: u64,
+    /// Makes object ids from a counter: unguessable, so that another program reaches only the
+    /// objects it made or found by name.
+    ids: std::collections::hash_map::RandomState,
     /// User types clients of this build may make, though not of the tree (by constructor offset).
     allowed: Mutex<HashMap<i64, NewObject>>,
     next_id: AtomicU64,
@@ -192,7 +202,7 @@ struct Server {
     next_connection: AtomicU64,
     handshaking: AtomicUsize,
     /// A copy of each open connection's socket, to tell whether its client is still there.
-    peers: Mutex<HashMap<u64, OwnedFd>>,
+    peers: Mutex<HashMap<u64, Arc<OwnedFd>>>,
 }
 
 impl Server {
@@ -201,15 +211,23 @@ impl Server {
     }
 
     fn add(&self, kind: Kind, state: State) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        use std::hash::BuildHasher;
         let slot = Arc::new(Slot { kind, state: Mutex::new(state), changed: Condvar::new() });
-        lock(&self.objects).insert(id, slot);
-        id
+        let mut objects = lock(&self.objects);
+        loop {
+            let id = self.ids.hash_one(self.next_id.fetch_add(1, Ordering::Relaxed));
+            if let Entry::Vacant(v) = objects.entry(id) {
+                v.insert(slot);
+                return id;
+            }
+        }
     }
 
     /// Whether connection `conn`'s client has gone (closed its end, or its machine vanished).
     fn gone(&self, conn: u64) -> bool {
-        lock(&self.peers).get(&conn).is_none_or(|fd| sys::socket::peer_closed(fd.as_fd()))
+        // Looked at outside the lock: the probe is a system call.
+        let fd = lock(&self.peers).get(&conn).cloned();
+        fd.is_none_or(|fd| sys::socket::peer_closed(fd.as_fd()))
     }
 }
 
@@ -219,6 +237,9 @@ pub(crate) fn serve(setup: Setup) {
         // This process's tree key is its creator's: it is a child of the manager's owner.
         tree_key: crate::process::identity::hold().authkey().unwrap_or_else(|_| sys::process::exit_now(1)),
         shared_key: setup.shared_key,
+        endpoint: setup.endpoint,
+        server_id: setup.server_id,
+        ids: std::collections::hash_map::RandomState::new(),
         allowed: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         objects: Mutex::new(HashMap::new()),
@@ -233,9 +254,13 @@ pub(crate) fn serve(setup: Setup) {
             return; // dropped: too many strangers at the door
         }
         socket.tune();
-        let server = server.clone();
-        // A thread that cannot be made drops its connection; the client sees it closed.
-        let _ = std::thread::Builder::new().name("manager-client".into()).spawn(move || connection(socket, &server));
+        let for_thread = server.clone();
+        let spawned =
+            std::thread::Builder::new().name("manager-client".into()).spawn(move || connection(socket, &for_thread));
+        if spawned.is_err() {
+            // No thread: the connection is dropped (the client sees it closed) and its place freed.
+            server.handshaking.fetch_sub(1, Ordering::AcqRel);
+        }
     };
     let pause_after_error = || std::thread::sleep(Duration::from_millis(10)); // out of descriptors, say
     if setup.tcp {
@@ -259,19 +284,23 @@ pub(crate) fn serve(setup: Setup) {
 
 /// Serves one connection until it closes or misbehaves.
 fn connection(socket: Socket, server: &Server) {
-    let keys: Vec<&AuthKey> = std::iter::once(&server.tree_key).chain(&server.shared_key).collect();
-    let handshake = wire::accept(&socket, &keys, Instant::now() + wire::HANDSHAKE);
+    // The tree's key only with a proof naming this very server; a shared key naming any address.
+    let mut keys = vec![wire::Accepted { key: &server.tree_key, bound_to: Some(&server.endpoint) }];
+    keys.extend(server.shared_key.as_ref().map(|key| wire::Accepted { key, bound_to: None }));
+    let handshake = wire::accept(&socket, &keys, server.server_id, Instant::now() + wire::HANDSHAKE);
     server.handshaking.fetch_sub(1, Ordering::AcqRel);
     let Ok((which, build)) = handshake else { return };
+    // Without a copy of the socket nobody could tell whether this client is still there.
+    let Ok(own) = socket.as_fd().try_clone_to_owned() else { return };
+    let own = Arc::new(own);
     let conn = server.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
-    if let Ok(fd) = socket.as_fd().try_clone_to_owned() {
-        lock(&server.peers).insert(conn, fd);
-    }
+    lock(&server.peers).insert(conn, own.clone());
     let client = Client {
         server,
         conn,
+        own,
         same_build: build == sys::build_id::fingerprint(),
-        tree: TreeClient::check(keys[which], &build),
+        tree: TreeClient::check(keys[which].key, &build),
         held: RefCell::new(Vec::new()),
         waiting_on: RefCell::new(None),
         undo: RefCell::new(None),
@@ -284,6 +313,12 @@ fn connection(socket: Socket, server: &Server) {
             client.undo.take();
             refused(format!("the manager failed this request: {}", task::panic_message(p.as_ref())))
         });
+        // A client that died while its request waited must not be handed what it cannot take
+        // (a write to a closed TCP peer often "succeeds").
+        if client.undo.borrow().is_some() && !client.alive() {
+            client.give_back(&mut reply);
+            break;
+        }
         let sent = match wire::send(&socket, &reply) {
             // Too big for a frame: say so instead, and go on.
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -304,6 +339,8 @@ fn connection(socket: Socket, server: &Server) {
 struct Client<'a> {
     server: &'a Server,
     conn: u64,
+    /// A copy of this connection's socket, to look whether the client is still there.
+    own: Arc<OwnedFd>,
     /// Whether the client runs this very build (so its offsets could name our functions).
     same_build: bool,
     /// Present for a client of the tree that started the server: it may name functions.
@@ -321,8 +358,8 @@ enum Undo {
     Requeue(Arc<Slot>),
     /// A unit of this semaphore.
     Release(Arc<Slot>),
-    /// A hold of this lock.
-    Unlock(Arc<Slot>),
+    /// A hold of this lock, and whether it came with news of a dead holder (to tell again).
+    Unlock(Arc<Slot>, bool),
 }
 
 impl Drop for Client<'_> {
@@ -342,13 +379,24 @@ fn value(bytes: Option<Vec<u8>>) -> Reply {
     Reply::Value(bytes.map(ByteBuf::from))
 }
 
+/// Why the object under `name` is not what was asked for: short type names, or full ones when
+/// the short ones read the same (`a::Job` and `b::Job`).
+fn mismatch(name: &str, have: &Kind, want: &Kind) -> String {
+    let (shown_have, shown_want) = (have.to_string(), want.to_string());
+    if shown_have == shown_want {
+        format!("{name:?} is a {have:?}, not a {want:?}")
+    } else {
+        format!("{name:?} is a {shown_have}, not a {shown_want}")
+    }
+}
+
 fn not_a(slot: &Slot, what: &str) -> Reply {
     refused(format!("the shared object is a {}, not a {what}", slot.kind))
 }
 
 impl Client<'_> {
     fn alive(&self) -> bool {
-        !self.server.gone(self.conn)
+        !sys::socket::peer_closed(self.own.as_fd())
     }
 
     /// Gives back what `reply` handed over, which the client will never get.
@@ -367,13 +415,14 @@ impl Client<'_> {
                 }
                 slot
             }
-            Undo::Unlock(slot) => {
+            Undo::Unlock(slot, abandoned) => {
                 let mut state = lock(&slot.state);
                 let l = as_lock(&mut state);
                 if let Some((c, n)) = l.holder.filter(|&(c, _)| c == self.conn) {
                     l.holder = (n > 1).then_some((c, n - 1));
                     if n == 1 {
                         self.held.borrow_mut().retain(|h| !Arc::ptr_eq(h, &slot));
+                        l.abandoned |= abandoned;
                     }
                 }
                 drop(state);
@@ -559,21 +608,30 @@ impl Client<'_> {
     }
 
     fn named(&self, name: String, new: New, kind: Kind) -> Reply {
-        let mut names = lock(&self.server.names);
-        if let Some(&id) = names.get(&name) {
-            return match self.server.slot(id) {
+        let existing = |names: &HashMap<String, u64>| {
+            let id = *names.get(&name)?;
+            Some(match self.server.slot(id) {
                 Ok(slot) if slot.kind == kind => Reply::Id(id),
-                Ok(slot) => refused(format!("{name:?} is a {}, not a {kind}", slot.kind)),
+                Ok(slot) => refused(mismatch(&name, &slot.kind, &kind)),
                 Err(why) => refused(why),
-            };
+            })
+        };
+        if let Some(reply) = existing(&lock(&self.server.names)) {
+            return reply;
         }
-        match self.create(new, kind) {
-            Ok(id) => {
-                names.insert(name, id);
-                Reply::Id(id)
-            }
-            Err(why) => refused(why),
+        // Made without the names held (a user type's constructor may take its time), then
+        // registered unless somebody registered the name meanwhile.
+        let id = match self.create(new, kind.clone()) {
+            Ok(id) => id,
+            Err(why) => return refused(why),
+        };
+        let mut names = lock(&self.server.names);
+        if let Some(reply) = existing(&names) {
+            lock(&self.server.objects).remove(&id);
+            return reply;
         }
+        names.insert(name, id);
+        Reply::Id(id)
     }
 
     fn register(&self, name: String, id: u64) -> Reply {
@@ -588,7 +646,7 @@ impl Client<'_> {
             }
             Entry::Occupied(o) => match self.server.slot(*o.get()) {
                 Ok(taken) if taken.kind == slot.kind => Reply::Id(*o.get()),
-                Ok(taken) => refused(format!("{:?} is a {}, not a {}", o.key(), taken.kind, slot.kind)),
+                Ok(taken) => refused(mismatch(o.key(), &taken.kind, &slot.kind)),
                 Err(why) => refused(why),
             },
         }
@@ -598,7 +656,7 @@ impl Client<'_> {
         let Some(id) = lock(&self.server.names).get(name).copied() else { return Reply::Missing };
         match self.server.slot(id) {
             Ok(slot) if slot.kind == *kind => Reply::Id(id),
-            Ok(slot) => refused(format!("{name:?} is a {}, not a {kind}", slot.kind)),
+            Ok(slot) => refused(mismatch(name, &slot.kind, kind)),
             Err(why) => refused(why),
         }
     }
@@ -793,11 +851,11 @@ impl Client<'_> {
                         Some(_) => None,
                     }
                 });
-                if matches!(reply, Reply::Acquired { .. }) {
+                if let Reply::Acquired { abandoned } = reply {
                     if first {
                         self.held.borrow_mut().push(slot.clone());
                     }
-                    *self.undo.borrow_mut() = Some(Undo::Unlock(slot.clone()));
+                    *self.undo.borrow_mut() = Some(Undo::Unlock(slot.clone(), abandoned));
                 }
                 reply
             }
@@ -943,6 +1001,18 @@ impl Client<'_> {
             gone => return gone, // `forget` withdraws this waiter when the connection ends
         };
         *self.waiting_on.borrow_mut() = None;
+        let hand_on = || {
+            // Notified, but gone before it could take the lock back: its notification goes to
+            // the next waiter, as if it had never been picked.
+            let mut state = lock(&cond.state);
+            let c = as_condition(&mut state);
+            if notified && !c.waiting.is_empty() {
+                let next = c.waiting.remove(0);
+                c.notified.push(next);
+            }
+            drop(state);
+            cond.changed.notify_all();
+        };
         // Take the lock back, however long that takes (as Python does). A holder that went away
         // meanwhile has been released; nobody else will be told, so the flag goes.
         match self.wait_until(lock_slot, None, |s| {
@@ -957,7 +1027,10 @@ impl Client<'_> {
                 self.held.borrow_mut().push(lock_slot.clone());
                 Reply::Bool(notified)
             }
-            gone => gone,
+            gone => {
+                hand_on();
+                gone
+            }
         }
     }
 

@@ -3,12 +3,17 @@
 //!
 //! # Handshake (both ways, as Python's `multiprocessing.connection`)
 //! 1. server → client: 32 random bytes `Cs`;
-//! 2. client → server: `HMAC-SHA256(key, Cs)` and 32 random bytes `Cc`;
-//! 3. server: a wrong MAC closes the connection (the client sees an authentication error);
-//!    otherwise → client: `HMAC-SHA256(key, Cc)`, which the client checks in turn;
+//! 2. client → server: the address it dialled (a `u16` length and the text),
+//!    `HMAC-SHA256(key, Cs ‖ address)` and 32 random bytes `Cc`;
+//! 3. server: a wrong MAC closes the connection (the client sees an authentication error). The
+//!    process tree's key is checked against the server's *own* address, so a proof made for
+//!    another address — a stranger relaying a tree process's handshake to the real server from a
+//!    proxy that names the stranger's address — is worthless; a shared key against the address
+//!    the client names. Otherwise → client: `HMAC-SHA256(key, Cc)`, which the client checks;
 //! 4. client → server: a [`Hello`] with the protocol version and the client's build fingerprint
-//!    (the server lets only clients of its own build name functions by offset);
-//! 5. server → client: a [`Verdict`]; a client of another protocol version is told so, clearly,
+//!    (the server lets only clients of its own tree and build name functions by offset);
+//! 5. server → client: a [`Verdict`] — welcome, with the server's id (how proxies stored in it
+//!    find their way back), or why not: a client of another protocol version is told so, clearly,
 //!    and the connection ends.
 //!
 //! After that, every frame is a `u32` length and that many bytes of postcard: a [`Request`] from
@@ -31,7 +36,10 @@ use serde_bytes::ByteBuf;
 use sha2::Sha256;
 
 /// The version of the requests and replies below; both sides must speak the same.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
+
+/// The longest address a client may name in the handshake.
+const MAX_ADDRESS: usize = 1024;
 
 /// How long either side looks for the other's next frame before it blocks: an answer usually
 /// comes within microseconds, and a blocked wake-up costs tens of them on these machines.
@@ -373,8 +381,20 @@ struct Hello {
 /// The server's answer to a [`Hello`].
 #[derive(Serialize, Deserialize)]
 enum Verdict {
-    Welcome,
+    /// With the server's id.
+    Welcome(u64),
     Refused(String),
+}
+
+fn bound_mac(key: &AuthKey, challenge: &[u8], address: &str) -> [u8; 32] {
+    mac(key, &[challenge, address.as_bytes()].concat())
+}
+
+/// A key a server accepts, and the address a proof with it must name: the server's own for a
+/// key it must not accept through a relay, any for a shared one.
+pub(crate) struct Accepted<'a> {
+    pub(crate) key: &'a AuthKey,
+    pub(crate) bound_to: Option<&'a str>,
 }
 
 /// A socket whose reads give up at `deadline` — one deadline for a whole exchange, so that a
@@ -415,42 +435,64 @@ impl Drop for Timed<'_> {
 /// `deadline`; returns which key it proved and the client's build fingerprint.
 pub(crate) fn accept(
     socket: &Socket,
-    keys: &[&AuthKey],
+    keys: &[Accepted<'_>],
+    server_id: u64,
     deadline: std::time::Instant,
 ) -> Result<(usize, Vec<u8>), Refused> {
     let mut stream = Timed { socket, deadline };
     let challenge = random_bytes()?;
     stream.write_all(&challenge)?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len)?;
+    let len = usize::from(u16::from_le_bytes(len));
+    if len > MAX_ADDRESS {
+        return Err(Refused::Authentication);
+    }
+    let mut named = vec![0u8; len];
+    stream.read_exact(&mut named)?;
+    let named = String::from_utf8(named).map_err(|_| Refused::Authentication)?;
     let mut answer = [0u8; 64];
     stream.read_exact(&mut answer)?;
-    let Some(which) = keys.iter().position(|key| verify(key, &challenge, &answer[..32])) else {
+    let proves = |accepted: &Accepted<'_>| {
+        let address = accepted.bound_to.unwrap_or(&named);
+        verify(accepted.key, &[&challenge[..], address.as_bytes()].concat(), &answer[..32])
+    };
+    let Some(which) = keys.iter().position(proves) else {
         return Err(Refused::Authentication);
     };
-    stream.write_all(&mac(keys[which], &answer[32..]))?;
+    stream.write_all(&mac(keys[which].key, &answer[32..]))?;
     let hello: Hello = receive(&mut stream)?;
     if hello.protocol != PROTOCOL {
         let why = format!("the server speaks manager protocol {PROTOCOL}, the client {}", hello.protocol);
         send(&mut stream, &Verdict::Refused(why.clone()))?;
         return Err(Refused::Protocol(why));
     }
-    send(&mut stream, &Verdict::Welcome)?;
+    send(&mut stream, &Verdict::Welcome(server_id))?;
     Ok((which, hello.build.into_vec()))
 }
 
-/// The client's side of the handshake, finished by `deadline`.
+/// The client's side of the handshake with the server it dialled at `address`, finished by
+/// `deadline`; returns the server's id.
 pub(crate) fn connect(
     socket: &Socket,
     key: &AuthKey,
+    address: &str,
     build: &[u8],
     deadline: std::time::Instant,
-) -> Result<(), Refused> {
+) -> Result<u64, Refused> {
     let mut stream = Timed { socket, deadline };
     let mut challenge = [0u8; 32];
     stream.read_exact(&mut challenge)?;
     let ours = random_bytes()?;
-    let mut answer = [0u8; 64];
-    answer[..32].copy_from_slice(&mac(key, &challenge));
-    answer[32..].copy_from_slice(&ours);
+    let len = u16::try_from(address.len())
+        .ok()
+        .filter(|&n| usize::from(n) <= MAX_ADDRESS)
+        .ok_or_else(|| Refused::Io(io::Error::new(io::ErrorKind::InvalidInput, "an address over 1024 bytes")))?;
+    let mut answer = Vec::with_capacity(2 + address.len() + 64);
+    answer.extend_from_slice(&len.to_le_bytes());
+    answer.extend_from_slice(address.as_bytes());
+    answer.extend_from_slice(&bound_mac(key, &challenge, address));
+    answer.extend_from_slice(&ours);
     stream.write_all(&answer)?;
     let mut proof = [0u8; 32];
     // A server that rejects us hangs up instead of answering.
@@ -463,7 +505,7 @@ pub(crate) fn connect(
     }
     send(&mut stream, &Hello { protocol: PROTOCOL, build: ByteBuf::from(build.to_vec()) })?;
     match receive(&mut stream)? {
-        Verdict::Welcome => Ok(()),
+        Verdict::Welcome(server_id) => Ok(server_id),
         Verdict::Refused(why) => Err(Refused::Protocol(why)),
     }
 }

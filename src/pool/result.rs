@@ -123,7 +123,7 @@ impl Results {
     pub(crate) fn decode<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
         match self.items.get(i)?.as_ref()? {
             Item::Value { chunk, index } => Some(
-                postcard::from_bytes(self.value_bytes(*chunk, *index))
+                crate::handle::receiving(|| postcard::from_bytes(self.value_bytes(*chunk, *index)))
                     .map_err(|e| TaskError::Decode(format!("the result is not a {}: {e}", std::any::type_name::<R>()))),
             ),
             Item::Error(err) => Some(Err((**err).clone())),

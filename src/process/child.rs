@@ -44,6 +44,8 @@ pub(crate) struct Bootstrap {
     pub(crate) parent_death_signal: bool,
     /// The process tree's secret (see `identity`).
     pub(crate) authkey: [u8; 32],
+    /// The managers the parent knows how to reach (see `manager::proxy`), encoded.
+    pub(crate) managers: Vec<u8>,
 }
 
 /// Everything a child needs to run, however it was started.
@@ -111,6 +113,7 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
     if boot.parent_death_signal && !sys::process::die_with_parent(boot.parent_pid) {
         sys::process::exit_now(1);
     }
+    crate::manager::proxy::import_known(&boot.managers);
     let mut fds = fds.into_iter();
     let parent =
         fds.next().map(|pidfd| Parent { pid: boot.parent_pid, name: boot.parent_name, pidfd: Arc::new(pidfd) });

@@ -741,7 +741,8 @@ impl ProcessBuilder {
     /// The program a `spawn` or `forkserver` child runs (default: this program).
     ///
     /// It must be the very same build; a different one refuses the task and the join reports
-    /// [`ErrorKind::BuildMismatch`].
+    /// [`ErrorKind::BuildMismatch`]. Give only a program you trust: it is handed the task's
+    /// arguments, and the process tree's key ([`CurrentProcess::authkey`]), before it can refuse.
     ///
     /// ```
     /// let builder = multiproc::Process::builder().executable(std::env::current_exe().unwrap());
@@ -1007,23 +1008,11 @@ pub fn active_children() -> Vec<ChildProcess> {
 /// assert_eq!(me.name(), "MainProcess");
 /// ```
 /// Python counterpart: the object `multiprocessing.current_process()` returns.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentProcess {
     name: String,
     pid: u32,
     daemon: bool,
-    authkey: [u8; 32],
-}
-
-impl fmt::Debug for CurrentProcess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the key.
-        f.debug_struct("CurrentProcess")
-            .field("name", &self.name)
-            .field("pid", &self.pid)
-            .field("daemon", &self.daemon)
-            .finish_non_exhaustive()
-    }
 }
 
 impl CurrentProcess {
@@ -1059,6 +1048,9 @@ impl CurrentProcess {
     /// started: made at random in the main process, inherited by every child, and the key of
     /// every private [`Manager`](crate::Manager) the tree starts. It never travels anywhere else.
     ///
+    /// # Panics
+    /// In the main process, if the key is not made yet and the kernel gives no random bytes.
+    ///
     /// ```
     /// fn key() -> [u8; 32] { multiproc::current_process().authkey() }
     /// let mut child = multiproc::Process::spawn(key, ()).unwrap();
@@ -1066,7 +1058,7 @@ impl CurrentProcess {
     /// ```
     /// Python counterpart: `current_process().authkey`.
     pub fn authkey(&self) -> [u8; 32] {
-        self.authkey
+        identity::hold().authkey().expect("random bytes for the process tree's key")
     }
 }
 
@@ -1078,14 +1070,9 @@ impl CurrentProcess {
 /// assert_eq!(me.pid(), std::process::id());
 /// ```
 /// Python counterpart: `multiprocessing.current_process()`.
-///
-/// # Panics
-/// If this is the main process, its tree key is not made yet, and the kernel has no random
-/// bytes to give (`/dev/urandom` cannot be read).
 pub fn current_process() -> CurrentProcess {
-    let mut state = identity::hold();
-    let authkey = state.authkey().expect("reading /dev/urandom for the process tree's key");
-    CurrentProcess { name: state.name(), pid: sys::process::getpid(), daemon: state.daemon, authkey }
+    let state = identity::hold();
+    CurrentProcess { name: state.name(), pid: sys::process::getpid(), daemon: state.daemon }
 }
 
 /// The process that started this one, as seen from a child.

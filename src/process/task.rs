@@ -241,7 +241,7 @@ fn batch_trampoline<F, A>(
         let item = args.get(start..end).unwrap_or(&[]);
         start = end;
         let decoded: postcard::Result<A> = if fds.is_empty() {
-            postcard::from_bytes(item)
+            handle::receiving(|| postcard::from_bytes(item))
         } else {
             handle::provide(std::mem::take(&mut fds), || postcard::from_bytes(item))
         };

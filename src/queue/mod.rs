@@ -466,12 +466,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 "a queue carries bytes only; send handles over a Connection",
             )));
         }
+        // Measured and encoded as a transfer alike: both passes must agree byte for byte.
         let result = if len <= self.ring.whole_limit() {
             self.ring.put_whole(len, deadline, &mut |room| {
-                postcard::to_slice(item, room).map(drop).map_err(Self::encode_error)
+                handle::sending(|| postcard::to_slice(item, room)).map(drop).map_err(Self::encode_error)
             })
         } else {
-            let bytes = postcard::to_stdvec(item).map_err(|e| Outcome::Failed(Self::encode_error(e)))?;
+            let bytes =
+                handle::sending(|| postcard::to_stdvec(item)).map_err(|e| Outcome::Failed(Self::encode_error(e)))?;
             self.ring.put(&bytes, deadline)
         };
         result.map_err(|e| match e {
@@ -482,12 +484,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, deadline: Option<Instant>) -> std::result::Result<T, Outcome> {
         let mut decoded = None;
-        self.ring.get(deadline, &mut |bytes| decoded = Some(handle::decode_exact::<T>(bytes))).map_err(
-            |e| match e {
+        self.ring
+            .get(deadline, &mut |bytes| decoded = Some(handle::receiving(|| handle::decode_exact::<T>(bytes))))
+            .map_err(|e| match e {
                 RingError::Timeout => Outcome::Timeout,
                 RingError::Failed(err) => Outcome::Failed(err),
-            },
-        )?;
+            })?;
         decoded.expect("a message was taken").map_err(|e| {
             Outcome::Failed(Error::with_source(
                 ErrorKind::Decode,

@@ -301,6 +301,7 @@ impl Job<'_> {
             watch_parent,
             parent_death_signal,
             authkey: self.authkey,
+            managers: crate::manager::proxy::export_known(),
         }
     }
 }
