@@ -374,67 +374,57 @@ def shared_memory_256m(iterations):
     return total / iterations
 
 
-def _manager_calls(d, go, n, out):
-    go.wait()
-    t0 = time.perf_counter()
+def _manager_dict_calls(d, n):
     for i in range(n // 2):
         d[i % 100] = i
         d.get(i % 100)
-    out.put((time.perf_counter() - t0) / (n // 2 * 2))
+    return n // 2 * 2
 
 
-def manager_dict_calls(iterations):
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Manager() as manager:
-        d, go, out = manager.dict(), ctx.Event(), ctx.Queue()
-        child = ctx.Process(target=_manager_calls, args=(d, go, max(iterations, 2), out))
-        child.start()
-        go.set()
-        per_op = out.get()
-        child.join()
-    return per_op
-
-
-def _manager_queue_calls(q, go, n, out):
-    go.wait()
-    t0 = time.perf_counter()
+def _manager_queue_calls(q, n):
     for i in range(n // 2):
         q.put(i)
         q.get()
-    out.put((time.perf_counter() - t0) / (n // 2 * 2))
+    return n // 2 * 2
 
 
-def manager_queue_calls(iterations):
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Manager() as manager:
-        q, go, out = manager.Queue(), ctx.Event(), ctx.Queue()
-        child = ctx.Process(target=_manager_queue_calls, args=(q, go, max(iterations, 2), out))
-        child.start()
-        go.set()
-        per_op = out.get()
-        child.join()
-    return per_op
-
-
-def _manager_lock_calls(lock, go, n, out):
-    go.wait()
-    t0 = time.perf_counter()
+def _manager_lock_calls(lock, n):
     for _ in range(n):
         lock.acquire()
         lock.release()
-    out.put((time.perf_counter() - t0) / n)
+    return n
 
 
-def manager_lock_calls(iterations):
+def _time_in_child(calls, proxy, go, n, out):
+    go.wait()
+    t0 = time.perf_counter()
+    done = calls(proxy, n)
+    out.put((time.perf_counter() - t0) / done)
+
+
+def _manager_calls_from_child(make, calls, iterations):
+    """Per-call time of `calls(proxy, n)` run in a forked child on a fresh manager's `make(m)`."""
     ctx = multiprocessing.get_context("fork")
     with ctx.Manager() as manager:
-        lock, go, out = manager.Lock(), ctx.Event(), ctx.Queue()
-        child = ctx.Process(target=_manager_lock_calls, args=(lock, go, iterations, out))
+        proxy, go, out = make(manager), ctx.Event(), ctx.Queue()
+        child = ctx.Process(target=_time_in_child, args=(calls, proxy, go, max(iterations, 2), out))
         child.start()
         go.set()
         per_op = out.get()
         child.join()
     return per_op
+
+
+def manager_dict_calls(iterations):
+    return _manager_calls_from_child(lambda m: m.dict(), _manager_dict_calls, iterations)
+
+
+def manager_queue_calls(iterations):
+    return _manager_calls_from_child(lambda m: m.Queue(), _manager_queue_calls, iterations)
+
+
+def manager_lock_calls(iterations):
+    return _manager_calls_from_child(lambda m: m.Lock(), _manager_lock_calls, iterations)
 
 
 def _manager_count(d, lock, go, n):

@@ -596,10 +596,12 @@ impl Client<'_> {
         })
     }
 
-    /// The update function a client names, if it may name one.
-    fn update_fn(&self, entry: i64) -> Result<ApplyEntry, Reply> {
+    /// The update function an `Apply` names (none for other operations), if the client may name
+    /// one. Looked up before the object's lock is taken.
+    fn update_for(&self, entry: Option<i64>) -> Result<Option<ApplyEntry>, Reply> {
+        let Some(entry) = entry else { return Ok(None) };
         match &self.tree {
-            Some(tree) => Ok(tree.update_fn(entry)),
+            Some(tree) => Ok(Some(tree.update_fn(entry))),
             None => Err(refused(
                 "the manager runs no code named by a client of another program: \
                  use add, or a user type its owner registered",
@@ -662,12 +664,13 @@ impl Client<'_> {
     }
 
     fn dict(&self, slot: &Slot, op: DictOp) -> Reply {
-        let update = match &op {
-            DictOp::Apply { entry, .. } => match self.update_fn(*entry) {
-                Ok(f) => Some(f),
-                Err(reply) => return reply,
-            },
+        let entry = match &op {
+            DictOp::Apply { entry, .. } => Some(*entry),
             _ => None,
+        };
+        let update = match self.update_for(entry) {
+            Ok(update) => update,
+            Err(reply) => return reply,
         };
         let mut state = lock(&slot.state);
         let State::Dict(map) = &mut *state else { return not_a(slot, "dict") };
@@ -709,12 +712,13 @@ impl Client<'_> {
     }
 
     fn list(&self, slot: &Slot, op: ListOp) -> Reply {
-        let update = match &op {
-            ListOp::Apply { entry, .. } => match self.update_fn(*entry) {
-                Ok(f) => Some(f),
-                Err(reply) => return reply,
-            },
+        let entry = match &op {
+            ListOp::Apply { entry, .. } => Some(*entry),
             _ => None,
+        };
+        let update = match self.update_for(entry) {
+            Ok(update) => update,
+            Err(reply) => return reply,
         };
         let mut state = lock(&slot.state);
         let State::List(items) = &mut *state else { return not_a(slot, "list") };
