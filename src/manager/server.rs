@@ -664,11 +664,7 @@ impl Client<'_> {
     }
 
     fn dict(&self, slot: &Slot, op: DictOp) -> Reply {
-        let entry = match &op {
-            DictOp::Apply { entry, .. } => Some(*entry),
-            _ => None,
-        };
-        let update = match self.update_for(entry) {
+        let update = match self.update_for(op.update_entry()) {
             Ok(update) => update,
             Err(reply) => return reply,
         };
@@ -712,11 +708,7 @@ impl Client<'_> {
     }
 
     fn list(&self, slot: &Slot, op: ListOp) -> Reply {
-        let entry = match &op {
-            ListOp::Apply { entry, .. } => Some(*entry),
-            _ => None,
-        };
-        let update = match self.update_for(entry) {
+        let update = match self.update_for(op.update_entry()) {
             Ok(update) => update,
             Err(reply) => return reply,
         };

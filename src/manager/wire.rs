@@ -724,6 +724,16 @@ pub(crate) enum DictOp {
     },
 }
 
+impl DictOp {
+    /// The update function this operation names, if it is an `Apply`.
+    pub(crate) fn update_entry(&self) -> Option<i64> {
+        match self {
+            DictOp::Apply { entry, .. } => Some(*entry),
+            _ => None,
+        }
+    }
+}
+
 /// List operations. Elements are encoded bytes.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ListOp {
@@ -741,6 +751,16 @@ pub(crate) enum ListOp {
         index: u64,
         entry: i64,
     },
+}
+
+impl ListOp {
+    /// The update function this operation names, if it is an `Apply`.
+    pub(crate) fn update_entry(&self) -> Option<i64> {
+        match self {
+            ListOp::Apply { entry, .. } => Some(*entry),
+            _ => None,
+        }
+    }
 }
 
 /// Queue operations; a put into a full bounded queue and a get from an empty one wait.
