@@ -1,7 +1,7 @@
 //! `Condition`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -12,16 +12,107 @@ use crate::sync::raw::{self, Acquired, RawMutex};
 use crate::sync::{AcquireTimeoutError, Lock, LockGuard, LockResult, RLock, RLockGuard, ReleaseError, deadline_after};
 use crate::sys;
 
+/// How many processes and threads may wait on one condition at the same moment, each in a slot
+/// of its own. A waiter that finds every slot taken by a live waiter polls until one frees.
+const SLOTS: usize = 1024;
+
+/// A waiter slot's `state`: free, taken by a sleeping waiter, or chosen by a notify.
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const NOTIFIED: u32 = 2;
+
+/// One waiter: who it is, when it started waiting, and the futex word it sleeps on.
+#[repr(C)]
+struct WaiterSlot {
+    state: AtomicU32,
+    pid: AtomicU32,
+    ticket: AtomicU64,
+}
+
 /// The waiters' side of a condition, beside its lock.
 ///
-/// `waiting` counts waiters that no notify has chosen yet; `tokens` (the futex word) counts
-/// wake-ups handed out but not yet taken. Both change only under the lock (registration, notify)
-/// or by compare-and-swap (taking a token, withdrawing on timeout), so `notify(n)` releases
-/// exactly `min(n, waiting)` waiters, however they race.
+/// Each waiter takes a slot **under the lock** before releasing it, and sleeps on that slot's own
+/// word. `notify(n)` (also under the lock) turns the `n` oldest `WAITING` slots whose process is
+/// still alive into `NOTIFIED`, so a notification goes only to a waiter that was waiting when it
+/// was sent — never to a later `wait` of the notifier itself — and never to a dead process, whose
+/// slot it frees instead. A waiter whose deadline passes withdraws by `WAITING → FREE`; if that
+/// compare-and-swap fails, a notify chose it first and it reports being notified. Only the lock
+/// holder moves a slot out of `FREE`, only its waiter moves it back (or a lock holder that found
+/// its process dead), so no slot is ever shared by two waiters.
 #[repr(C)]
 pub(crate) struct ConditionState {
-    waiting: AtomicU32,
-    tokens: AtomicU32,
+    /// Hands out tickets (FIFO order for notify); changed under the lock.
+    next_ticket: AtomicU64,
+    /// One past the highest slot ever taken: how far notify has to look.
+    high: AtomicU32,
+    slots: [WaiterSlot; SLOTS],
+}
+
+impl ConditionState {
+    fn new() -> ConditionState {
+        ConditionState {
+            next_ticket: AtomicU64::new(0),
+            high: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| WaiterSlot {
+                state: AtomicU32::new(FREE),
+                pid: AtomicU32::new(0),
+                ticket: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Takes a free slot for the calling process (the caller holds the lock), reclaiming the slots
+    /// of dead waiters on the way; `None` if every slot belongs to a live waiter.
+    fn register(&self) -> Option<&WaiterSlot> {
+        let me = sys::process::cached_pid();
+        let high = self.high.load(Ordering::SeqCst) as usize;
+        let mut found = self.slots[..high].iter().position(|slot| slot.state.load(Ordering::SeqCst) == FREE);
+        if found.is_none() && high < SLOTS {
+            found = Some(high);
+            self.high.store(high as u32 + 1, Ordering::SeqCst);
+        }
+        if found.is_none() {
+            // Full of waiters: free the slots of those that died, then look again.
+            for slot in &self.slots {
+                let seen = slot.state.load(Ordering::SeqCst);
+                if seen != FREE && !sys::process::is_running(slot.pid.load(Ordering::SeqCst)) {
+                    let _ = slot.state.compare_exchange(seen, FREE, Ordering::SeqCst, Ordering::SeqCst);
+                }
+            }
+            found = self.slots.iter().position(|slot| slot.state.load(Ordering::SeqCst) == FREE);
+        }
+        let slot = &self.slots[found?];
+        slot.pid.store(me, Ordering::SeqCst);
+        slot.ticket.store(self.next_ticket.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+        slot.state.store(WAITING, Ordering::SeqCst);
+        Some(slot)
+    }
+
+    /// Notifies the `n` longest-waiting live waiters (the caller holds the lock).
+    fn notify(&self, n: u32) {
+        let high = self.high.load(Ordering::SeqCst) as usize;
+        let mut waiting: Vec<(u64, &WaiterSlot)> = self.slots[..high]
+            .iter()
+            .filter(|slot| slot.state.load(Ordering::SeqCst) == WAITING)
+            .map(|slot| (slot.ticket.load(Ordering::SeqCst), slot))
+            .collect();
+        waiting.sort_unstable_by_key(|&(ticket, _)| ticket);
+        let mut left = n;
+        for (_, slot) in waiting {
+            if left == 0 {
+                break;
+            }
+            let pid = slot.pid.load(Ordering::SeqCst);
+            // A waiter killed while asleep must not swallow the notification: skip it, and free
+            // its slot (if it is still the same waiter's: it cannot have changed, as it is dead).
+            let next = if pid == sys::process::cached_pid() || sys::process::is_running(pid) { NOTIFIED } else { FREE };
+            if slot.state.compare_exchange(WAITING, next, Ordering::SeqCst, Ordering::SeqCst).is_ok() && next == NOTIFIED
+            {
+                left -= 1;
+                sys::futex::wake(&slot.state, 1);
+            }
+        }
+    }
 }
 
 // SAFETY: repr(C), made of atomics only, no destructor.
@@ -151,13 +242,14 @@ impl fmt::Debug for ConditionGuard<'_> {
 /// the same lock. [`wait_for`](Self::wait_for) waits **until** its predicate is true;
 /// [`wait_while`](Self::wait_while) waits **while** its condition is true.
 ///
-/// # When a process dies
-/// A notification wakes *some* waiter, not a named one: a waiter that was killed while asleep
-/// takes no notification away from the live ones. It does stay counted, so a later notification
-/// may find nobody to wake, and the token it leaves lets a future `wait` return at once (a
-/// spurious wake-up; [`wait_for`](Self::wait_for) and [`wait_while`](Self::wait_while) re-check
-/// and wait again). A notifier killed in the instant between counting its waiters and handing
-/// them their tokens leaves them to their timeouts; a waiter without a timeout would wait on.
+/// # Who a notification wakes
+/// As in Python, `notify(n)` wakes the `n` waiters that have waited longest, and only waiters
+/// that were already waiting when it was sent: a notifier that waits right after notifying cannot
+/// take its own notification. A waiter killed while asleep is passed over (and forgotten), so a
+/// notification never goes to the dead, and no wake-up is ever made up for a later waiter. A
+/// notifier killed in the instant between choosing a waiter and waking it delays that waiter by
+/// at most 100 ms. Up to 1,024 threads may wait at once; one more polls for a free place, and may
+/// miss a notification sent while it does.
 ///
 /// # Example
 /// ```
@@ -219,7 +311,7 @@ impl Condition {
     /// ```
     /// Python counterpart: `Condition(lock)`.
     pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Condition> {
-        let state = Shared::new(ConditionState { waiting: AtomicU32::new(0), tokens: AtomicU32::new(0) })?;
+        let state = Shared::new(ConditionState::new())?;
         Ok(Condition { lock: lock.into(), state })
     }
 
@@ -370,49 +462,48 @@ impl Condition {
             return Err(WaitError::NotOwner);
         }
         let state = &*self.state;
-        state.waiting.fetch_add(1, Ordering::SeqCst);
+        let slot = loop {
+            if let Some(slot) = state.register() {
+                break slot;
+            }
+            // Every slot holds a live waiter: step aside until one leaves.
+            let levels = self.lock.release_all();
+            std::thread::sleep(Duration::from_millis(1));
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if let Acquired::OwnerDied(pid) = self.lock.restore(levels) {
+                return Err(WaitError::OwnerDied { pid });
+            }
+            if expired {
+                return Ok(false);
+            }
+        };
         let levels = self.lock.release_all();
-        let notified = self.sleep(deadline);
+        let notified = Self::sleep(slot, deadline);
         match self.lock.restore(levels) {
             Acquired::Clean => Ok(notified),
             Acquired::OwnerDied(pid) => Err(WaitError::OwnerDied { pid }),
         }
     }
 
-    /// Takes a token (true), or withdraws at the deadline (false).
-    fn sleep(&self, deadline: Option<Instant>) -> bool {
-        let state = &*self.state;
-        let take = || {
-            let tokens = state.tokens.load(Ordering::SeqCst);
-            tokens > 0 && state.tokens.compare_exchange(tokens, tokens - 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-        };
-        if raw::spin(raw::spin_budget(deadline), take) {
-            return true;
-        }
-        loop {
-            if take() {
-                return true;
-            }
+    /// Sleeps on `slot` until a notify chooses it (true) or the deadline passes (false); frees it.
+    fn sleep(slot: &WaiterSlot, deadline: Option<Instant>) -> bool {
+        let chosen = || slot.state.load(Ordering::SeqCst) != WAITING;
+        let mut notified = raw::spin(raw::spin_budget(deadline), chosen);
+        while !notified {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                // Withdraw, unless a notify has already counted us: then its token is on its way.
-                let mut waiting = state.waiting.load(Ordering::SeqCst);
-                while waiting > 0 {
-                    match state.waiting.compare_exchange(waiting, waiting - 1, Ordering::SeqCst, Ordering::SeqCst) {
-                        Ok(_) => return false,
-                        Err(seen) => waiting = seen,
-                    }
+                // Withdraw, unless a notify chose us in the meantime.
+                if slot.state.compare_exchange(WAITING, FREE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    return false;
                 }
-                let grace = Instant::now() + Duration::from_secs(1);
-                while Instant::now() < grace {
-                    if take() {
-                        return true;
-                    }
-                    sys::futex::wait_until(&state.tokens, 0, Some(grace), Duration::from_millis(10));
-                }
-                return false;
+                break;
             }
-            sys::futex::wait_until(&state.tokens, 0, deadline, Duration::from_secs(3600));
+            // The slice bounds a sleep whose wake was lost to a notifier killed between its store
+            // and its wake call.
+            sys::futex::wait_until(&slot.state, WAITING, deadline, Duration::from_millis(100));
+            notified = chosen();
         }
+        slot.state.store(FREE, Ordering::SeqCst);
+        true
     }
 
     /// Waits until `predicate()` is true, checking it under the lock before each wait; returns its
@@ -481,20 +572,7 @@ impl Condition {
         if !self.lock.raw().held_by_me() {
             return Err(NotOwner);
         }
-        let state = &*self.state;
-        let mut waiting = state.waiting.load(Ordering::SeqCst);
-        let chosen = loop {
-            let chosen = n.min(waiting);
-            if chosen == 0 {
-                return Ok(());
-            }
-            match state.waiting.compare_exchange(waiting, waiting - chosen, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => break chosen,
-                Err(seen) => waiting = seen,
-            }
-        };
-        state.tokens.fetch_add(chosen, Ordering::SeqCst);
-        sys::futex::wake(&state.tokens, chosen);
+        self.state.notify(n);
         Ok(())
     }
 
