@@ -893,7 +893,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// ```
     /// Python counterpart: `JoinableQueue()`.
     pub fn new() -> Result<JoinableQueue<T>> {
-        Ok(JoinableQueue { queue: Queue::new()? })
+        JoinableQueue::bounded(0)
     }
 
     /// A joinable queue of at most `maxsize` items (0: unbounded).
@@ -908,7 +908,21 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// ```
     /// Python counterpart: `JoinableQueue(maxsize)`.
     pub fn bounded(maxsize: usize) -> Result<JoinableQueue<T>> {
-        Ok(JoinableQueue { queue: Queue::bounded(maxsize)? })
+        let queue = Queue::bounded(maxsize)?;
+        queue.ring.set_joinable();
+        Ok(JoinableQueue { queue })
+    }
+
+    /// How many items were counted done because the process that took them died before calling
+    /// [`task_done`](Self::task_done) (see [`join`](Self::join)).
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::new().unwrap();
+    /// assert_eq!(q.lost(), 0);
+    /// ```
+    /// Python counterpart: none (Python's `join` hangs on such items).
+    pub fn lost(&self) -> u64 {
+        self.queue.ring.lost()
     }
 
     /// Puts an item and counts it as unfinished.
@@ -982,6 +996,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     /// Waits until every item put has been marked done.
+    ///
+    /// An item taken with `get` by a process that then dies before its `task_done` can never be
+    /// marked done; `join` notices the death (it looks every 50 ms) and counts such items done,
+    /// so it cannot hang on a dead consumer (Python's does). [`lost`](Self::lost) says how many
+    /// were counted so. The queue follows up to 128 consumer processes at once; items taken by
+    /// more are counted only by their `task_done`.
     ///
     /// # Errors
     /// Never; the `Result` keeps the shape of [`join_timeout`](Self::join_timeout).

@@ -31,6 +31,9 @@
 //!   `put_lock` next (the next producer, or the consumer waiting for the next chunk) publishes an
 //!   ABORT record, and the consumer drops the partial message. Producers keep 8 bytes free while
 //!   streaming, so there is always room for that record.
+//! - A producer whose deadline passes in the middle of a chunked message (nobody took its chunks
+//!   in time) takes it back and reports a timeout: if no consumer read any of it, it moves `tail`
+//!   back while holding both locks; otherwise it ends the message with ABORT as above.
 //! - A consumer killed while reading a record had not moved `head`: the next consumer reads the
 //!   same record, which the dead one never returned — nothing is lost or duplicated. A consumer
 //!   killed in the middle of a chunked message leaves `assembling` set; the next consumer skips
@@ -53,6 +56,8 @@ const ABORT: u32 = 6;
 const HEADER: u64 = 8;
 /// Room always left free while a chunked message streams in, for an ABORT record.
 const ABORT_RESERVE: u64 = HEADER;
+/// How long a chunked put with a deadline goes on past it while no consumer takes a chunk.
+const STALL: Duration = Duration::from_millis(10);
 
 /// The shared header of a ring. Each side's hot words sit on their own cache line, so a
 /// producer and a consumer running flat out do not bounce one line between their CPUs.
@@ -105,11 +110,55 @@ struct Sleepers {
     producers: AtomicU32,
 }
 
-/// JoinableQueue's count of messages put and not yet marked done.
+/// JoinableQueue's count of messages put and not yet marked done, and who holds the taken ones.
 #[repr(C, align(64))]
 struct Tasks {
     unfinished: AtomicU32,
     asleep: AtomicU32,
+    /// 1 for a joinable queue: gets record their holder.
+    joinable: AtomicU32,
+    /// Unfinished messages counted done because the process holding them died.
+    lost: AtomicU64,
+    /// Per consumer process, one [`Holder`] word: who, how many taken and not yet done.
+    holders: [AtomicU64; HOLDERS],
+}
+
+/// How many consumer processes a joinable queue follows at once; the items of more are not
+/// followed (a death among those leaves `join` to its timeout, as in Python).
+const HOLDERS: usize = 128;
+
+/// One word of [`Tasks::holders`]: `pid:32 | count:24 | pending:1 | mark:7`.
+///
+/// A get counts its message in its holder word *before* it consumes the message (so no instant
+/// exists where the message is neither in the ring nor counted), with `pending` set and `mark` the
+/// low bits of `get_count` before the consume; it clears `pending` after. Whoever finds the
+/// process dead clears the whole word in one compare-and-swap and counts its messages done; if
+/// `pending` is still set and `get_count` still has the mark, the message never left the ring and
+/// is not counted. Only one get runs at a time (`get_lock`), so `get_count` moves by at most one
+/// while `pending` is set, and the seven bits tell the two cases apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Holder {
+    pid: u32,
+    count: u32,
+    pending: bool,
+    mark: u8,
+}
+
+impl Holder {
+    const MAX_COUNT: u32 = (1 << 24) - 1;
+
+    fn from_word(word: u64) -> Holder {
+        Holder {
+            pid: (word >> 32) as u32,
+            count: ((word >> 8) & u64::from(Holder::MAX_COUNT)) as u32,
+            pending: word & 0x80 != 0,
+            mark: (word & 0x7f) as u8,
+        }
+    }
+
+    fn word(self) -> u64 {
+        (u64::from(self.pid) << 32) | (u64::from(self.count) << 8) | (u64::from(self.pending) << 7) | u64::from(self.mark)
+    }
 }
 
 // SAFETY: repr(C), atomics and plain integers, no destructor.
@@ -170,7 +219,13 @@ impl Ring {
                 assembling: AtomicU32::new(0),
             },
             sleepers: Sleepers { consumers: AtomicU32::new(0), producers: AtomicU32::new(0) },
-            tasks: Tasks { unfinished: AtomicU32::new(0), asleep: AtomicU32::new(0) },
+            tasks: Tasks {
+                unfinished: AtomicU32::new(0),
+                asleep: AtomicU32::new(0),
+                joinable: AtomicU32::new(0),
+                lost: AtomicU64::new(0),
+                holders: std::array::from_fn(|_| AtomicU64::new(0)),
+            },
         };
         Ok(Ring { state: Shared::with_tail(state, capacity as usize)? })
     }
@@ -278,8 +333,10 @@ impl Ring {
         // whatever the consumers free, always keeping room for an ABORT record.
         self.wait_for_room(record_size(16) + ABORT_RESERVE, deadline)?;
         s.producer.streaming.store(1, Ordering::Relaxed);
+        let start = s.producer.tail.load(Ordering::Relaxed);
         let mut sent = 0u64;
         let mut first = true;
+        let mut progress = Instant::now();
         loop {
             let prefix: u64 = if first { 8 } else { 0 };
             let remaining = len - sent;
@@ -291,7 +348,17 @@ impl Ring {
                     // The end of the ring is in the way, not the consumer: pad and go on at 0.
                     self.write_pad(self.position(s.producer.tail.load(Ordering::Relaxed)));
                 } else {
-                    let _ = self.wait_for_producers(None, || self.free() > free);
+                    // A deadline bounds the whole put, but a consumer that is still taking
+                    // chunks keeps a message going for a while past it: give up only when the
+                    // deadline has passed and nothing was taken for STALL.
+                    let until = deadline.map(|d| d.max(progress + STALL));
+                    if self.wait_for_producers(until, || self.free() > free).is_err() {
+                        // Nobody takes the rest in time: take the message back, so the queue is
+                        // left as it was and the caller keeps the item.
+                        self.withdraw_stream_locked(start);
+                        return Err(RingError::Timeout);
+                    }
+                    progress = Instant::now();
                 }
                 continue;
             }
@@ -316,6 +383,34 @@ impl Ring {
         }
         s.producer.streaming.store(0, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Takes back the chunked message this producer began at tail counter `start`. Holds
+    /// put_lock. If no consumer has read any of it (and none is in a get), the tail simply moves
+    /// back, freeing its room; otherwise an ABORT record ends it and the consumer drops its part.
+    fn withdraw_stream_locked(&self, start: u64) {
+        let s = &*self.state;
+        let get_lock = &s.consumer.get_lock;
+        if let Some(how) = get_lock.try_lock() {
+            if let Acquired::OwnerDied(pid) = how {
+                // The takeover duties of a get: orphaned chunks are skipped by the next get
+                // (they have no FIRST before them); what the dead consumer held is counted.
+                s.consumer.assembling.store(0, Ordering::Relaxed);
+                self.release_holder(pid);
+            }
+            let untouched = s.consumer.head.load(Ordering::Acquire) <= start;
+            if untouched {
+                // Both locks held: no producer or consumer looks at the ring until we let go.
+                s.producer.tail.store(start, Ordering::Release);
+                s.consumer.tail_seen.store(s.consumer.tail_seen.load(Ordering::Relaxed).min(start), Ordering::Relaxed);
+                s.producer.streaming.store(0, Ordering::Relaxed);
+            }
+            get_lock.unlock();
+            if untouched {
+                return;
+            }
+        }
+        self.abort_stream_locked();
     }
 
     /// Offset in the ring of byte counter `counter`.
@@ -458,7 +553,11 @@ impl Ring {
         match lock.lock(deadline) {
             Err(TimedOut) => return Err(RingError::Timeout),
             // A consumer died in the middle of a chunked message: its remaining chunks are orphans.
-            Ok(Acquired::OwnerDied(_)) => discard = s.consumer.assembling.swap(0, Ordering::Relaxed) != 0,
+            Ok(Acquired::OwnerDied(pid)) => {
+                discard = s.consumer.assembling.swap(0, Ordering::Relaxed) != 0;
+                // Settle what it held before any get moves `get_count` past its mark.
+                self.release_holder(pid);
+            }
             Ok(Acquired::Clean) => {}
         }
         let _held = Held(lock);
@@ -507,7 +606,9 @@ impl Ring {
                         s.consumer.assembling.store(0, Ordering::Relaxed);
                     }
                     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(payload)));
+                    let held = self.hold_one();
                     self.consume(head + size, true);
+                    self.settle_hold(held);
                     if let Err(panic) = decoded {
                         std::panic::resume_unwind(panic);
                     }
@@ -534,7 +635,9 @@ impl Ring {
                         _ => {}
                     }
                     let done = kind == LAST;
+                    let held = if done && message.is_some() { self.hold_one() } else { None };
                     self.consume(head + size, done);
+                    self.settle_hold(held);
                     if done {
                         s.consumer.assembling.store(0, Ordering::Relaxed);
                         if let Some((buf, total)) = message.take() {
@@ -620,11 +723,154 @@ impl Ring {
 
     /// Takes back an unfinished count when a put failed.
     pub(crate) fn remove_unfinished(&self) {
-        self.task_done();
+        self.finish_one();
+    }
+
+    /// Makes the ring follow who holds each message taken (a joinable queue's ring, before it is
+    /// shared).
+    pub(crate) fn set_joinable(&self) {
+        self.state.tasks.joinable.store(1, Ordering::SeqCst);
+    }
+
+    /// Unfinished messages that were counted done because the process that took them died.
+    pub(crate) fn lost(&self) -> u64 {
+        self.state.tasks.lost.load(Ordering::SeqCst)
+    }
+
+    /// Counts a message about to be consumed as held by this process (pending until
+    /// [`settle_hold`](Self::settle_hold)). Holds get_lock. Returns the holder slot used.
+    fn hold_one(&self) -> Option<usize> {
+        let s = &*self.state;
+        if s.tasks.joinable.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let me = sys::process::cached_pid();
+        let mark = (s.consumer.get_count.load(Ordering::Relaxed) & 0x7f) as u8;
+        // Our own word first, then a free one (its process holds nothing), then the word of a
+        // dead process, once what it held is counted done.
+        let free = |h: Holder| h.count == 0 && !h.pending;
+        for pass in 0..3 {
+            for (i, slot) in s.tasks.holders.iter().enumerate() {
+                let mut word = slot.load(Ordering::SeqCst);
+                let mut h = Holder::from_word(word);
+                if pass == 2 && h.pid != me && !free(h) && !sys::process::is_running(h.pid) {
+                    self.release_holder(h.pid);
+                    word = slot.load(Ordering::SeqCst);
+                    h = Holder::from_word(word);
+                }
+                let base = match pass {
+                    0 if h.pid == me && !h.pending && h.count < Holder::MAX_COUNT => h.count,
+                    1 | 2 if free(h) => 0,
+                    _ => continue,
+                };
+                let next = Holder { pid: me, count: base + 1, pending: true, mark };
+                if slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    return Some(i);
+                }
+            }
+        }
+        // Every word belongs to a live consumer: this message is not followed.
+        None
+    }
+
+    /// Clears `pending` once the message held in slot `held` is consumed.
+    fn settle_hold(&self, held: Option<usize>) {
+        if let Some(i) = held {
+            let slot = &self.state.tasks.holders[i];
+            // Only this process changes its own word while pending (a finder of the dead would
+            // need us dead), except task_done's decrements from other threads of ours: retry.
+            let mut word = slot.load(Ordering::SeqCst);
+            loop {
+                let next = Holder { pending: false, ..Holder::from_word(word) };
+                match slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => return,
+                    Err(seen) => word = seen,
+                }
+            }
+        }
+    }
+
+    /// Counts done whatever dead process `pid` held; true if its word is now free.
+    fn release_holder(&self, pid: u32) -> bool {
+        let s = &*self.state;
+        let mut freed = false;
+        for slot in &s.tasks.holders {
+            let mut word = slot.load(Ordering::SeqCst);
+            loop {
+                let h = Holder::from_word(word);
+                if h.pid != pid || (h.count == 0 && !h.pending) {
+                    freed |= h.pid == pid;
+                    break;
+                }
+                // A pending message whose consume did not happen is still in the ring.
+                let consumed = !h.pending || (s.consumer.get_count.load(Ordering::SeqCst) & 0x7f) as u8 != h.mark;
+                let lost = h.count - u32::from(!consumed);
+                let cleared = Holder { pid, count: 0, pending: false, mark: 0 };
+                match slot.compare_exchange(word, cleared.word(), Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => {
+                        for _ in 0..lost {
+                            if self.finish_one() {
+                                s.tasks.lost.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        freed = true;
+                        break;
+                    }
+                    Err(seen) => word = seen,
+                }
+            }
+        }
+        freed
+    }
+
+    /// Counts done the messages held by consumers that died. Returns whether any were found.
+    fn release_dead_holders(&self) -> bool {
+        let s = &*self.state;
+        let me = sys::process::cached_pid();
+        let mut found = false;
+        for slot in &s.tasks.holders {
+            let h = Holder::from_word(slot.load(Ordering::SeqCst));
+            if (h.count > 0 || h.pending) && h.pid != me && !sys::process::is_running(h.pid) {
+                found |= self.release_holder(h.pid);
+            }
+        }
+        found
     }
 
     /// Marks one message done; false if none was unfinished.
     pub(crate) fn task_done(&self) -> bool {
+        let s = &*self.state;
+        if s.tasks.joinable.load(Ordering::Relaxed) != 0 {
+            self.unhold_one();
+        }
+        self.finish_one()
+    }
+
+    /// Takes one message off the caller's holder word (or, if it holds none — it was handed the
+    /// item by its getter — off another live holder's, so that the dead are never over-counted).
+    fn unhold_one(&self) {
+        let s = &*self.state;
+        let me = sys::process::cached_pid();
+        for mine in [true, false] {
+            for slot in &s.tasks.holders {
+                let mut word = slot.load(Ordering::SeqCst);
+                loop {
+                    let h = Holder::from_word(word);
+                    if (h.pid == me) != mine || h.count == 0 || (h.pending && h.count == 1) {
+                        break;
+                    }
+                    let next = Holder { count: h.count - 1, ..h };
+                    match slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst) {
+                        Ok(_) => return,
+                        Err(seen) => word = seen,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one off the unfinished count, waking joiners at zero; false if it was zero.
+    fn finish_one(&self) -> bool {
         let s = &*self.state;
         let mut current = s.tasks.unfinished.load(Ordering::SeqCst);
         loop {
@@ -649,13 +895,20 @@ impl Ring {
         if ready() || raw::spin(raw::SPIN, ready) {
             return Ok(());
         }
+        let joinable = s.tasks.joinable.load(Ordering::Relaxed) != 0;
         loop {
+            // Items taken by a consumer that died will never be marked done: count them done
+            // now (and look again every slice: nobody tells us of a death).
+            if joinable {
+                self.release_dead_holders();
+            }
             let seen = s.tasks.unfinished.load(Ordering::SeqCst);
             if seen == 0 {
                 return Ok(());
             }
             s.tasks.asleep.fetch_add(1, Ordering::SeqCst);
-            let woke = sys::futex::wait_until(&s.tasks.unfinished, seen, deadline, Duration::from_secs(3600));
+            let slice = if joinable { Duration::from_millis(50) } else { Duration::from_secs(3600) };
+            let woke = sys::futex::wait_until(&s.tasks.unfinished, seen, deadline, slice);
             s.tasks.asleep.fetch_sub(1, Ordering::SeqCst);
             if ready() {
                 return Ok(());
