@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
+use crate::process::StartMethod;
 use crate::process::identity::{self, Parent};
 use crate::process::registry;
 use crate::process::task::{self, Outcome};
@@ -46,6 +47,12 @@ pub(crate) struct Bootstrap {
     pub(crate) authkey: [u8; 32],
     /// The managers the parent knows how to reach (see `manager::proxy`), encoded.
     pub(crate) managers: Vec<u8>,
+    /// The method this child was started with.
+    pub(crate) start_method: StartMethod,
+    /// Ignore SIGINT.
+    pub(crate) ignore_interrupts: bool,
+    /// The parent's working directory, to start in.
+    pub(crate) cwd: Option<std::path::PathBuf>,
 }
 
 /// Everything a child needs to run, however it was started.
@@ -60,6 +67,8 @@ pub(crate) struct Start {
     pub(crate) parent: Option<Parent>,
     pub(crate) watch_parent: bool,
     pub(crate) authkey: [u8; 32],
+    pub(crate) start_method: StartMethod,
+    pub(crate) ignore_interrupts: bool,
 }
 
 /// Writes the bootstrap frame, with the parent's pidfd and the handles' descriptors attached.
@@ -114,6 +123,11 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
         sys::process::exit_now(1);
     }
     crate::manager::proxy::import_known(&boot.managers);
+    if let Some(dir) = &boot.cwd {
+        // A directory that is gone by now leaves us where we are, as Python's spawn would fail
+        // only on a relative path the task then uses.
+        let _ = std::env::set_current_dir(dir);
+    }
     let mut fds = fds.into_iter();
     let parent =
         fds.next().map(|pidfd| Parent { pid: boot.parent_pid, name: boot.parent_name, pidfd: Arc::new(pidfd) });
@@ -128,6 +142,8 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
         parent,
         watch_parent: boot.watch_parent,
         authkey: boot.authkey,
+        start_method: boot.start_method,
+        ignore_interrupts: boot.ignore_interrupts,
     })
 }
 
@@ -137,7 +153,24 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Runs the task and exits: the common end of every start method.
 pub(crate) fn run(start: Start) -> ! {
-    let Start { channel, entry, args, fds, name, identity, daemon, parent, watch_parent, authkey } = start;
+    let Start {
+        channel,
+        entry,
+        args,
+        fds,
+        name,
+        identity,
+        daemon,
+        parent,
+        watch_parent,
+        authkey,
+        start_method,
+        ignore_interrupts,
+    } = start;
+    if ignore_interrupts {
+        sys::process::ignore_interrupts();
+    }
+    crate::process::start::inherit_start_method(start_method);
     if watch_parent {
         if let Some(parent) = &parent {
             watch(parent.pidfd.clone());

@@ -684,6 +684,7 @@ pub struct ProcessBuilder {
     method: Option<StartMethod>,
     keep_on_parent_death: bool,
     executable: Option<PathBuf>,
+    ignore_interrupts: bool,
 }
 
 impl ProcessBuilder {
@@ -735,6 +736,32 @@ impl ProcessBuilder {
     /// ```
     pub fn die_with_parent(mut self, die: bool) -> ProcessBuilder {
         self.keep_on_parent_death = !die;
+        self
+    }
+
+    /// Whether the child ignores SIGINT (default: `false`, as in Python).
+    ///
+    /// Under every start method a child is in its parent's process group, so **a Ctrl-C in the
+    /// terminal reaches every child as well as the parent**, and by default it ends them
+    /// (Python's children raise `KeyboardInterrupt` instead). With `true`, the child ignores it
+    /// and Ctrl-C is the parent's alone to handle — say, by asking its children to stop, or
+    /// terminating them. Pool and executor workers always ignore it. The fork server blocks it,
+    /// so that it survives to serve the next start.
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn interrupt_myself() -> bool {
+    ///     // SAFETY (in a doc test): raise(2) has no preconditions.
+    ///     unsafe { libc::raise(libc::SIGINT) };
+    ///     true // still here
+    /// }
+    /// let mut p = Process::builder().ignore_interrupts(true).spawn(interrupt_myself, ()).unwrap();
+    /// assert!(p.join().unwrap());
+    /// ```
+    /// Python counterpart: none (Python users install `signal.signal(SIGINT, SIG_IGN)` in the
+    /// target, as pool initializers often do).
+    pub fn ignore_interrupts(mut self, ignore: bool) -> ProcessBuilder {
+        self.ignore_interrupts = ignore;
         self
     }
 
@@ -801,8 +828,10 @@ impl ProcessBuilder {
             parent_name,
             parent_pidfd,
             authkey,
+            start_method: self.method.unwrap_or_else(get_start_method),
+            ignore_interrupts: self.ignore_interrupts,
         };
-        let started = start::start(self.method.unwrap_or_else(get_start_method), &job)?;
+        let started = start::start(job.start_method, &job)?;
         let channel = Channel::new(started.channel);
         let state = Arc::new(ChildState::new(started.pid, started.pidfd, started.exit, channel, name, self.daemon));
         registry::register(state.clone());

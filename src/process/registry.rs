@@ -41,6 +41,9 @@ pub(crate) struct ChildState {
     /// The pid of the process that started it (see the module docs).
     creator: u32,
     exit: Exit,
+    /// Set once a fork server went away without reporting this child's end: from then on the
+    /// child is watched through its pidfd (see `try_wait`).
+    server_gone: std::sync::atomic::AtomicBool,
     status: Mutex<Option<ExitStatus>>,
     /// The result channel (see `Channel`).
     pub(crate) channel: Mutex<Channel>,
@@ -62,6 +65,7 @@ impl ChildState {
             daemon,
             creator: sys::process::getpid(),
             exit,
+            server_gone: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(None),
             channel: Mutex::new(channel),
         }
@@ -70,8 +74,8 @@ impl ChildState {
     /// The descriptor that becomes readable once the exit status can be collected.
     pub(crate) fn exit_fd(&self) -> BorrowedFd<'_> {
         match &self.exit {
-            Exit::Direct => self.pidfd.as_fd(),
-            Exit::Server(sock) => sock.as_fd(),
+            Exit::Server(sock) if !self.server_gone.load(std::sync::atomic::Ordering::Relaxed) => sock.as_fd(),
+            _ => self.pidfd.as_fd(),
         }
     }
 
@@ -82,10 +86,32 @@ impl ChildState {
         if status.is_none() {
             *status = match &self.exit {
                 Exit::Direct => sys::process::try_reap(self.pid)?,
-                Exit::Server(sock) => server_status(sock.as_fd())?,
+                Exit::Server(sock) => match self.server_gone.load(std::sync::atomic::Ordering::Relaxed) {
+                    false => match server_status(sock.as_fd())? {
+                        ServerReport::Exited(status) => Some(status),
+                        ServerReport::Running => None,
+                        ServerReport::ServerGone => {
+                            self.server_gone.store(true, std::sync::atomic::Ordering::Relaxed);
+                            self.status_without_server()?
+                        }
+                    },
+                    true => self.status_without_server()?,
+                },
             };
         }
         Ok(*status)
+    }
+
+    /// The status of a fork-server child whose server died: the child lives on (it is watched
+    /// through its pidfd), and once it has exited its status is read as a non-parent can.
+    fn status_without_server(&self) -> io::Result<Option<ExitStatus>> {
+        let status = sys::process::exit_status_of(self.pidfd.as_fd(), self.pid)?;
+        if status.is_none() && sys::poll::wait_readable(&[self.pidfd.as_fd()], Some(Instant::now()))?[0] {
+            // Exited, but its status is not readable yet (the new parent is reaping it right
+            // now): the pidfd stays readable, so do not let a caller's poll spin on it.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(status)
     }
 
     /// Waits until the child ends or `deadline` passes; `None` on timeout. Takes in the child's
@@ -117,17 +143,26 @@ impl ChildState {
     }
 }
 
+/// What the fork server's status socket says about a child.
+enum ServerReport {
+    Running,
+    Exited(ExitStatus),
+    /// The server ended without reporting: it was killed. The child was not (see
+    /// `start::forkserver`): it is watched through its pidfd from now on.
+    ServerGone,
+}
+
 /// Reads a status the fork server sent, without blocking.
-fn server_status(sock: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
+fn server_status(sock: BorrowedFd<'_>) -> io::Result<ServerReport> {
     let mut buf = [0u8; 8];
     let mut fds = Vec::new();
-    match sys::socket::recv_with_fds(sock, &mut buf, &mut fds, true)? {
-        None => Ok(None),
-        Some(8) => Ok(Some(ExitStatus::decode(buf))),
-        // The server ended without reporting: it was killed, and its children were SIGKILLed
-        // with it by their parent-death signal (see `start::forkserver`).
-        Some(_) => Ok(Some(ExitStatus::Signal(Signal::KILL))),
-    }
+    Ok(match sys::socket::recv_with_fds(sock, &mut buf, &mut fds, true) {
+        Ok(None) => ServerReport::Running,
+        Ok(Some(8)) => ServerReport::Exited(ExitStatus::decode(buf)),
+        Ok(Some(_)) => ServerReport::ServerGone,
+        Err(err) if err.raw_os_error() == Some(libc::ECONNRESET) => ServerReport::ServerGone,
+        Err(err) => return Err(err),
+    })
 }
 
 static CHILDREN: Mutex<Vec<Arc<ChildState>>> = Mutex::new(Vec::new());

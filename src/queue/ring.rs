@@ -157,7 +157,10 @@ impl Holder {
     }
 
     fn word(self) -> u64 {
-        (u64::from(self.pid) << 32) | (u64::from(self.count) << 8) | (u64::from(self.pending) << 7) | u64::from(self.mark)
+        (u64::from(self.pid) << 32)
+            | (u64::from(self.count) << 8)
+            | (u64::from(self.pending) << 7)
+            | u64::from(self.mark)
     }
 }
 

@@ -106,7 +106,8 @@ impl ConditionState {
             // A waiter killed while asleep must not swallow the notification: skip it, and free
             // its slot (if it is still the same waiter's: it cannot have changed, as it is dead).
             let next = if pid == sys::process::cached_pid() || sys::process::is_running(pid) { NOTIFIED } else { FREE };
-            if slot.state.compare_exchange(WAITING, next, Ordering::SeqCst, Ordering::SeqCst).is_ok() && next == NOTIFIED
+            if slot.state.compare_exchange(WAITING, next, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                && next == NOTIFIED
             {
                 left -= 1;
                 sys::futex::wake(&slot.state, 1);

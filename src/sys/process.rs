@@ -58,6 +58,58 @@ fn to_status(status: rustix::process::WaitStatus) -> Option<ExitStatus> {
     }
 }
 
+/// The exit status of a process that is *not* our child (a fork-server child whose server died),
+/// through its pidfd: `None` while it runs.
+///
+/// Once it has exited it is either a zombie waiting for its new parent to reap it (its wait
+/// status is then field 52 of `/proc/<pid>/stat`, where the pidfd keeps the pid from being
+/// reused) or reaped, when the kernel (6.15 and later) keeps the status for the pidfd.
+pub(crate) fn exit_status_of(pidfd: BorrowedFd<'_>, raw: u32) -> io::Result<Option<ExitStatus>> {
+    if !crate::sys::poll::wait_readable(&[pidfd], Some(std::time::Instant::now()))?[0] {
+        return Ok(None);
+    }
+    let from_wait_status = |status: i32| {
+        if libc::WIFEXITED(status) {
+            Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(ExitStatus::Signal(crate::process::Signal::from_raw(libc::WTERMSIG(status))))
+        } else {
+            None
+        }
+    };
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{raw}/stat")) {
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        // Field 3 is the state, field 52 the exit code; after ')' they are the 1st and 50th.
+        if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+            if let Some(status) = fields.get(49).and_then(|f| f.parse::<i32>().ok()) {
+                return Ok(from_wait_status(status));
+            }
+        }
+    }
+    Ok(pidfd_exit_info(pidfd).and_then(from_wait_status))
+}
+
+/// `PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`: the wait status of a reaped process (Linux 6.15+).
+fn pidfd_exit_info(pidfd: BorrowedFd<'_>) -> Option<i32> {
+    /// `struct pidfd_info` as of its first version (64 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct PidfdInfo {
+        mask: u64,
+        cgroupid: u64,
+        ids: [u32; 11],
+        exit_code: i32,
+    }
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    // _IOWR(PIDFS_IOCTL_MAGIC = 0xFF, 11, struct pidfd_info of 64 bytes).
+    const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    // SAFETY: the ioctl writes at most the 64 bytes its number encodes into `info`, which is a
+    // live, properly sized repr(C) value; an older kernel fails with ENOTTY or EINVAL.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
+    (rc == 0 && info.mask & PIDFD_INFO_EXIT != 0).then_some(info.exit_code)
+}
+
 /// Reaps our child `pid` if it has exited; `None` if it is still running.
 pub(crate) fn try_reap(raw: u32) -> io::Result<Option<ExitStatus>> {
     loop {

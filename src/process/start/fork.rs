@@ -86,6 +86,8 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
                 parent: Some(parent),
                 watch_parent,
                 authkey: job.authkey,
+                start_method: job.start_method,
+                ignore_interrupts: job.ignore_interrupts,
             })
         }
         Forked::Parent(pid) => {

@@ -20,9 +20,12 @@
 //! # Lifetime
 //! The server lives as long as the client's control socket: when the client exits or is killed,
 //! the socket reaches end-of-file and the server SIGKILLs the children that were to die with
-//! their parent, then exits. Those children also carry a parent-death signal tied to the server,
-//! so killing the server kills them too. A client that finds its server dead (a failed send, or
-//! end-of-file instead of a pid) starts a new one and retries once. The server blocks SIGINT, so
+//! their parent, then exits. Those children also watch their real parent's pidfd from a thread
+//! (there is no parent-death signal tied to the server). The server's own death ends none of its
+//! children: the client holds a pidfd of each, so it can still signal and join them, and reads
+//! their exit status as a non-parent can (`sys::process::exit_status_of`). A client that finds
+//! its server dead (a failed send, or end-of-file instead of a pid) starts a new one and retries
+//! once. The server blocks SIGINT, so
 //! that Ctrl-C in a terminal reaches the program and its children but not the machinery.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -140,7 +143,9 @@ fn request(control: &OwnedFd, job: &Job<'_>) -> std::result::Result<Started, Req
 
     // The bootstrap goes out before the pid comes back, so that it is waiting in the channel when
     // the child starts. A child that died early is reported by its exit status at join.
-    let boot = job.bootstrap(false, false);
+    // A child to die with its parent watches the parent's pidfd from a thread: the kernel's
+    // parent-death signal would follow the server, whose death must not end it.
+    let boot = job.bootstrap(job.die_with_parent, false);
     let _ = crate::process::child::send_bootstrap(ours.as_fd(), &boot, job.parent_pidfd.as_fd(), job.handles);
 
     let mut reply = [0u8; 8];
@@ -189,7 +194,6 @@ struct Kid {
 /// The server's main loop; never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::process::block_interrupts(true);
-    let me = sys::process::getpid();
     let mut kids: Vec<Kid> = Vec::new();
     loop {
         let mut watched = vec![control.as_fd()];
@@ -223,9 +227,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                         drop(kids);
                         drop(status);
                         sys::process::block_interrupts(false);
-                        if die_with_client && !sys::process::die_with_parent(me) {
-                            sys::process::exit_now(1);
-                        }
+                        // No parent-death signal tied to the server: a child must outlive the
+                        // server's death (it watches its real parent's pidfd instead, told so in
+                        // its bootstrap), and the client keeps watching it through its pidfd.
                         crate::process::child::run_from_channel(channel);
                     }
                     Ok(Forked::Parent(pid)) => match sys::process::pidfd_open(pid) {

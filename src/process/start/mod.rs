@@ -7,7 +7,7 @@ use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::registry::Exit;
@@ -49,7 +49,8 @@ pub(crate) mod spawn;
 /// ```
 /// Python counterpart: the method names of `multiprocessing.get_context('fork' | 'spawn' |
 /// 'forkserver')`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartMethod {
     /// `fork()` the calling process.
     Fork,
@@ -105,7 +106,22 @@ impl FromStr for StartMethod {
     }
 }
 
-static DEFAULT: OnceLock<StartMethod> = OnceLock::new();
+/// The process-wide default: 0 while unset, else 1 + the method's index in [`StartMethod::ALL`].
+static DEFAULT: AtomicU8 = AtomicU8::new(0);
+
+fn method_code(method: StartMethod) -> u8 {
+    1 + StartMethod::ALL.iter().position(|&m| m == method).expect("every method is in ALL") as u8
+}
+
+fn method_from_code(code: u8) -> StartMethod {
+    StartMethod::ALL[usize::from(code - 1)]
+}
+
+/// In a child: its default start method is the one it was started with, as in Python (so a
+/// child of a `fork` context forks its own children too), and it is fixed.
+pub(crate) fn inherit_start_method(method: StartMethod) {
+    DEFAULT.store(method_code(method), Ordering::SeqCst);
+}
 
 /// Sets the process-wide default start method, once, before any child is started with it.
 ///
@@ -121,12 +137,12 @@ static DEFAULT: OnceLock<StartMethod> = OnceLock::new();
 /// ```
 /// Python counterpart: `multiprocessing.set_start_method(method)`.
 pub fn set_start_method(method: StartMethod) -> Result<()> {
-    let mut set = false;
-    let current = *DEFAULT.get_or_init(|| {
-        set = true;
-        method
-    });
-    if set { Ok(()) } else { Err(Error::new(ErrorKind::StartMethodAlreadySet, format!("it is {current}"))) }
+    match DEFAULT.compare_exchange(0, method_code(method), Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => Ok(()),
+        Err(current) => {
+            Err(Error::new(ErrorKind::StartMethodAlreadySet, format!("it is {}", method_from_code(current))))
+        }
+    }
 }
 
 /// The process-wide default start method; reading it fixes it, as using it does in Python.
@@ -137,7 +153,8 @@ pub fn set_start_method(method: StartMethod) -> Result<()> {
 /// ```
 /// Python counterpart: `multiprocessing.get_start_method()`.
 pub fn get_start_method() -> StartMethod {
-    *DEFAULT.get_or_init(|| StartMethod::ForkServer)
+    let _ = DEFAULT.compare_exchange(0, method_code(StartMethod::ForkServer), Ordering::SeqCst, Ordering::SeqCst);
+    method_from_code(DEFAULT.load(Ordering::SeqCst))
 }
 
 /// The whole process API bound to one start method.
@@ -267,6 +284,10 @@ pub(crate) struct Job<'a> {
     pub(crate) parent_name: String,
     pub(crate) parent_pidfd: std::sync::Arc<OwnedFd>,
     pub(crate) authkey: [u8; 32],
+    /// The method it is started with (its own default from then on).
+    pub(crate) start_method: StartMethod,
+    /// Whether it ignores SIGINT (see `ProcessBuilder::ignore_interrupts`).
+    pub(crate) ignore_interrupts: bool,
 }
 
 /// A started child, before it is registered.
@@ -302,6 +323,11 @@ impl Job<'_> {
             parent_death_signal,
             authkey: self.authkey,
             managers: crate::manager::proxy::export_known(),
+            start_method: self.start_method,
+            ignore_interrupts: self.ignore_interrupts,
+            // A fork-server child starts where the server was launched; Python sends the
+            // parent's directory along, and so do we (a spawned child has it already).
+            cwd: std::env::current_dir().ok(),
         }
     }
 }
