@@ -363,6 +363,8 @@ impl Drop for Manager {
             // Everything the server holds lives in its memory: there is nothing to save first.
             let _ = server.signal(Signal::KILL);
             let _ = server.join();
+            // Each thread that used it holds a connection to it: close them.
+            proxy::forget_manager(&self.address.endpoint);
         }
         if let Some(path) = &self.socket_file {
             let _ = std::fs::remove_file(path);

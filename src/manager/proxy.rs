@@ -23,6 +23,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -294,8 +295,56 @@ thread_local! {
     static CONNECTIONS: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Bumped whenever a manager this process started is dropped (see [`forget_manager`]).
+static DROPS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The value of [`DROPS`] this thread's connections were last checked against.
+    static DROPS_SEEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many dropped managers are remembered for threads that have not looked yet.
+const DROPPED_KEPT: usize = 4096;
+
+/// A manager this process started is going away: closes this thread's connection to it now, and
+/// has every other thread close its own on its next call to any manager.
+pub(crate) fn forget_manager(endpoint: &Endpoint) {
+    let closed: Vec<Connection> = CONNECTIONS.with_borrow_mut(|all| {
+        let (gone, kept) = std::mem::take(all).into_iter().partition(|c| c.address.endpoint == *endpoint);
+        *all = kept;
+        gone
+    });
+    drop(closed);
+    let mut state = client_state();
+    if state.dropped.len() == DROPPED_KEPT {
+        state.dropped.pop_front();
+    }
+    state.dropped.push_back(endpoint.clone());
+    DROPS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Closes this thread's connections to managers dropped since it last looked (cheap when none
+/// was: one load).
+fn close_dropped() {
+    let drops = DROPS.load(Ordering::SeqCst);
+    if DROPS_SEEN.get() == drops {
+        return;
+    }
+    DROPS_SEEN.set(drops);
+    let dropped = client_state().dropped.clone();
+    let closed: Vec<Connection> = CONNECTIONS.with_borrow_mut(|all| {
+        let (gone, kept) = std::mem::take(all).into_iter().partition(|c| dropped.contains(&c.address.endpoint));
+        *all = kept;
+        gone
+    });
+    // Dropped outside the borrow: a Connection's drop takes the client state lock.
+    drop(closed);
+}
+
 /// What this process knows as a manager client, across its threads.
 pub(crate) struct ClientState {
+    /// Managers this process started and has dropped since (most recent last).
+    dropped: std::collections::VecDeque<Endpoint>,
     /// The descriptors of every manager connection open in this process, so that a child forked
     /// from it can close its copies: a copy left open would keep the manager from noticing that
     /// this process died (and releasing its locks) for as long as the child lives.
@@ -304,7 +353,8 @@ pub(crate) struct ClientState {
     keys: Vec<Known>,
 }
 
-static CLIENT: Mutex<ClientState> = Mutex::new(ClientState { open: Vec::new(), keys: Vec::new() });
+static CLIENT: Mutex<ClientState> =
+    Mutex::new(ClientState { dropped: std::collections::VecDeque::new(), open: Vec::new(), keys: Vec::new() });
 
 fn client_state() -> MutexGuard<'static, ClientState> {
     CLIENT.lock().unwrap_or_else(|p| p.into_inner())
@@ -331,6 +381,7 @@ pub(crate) fn disconnected(endpoint: &Endpoint, e: impl std::error::Error + Send
 /// Sends `request` to the manager at `address` over this thread's connection (opened on first
 /// use) and returns its reply. A refusal is [`ErrorKind::InvalidInput`] with the server's reason.
 pub(crate) fn call(address: &Address, request: &Request) -> Result<Reply> {
+    close_dropped();
     let me = sys::process::cached_pid();
     let connection = CONNECTIONS.with_borrow_mut(|all| {
         // Out of the list while in use: nothing else on this thread can use it meanwhile.

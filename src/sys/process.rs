@@ -218,6 +218,24 @@ pub(crate) fn take_stdin() -> io::Result<OwnedFd> {
     Ok(channel)
 }
 
+/// Closes every descriptor above stderr but `keep`: a re-executed child or fork server holds
+/// only what it was handed, as Python's spawn does, never a parent descriptor that happened not
+/// to be close-on-exec.
+///
+/// Only called from the child-entry constructor, before `main` and before any value of ours
+/// that owns a descriptor exists, except `keep` itself.
+pub(crate) fn close_all_but(keep: RawFd) {
+    let keep = keep as u32;
+    // SAFETY: close_range(2) takes plain numbers; by the contract above nothing in this process
+    // owns the descriptors it closes.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    }
+}
+
 /// Blocks SIGINT for this thread (`true`) or unblocks it (`false`).
 ///
 /// The fork server blocks rather than ignores it: a SIGINT sent to one of its children in the

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -351,14 +351,21 @@ fn divert() {
     if sys::process::take_env_before_main(CHILD_MARKER).is_some() {
         sys::process::ignore_broken_pipes();
         match sys::process::take_stdin() {
-            Ok(channel) => crate::process::child::run_from_channel(channel),
+            Ok(channel) => {
+                sys::process::close_all_but(channel.as_raw_fd());
+                crate::process::child::run_from_channel(channel)
+            }
             Err(_) => sys::process::exit_now(1),
         }
     }
     if sys::process::take_env_before_main(SERVER_MARKER).is_some() {
         sys::process::ignore_broken_pipes();
         match sys::process::take_stdin() {
-            Ok(control) => forkserver::serve(control),
+            Ok(control) => {
+                // Every child the server forks would otherwise inherit them too.
+                sys::process::close_all_but(control.as_raw_fd());
+                forkserver::serve(control)
+            }
             Err(_) => sys::process::exit_now(1),
         }
     }
