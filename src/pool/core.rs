@@ -302,9 +302,17 @@ impl Core {
         if let Some(method) = self.config.method {
             builder = builder.start_method(method);
         }
-        let process = builder.spawn(worker::worker_main, (setup,))?;
+        let mut process = builder.spawn(worker::worker_main, (setup,))?;
         let pid = process.pid();
-        let pidfd = Arc::new(process.sentinel().try_clone_to_owned().map_err(|e| Error::os("duplicating a pidfd", e))?);
+        let pidfd = match process.sentinel().try_clone_to_owned() {
+            Ok(pidfd) => Arc::new(pidfd),
+            Err(e) => {
+                // A worker nobody can watch must not be left waiting for orders.
+                let _ = process.kill();
+                let _ = process.join();
+                return Err(Error::os("duplicating a pidfd", e));
+            }
+        };
         st.stats[index as usize].since.get_or_insert_with(Instant::now);
         st.workers[index as usize] = Some(WorkerHandle {
             process,

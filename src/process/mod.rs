@@ -487,6 +487,9 @@ impl<R: DeserializeOwned> Process<R> {
                 return Err(JoinError::Timeout);
             }
         };
+        // Reaped: the registry has nothing left to do for it, and must not keep its descriptors
+        // open until the next start.
+        registry::forget(&self.state);
         let mut channel = lock(&self.state.channel);
         self.joined = true;
         if !channel.complete() {

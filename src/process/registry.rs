@@ -187,6 +187,11 @@ pub(crate) fn register(child: Arc<ChildState>) {
     children.push(child);
 }
 
+/// Drops a child whose status its handle has collected.
+pub(crate) fn forget(child: &Arc<ChildState>) {
+    lock(&CHILDREN).retain(|c| !Arc::ptr_eq(c, child));
+}
+
 fn reap_finished(children: &mut Vec<Arc<ChildState>>) {
     let me = sys::process::getpid();
     children.retain(|c| c.creator == me && matches!(c.try_wait(), Ok(None)));
