@@ -430,7 +430,8 @@ impl<T> Connection<T> {
     /// (`None`: wait until one is).
     ///
     /// # Errors
-    /// [`ErrorKind::Os`] if waiting fails.
+    /// [`ErrorKind::Os`] if waiting fails; [`ErrorKind::InvalidInput`] on a write-only end
+    /// (Python raises `OSError` there).
     ///
     /// ```
     /// use std::time::Duration;
@@ -441,6 +442,9 @@ impl<T> Connection<T> {
     /// ```
     /// Python counterpart: `conn.poll(timeout)`.
     pub fn poll(&self, timeout: Option<Duration>) -> crate::Result<bool> {
+        if !self.readable {
+            return Err(Error::new(ErrorKind::InvalidInput, "connection is write-only"));
+        }
         let deadline = timeout.and_then(deadline_after);
         let ready = sys::poll::wait_readable(&[self.sock.as_fd()], deadline)
             .map_err(|e| Error::os("polling a connection", e))?;

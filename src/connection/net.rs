@@ -48,6 +48,8 @@ enum Listening {
     Tcp(TcpListener),
     /// With the socket file, removed when the listener is dropped.
     Unix(UnixListener, PathBuf),
+    /// In Linux's abstract namespace (no file), with its name.
+    Abstract(UnixListener, String),
 }
 
 impl fmt::Debug for Listener {
@@ -75,6 +77,8 @@ impl Listener {
 
     /// Listens on a Unix socket at `path` (an absolute path, which must not exist yet); clients
     /// connect to `"unix:<path>"`. The socket file is removed when the listener is dropped.
+    /// A path `@name` listens in Linux's abstract namespace instead (no file), where clients
+    /// reach it as `"unix:@name"`.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the path cannot be bound; [`ErrorKind::InvalidInput`] for a relative
@@ -93,6 +97,16 @@ impl Listener {
     /// Python counterpart: `Listener("/path/to/socket", authkey=authkey)`.
     pub fn bind_unix(path: impl AsRef<Path>, authkey: &[u8]) -> Result<Listener> {
         let path = path.as_ref();
+        if let Some(name) = path.to_str().and_then(|p| p.strip_prefix('@')) {
+            use std::os::linux::net::SocketAddrExt;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .map_err(|e| Error::with_source(ErrorKind::InvalidInput, format!("abstract socket name @{name}"), e))?;
+            let listener = UnixListener::bind_addr(&address).map_err(|e| Error::os("binding a listener", e))?;
+            return Ok(Listener {
+                socket: Listening::Abstract(listener, name.to_owned()),
+                key: wire::derive_key(authkey),
+            });
+        }
         if !path.to_str().is_some_and(|p| p.starts_with('/')) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -118,6 +132,7 @@ impl Listener {
         match &self.socket {
             Listening::Tcp(l) => Ok(l.local_addr().map_err(|e| Error::os("the listener's address", e))?.to_string()),
             Listening::Unix(_, path) => Ok(Endpoint::Unix(path.display().to_string()).to_string()),
+            Listening::Abstract(_, name) => Ok(Endpoint::Abstract(name.clone()).to_string()),
         }
     }
 
@@ -140,7 +155,7 @@ impl Listener {
         loop {
             let socket = match &self.socket {
                 Listening::Tcp(l) => Socket::Tcp(l.accept().map_err(|e| Error::os("accepting a connection", e))?.0),
-                Listening::Unix(l, _) => {
+                Listening::Unix(l, _) | Listening::Abstract(l, _) => {
                     Socket::Unix(l.accept().map_err(|e| Error::os("accepting a connection", e))?.0)
                 }
             };

@@ -306,13 +306,21 @@ impl PoolBuilder {
             Some(Ok(init)) => Some(init.clone()),
             Some(Err(why)) => return Err(Error::new(ErrorKind::Encode, format!("pool initializer: {why}"))),
         };
+        let processes = self.processes.unwrap_or_else(cpu_count);
+        if processes > MAX_PROCESSES {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("a pool of {processes} processes (at most {MAX_PROCESSES})"),
+            ));
+        }
         Ok(Config {
-            processes: self.processes.unwrap_or_else(cpu_count),
+            processes,
             initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             method: self.method,
-            task_timeout: self.task_timeout,
-            kill_grace: self.kill_grace,
+            // Longer than a century is no timeout at all.
+            task_timeout: self.task_timeout.filter(|&t| t < NEVER),
+            kill_grace: self.kill_grace.min(NEVER),
             name: name.to_owned(),
         })
     }
@@ -395,6 +403,16 @@ impl Drop for Pool {
 }
 
 /// Python's default chunk size for `map`: four chunks per worker.
+/// Python's `ValueError` for `chunksize=0`.
+const ZERO_CHUNKSIZE: &str = "chunksize must be at least 1";
+
+/// At most this many processes in a pool: far more than any machine runs usefully, and few
+/// enough that the pool's own tables stay small.
+const MAX_PROCESSES: usize = 1 << 15;
+
+/// Timeouts and grace periods beyond this mean "never" (and no clock arithmetic overflows).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(processes * 4).max(1)
 }
@@ -640,7 +658,10 @@ impl Pool {
             let items: Vec<A> = items.collect();
             return self.map_collect::<F, A>(items, chunksize);
         }
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(low, self.core.config.processes)).max(1);
+        if chunksize == Some(0) {
+            return Err(TaskError::InvalidInput(ZERO_CHUNKSIZE.into()));
+        }
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(low, self.core.config.processes));
         let sink = self.collector(Some(low), false);
         let submitted = self.submit_items::<F, A>(items, chunksize, &sink, 0)?;
         if submitted != low {
@@ -936,7 +957,9 @@ impl Pool {
         if self.core.lock().phase != Phase::Running {
             return Err(TaskError::Closed);
         }
-        let chunksize = chunksize.max(1);
+        if chunksize == 0 {
+            return Err(TaskError::InvalidInput(ZERO_CHUNKSIZE.into()));
+        }
         Ok(Imap {
             pool: self,
             items: items.into_iter(),

@@ -80,6 +80,9 @@ pub enum TaskError {
     /// The pool cannot run tasks: its initializer failed, or workers kept dying on start.
     #[error("the pool is broken: {0}")]
     Broken(String),
+    /// An argument of the call itself is invalid (say, a chunk size of 0); nothing was submitted.
+    #[error("invalid argument: {0}")]
+    InvalidInput(String),
 }
 
 /// How long a reader keeps looking before it sleeps.

@@ -156,7 +156,7 @@ impl SharedMemory {
     /// cleaner does once it is gone.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a bad name (empty, with `/`, over 200 bytes) or a size too
+    /// [`ErrorKind::InvalidInput`] for a bad name (empty, with `/`, over 200 bytes), a size of 0 or a size too
     /// large; [`ErrorKind::Os`] if the name exists or `/dev/shm` refuses.
     ///
     /// ```
@@ -167,6 +167,12 @@ impl SharedMemory {
     /// ```
     /// Python counterpart: `SharedMemory(name=None, create=True, size=1024)`.
     pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a shared memory segment to create must have a positive size",
+            ));
+        }
         let name = name.map_or_else(random_name, str::to_owned);
         if !sys::shm::valid_name(&name) {
             return Err(Error::new(ErrorKind::InvalidInput, format!("{name:?} is not a valid shared memory name")));

@@ -84,6 +84,17 @@ impl<T: ShmSafe> Block<T> {
         let bytes = len
             .checked_mul(size_of::<T>())
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("an array of {len} elements is too large")))?;
+        // Every element is written now (as Python zero-fills its Array): an array larger than
+        // the machine's memory would get this process killed by the OOM killer, not refused.
+        let memory = crate::sys::shm::physical_memory();
+        if memory > 0 && bytes as u64 > memory {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "an array of {len} elements ({bytes} bytes) is larger than this machine's memory ({memory} bytes)"
+                ),
+            ));
+        }
         let header = BlockHeader {
             lock: RawMutex::new(),
             type_hash: AtomicU64::new(type_hash::<T>()),

@@ -115,3 +115,10 @@ pub(crate) fn open_named(name: &str) -> io::Result<OwnedFd> {
 pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(name)?)
 }
+
+/// The machine's physical memory in bytes (0 if it cannot be told).
+pub(crate) fn physical_memory() -> u64 {
+    // SAFETY: sysconf(3) only reads system parameters.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    u64::try_from(pages).unwrap_or(0).saturating_mul(u64::try_from(page).unwrap_or(0))
+}
