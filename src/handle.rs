@@ -157,9 +157,9 @@ impl EncodeScope {
         value: &'a T,
         out: &mut Vec<u8>,
     ) -> postcard::Result<Vec<BorrowedFd<'a>>> {
-        let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+        let mut outer = Restore(Some(TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))))));
         let result = sending(|| postcard::serialize_with_flavor(value, AppendTo(out)));
-        let raws = match TABLE.with(|t| t.replace(outer)) {
+        let raws = match TABLE.with(|t| t.replace(outer.0.take().expect("restored once"))) {
             Some(Table::Sending(fds)) => fds,
             _ => Vec::new(),
         };
@@ -181,10 +181,20 @@ pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usi
 
 /// Deserializes with `decode`, letting handles claim descriptors from `fds` by index.
 pub(crate) fn provide<T>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> T) -> T {
-    let outer = TABLE.with(|t| t.replace(Some(Table::Receiving(fds))));
-    let out = receiving(decode);
-    TABLE.with(|t| t.replace(outer));
-    out
+    let _outer = Restore(Some(TABLE.with(|t| t.replace(Some(Table::Receiving(fds))))));
+    receiving(decode)
+}
+
+/// Puts the table that was in place back, also when a `Serialize` or `Deserialize` panics (a
+/// pool worker catches the panic and goes on with its next item).
+struct Restore(Option<Option<Table>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(outer) = self.0.take() {
+            TABLE.with(|t| t.replace(outer));
+        }
+    }
 }
 
 /// Serializes a descriptor as an index into the current transfer's table.

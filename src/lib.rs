@@ -256,8 +256,22 @@
 //!   unlinked by a small cleaner process once the creator is gone; nothing piles up in
 //!   `/dev/shm`. Python's resource tracker does this only at the end of the whole program, and
 //!   before 3.13 also unlinked segments that a process merely attached to.
-//! - Pool workers ignore SIGINT: Ctrl-C ends the parent (by default), and its workers with it,
-//!   without a traceback from each.
+//! - Ctrl-C: under every start method a child is in its parent's process group, so a terminal's
+//!   Ctrl-C reaches every child as well as the parent and (by default) ends them, where Python's
+//!   children raise `KeyboardInterrupt`. [`ProcessBuilder::ignore_interrupts`] makes a child
+//!   ignore it; pool and executor workers always do, and the fork server blocks it.
+//! - A [`JoinableQueue`]'s `join` does not hang on an item whose consumer died before its
+//!   `task_done`: the item is counted done (and in [`JoinableQueue::lost`]).
+//! - A `try_put`/`put_timeout` of an item larger than the ring keeps its deadline: the item
+//!   comes back and nothing of it stays in the queue.
+//! - A [`Condition`]'s notification goes to the longest-waiting live waiter that was waiting
+//!   when it was sent; a waiter killed in `wait` is passed over.
+//! - Killing the fork server ends none of its children: the parent still signals and joins them,
+//!   with their true results and exit statuses. Spawned and fork-server children start in the
+//!   parent's current directory, hold only the descriptors they were given, and default to the
+//!   start method they were started with.
+//! - A panic in a child comes back with its location (and backtrace with `RUST_BACKTRACE`), also
+//!   when a `Serialize`/`Deserialize` of the arguments or result panicked.
 //! - `fork` children keep stdin; `spawn` and fork-server children read an empty stdin.
 //! - Manager objects live as long as their manager (a proxy is a plain value with no reference
 //!   count); a hosted lock can be released only by the thread that holds it, and is released by

@@ -134,7 +134,7 @@ fn panic_comes_back_with_its_message(method: StartMethod) {
     let _w = watchdog(60);
     let mut p = Context::new(method).spawn(|n: u32| -> u32 { panic!("sold out after {n} tickets") }, (7,)).unwrap();
     match p.join() {
-        Err(JoinError::Panicked { message }) => assert_eq!(message, "sold out after 7 tickets"),
+        Err(JoinError::Panicked { message, .. }) => assert_eq!(message, "sold out after 7 tickets"),
         other => panic!("expected a panic, got {other:?}"),
     }
     assert_eq!(p.exit_code(), Some(ExitStatus::Code(1)));

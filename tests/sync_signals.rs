@@ -300,7 +300,7 @@ fn barrier_action_panic_breaks_the_barrier() {
     // Whoever arrived last ran the action and panicked; the other got BrokenBarrier.
     match (mine, theirs) {
         (Err(_), Ok(Err(BrokenBarrier))) => {}
-        (Ok(Err(BrokenBarrier)), Err(multiproc::JoinError::Panicked { message })) => {
+        (Ok(Err(BrokenBarrier)), Err(multiproc::JoinError::Panicked { message, .. })) => {
             assert_eq!(message, "the action failed")
         }
         other => panic!("unexpected outcome {other:?}"),

@@ -598,7 +598,9 @@ impl Core {
             .into_iter()
             .map(|(i, wire)| {
                 let error = match wire {
-                    Wire::Panicked(message) => TaskError::Panicked { message, pid },
+                    Wire::Panicked(crate::process::task::Panic { message, location }) => {
+                        TaskError::Panicked { message, pid, location }
+                    }
                     Wire::Failed { encode: true, message } => TaskError::ResultEncode(message),
                     Wire::Failed { encode: false, message } => TaskError::Decode(message),
                 };

@@ -34,12 +34,15 @@ use crate::sync::deadline_after;
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the worker survived.
-    #[error("the task panicked in worker {pid}: {message}")]
+    #[error("the task panicked in worker {pid}: {message}{}", crate::process::at(location))]
     Panicked {
         /// The panic message.
         message: String,
         /// The worker it ran in.
         pid: u32,
+        /// `file:line:col` of the panic, followed by the worker's backtrace when `RUST_BACKTRACE`
+        /// was set; `None` if unknown.
+        location: Option<String>,
     },
     /// The worker running the task died: killed by a signal (the OOM killer's is SIGKILL), or
     /// it called `exit` or `abort`. A replacement worker was started.

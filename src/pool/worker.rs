@@ -136,7 +136,7 @@ pub(crate) enum Order {
 /// How one item failed, as it travels back.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Wire {
-    Panicked(String),
+    Panicked(task::Panic),
     /// The arguments did not decode, the result did not encode, or the result held handles.
     Failed {
         encode: bool,
@@ -195,7 +195,7 @@ pub(crate) fn worker_main(setup: Setup) {
         let init = unsafe { task::entry_from_offset(entry) };
         match init(&args[..], fds.into_iter().map(Fd::into_owned).collect()) {
             Outcome::Returned(..) => {}
-            Outcome::Panicked(message) | Outcome::Failed(_, message) => {
+            Outcome::Panicked(task::Panic { message, .. }) | Outcome::Failed(_, message) => {
                 let _ = setup.reports.put(Report::InitFailed { worker: setup.worker, pid: me, message });
                 return;
             }

@@ -167,6 +167,7 @@ pub(crate) fn run(start: Start) -> ! {
         start_method,
         ignore_interrupts,
     } = start;
+    task::record_panic_locations();
     if ignore_interrupts {
         sys::process::ignore_interrupts();
     }
@@ -199,7 +200,9 @@ fn finish(channel: &OwnedFd, outcome: Outcome) -> ! {
 fn encode_outcome(outcome: Outcome) -> (Vec<u8>, Vec<OwnedFd>) {
     match outcome {
         Outcome::Returned(bytes, fds) => ([&[0u8][..], &bytes].concat(), fds),
-        Outcome::Panicked(message) => ([&[1u8][..], message.as_bytes()].concat(), Vec::new()),
+        Outcome::Panicked(panic) => {
+            ([&[1u8][..], &postcard::to_stdvec(&panic).unwrap_or_default()].concat(), Vec::new())
+        }
         Outcome::Failed(kind, message) => ([&[2u8, kind_code(kind)][..], message.as_bytes()].concat(), Vec::new()),
     }
 }

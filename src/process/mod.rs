@@ -254,7 +254,7 @@ impl fmt::Display for ExitStatus {
 /// fn fail() -> u8 { panic!("out of tickets") }
 /// let mut p = Process::spawn(fail, ()).unwrap();
 /// match p.join() {
-///     Err(JoinError::Panicked { message }) => assert_eq!(message, "out of tickets"),
+///     Err(JoinError::Panicked { message, .. }) => assert_eq!(message, "out of tickets"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// ```
@@ -262,11 +262,14 @@ impl fmt::Display for ExitStatus {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
-    /// The task panicked; the panic's message.
-    #[error("the task panicked: {message}")]
+    /// The task panicked; the panic's message and where it happened.
+    #[error("the task panicked: {message}{}", at(location))]
     Panicked {
         /// The panic message.
         message: String,
+        /// `file:line:col` of the panic, followed by the child's backtrace when `RUST_BACKTRACE`
+        /// was set in the child (Python's remote traceback); `None` if unknown.
+        location: Option<String>,
     },
     /// The process ended without returning a value: `std::process::exit(n)`, a signal, an abort.
     #[error("the process ended without a result: {0}")]
@@ -279,6 +282,11 @@ pub enum JoinError {
     /// join. See [`Error::kind`].
     #[error(transparent)]
     Failed(#[from] Error),
+}
+
+/// " at <location>" for a panic's Display (the first line: a backtrace follows the location).
+pub(crate) fn at(location: &Option<String>) -> String {
+    location.as_deref().and_then(|l| l.lines().next()).map(|l| format!(" at {l}")).unwrap_or_default()
 }
 
 /// How long a join spins before it blocks (see `join_deadline`).
@@ -506,7 +514,10 @@ fn decode_outcome<R: DeserializeOwned>(body: &[u8], fds: Vec<OwnedFd>) -> Result
     match body.split_first() {
         Some((0, value)) => handle::provide(fds, || postcard::from_bytes(value))
             .map_err(|e| Error::with_source(ErrorKind::Decode, "the task's result", e).into()),
-        Some((1, message)) => Err(JoinError::Panicked { message: text(message) }),
+        Some((1, panic)) => match postcard::from_bytes::<task::Panic>(panic) {
+            Ok(task::Panic { message, location }) => Err(JoinError::Panicked { message, location }),
+            Err(_) => Err(Error::new(ErrorKind::Decode, "malformed panic report from the child").into()),
+        },
         Some((2, rest)) if !rest.is_empty() => Err(Error::new(child::kind_from_code(rest[0]), text(&rest[1..])).into()),
         _ => Err(Error::new(ErrorKind::Decode, "malformed outcome frame from the child").into()),
     }

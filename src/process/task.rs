@@ -103,8 +103,8 @@ pub(crate) fn run_object<T: Run>(object: T) -> T::Output {
 pub(crate) enum Outcome {
     /// The task returned; its encoded value and the descriptors of any handles inside it.
     Returned(Vec<u8>, Vec<OwnedFd>),
-    /// The task panicked with this message.
-    Panicked(String),
+    /// The task panicked.
+    Panicked(Panic),
     /// The child could not run the task.
     Failed(ErrorKind, String),
 }
@@ -151,9 +151,13 @@ where
     A: DeserializeOwned,
     F::Output: Serialize,
 {
-    let args: A = match handle::provide(fds, || postcard::from_bytes(encoded)) {
-        Ok(args) => args,
-        Err(err) => return Outcome::Failed(ErrorKind::Decode, format!("task arguments: {err}")),
+    let args: A = match catch_unwind(AssertUnwindSafe(|| handle::provide(fds, || postcard::from_bytes(encoded)))) {
+        Ok(Ok(args)) => args,
+        Ok(Err(err)) => {
+            let what = std::any::type_name::<A>();
+            return Outcome::Failed(ErrorKind::Decode, format!("task arguments ({what}): {err}"));
+        }
+        Err(payload) => return Outcome::Panicked(Panic::during("decoding the task's arguments", payload.as_ref())),
     };
     // SAFETY: `F` is zero-sized (asserted at compile time in `entry_offset`, the only way to name
     // this trampoline) and is a fn item or a closure with no captures, so it has no bytes and no
@@ -161,24 +165,27 @@ where
     let task: F = unsafe { std::mem::zeroed() };
     match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
         Ok(value) => {
-            let (encoded, fds) = match handle::encode(&value) {
-                Ok((bytes, fds)) => (bytes, fds.iter().filter_map(|fd| fd.try_clone_to_owned().ok()).collect()),
-                Err(err) => {
+            let (encoded, fds) = match catch_unwind(AssertUnwindSafe(|| handle::encode(&value))) {
+                Ok(Ok((bytes, fds))) => (bytes, fds.iter().filter_map(|fd| fd.try_clone_to_owned().ok()).collect()),
+                Ok(Err(err)) => {
                     let what = std::any::type_name::<F::Output>();
                     return Outcome::Failed(ErrorKind::Encode, format!("the task's result ({what}): {err}"));
+                }
+                Err(payload) => {
+                    return Outcome::Panicked(Panic::during("encoding the task's result", payload.as_ref()));
                 }
             };
             drop(value);
             Outcome::Returned(encoded, fds)
         }
-        Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        Err(payload) => Outcome::Panicked(Panic::caught(payload.as_ref())),
     }
 }
 
 /// How one item of a batch failed.
 pub(crate) enum ItemFailure {
-    /// The task panicked with this message.
-    Panicked(String),
+    /// The task panicked (or a `Serialize`/`Deserialize` of its values did).
+    Panicked(Panic),
     /// The item could not be run or its result not sent: decoding its arguments failed
     /// ([`ErrorKind::Decode`]), or encoding its result ([`ErrorKind::Encode`]).
     Failed(ErrorKind, String),
@@ -240,23 +247,38 @@ fn batch_trampoline<F, A>(
         starting(index);
         let item = args.get(start..end).unwrap_or(&[]);
         start = end;
-        let decoded: postcard::Result<A> = if fds.is_empty() {
-            handle::receiving(|| postcard::from_bytes(item))
-        } else {
-            handle::provide(std::mem::take(&mut fds), || postcard::from_bytes(item))
-        };
+        let decoded = catch_unwind(AssertUnwindSafe(|| {
+            if fds.is_empty() {
+                handle::receiving(|| postcard::from_bytes::<A>(item))
+            } else {
+                handle::provide(std::mem::take(&mut fds), || postcard::from_bytes::<A>(item))
+            }
+        }));
         let failure = match decoded {
-            Err(err) => Some(ItemFailure::Failed(ErrorKind::Decode, format!("task arguments: {err}"))),
-            Ok(args) => {
+            Err(payload) => {
+                Some(ItemFailure::Panicked(Panic::during("decoding the task's arguments", payload.as_ref())))
+            }
+            Ok(Err(err)) => {
+                let what = std::any::type_name::<A>();
+                Some(ItemFailure::Failed(ErrorKind::Decode, format!("task arguments ({what}) of item {index}: {err}")))
+            }
+            Ok(Ok(args)) => {
                 // SAFETY: as in `trampoline`: `F` is zero-sized (asserted in
                 // `batch_entry_offset`, the only way to name this function), so it has no bytes.
                 let task: F = unsafe { std::mem::zeroed() };
                 match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
                     Ok(value) => {
                         let before = out.bytes.len();
-                        match scope.append(&value, &mut out.bytes) {
-                            Ok(fds) if fds.is_empty() => None,
-                            Ok(_) => {
+                        match catch_unwind(AssertUnwindSafe(|| scope.append(&value, &mut out.bytes))) {
+                            Err(payload) => {
+                                out.bytes.truncate(before);
+                                Some(ItemFailure::Panicked(Panic::during(
+                                    "encoding the task's result",
+                                    payload.as_ref(),
+                                )))
+                            }
+                            Ok(Ok(fds)) if fds.is_empty() => None,
+                            Ok(Ok(_)) => {
                                 out.bytes.truncate(before);
                                 Some(ItemFailure::Failed(
                                     ErrorKind::Encode,
@@ -264,7 +286,7 @@ fn batch_trampoline<F, A>(
                                         .into(),
                                 ))
                             }
-                            Err(err) => {
+                            Ok(Err(err)) => {
                                 out.bytes.truncate(before);
                                 let what = std::any::type_name::<F::Output>();
                                 Some(ItemFailure::Failed(
@@ -274,7 +296,7 @@ fn batch_trampoline<F, A>(
                             }
                         }
                     }
-                    Err(payload) => Some(ItemFailure::Panicked(panic_message(payload.as_ref()))),
+                    Err(payload) => Some(ItemFailure::Panicked(Panic::caught(payload.as_ref()))),
                 }
             }
         };
@@ -397,6 +419,52 @@ pub(crate) fn construct(new: NewObject) -> Result<Box<dyn CustomObject>, String>
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
+/// A panic caught in a child: its message, and where it happened (`file:line:col`, followed by
+/// the backtrace when `RUST_BACKTRACE` asks for one), as Python sends a remote traceback.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Panic {
+    pub(crate) message: String,
+    pub(crate) location: Option<String>,
+}
+
+impl Panic {
+    /// The panic just caught on this thread, with what the hook recorded of it.
+    pub(crate) fn caught(payload: &(dyn std::any::Any + Send)) -> Panic {
+        Panic { message: panic_message(payload), location: LAST_PANIC.take() }
+    }
+
+    /// A panic in `what` (decoding arguments, encoding a result), which the task itself did
+    /// not cause: the message says so.
+    fn during(what: &str, payload: &(dyn std::any::Any + Send)) -> Panic {
+        let mut panic = Panic::caught(payload);
+        panic.message = format!("panicked while {what}: {}", panic.message);
+        panic
+    }
+}
+
+thread_local! {
+    /// Where this thread's last panic happened (see [`record_panic_locations`]).
+    static LAST_PANIC: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that records each panic's location (and backtrace,
+/// if `RUST_BACKTRACE` is set) for [`Panic::caught`], then runs the hook that was there before.
+pub(crate) fn record_panic_locations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let mut location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let backtrace = std::backtrace::Backtrace::capture();
+            if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+                location = Some(format!("{}\nstack backtrace:\n{backtrace}", location.unwrap_or_default()));
+            }
+            LAST_PANIC.set(location);
+            previous(info);
+        }));
+    });
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
