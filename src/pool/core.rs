@@ -55,6 +55,9 @@ pub(crate) struct Config {
     /// Between SIGTERM and SIGKILL for a worker being stopped.
     pub(crate) kill_grace: Duration,
     pub(crate) name: String,
+    /// Whether workers may start children (an executor's may; a `Pool`'s are daemons, as in
+    /// Python). Either way the pool terminates its workers at exit.
+    pub(crate) workers_start_children: bool,
 }
 
 /// One submitted batch: items of one submission run by one worker in one go.
@@ -298,7 +301,10 @@ impl Core {
             max_batches: self.config.max_tasks_per_child,
             timed: self.config.task_timeout.is_some(),
         };
-        let mut builder = Process::builder().name(format!("{}-worker-{index}", self.config.name)).daemon(true);
+        let mut builder = Process::builder()
+            .name(format!("{}-worker-{index}", self.config.name))
+            .daemon(true)
+            .daemon_may_start_children(self.config.workers_start_children);
         if let Some(method) = self.config.method {
             builder = builder.start_method(method);
         }

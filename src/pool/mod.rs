@@ -321,6 +321,7 @@ impl PoolBuilder {
             // Longer than a century is no timeout at all.
             task_timeout: self.task_timeout.filter(|&t| t < NEVER),
             kill_grace: self.kill_grace.min(NEVER),
+            workers_start_children: false,
             name: name.to_owned(),
         })
     }
@@ -357,7 +358,10 @@ impl PoolBuilder {
     /// ```
     /// Python counterpart: `ProcessPoolExecutor(max_workers, mp_context, initializer, initargs, max_tasks_per_child)`.
     pub fn build_executor(self) -> Result<ProcessPoolExecutor> {
-        let config = self.config("executor")?;
+        let mut config = self.config("executor")?;
+        // As in CPython (and loky), an executor's workers may start processes and pools of
+        // their own; those die with the worker.
+        config.workers_start_children = true;
         let in_flight = self.in_flight.unwrap_or((config.processes * 64).max(256));
         Ok(ProcessPoolExecutor::from_pool(Pool {
             core: Core::start(config)?,

@@ -699,6 +699,7 @@ pub struct ProcessBuilder {
     keep_on_parent_death: bool,
     executable: Option<PathBuf>,
     ignore_interrupts: bool,
+    daemon_may_start_children: bool,
 }
 
 impl ProcessBuilder {
@@ -750,6 +751,12 @@ impl ProcessBuilder {
     /// ```
     pub fn die_with_parent(mut self, die: bool) -> ProcessBuilder {
         self.keep_on_parent_death = !die;
+        self
+    }
+
+    /// For executor workers: terminated at exit like a daemon, yet allowed to start children.
+    pub(crate) fn daemon_may_start_children(mut self, allowed: bool) -> ProcessBuilder {
+        self.daemon_may_start_children = allowed;
         self
     }
 
@@ -836,7 +843,7 @@ impl ProcessBuilder {
             handles: &handles,
             name: name.clone(),
             identity,
-            daemon: self.daemon,
+            daemon: self.daemon && !self.daemon_may_start_children,
             die_with_parent: !self.keep_on_parent_death,
             executable: self.executable.as_ref(),
             parent_name,
