@@ -396,11 +396,27 @@ impl Core {
         }
     }
 
-    /// Closes the pool to new submissions.
+    /// Closes the pool to new submissions; workers exit as soon as they have nothing to do.
     pub(crate) fn close(&self) {
         let mut st = self.lock();
         if st.phase == Phase::Running {
             st.phase = Phase::Closed;
+        }
+        self.retire_idle(&mut st);
+    }
+
+    /// In a closed pool with nothing left to hand out: tells every idle worker to exit, as
+    /// Python's workers do once a closed pool's queue is empty (none is replaced: see
+    /// `on_ended`).
+    fn retire_idle(&self, st: &mut State) {
+        if st.phase != Phase::Closed || !st.pending.is_empty() {
+            return;
+        }
+        for w in st.workers.iter_mut().flatten() {
+            if w.in_flight.is_empty() && !w.ended && !w.retiring && w.stopping.is_none() {
+                w.retiring = true;
+                let _ = w.orders.try_put(Order::Stop);
+            }
         }
     }
 
@@ -573,6 +589,7 @@ impl Core {
                     Report::Wake => Deliveries::new(),
                 };
                 self.dispatch(&mut st);
+                self.retire_idle(&mut st);
                 if st.finished {
                     return;
                 }
