@@ -252,6 +252,10 @@
 //! - Queue handles may be sent over a [`Connection`] (Python forbids it).
 //! - A pool never hangs on a dead worker: the task it ran fails with the signal or exit code, and
 //!   a new worker takes its place. Tasks can have a timeout; a running future can be cancelled.
+//! - A task never waits behind a long one while a worker is idle: work a worker holds but has
+//!   not started is taken back and given to the idle one. Dropping an `imap` or executor `map`
+//!   iterator early cancels the items not started; [`Imap::cancel`](pool::Imap::cancel) also
+//!   stops the running ones.
 //! - A named [`SharedMemory`] segment that its creator never unlinked (it crashed, say) is
 //!   unlinked by a small cleaner process once the creator is gone; nothing piles up in
 //!   `/dev/shm`. Python's resource tracker does this only at the end of the whole program, and

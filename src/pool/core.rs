@@ -13,6 +13,9 @@
 //! keep it busy for [`PREFETCH_HORIZON_NS`] by how long its batches take); the rest wait
 //! in the parent, so a batch is always in exactly one place: pending here, in one worker's hands,
 //! or finished. That is what lets a dead worker's batches be sorted out exactly (see `worker`).
+//! Batches in a worker's hands that it has not started can be taken back (a fence in its slot
+//! that its claim of each order must pass): when another worker goes idle, and when they are
+//! cancelled.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -72,8 +75,9 @@ pub(crate) struct Batch {
     pub(crate) sink: Arc<Collector>,
     /// Index in the sink of the first item.
     pub(crate) first: usize,
-    /// The worker holding it, if dispatched.
+    /// The worker holding it, if dispatched, and the order's number there.
     worker: Option<u32>,
+    seq: u32,
 }
 
 impl Batch {
@@ -85,7 +89,7 @@ impl Batch {
         sink: Arc<Collector>,
         first: usize,
     ) -> Batch {
-        Batch { entry, args: ByteBuf::from(args), ends, fds, sink, first, worker: None }
+        Batch { entry, args: ByteBuf::from(args), ends, fds, sink, first, worker: None, seq: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -131,9 +135,23 @@ struct WorkerHandle {
     kill_at: Option<Instant>,
     /// Told to stop: its exit is expected.
     retiring: bool,
+    /// Orders sent so far (the last order's number).
+    sent: u32,
+    /// The batch it was running when its other batches were taken back: until that one is done,
+    /// it gets nothing new (it would only sit behind it again, next to the skipped orders).
+    held_back: Option<u64>,
 }
 
 impl WorkerHandle {
+    /// Whether it may be given a batch now.
+    fn can_take(&self) -> bool {
+        !self.ended
+            && self.stopping.is_none()
+            && !self.retiring
+            && self.in_flight.len() < self.prefetch()
+            && self.held_back.is_none_or(|b| !self.in_flight.contains(&b))
+    }
+
     /// How many batches this worker should hold, from how long its batches have taken so far.
     fn prefetch(&self) -> usize {
         let (done, busy) = (self.slot.batches_done(), self.slot.busy().as_nanos() as u64);
@@ -332,6 +350,8 @@ impl Core {
             stopping: None,
             kill_at: None,
             retiring: false,
+            sent: 0,
+            held_back: None,
         });
         self.wake_supervisor();
         Ok(())
@@ -355,15 +375,59 @@ impl Core {
         Ok(())
     }
 
-    /// Gives pending batches to workers with room, the least loaded first.
+    /// Gives pending batches to workers with room, the least loaded first; then, while a worker
+    /// is idle and batches wait unstarted behind a running one elsewhere, takes those back and
+    /// gives them out again — a short task never waits on a long neighbour while a worker idles.
     fn dispatch(&self, st: &mut State) {
+        // Each round leaves one more worker busy, so this many rounds are enough.
+        for _ in 0..=st.workers.len() {
+            self.hand_out(st);
+            if !st.pending.is_empty() || !self.rebalance(st) {
+                return;
+            }
+        }
+    }
+
+    /// If a worker is idle and another holds batches it has not started behind one it runs,
+    /// takes the waiting ones back to the front of the queue; returns whether it did.
+    fn rebalance(&self, st: &mut State) -> bool {
+        if !st.workers.iter().flatten().any(|w| w.can_take() && w.in_flight.is_empty()) {
+            return false;
+        }
+        let victim = st
+            .workers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.as_ref().map(|w| (i, w)))
+            .filter(|(_, w)| !w.ended && w.stopping.is_none())
+            .map(|(i, w)| {
+                let claimed = w.slot.claimed();
+                let seqs = w.in_flight.iter().map(|id| st.batches[id].seq);
+                let (started, waiting) =
+                    seqs.fold((0, 0), |(s, n), seq| if seq <= claimed { (s + 1, n) } else { (s, n + 1) });
+                (i, started, waiting)
+            })
+            .filter(|&(_, started, waiting)| started > 0 && waiting > 0)
+            .max_by_key(|&(_, _, waiting)| waiting);
+        let Some((index, _, _)) = victim else { return false };
+        let back = take_back(st, index);
+        let w = st.workers[index].as_mut().expect("chosen above");
+        w.held_back = w.in_flight.front().copied();
+        for &id in back.iter().rev() {
+            st.pending.push_front(id);
+        }
+        !back.is_empty()
+    }
+
+    /// Gives pending batches to workers with room, the least loaded first.
+    fn hand_out(&self, st: &mut State) {
         while let Some(&id) = st.pending.front() {
             let Some(index) = st
                 .workers
                 .iter()
                 .enumerate()
                 .filter_map(|(i, w)| w.as_ref().map(|w| (i, w)))
-                .filter(|(_, w)| !w.ended && w.stopping.is_none() && !w.retiring && w.in_flight.len() < w.prefetch())
+                .filter(|(_, w)| w.can_take())
                 .min_by_key(|(_, w)| w.in_flight.len())
                 .map(|(i, _)| i)
             else {
@@ -372,6 +436,8 @@ impl Core {
             st.pending.pop_front();
             let batch = st.batches.get_mut(&id).expect("pending batches are known");
             let worker = st.workers[index].as_mut().expect("chosen above");
+            worker.sent += 1;
+            batch.seq = worker.sent;
             if send(worker, id, batch) {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
@@ -490,9 +556,9 @@ impl Core {
     }
 
     /// Cancels batch `id` if it has not finished; returns whether it was cancelled. Its outcome
-    /// becomes [`TaskError::Cancelled`] at once. A batch still waiting in the parent is dropped; a
-    /// running one has its worker stopped (SIGTERM, then SIGKILL) and replaced; one already handed
-    /// to a worker but not started may still run there, and its result is discarded.
+    /// becomes [`TaskError::Cancelled`] at once. A batch not started yet (in the parent or in a
+    /// worker's hands) is dropped; a running one has its worker stopped (SIGTERM, then SIGKILL)
+    /// and replaced.
     pub(crate) fn cancel(&self, id: u64) -> bool {
         let mut st = self.lock();
         let Some(batch) = st.batches.get(&id) else { return false };
@@ -507,23 +573,78 @@ impl Core {
                 st.pending.retain(|&b| b != id);
                 st.batches.remove(&id);
             }
-            Some(index) => {
-                let grace = self.config.kill_grace;
-                let w = st.workers[index as usize].as_mut().expect("a batch's worker is present");
-                if let Some((running, _, _)) = w.slot.running().filter(|(b, _, _)| *b == id) {
-                    if w.stopping.is_none() {
-                        w.stopping = Some(Stopping::Cancel { batch: running });
-                        w.kill_at = Some(Instant::now() + grace);
-                        let _ = w.process.terminate();
-                    }
-                }
-            }
+            Some(index) => self.cancel_held(&mut st, index as usize, id, true),
         }
+        self.dispatch(&mut st);
         drop(st);
         self.wake_supervisor();
         self.drained.notify_all();
         cancelled.deliver();
         true
+    }
+
+    /// Cancels batch `id`, held by worker `index`: taken back if it has not started (the worker's
+    /// other waiting batches go back to the queue), or, with `running`, its worker stopped if it
+    /// runs. One the worker finished but has not reported yet is simply forgotten.
+    fn cancel_held(&self, st: &mut State, index: usize, id: u64, running: bool) {
+        let back = take_back(st, index);
+        for &other in back.iter().rev().filter(|&&other| other != id) {
+            st.pending.push_front(other);
+        }
+        if back.contains(&id) {
+            st.batches.remove(&id);
+            return;
+        }
+        let grace = self.config.kill_grace;
+        let w = st.workers[index].as_mut().expect("a batch's worker is present");
+        if running && w.stopping.is_none() && w.slot.running().is_some_and(|(b, _, _)| b == id) {
+            w.stopping = Some(Stopping::Cancel { batch: id });
+            w.kill_at = Some(Instant::now() + grace);
+            let _ = w.process.terminate();
+        }
+    }
+
+    /// Cancels every unfinished batch of one submission: those not started are dropped, and
+    /// with `running`, running ones have their workers stopped (their outcome is
+    /// [`TaskError::Cancelled`]); without, they finish and their outcome is ignored. Returns how
+    /// many items were cancelled.
+    pub(crate) fn cancel_submission(&self, sink: &Arc<Collector>, running: bool) -> usize {
+        let mut st = self.lock();
+        let mut ids: Vec<u64> =
+            st.batches.iter().filter(|(_, b)| Arc::ptr_eq(&b.sink, sink)).map(|(&id, _)| id).collect();
+        ids.sort_unstable();
+        let mut deliveries = Deliveries::new();
+        let mut n = 0;
+        for id in ids {
+            let Some(batch) = st.batches.get(&id) else { continue };
+            let (worker, len) = (batch.worker, batch.len());
+            let cancelled = Delivery::Errors {
+                sink: batch.sink.clone(),
+                first: batch.first,
+                n: batch.len(),
+                error: TaskError::Cancelled,
+            };
+            match worker {
+                None => {
+                    st.pending.retain(|&b| b != id);
+                    st.batches.remove(&id);
+                }
+                Some(index) => {
+                    self.cancel_held(&mut st, index as usize, id, running);
+                    if st.batches.contains_key(&id) && !running {
+                        continue;
+                    }
+                }
+            }
+            n += len;
+            deliveries.push(cancelled);
+        }
+        self.dispatch(&mut st);
+        drop(st);
+        self.wake_supervisor();
+        self.drained.notify_all();
+        deliver(deliveries);
+        n
     }
 
     /// Cancels every batch still waiting in the parent.
@@ -815,6 +936,25 @@ impl Core {
     }
 }
 
+/// Takes back every batch worker `index` holds but has not started (see [`Slot::take_back`]);
+/// returns their ids, oldest first. They are nobody's until queued again.
+fn take_back(st: &mut State, index: usize) -> Vec<u64> {
+    let State { workers, batches, .. } = st;
+    let Some(w) = workers[index].as_mut() else { return Vec::new() };
+    let claimed = w.slot.take_back(w.sent);
+    let mut back = Vec::new();
+    w.in_flight.retain(|id| {
+        let batch = batches.get_mut(id).expect("batches in flight are known");
+        if batch.seq <= claimed {
+            return true;
+        }
+        batch.worker = None;
+        back.push(*id);
+        false
+    });
+    back
+}
+
 fn index_of(st: &State, pid: u32) -> u32 {
     st.workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid == pid)).expect("a worker's place") as u32
 }
@@ -833,6 +973,7 @@ fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
     }
     let mut order = Order::Run {
         batch: id,
+        seq: batch.seq,
         entry: batch.entry,
         args: batch.args.clone(),
         ends: Ends(batch.ends.clone()),

@@ -293,8 +293,8 @@ impl<R: DeserializeOwned> TaskFuture<R> {
 impl<R> TaskFuture<R> {
     /// Cancels the task unless it has finished; returns whether it was cancelled. Beyond Python
     /// (which cannot cancel a running task), a running task has its worker stopped (SIGTERM, then
-    /// SIGKILL) and replaced. A task already handed to a worker but not yet started may still run;
-    /// its result is discarded.
+    /// SIGKILL) and replaced. A task waiting in a worker behind another is taken back from it and
+    /// never runs.
     ///
     /// ```
     /// fn nap() { std::thread::sleep(std::time::Duration::from_secs(60)) }

@@ -1088,6 +1088,40 @@ pub struct Imap<'p, I: Iterator, R> {
     _type: PhantomData<fn() -> R>,
 }
 
+impl<I: Iterator, R> Imap<'_, I, R> {
+    /// Cancels every item that has not finished: those not started yet never run, and running
+    /// ones have their workers stopped (SIGTERM, then SIGKILL after the kill grace; the pool
+    /// replaces them). No more input is read. The iterator then yields the items that had
+    /// finished and [`TaskError::Cancelled`] for the others; returns how many were cancelled.
+    ///
+    /// ```
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let mut results = executor.map(nap, [0, 60_000, 60_000], 1).unwrap();
+    /// assert_eq!(results.next(), Some(Ok(0)));
+    /// assert_eq!(results.cancel(), 2);
+    /// assert!(results.all(|r| r == Err(multiproc::pool::TaskError::Cancelled)));
+    /// ```
+    /// Python counterpart: `future.cancel()` on each of the map's futures (which in Python
+    /// cannot stop a running one).
+    pub fn cancel(&mut self) -> usize {
+        self.exhausted = true;
+        self.sink.set_expected(self.submitted);
+        self.pool.core.cancel_submission(&self.sink, true)
+    }
+}
+
+/// Dropping the iterator before its end cancels the items that have not started (they never
+/// run); running ones finish, and their results are dropped. As Python's `executor.map`
+/// generator does when it is closed.
+impl<I: Iterator, R> Drop for Imap<'_, I, R> {
+    fn drop(&mut self) {
+        if self.submitted > self.yielded {
+            self.pool.core.cancel_submission(&self.sink, false);
+        }
+    }
+}
+
 impl<I: Iterator, R: DeserializeOwned> Imap<'_, I, R> {
     fn top_up(&mut self) {
         while !self.exhausted && self.submitted - self.yielded < self.ahead {

@@ -38,6 +38,11 @@ pub(crate) struct Slot {
     items_done: AtomicU64,
     /// Time spent running items (ns).
     busy_ns: AtomicU64,
+    /// Which orders this worker may still run: the low half is the sequence number of the last
+    /// order it claimed, the high half a fence set by the parent — orders numbered up to the fence
+    /// that were not claimed by then were taken back, and the worker skips them. One word, so that
+    /// a claim and a take-back cannot both win.
+    claim: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only, no destructor.
@@ -59,7 +64,43 @@ impl Slot {
             batches_done: AtomicU64::new(0),
             items_done: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
+            claim: AtomicU64::new(0),
         }
+    }
+
+    /// (Worker.) Claims order `seq` before running it; false if the parent took it back.
+    fn claim(&self, seq: u32) -> bool {
+        let mut word = self.claim.load(Ordering::Acquire);
+        loop {
+            let fence = (word >> 32) as u32;
+            if seq <= fence {
+                return false;
+            }
+            let claimed = (u64::from(fence) << 32) | u64::from(seq);
+            match self.claim.compare_exchange_weak(word, claimed, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// (Parent.) Takes back every order up to `last_sent` that the worker has not claimed yet;
+    /// returns the last one it did claim (orders after it are the worker's no more).
+    pub(crate) fn take_back(&self, last_sent: u32) -> u32 {
+        let mut word = self.claim.load(Ordering::Acquire);
+        loop {
+            let claimed = word as u32;
+            let fenced = (u64::from(last_sent) << 32) | u64::from(claimed);
+            match self.claim.compare_exchange_weak(word, fenced, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return claimed,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// The last order the worker claimed (a snapshot).
+    pub(crate) fn claimed(&self) -> u32 {
+        self.claim.load(Ordering::Acquire) as u32
     }
 
     /// The item being run, if any (a snapshot).
@@ -127,8 +168,9 @@ impl<'de> Deserialize<'de> for Ends {
 pub(crate) enum Order {
     /// Run each item through the task whose batch entry is at `entry`, then report the batch.
     /// The items' encoded arguments are packed in `args`, item `i` ending at `ends[i]`. With
-    /// `with_fds`, the items' descriptors follow on the worker's handle connection.
-    Run { batch: u64, entry: i64, args: ByteBuf, ends: Ends, with_fds: bool },
+    /// `with_fds`, the items' descriptors follow on the worker's handle connection. `seq` numbers
+    /// the worker's orders from 1, for [`Slot::claim`].
+    Run { batch: u64, seq: u32, entry: i64, args: ByteBuf, ends: Ends, with_fds: bool },
     /// Finish: exit once this is read.
     Stop,
 }
@@ -204,8 +246,8 @@ pub(crate) fn worker_main(setup: Setup) {
     setup.slot.ready.store(1, Ordering::Release);
     let mut batches = 0u64;
     while setup.max_batches == 0 || batches < setup.max_batches {
-        let (batch, entry, args, ends, with_fds) = match setup.orders.get() {
-            Ok(Order::Run { batch, entry, args, ends, with_fds }) => (batch, entry, args, ends, with_fds),
+        let (batch, seq, entry, args, ends, with_fds) = match setup.orders.get() {
+            Ok(Order::Run { batch, seq, entry, args, ends, with_fds }) => (batch, seq, entry, args, ends, with_fds),
             Ok(Order::Stop) | Err(_) => return,
         };
         let mut fds: Vec<OwnedFd> = Vec::new();
@@ -214,6 +256,11 @@ pub(crate) fn worker_main(setup: Setup) {
                 Ok(received) => fds = received.into_iter().map(Fd::into_owned).collect(),
                 Err(_) => return,
             }
+        }
+        if !setup.slot.claim(seq) {
+            // Taken back while it waited here: another worker runs it (its descriptors, received
+            // above to keep the connection in step, are closed here).
+            continue;
         }
         // SAFETY: as for the initializer.
         let run = unsafe { task::batch_entry_from_offset(entry) };
