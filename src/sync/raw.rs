@@ -88,6 +88,10 @@ pub(crate) trait Platform: 'static {
     fn spin(limit: Duration, ready: impl FnMut() -> bool) -> bool;
     /// Orders a store before a later load (the semaphore's announce-then-check on both sides).
     fn store_load_fence();
+    /// The clock that paces the checks for a dead holder.
+    fn now() -> Instant {
+        Instant::now()
+    }
 }
 
 /// The real platform: shared memory, futexes, `/proc`.
@@ -229,7 +233,7 @@ impl<P: Platform> RawMutex<P> {
         let mut slice = FIRST_SLICE;
         // When to look whether the holder still runs — by the clock, not by uninterrupted
         // sleeps: wake-ups meant for others (a busy lock) must not postpone the check forever.
-        let mut next_check = Instant::now() + slice;
+        let mut next_check = P::now() + slice;
         loop {
             let seen = self.word.load(Ordering::Relaxed);
             if seen == 0 {
@@ -244,18 +248,18 @@ impl<P: Platform> RawMutex<P> {
             {
                 continue;
             }
-            let until_check = next_check.saturating_duration_since(Instant::now()).max(Duration::from_micros(100));
+            let until_check = next_check.saturating_duration_since(P::now()).max(Duration::from_micros(100));
             let woke = P::wait(&self.word, seen | WAITERS, deadline, until_check);
             if woke == Wake::TimedOut {
                 return self.try_lock().ok_or(TimedOut);
             }
-            if Instant::now() >= next_check {
+            if P::now() >= next_check {
                 // Is the holder still there?
                 if let Some(acquired) = self.take_from_dead(self.word.load(Ordering::Relaxed), me) {
                     return Ok(acquired);
                 }
                 slice = (slice * 2).min(MAX_SLICE);
-                next_check = Instant::now() + slice;
+                next_check = P::now() + slice;
             }
         }
     }
@@ -509,6 +513,13 @@ mod model {
         }
         fn store_load_fence() {
             loom::sync::atomic::fence(Ordering::SeqCst);
+        }
+        /// A clock that stands still: every holder here is alive, and a real clock would make
+        /// the explored paths depend on how loaded the machine is (loom needs them the same on
+        /// every run).
+        fn now() -> Instant {
+            static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            *START.get_or_init(Instant::now)
         }
     }
 
