@@ -241,7 +241,9 @@
 //!
 //! # Differences from Python
 //! - Arguments and results are typed and encoded with serde ([postcard]), never pickled: decoding
-//!   cannot run code, and a value that cannot be encoded fails in the caller.
+//!   cannot run code, and a value that cannot be encoded fails in the caller. An encode or decode
+//!   error names the type, the place in the value (`.picks[1]`), the item's index in a `map`, and
+//!   the message the `Serialize`/`Deserialize` gave.
 //! - `join` returns the task's value; the error says how the child failed.
 //! - Children die with a killed parent unless asked not to.
 //! - A lock whose holder died is taken over by the next acquirer (with [`OwnerDied`]) instead of
@@ -257,9 +259,10 @@
 //!   iterator early cancels the items not started; [`Imap::cancel`](pool::Imap::cancel) also
 //!   stops the running ones.
 //! - A named [`SharedMemory`] segment that its creator never unlinked (it crashed, say) is
-//!   unlinked by a small cleaner process once the creator is gone; nothing piles up in
-//!   `/dev/shm`. Python's resource tracker does this only at the end of the whole program, and
-//!   before 3.13 also unlinked segments that a process merely attached to.
+//!   unlinked by a small cleaner process once the creator is gone, under every start method;
+//!   nothing piles up in `/dev/shm`. Python's resource tracker does this only at the end of the
+//!   whole program, and before 3.13 also unlinked segments that a process merely attached to.
+//!   Like Python's, the cleaner ignores SIGINT and SIGTERM; killed, it is replaced.
 //! - Ctrl-C: under every start method a child is in its parent's process group, so a terminal's
 //!   Ctrl-C reaches every child as well as the parent and (by default) ends them, where Python's
 //!   children raise `KeyboardInterrupt`. [`ProcessBuilder::ignore_interrupts`] makes a child
@@ -290,6 +293,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod codec;
 pub mod connection;
 mod error;
 pub mod handle;

@@ -477,7 +477,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Python counterpart: `conn.send(obj)`.
     pub fn send(&self, message: &T) -> Result<(), SendError> {
         let (bytes, fds) = handle::encode(message)
-            .map_err(|e| Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e))?;
+            .map_err(|e| Error::new(ErrorKind::Encode, crate::codec::encode_failure(message, &e)))?;
         if fds.len() > sys::socket::MAX_FDS {
             return Err(Error::new(ErrorKind::TooManyHandles, format!("{} descriptors", fds.len())).into());
         }
@@ -550,10 +550,10 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     pub fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let (bytes, fds) = self.recv_frame(deadline)?;
         handle::provide(fds, || handle::decode_exact(&bytes)).map_err(|e| {
-            RecvTimeoutError::Recv(RecvError::Failed(Error::with_source(
+            let why = crate::codec::decode_failure::<T>(&bytes, &e);
+            RecvTimeoutError::Recv(RecvError::Failed(Error::new(
                 ErrorKind::Decode,
-                format!("a message is not a {}", crate::error::type_name::<T>()),
-                e,
+                format!("a message is not a {why}"),
             )))
         })
     }

@@ -373,17 +373,14 @@ impl<T: Serialize + DeserializeOwned> NetConnection<T> {
     /// Python counterpart: `conn.send(obj)`.
     pub fn send(&self, message: &T) -> std::result::Result<(), SendError> {
         let bytes = postcard::to_stdvec(message)
-            .map_err(|e| SendError::Failed(Error::with_source(ErrorKind::Encode, crate::error::type_name::<T>(), e)))?;
+            .map_err(|e| SendError::Failed(Error::new(ErrorKind::Encode, crate::codec::encode_failure(message, &e))))?;
         self.send_bytes(&bytes)
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<T, RecvError> {
         crate::handle::decode_exact(bytes).map_err(|e| {
-            RecvError::Failed(Error::with_source(
-                ErrorKind::Decode,
-                format!("a message that is not a {}", crate::error::type_name::<T>()),
-                e,
-            ))
+            let why = crate::codec::decode_failure::<T>(bytes, &e);
+            RecvError::Failed(Error::new(ErrorKind::Decode, format!("a message that is not a {why}")))
         })
     }
 

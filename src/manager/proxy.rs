@@ -448,13 +448,16 @@ pub(crate) fn call_waited(address: &Address, request: &Request) -> Result<bool> 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<ByteBuf> {
     postcard::to_stdvec(value)
         .map(ByteBuf::from)
-        .map_err(|e| Error::with_source(ErrorKind::Encode, crate::error::type_name::<T>(), e))
+        .map_err(|e| Error::new(ErrorKind::Encode, crate::codec::encode_failure(value, &e)))
 }
 
 /// Decodes a value the server kept, which must be a whole `T`.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     crate::handle::decode_exact(bytes).map_err(|e| {
-        Error::with_source(ErrorKind::Decode, format!("a stored value is not a {}", crate::error::type_name::<T>()), e)
+        Error::new(
+            ErrorKind::Decode,
+            format!("a stored value is not a {}", crate::codec::decode_failure::<T>(bytes, &e)),
+        )
     })
 }
 

@@ -745,8 +745,13 @@ impl Core {
                     Wire::Panicked(crate::process::task::Panic { message, location }) => {
                         TaskError::Panicked { message, pid, location }
                     }
-                    Wire::Failed { encode: true, message } => TaskError::ResultEncode(message),
-                    Wire::Failed { encode: false, message } => TaskError::Decode(message),
+                    // The worker knows the item's place in its batch only; name it in the submission.
+                    Wire::Failed { encode: true, message } => {
+                        TaskError::ResultEncode(format!("item {}: {message}", batch.first + i as usize))
+                    }
+                    Wire::Failed { encode: false, message } => {
+                        TaskError::Decode(format!("item {}: {message}", batch.first + i as usize))
+                    }
                 };
                 (i, error)
             })

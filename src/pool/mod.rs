@@ -139,7 +139,8 @@ impl Default for PoolBuilder {
 }
 
 fn encode_args<A: Serialize>(args: &A) -> std::result::Result<(ByteBuf, Vec<std::os::fd::OwnedFd>), TaskError> {
-    let (bytes, fds) = handle::encode(args).map_err(|e| TaskError::ArgumentEncode(e.to_string()))?;
+    let (bytes, fds) =
+        handle::encode(args).map_err(|e| TaskError::ArgumentEncode(crate::codec::encode_failure(args, &e)))?;
     let fds = fds
         .iter()
         .map(|fd| fd.try_clone_to_owned())
@@ -154,7 +155,7 @@ fn encode_one<A: Serialize>(
     args: &A,
     out: &mut Vec<u8>,
 ) -> std::result::Result<Vec<std::os::fd::OwnedFd>, TaskError> {
-    let fds = scope.append(args, out).map_err(|e| TaskError::ArgumentEncode(e.to_string()))?;
+    let fds = scope.append(args, out).map_err(|e| TaskError::ArgumentEncode(crate::codec::encode_failure(args, &e)))?;
     if fds.is_empty() {
         return Ok(Vec::new());
     }
@@ -515,6 +516,10 @@ impl Pool {
                 Err(error) => {
                     buf.truncate(before);
                     flush(&mut buf, &mut ends, chunk_first, &mut batches);
+                    let error = match error {
+                        TaskError::ArgumentEncode(why) => TaskError::ArgumentEncode(format!("item {index}: {why}")),
+                        other => other,
+                    };
                     early.push(Delivery::Errors { sink: sink.clone(), first: index, n: 1, error });
                 }
             }

@@ -128,10 +128,12 @@ impl Results {
     /// Item `i`'s outcome decoded as an `R`, if it has finished.
     pub(crate) fn decode<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
         match self.items.get(i)?.as_ref()? {
-            Item::Value { chunk, index } => Some(
-                crate::handle::receiving(|| postcard::from_bytes(self.value_bytes(*chunk, *index)))
-                    .map_err(|e| TaskError::Decode(format!("the result is not a {}: {e}", std::any::type_name::<R>()))),
-            ),
+            Item::Value { chunk, index } => {
+                Some(crate::handle::receiving(|| postcard::from_bytes(self.value_bytes(*chunk, *index))).map_err(|e| {
+                    let why = crate::codec::decode_failure::<R>(self.value_bytes(*chunk, *index), &e);
+                    TaskError::Decode(format!("result of item {i}: not a {why}"))
+                }))
+            }
             Item::Error(err) => Some(Err((**err).clone())),
         }
     }

@@ -512,8 +512,13 @@ impl<R: DeserializeOwned> Process<R> {
 fn decode_outcome<R: DeserializeOwned>(body: &[u8], fds: Vec<OwnedFd>) -> Result<R, JoinError> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     match body.split_first() {
-        Some((0, value)) => handle::provide(fds, || postcard::from_bytes(value))
-            .map_err(|e| Error::with_source(ErrorKind::Decode, "the task's result", e).into()),
+        Some((0, value)) => handle::provide(fds, || postcard::from_bytes(value)).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!("the task's result: {}", crate::codec::decode_failure::<R>(value, &e)),
+            )
+            .into()
+        }),
         Some((1, panic)) => match postcard::from_bytes::<task::Panic>(panic) {
             Ok(task::Panic { message, location }) => Err(JoinError::Panicked { message, location }),
             Err(_) => Err(Error::new(ErrorKind::Decode, "malformed panic report from the child").into()),
@@ -821,7 +826,7 @@ impl ProcessBuilder {
     {
         let entry = task::entry_offset::<F, A>();
         let (encoded, handles) = handle::encode(&args).map_err(|e| {
-            Error::with_source(ErrorKind::Encode, format!("the task's arguments ({})", std::any::type_name::<A>()), e)
+            Error::new(ErrorKind::Encode, format!("the task's arguments: {}", crate::codec::encode_failure(&args, &e)))
         })?;
         if handles.len() >= sys::socket::MAX_FDS {
             return Err(Error::new(ErrorKind::TooManyHandles, format!("{} descriptors", handles.len())));

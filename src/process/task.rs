@@ -154,8 +154,10 @@ where
     let args: A = match catch_unwind(AssertUnwindSafe(|| handle::provide(fds, || postcard::from_bytes(encoded)))) {
         Ok(Ok(args)) => args,
         Ok(Err(err)) => {
-            let what = std::any::type_name::<A>();
-            return Outcome::Failed(ErrorKind::Decode, format!("task arguments ({what}): {err}"));
+            return Outcome::Failed(
+                ErrorKind::Decode,
+                format!("the task's arguments: {}", crate::codec::decode_failure::<A>(encoded, &err)),
+            );
         }
         Err(payload) => return Outcome::Panicked(Panic::during("decoding the task's arguments", payload.as_ref())),
     };
@@ -168,8 +170,8 @@ where
             let (encoded, fds) = match catch_unwind(AssertUnwindSafe(|| handle::encode(&value))) {
                 Ok(Ok((bytes, fds))) => (bytes, fds.iter().filter_map(|fd| fd.try_clone_to_owned().ok()).collect()),
                 Ok(Err(err)) => {
-                    let what = std::any::type_name::<F::Output>();
-                    return Outcome::Failed(ErrorKind::Encode, format!("the task's result ({what}): {err}"));
+                    let why = crate::codec::encode_failure(&value, &err);
+                    return Outcome::Failed(ErrorKind::Encode, format!("the task's result: {why}"));
                 }
                 Err(payload) => {
                     return Outcome::Panicked(Panic::during("encoding the task's result", payload.as_ref()));
@@ -259,8 +261,8 @@ fn batch_trampoline<F, A>(
                 Some(ItemFailure::Panicked(Panic::during("decoding the task's arguments", payload.as_ref())))
             }
             Ok(Err(err)) => {
-                let what = std::any::type_name::<A>();
-                Some(ItemFailure::Failed(ErrorKind::Decode, format!("task arguments ({what}) of item {index}: {err}")))
+                let why = crate::codec::decode_failure::<A>(item, &err);
+                Some(ItemFailure::Failed(ErrorKind::Decode, format!("the arguments: {why}")))
             }
             Ok(Ok(args)) => {
                 // SAFETY: as in `trampoline`: `F` is zero-sized (asserted in
@@ -288,11 +290,8 @@ fn batch_trampoline<F, A>(
                             }
                             Ok(Err(err)) => {
                                 out.bytes.truncate(before);
-                                let what = std::any::type_name::<F::Output>();
-                                Some(ItemFailure::Failed(
-                                    ErrorKind::Encode,
-                                    format!("the task's result ({what}): {err}"),
-                                ))
+                                let why = crate::codec::encode_failure(&value, &err);
+                                Some(ItemFailure::Failed(ErrorKind::Encode, format!("the task's result: {why}")))
                             }
                         }
                     }

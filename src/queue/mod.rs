@@ -452,14 +452,14 @@ enum Outcome {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    fn encode_error(e: postcard::Error) -> Error {
-        Error::with_source(ErrorKind::Encode, std::any::type_name::<T>().to_owned(), e)
+    fn encode_error(item: &T, e: postcard::Error) -> Error {
+        Error::new(ErrorKind::Encode, crate::codec::encode_failure(item, &e))
     }
 
     fn put_until(&self, item: &T, deadline: Option<Instant>) -> std::result::Result<(), Outcome> {
         // Measure first: an item that fits goes straight into the ring, encoded in place, with
         // no buffer in between; a bigger one is encoded into a buffer and streamed in chunks.
-        let (len, has_handles) = handle::measure(item).map_err(|e| Outcome::Failed(Self::encode_error(e)))?;
+        let (len, has_handles) = handle::measure(item).map_err(|e| Outcome::Failed(Self::encode_error(item, e)))?;
         if has_handles {
             return Err(Outcome::Failed(Error::new(
                 ErrorKind::HandleOutsideTransfer,
@@ -469,11 +469,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // Measured and encoded as a transfer alike: both passes must agree byte for byte.
         let result = if len <= self.ring.whole_limit() {
             self.ring.put_whole(len, deadline, &mut |room| {
-                handle::sending(|| postcard::to_slice(item, room)).map(drop).map_err(Self::encode_error)
+                handle::sending(|| postcard::to_slice(item, room)).map(drop).map_err(|e| Self::encode_error(item, e))
             })
         } else {
-            let bytes =
-                handle::sending(|| postcard::to_stdvec(item)).map_err(|e| Outcome::Failed(Self::encode_error(e)))?;
+            let bytes = handle::sending(|| postcard::to_stdvec(item))
+                .map_err(|e| Outcome::Failed(Self::encode_error(item, e)))?;
             self.ring.put(&bytes, deadline)
         };
         result.map_err(|e| match e {
@@ -485,18 +485,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_until(&self, deadline: Option<Instant>) -> std::result::Result<T, Outcome> {
         let mut decoded = None;
         self.ring
-            .get(deadline, &mut |bytes| decoded = Some(handle::receiving(|| handle::decode_exact::<T>(bytes))))
+            .get(deadline, &mut |bytes| {
+                decoded = Some(
+                    handle::receiving(|| handle::decode_exact::<T>(bytes))
+                        .map_err(|e| crate::codec::decode_failure::<T>(bytes, &e)),
+                )
+            })
             .map_err(|e| match e {
                 RingError::Timeout => Outcome::Timeout,
                 RingError::Failed(err) => Outcome::Failed(err),
             })?;
-        decoded.expect("a message was taken").map_err(|e| {
-            Outcome::Failed(Error::with_source(
-                ErrorKind::Decode,
-                format!("an item is not a {}", crate::error::type_name::<T>()),
-                e,
-            ))
-        })
+        decoded
+            .expect("a message was taken")
+            .map_err(|why| Outcome::Failed(Error::new(ErrorKind::Decode, format!("an item is not a {why}"))))
     }
 
     /// Puts an item, waiting for room in a bounded queue for as long as it takes.
