@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,23 +28,6 @@ struct Header {
     size: u64,
 }
 
-/// The write end of this process's cleaner of named segments (see `sys::tracker`), started on
-/// the first named segment created.
-static TRACKER: Mutex<Option<std::os::fd::OwnedFd>> = Mutex::new(None);
-
-/// Tells the tracker a line (`+name` or `-name`). Best effort: without a tracker, a segment
-/// whose creator crashes before unlinking it stays in `/dev/shm`, as it would in Python.
-fn tell_tracker(line: &str) {
-    let mut tracker = TRACKER.lock().unwrap_or_else(|p| p.into_inner());
-    if tracker.is_none() {
-        *tracker = sys::tracker::start().ok();
-    }
-    if let Some(fd) = tracker.as_ref() {
-        // One short write to a pipe is atomic, so lines from several threads never mix.
-        let _ = rustix::io::write(fd, format!("{line}\n").as_bytes());
-    }
-}
-
 struct Segment {
     map: Mapping,
     name: Option<String>,
@@ -56,8 +39,9 @@ struct Segment {
 /// A named segment lives in `/dev/shm` under its name until [`unlink`](Self::unlink)ed; any
 /// process can [`attach`](Self::attach) to it by name, including one not started by multiproc (the
 /// bytes follow a 64-byte header). If the process that created it ends without unlinking it —
-/// even by SIGKILL — a small cleaner process unlinks it once that process and the children it
-/// forked are gone, so nothing is left behind. An [anonymous](Self::anonymous) segment has no
+/// even by SIGKILL — a small cleaner process unlinks it once that process is gone (whatever its
+/// start method, and while its parent and siblings live on), so nothing is left behind. The
+/// cleaner ignores SIGINT, SIGTERM and SIGHUP, and if it is killed the creator starts another. An [anonymous](Self::anonymous) segment has no
 /// name and vanishes with the last process that holds it. Either kind can be passed in a
 /// process's arguments.
 ///
@@ -183,12 +167,12 @@ impl SharedMemory {
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("a segment of {size} bytes is too large")))?;
         let fd = sys::shm::create_named(&name, total)
             .map_err(|e| Error::os(&format!("creating shared memory {name:?}"), e))?;
-        tell_tracker(&format!("+{name}"));
+        sys::tracker::register(&name);
         let map = match Mapping::map(fd) {
             Ok(map) => map,
             Err(err) => {
                 let _ = sys::shm::unlink_named(&name);
-                tell_tracker(&format!("-{name}"));
+                sys::tracker::unregister(&name);
                 return Err(Error::os(&format!("mapping shared memory {name:?}"), err));
             }
         };
@@ -402,7 +386,7 @@ impl SharedMemory {
     pub fn unlink(&self) -> Result<()> {
         let Some(name) = self.name() else { return Ok(()) };
         sys::shm::unlink_named(name).map_err(|e| Error::os(&format!("unlinking shared memory {name:?}"), e))?;
-        tell_tracker(&format!("-{name}"));
+        sys::tracker::unregister(name);
         Ok(())
     }
 }
