@@ -284,6 +284,10 @@
 //!   count); a hosted lock can be released only by the thread that holds it, and is released by
 //!   the manager when that thread or process ends; a manager runs client-named code (update
 //!   functions, user types) only for its own program's processes.
+//! - Strangers cannot lock clients out of a manager or a [`Listener`](connection::Listener):
+//!   each connection does its handshake on its own thread with a 5 s deadline, and silent ones
+//!   are capped (256 in all, 32 per IP address or user) with the oldest pushed out for a
+//!   newcomer. A private manager serves only its owner's user.
 //! - A proxy carries its manager's key only to processes of the same program (Python leaves it
 //!   out of every pickle but those for a new process); stored or sent elsewhere, the reader uses
 //!   the key it knows.
@@ -296,6 +300,7 @@
 mod codec;
 pub mod connection;
 mod error;
+mod gate;
 pub mod handle;
 pub mod manager;
 pub mod pool;

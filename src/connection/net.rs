@@ -4,14 +4,15 @@
 //! the verbs and errors of a pipe's [`Connection`](super::Connection).
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::net::{TcpListener, ToSocketAddrs};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::{RecvError, RecvTimeoutError, SendError, WaitSource, Waitable};
 use crate::error::{Error, ErrorKind, Result};
+use crate::gate::{self, Gate, Peer};
 use crate::manager::wire::{self, AuthKey, Endpoint, Refused, Socket};
 use crate::sync::deadline_after;
 use crate::sys;
@@ -42,6 +44,24 @@ use crate::sys;
 pub struct Listener {
     socket: Listening,
     key: AuthKey,
+    door: Arc<Door>,
+}
+
+/// Connections in their handshakes (each on a thread of its own), and those that finished it.
+struct Door {
+    gate: Arc<Gate>,
+    ready: Mutex<VecDeque<Socket>>,
+    /// Written when a connection is ready, to wake `accept`.
+    wake: OwnedFd,
+}
+
+impl Door {
+    fn new() -> Result<Arc<Door>> {
+        let wake =
+            rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
+                .map_err(|e| Error::os("eventfd", e.into()))?;
+        Ok(Arc::new(Door { gate: Gate::new(), ready: Mutex::new(VecDeque::new()), wake }))
+    }
 }
 
 enum Listening {
@@ -72,7 +92,7 @@ impl Listener {
     /// Python counterpart: `Listener((host, port), authkey=authkey)`.
     pub fn bind(address: impl ToSocketAddrs, authkey: &[u8]) -> Result<Listener> {
         let listener = TcpListener::bind(address).map_err(|e| Error::os("binding a listener", e))?;
-        Ok(Listener { socket: Listening::Tcp(listener), key: wire::derive_key(authkey) })
+        Listener::new(Listening::Tcp(listener), authkey)
     }
 
     /// Listens on a Unix socket at `path` (an absolute path, which must not exist yet); clients
@@ -102,10 +122,7 @@ impl Listener {
             let address = std::os::unix::net::SocketAddr::from_abstract_name(name)
                 .map_err(|e| Error::with_source(ErrorKind::InvalidInput, format!("abstract socket name @{name}"), e))?;
             let listener = UnixListener::bind_addr(&address).map_err(|e| Error::os("binding a listener", e))?;
-            return Ok(Listener {
-                socket: Listening::Abstract(listener, name.to_owned()),
-                key: wire::derive_key(authkey),
-            });
+            return Listener::new(Listening::Abstract(listener, name.to_owned()), authkey);
         }
         if !path.to_str().is_some_and(|p| p.starts_with('/')) {
             return Err(Error::new(
@@ -114,7 +131,17 @@ impl Listener {
             ));
         }
         let listener = UnixListener::bind(path).map_err(|e| Error::os("binding a listener", e))?;
-        Ok(Listener { socket: Listening::Unix(listener, path.to_owned()), key: wire::derive_key(authkey) })
+        Listener::new(Listening::Unix(listener, path.to_owned()), authkey)
+    }
+
+    fn new(socket: Listening, authkey: &[u8]) -> Result<Listener> {
+        // `accept` waits in poll, and takes only what is there.
+        let nonblocking = match &socket {
+            Listening::Tcp(l) => l.set_nonblocking(true),
+            Listening::Unix(l, _) | Listening::Abstract(l, _) => l.set_nonblocking(true),
+        };
+        nonblocking.map_err(|e| Error::os("setting up a listener", e))?;
+        Ok(Listener { socket, key: wire::derive_key(authkey), door: Door::new()? })
     }
 
     /// The address it listens on, as [`client`] takes it: `host:port` with the port the system
@@ -137,7 +164,15 @@ impl Listener {
     }
 
     /// Waits for the next client that proves it knows the key. Clients that do not (or that
-    /// send garbage, or nothing for 20 s) are turned away and the wait goes on.
+    /// send garbage, or nothing for 5 s) are turned away and the wait goes on. Handshakes run
+    /// side by side, each on a thread of its own, so a silent stranger delays nobody; and
+    /// strangers cannot crowd clients out (see below).
+    ///
+    /// Connections still in their handshake are capped: 256 in all, 32 from one IP address (or
+    /// user, on a Unix socket). A newcomer is never refused for want of room: the oldest waiting
+    /// connection of its peer, or of all, is closed instead. A client that connects finishes
+    /// its handshake within milliseconds, so a thousand held silent connections cannot keep it
+    /// out.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if accepting fails.
@@ -153,18 +188,62 @@ impl Listener {
     /// Python counterpart: `listener.accept()`.
     pub fn accept<T>(&self) -> Result<NetConnection<T>> {
         loop {
-            let socket = match &self.socket {
-                Listening::Tcp(l) => Socket::Tcp(l.accept().map_err(|e| Error::os("accepting a connection", e))?.0),
-                Listening::Unix(l, _) | Listening::Abstract(l, _) => {
-                    Socket::Unix(l.accept().map_err(|e| Error::os("accepting a connection", e))?.0)
-                }
-            };
-            socket.tune();
-            let keys = [wire::Accepted { key: &self.key, bound_to: None }];
-            if wire::accept(&socket, &keys, 0, Instant::now() + wire::HANDSHAKE).is_ok() {
+            if let Some(socket) = self.door.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
                 return Ok(NetConnection::new(socket));
             }
+            let listening = match &self.socket {
+                Listening::Tcp(l) => l.as_fd(),
+                Listening::Unix(l, _) | Listening::Abstract(l, _) => l.as_fd(),
+            };
+            let ready = sys::poll::wait_readable(&[listening, self.door.wake.as_fd()], None)
+                .map_err(|e| Error::os("waiting for a connection", e))?;
+            if ready[1] {
+                let _ = rustix::io::read(&self.door.wake, &mut [0u8; 8]);
+            }
+            if ready[0] {
+                self.admit()?;
+            }
         }
+    }
+
+    /// Takes a connection that is waiting to be accepted, if any, and starts its handshake.
+    fn admit(&self) -> Result<()> {
+        let accepted = match &self.socket {
+            Listening::Tcp(l) => l.accept().map(|(s, from)| (Socket::Tcp(s), Peer::Ip(from.ip()))),
+            Listening::Unix(l, _) | Listening::Abstract(l, _) => l.accept().map(|(s, _)| {
+                let peer = Peer::of_unix(s.as_fd());
+                (Socket::Unix(s), peer)
+            }),
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            // Another thread took it, or it was gone by now.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionAborted) => {
+                return Ok(());
+            }
+            Err(e) => return Err(Error::os("accepting a connection", e)),
+        };
+        let blocking = match &socket {
+            Socket::Tcp(s) => s.set_nonblocking(false),
+            Socket::Unix(s) => s.set_nonblocking(false),
+        };
+        if blocking.is_err() {
+            return Ok(());
+        }
+        let Some(pass) = self.door.gate.enter(peer, socket.as_fd()) else { return Ok(()) };
+        socket.tune();
+        let (door, key) = (self.door.clone(), self.key);
+        // No thread: the connection is dropped (the client sees it closed).
+        let _ = std::thread::Builder::new().name("listener-handshake".into()).spawn(move || {
+            let keys = [wire::Accepted { key: &key, bound_to: None }];
+            let shook = wire::accept(&socket, &keys, 0, Instant::now() + gate::HANDSHAKE);
+            drop(pass);
+            if shook.is_ok() {
+                door.ready.lock().unwrap_or_else(|p| p.into_inner()).push_back(socket);
+                let _ = rustix::io::write(&door.wake, &1u64.to_ne_bytes());
+            }
+        });
+        Ok(())
     }
 }
 

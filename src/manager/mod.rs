@@ -165,7 +165,8 @@ impl fmt::Debug for Manager {
 impl Manager {
     /// Starts a private manager server (with the default start method), under the key this
     /// process tree shares ([`CurrentProcess::authkey`](crate::CurrentProcess::authkey)) and no
-    /// other program knows.
+    /// other program knows. Its socket (in the abstract namespace, which every user can see)
+    /// serves only connections from this user, by the kernel's word (`SO_PEERCRED`).
     ///
     /// # Errors
     /// [`ErrorKind::Os`] if the socket or the process cannot be made.

@@ -23,13 +23,14 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::gate::{self, Gate, Pass, Peer};
 use crate::handle::Fd;
 use crate::manager::wire::{
     self, AuthKey, BarrierOp, ConditionOp, DictOp, EventOp, Kind, ListOp, LockOp, New, Number, QueueOp, Reply, Request,
@@ -56,10 +57,6 @@ pub(crate) struct Setup {
 
 /// How often a waiting request looks whether its client is still there.
 const CHECK: Duration = Duration::from_millis(100);
-
-/// The most connections that may be in their handshake at once: more are closed at once, so
-/// that a flood of silent connections costs a bounded number of threads.
-const MAX_HANDSHAKES: usize = 256;
 
 /// The reply to a request whose client went away while it waited (nobody reads it).
 const GONE: &str = "the client is gone";
@@ -200,7 +197,9 @@ struct Server {
     /// Objects registered under a name, for clients that know only the name.
     names: Mutex<HashMap<String, u64>>,
     next_connection: AtomicU64,
-    handshaking: AtomicUsize,
+    /// Connections in their handshake (see `gate`: a flood of silent ones costs a bounded number
+    /// of threads and locks nobody out).
+    gate: Arc<Gate>,
     /// A copy of each open connection's socket, to tell whether its client is still there.
     peers: Mutex<HashMap<u64, Arc<OwnedFd>>>,
 }
@@ -245,29 +244,31 @@ pub(crate) fn serve(setup: Setup) {
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
         next_connection: AtomicU64::new(0),
-        handshaking: AtomicUsize::new(0),
+        gate: Gate::new(),
         peers: Mutex::new(HashMap::new()),
     });
-    let start = |socket: Socket| {
-        if server.handshaking.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
-            server.handshaking.fetch_sub(1, Ordering::AcqRel);
-            return; // dropped: too many strangers at the door
+    // A private manager (reached only by its owner's processes, on a Unix socket) serves only its
+    // owner's user: an abstract socket's name is visible to every user of the machine.
+    let private = !setup.tcp && server.shared_key.is_none();
+    let owner = rustix::process::geteuid().as_raw();
+    let start = |socket: Socket, peer: Peer| {
+        if private && peer != Peer::User(owner) {
+            return; // dropped: not the owner's
         }
+        let Some(pass) = server.gate.enter(peer, socket.as_fd()) else { return };
         socket.tune();
         let for_thread = server.clone();
-        let spawned =
-            std::thread::Builder::new().name("manager-client".into()).spawn(move || connection(socket, &for_thread));
-        if spawned.is_err() {
-            // No thread: the connection is dropped (the client sees it closed) and its place freed.
-            server.handshaking.fetch_sub(1, Ordering::AcqRel);
-        }
+        // No thread: the connection is dropped (the client sees it closed), its place freed.
+        let _ = std::thread::Builder::new()
+            .name("manager-client".into())
+            .spawn(move || connection(socket, pass, &for_thread));
     };
     let pause_after_error = || std::thread::sleep(Duration::from_millis(10)); // out of descriptors, say
     if setup.tcp {
         let listener = TcpListener::from(setup.listener.into_owned());
         loop {
             match listener.accept() {
-                Ok((stream, _)) => start(Socket::Tcp(stream)),
+                Ok((stream, from)) => start(Socket::Tcp(stream), Peer::Ip(from.ip())),
                 Err(_) => pause_after_error(),
             }
         }
@@ -275,7 +276,10 @@ pub(crate) fn serve(setup: Setup) {
         let listener = UnixListener::from(setup.listener.into_owned());
         loop {
             match listener.accept() {
-                Ok((stream, _)) => start(Socket::Unix(stream)),
+                Ok((stream, _)) => {
+                    let peer = Peer::of_unix(stream.as_fd());
+                    start(Socket::Unix(stream), peer)
+                }
                 Err(_) => pause_after_error(),
             }
         }
@@ -283,12 +287,12 @@ pub(crate) fn serve(setup: Setup) {
 }
 
 /// Serves one connection until it closes or misbehaves.
-fn connection(socket: Socket, server: &Server) {
+fn connection(socket: Socket, pass: Pass, server: &Server) {
     // The tree's key only with a proof naming this very server; a shared key naming any address.
     let mut keys = vec![wire::Accepted { key: &server.tree_key, bound_to: Some(&server.endpoint) }];
     keys.extend(server.shared_key.as_ref().map(|key| wire::Accepted { key, bound_to: None }));
-    let handshake = wire::accept(&socket, &keys, server.server_id, Instant::now() + wire::HANDSHAKE);
-    server.handshaking.fetch_sub(1, Ordering::AcqRel);
+    let handshake = wire::accept(&socket, &keys, server.server_id, Instant::now() + gate::HANDSHAKE);
+    drop(pass);
     let Ok((which, build)) = handshake else { return };
     // Without a copy of the socket nobody could tell whether this client is still there.
     let Ok(own) = socket.as_fd().try_clone_to_owned() else { return };
