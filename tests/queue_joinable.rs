@@ -85,3 +85,42 @@ fn join_never_hangs_nor_returns_early_while_consumers_are_killed_at_random() {
         assert!(q.task_done().is_err(), "round {round}: more items were counted done than were put");
     }
 }
+
+/// Takes and finishes items back to back: most of its time is in `get` and `task_done`, where
+/// the kills land.
+fn work_tight(q: JoinableQueue<u32>) {
+    while let Ok(_item) = q.get_timeout(Duration::from_millis(300)) {
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn join_counts_exactly_when_consumers_die_inside_get_and_task_done() {
+    let _w = watchdog(240);
+    let ctx = Context::new(StartMethod::Fork);
+    for round in 0..3 {
+        let q = JoinableQueue::new().unwrap();
+        let total = 2000;
+        for i in 0..total {
+            q.put(i).unwrap();
+        }
+        let mut kills = 0u64;
+        let mut workers: Vec<Process<()>> = (0..2).map(|_| ctx.spawn(work_tight, (q.clone(),)).unwrap()).collect();
+        let start = Instant::now();
+        while !q.is_empty() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_micros(300 + (kills % 5) * 400));
+            let mut victim = workers.remove(0);
+            victim.kill().unwrap();
+            let _ = victim.join();
+            kills += 1;
+            workers.push(ctx.spawn(work_tight, (q.clone(),)).unwrap());
+        }
+        q.join_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("round {round}: join hung"));
+        assert_eq!(q.len(), 0, "round {round}: join returned with items still queued");
+        assert!(q.lost() <= kills, "round {round}: {} lost with {kills} kills", q.lost());
+        for mut w in workers {
+            w.join().unwrap();
+        }
+        assert!(q.task_done().is_err(), "round {round}: more items were counted done than were put");
+    }
+}

@@ -113,8 +113,16 @@ struct Sleepers {
 /// JoinableQueue's count of messages put and not yet marked done, and who holds the taken ones.
 #[repr(C, align(64))]
 struct Tasks {
-    unfinished: AtomicU32,
+    /// Low half: messages put and not yet done. High half: a tally of the `task_done`s that
+    /// finished one, moved only under `done_lock` (so a dead finisher's mark can be read against
+    /// it, as a dead getter's against `get_count`). One word, so that a done and its tally move
+    /// together.
+    unfinished: AtomicU64,
+    /// Bumped whenever `unfinished` reaches zero; joiners sleep on it.
+    drained: AtomicU32,
     asleep: AtomicU32,
+    /// Held by a `task_done` of a joinable queue from its holder word's change to its finish.
+    done_lock: RawMutex,
     /// 1 for a joinable queue: gets record their holder.
     joinable: AtomicU32,
     /// Unfinished messages counted done because the process holding them died.
@@ -127,30 +135,42 @@ struct Tasks {
 /// followed (a death among those leaves `join` to its timeout, as in Python).
 const HOLDERS: usize = 128;
 
-/// One word of [`Tasks::holders`]: `pid:32 | count:24 | pending:1 | mark:7`.
+/// One word of [`Tasks::holders`]: `pid:32 | count:16 | finishing:1 | done mark:7 | pending:1 |
+/// mark:7`.
 ///
 /// A get counts its message in its holder word *before* it consumes the message (so no instant
 /// exists where the message is neither in the ring nor counted), with `pending` set and `mark` the
 /// low bits of `get_count` before the consume; it clears `pending` after. Whoever finds the
 /// process dead clears the whole word in one compare-and-swap and counts its messages done; if
 /// `pending` is still set and `get_count` still has the mark, the message never left the ring and
-/// is not counted. Only one get runs at a time (`get_lock`), so `get_count` moves by at most one
-/// while `pending` is set, and the seven bits tell the two cases apart.
+/// is not counted. Only one get runs at a time (`get_lock`), and a get that takes the lock over
+/// from a dead one settles the dead one's word first, so `get_count` moves by at most one while
+/// `pending` is set, and the seven bits tell the two cases apart.
+///
+/// `task_done` is the same in reverse, under `done_lock`: it takes one off its count with
+/// `finishing` set and the done mark (the low bits of the tally in [`Tasks::unfinished`]), then
+/// finishes the message (one compare-and-swap of count and tally), then clears `finishing`. A
+/// finder of the dead with `finishing` set and the tally still at the mark counts that message
+/// done too: it was taken off the count but never finished.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Holder {
     pid: u32,
     count: u32,
+    finishing: bool,
+    done_mark: u8,
     pending: bool,
     mark: u8,
 }
 
 impl Holder {
-    const MAX_COUNT: u32 = (1 << 24) - 1;
+    const MAX_COUNT: u32 = (1 << 16) - 1;
 
     fn from_word(word: u64) -> Holder {
         Holder {
             pid: (word >> 32) as u32,
-            count: ((word >> 8) & u64::from(Holder::MAX_COUNT)) as u32,
+            count: ((word >> 16) & u64::from(Holder::MAX_COUNT)) as u32,
+            finishing: word & 0x8000 != 0,
+            done_mark: ((word >> 8) & 0x7f) as u8,
             pending: word & 0x80 != 0,
             mark: (word & 0x7f) as u8,
         }
@@ -158,10 +178,22 @@ impl Holder {
 
     fn word(self) -> u64 {
         (u64::from(self.pid) << 32)
-            | (u64::from(self.count) << 8)
+            | (u64::from(self.count) << 16)
+            | (u64::from(self.finishing) << 15)
+            | (u64::from(self.done_mark & 0x7f) << 8)
             | (u64::from(self.pending) << 7)
-            | u64::from(self.mark)
+            | u64::from(self.mark & 0x7f)
     }
+
+    /// Holds nothing and is in the middle of nothing: free for any process.
+    fn is_free(self) -> bool {
+        self.count == 0 && !self.pending && !self.finishing
+    }
+}
+
+/// The tally half of [`Tasks::unfinished`], as a done mark.
+fn done_mark(unfinished: u64) -> u8 {
+    ((unfinished >> 32) & 0x7f) as u8
 }
 
 // SAFETY: repr(C), atomics and plain integers, no destructor.
@@ -223,8 +255,10 @@ impl Ring {
             },
             sleepers: Sleepers { consumers: AtomicU32::new(0), producers: AtomicU32::new(0) },
             tasks: Tasks {
-                unfinished: AtomicU32::new(0),
+                unfinished: AtomicU64::new(0),
+                drained: AtomicU32::new(0),
                 asleep: AtomicU32::new(0),
+                done_lock: RawMutex::new(),
                 joinable: AtomicU32::new(0),
                 lost: AtomicU64::new(0),
                 holders: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -726,7 +760,7 @@ impl Ring {
 
     /// Takes back an unfinished count when a put failed.
     pub(crate) fn remove_unfinished(&self) {
-        self.finish_one();
+        self.finish_one(false);
     }
 
     /// Makes the ring follow who holds each message taken (a joinable queue's ring, before it is
@@ -751,7 +785,7 @@ impl Ring {
         let mark = (s.consumer.get_count.load(Ordering::Relaxed) & 0x7f) as u8;
         // Our own word first, then a free one (its process holds nothing), then the word of a
         // dead process, once what it held is counted done.
-        let free = |h: Holder| h.count == 0 && !h.pending;
+        let free = Holder::is_free;
         for pass in 0..3 {
             for (i, slot) in s.tasks.holders.iter().enumerate() {
                 let mut word = slot.load(Ordering::SeqCst);
@@ -766,7 +800,8 @@ impl Ring {
                     1 | 2 if free(h) => 0,
                     _ => continue,
                 };
-                let next = Holder { pid: me, count: base + 1, pending: true, mark };
+                let keep = if h.pid == me { h } else { Holder::from_word(0) };
+                let next = Holder { pid: me, count: base + 1, pending: true, mark, ..keep };
                 if slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
                     return Some(i);
                 }
@@ -801,18 +836,20 @@ impl Ring {
             let mut word = slot.load(Ordering::SeqCst);
             loop {
                 let h = Holder::from_word(word);
-                if h.pid != pid || (h.count == 0 && !h.pending) {
+                if h.pid != pid || h.is_free() {
                     freed |= h.pid == pid;
                     break;
                 }
                 // A pending message whose consume did not happen is still in the ring.
                 let consumed = !h.pending || (s.consumer.get_count.load(Ordering::SeqCst) & 0x7f) as u8 != h.mark;
-                let lost = h.count - u32::from(!consumed);
-                let cleared = Holder { pid, count: 0, pending: false, mark: 0 };
+                // A message taken off the count whose finish did not happen is not done yet.
+                let unfinished = h.finishing && done_mark(s.tasks.unfinished.load(Ordering::SeqCst)) == h.done_mark;
+                let lost = h.count - u32::from(!consumed) + u32::from(unfinished);
+                let cleared = Holder { pid, ..Holder::from_word(0) };
                 match slot.compare_exchange(word, cleared.word(), Ordering::SeqCst, Ordering::SeqCst) {
                     Ok(_) => {
                         for _ in 0..lost {
-                            if self.finish_one() {
+                            if self.finish_one(false) {
                                 s.tasks.lost.fetch_add(1, Ordering::SeqCst);
                             }
                         }
@@ -833,7 +870,7 @@ impl Ring {
         let mut found = false;
         for slot in &s.tasks.holders {
             let h = Holder::from_word(slot.load(Ordering::SeqCst));
-            if (h.count > 0 || h.pending) && h.pid != me && !sys::process::is_running(h.pid) {
+            if !h.is_free() && h.pid != me && !sys::process::is_running(h.pid) {
                 found |= self.release_holder(h.pid);
             }
         }
@@ -843,50 +880,86 @@ impl Ring {
     /// Marks one message done; false if none was unfinished.
     pub(crate) fn task_done(&self) -> bool {
         let s = &*self.state;
-        if s.tasks.joinable.load(Ordering::Relaxed) != 0 {
-            self.unhold_one();
+        if s.tasks.joinable.load(Ordering::Relaxed) == 0 {
+            return self.finish_one(false);
         }
-        self.finish_one()
+        let lock = &s.tasks.done_lock;
+        if let Ok(Acquired::OwnerDied(pid)) = lock.lock(None) {
+            // Settle what the dead finisher was doing before any done moves the tally.
+            self.release_holder(pid);
+        }
+        let _held = Held(lock);
+        let mine = self.unhold_one();
+        let done = self.finish_one(true);
+        if let Some(i) = mine {
+            let slot = &s.tasks.holders[i];
+            let mut word = slot.load(Ordering::SeqCst);
+            loop {
+                let next = Holder { finishing: false, ..Holder::from_word(word) };
+                match slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => break,
+                    Err(seen) => word = seen,
+                }
+            }
+        }
+        done
     }
 
-    /// Takes one message off the caller's holder word (or, if it holds none — it was handed the
-    /// item by its getter — off another live holder's, so that the dead are never over-counted).
-    fn unhold_one(&self) {
+    /// Takes one message off the caller's holder word, marked `finishing` (returns which word);
+    /// or, if it holds none — it was handed the item by its getter — off another live holder's,
+    /// so that the dead are never over-counted. Holds done_lock.
+    fn unhold_one(&self) -> Option<usize> {
         let s = &*self.state;
         let me = sys::process::cached_pid();
+        let mark = done_mark(s.tasks.unfinished.load(Ordering::SeqCst));
         for mine in [true, false] {
-            for slot in &s.tasks.holders {
+            for (i, slot) in s.tasks.holders.iter().enumerate() {
                 let mut word = slot.load(Ordering::SeqCst);
                 loop {
                     let h = Holder::from_word(word);
                     if (h.pid == me) != mine || h.count == 0 || (h.pending && h.count == 1) {
                         break;
                     }
-                    let next = Holder { count: h.count - 1, ..h };
+                    let next = if mine {
+                        Holder { count: h.count - 1, finishing: true, done_mark: mark, ..h }
+                    } else {
+                        Holder { count: h.count - 1, ..h }
+                    };
                     match slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst) {
-                        Ok(_) => return,
+                        Ok(_) => return mine.then_some(i),
                         Err(seen) => word = seen,
                     }
                 }
             }
         }
+        None
     }
 
-    /// Takes one off the unfinished count, waking joiners at zero; false if it was zero.
-    fn finish_one(&self) -> bool {
+    /// Takes one off the unfinished count (and, for a `task_done`, adds one to the tally),
+    /// waking joiners at zero; false if it was zero.
+    fn finish_one(&self, tally: bool) -> bool {
         let s = &*self.state;
+        let step = if tally { (1u64 << 32).wrapping_sub(1) } else { u64::MAX };
         let mut current = s.tasks.unfinished.load(Ordering::SeqCst);
         loop {
-            if current == 0 {
+            if current as u32 == 0 {
                 return false;
             }
-            match s.tasks.unfinished.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match s.tasks.unfinished.compare_exchange(
+                current,
+                current.wrapping_add(step),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => break,
                 Err(seen) => current = seen,
             }
         }
-        if current == 1 && s.tasks.asleep.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.tasks.unfinished, u32::MAX);
+        if current as u32 == 1 {
+            s.tasks.drained.fetch_add(1, Ordering::SeqCst);
+            if s.tasks.asleep.load(Ordering::SeqCst) > 0 {
+                sys::futex::wake(&s.tasks.drained, u32::MAX);
+            }
         }
         true
     }
@@ -894,7 +967,7 @@ impl Ring {
     /// Waits until every message put has been marked done.
     pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         let s = &*self.state;
-        let ready = || s.tasks.unfinished.load(Ordering::SeqCst) == 0;
+        let ready = || s.tasks.unfinished.load(Ordering::SeqCst) as u32 == 0;
         if ready() || raw::spin(raw::SPIN, ready) {
             return Ok(());
         }
@@ -905,13 +978,13 @@ impl Ring {
             if joinable {
                 self.release_dead_holders();
             }
-            let seen = s.tasks.unfinished.load(Ordering::SeqCst);
-            if seen == 0 {
+            let seen = s.tasks.drained.load(Ordering::SeqCst);
+            if ready() {
                 return Ok(());
             }
             s.tasks.asleep.fetch_add(1, Ordering::SeqCst);
             let slice = if joinable { Duration::from_millis(50) } else { Duration::from_secs(3600) };
-            let woke = sys::futex::wait_until(&s.tasks.unfinished, seen, deadline, slice);
+            let woke = sys::futex::wait_until(&s.tasks.drained, seen, deadline, slice);
             s.tasks.asleep.fetch_sub(1, Ordering::SeqCst);
             if ready() {
                 return Ok(());
