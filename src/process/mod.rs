@@ -183,6 +183,15 @@ pub enum ExitStatus {
     Signal(Signal),
 }
 
+impl From<sys::process::Ended> for ExitStatus {
+    fn from(ended: sys::process::Ended) -> ExitStatus {
+        match ended {
+            sys::process::Ended::Code(code) => ExitStatus::Code(code),
+            sys::process::Ended::Signal(signal) => ExitStatus::Signal(Signal::from_raw(signal)),
+        }
+    }
+}
+
 impl ExitStatus {
     /// Exit code 0.
     ///

@@ -85,7 +85,7 @@ impl ChildState {
         let mut status = lock(&self.status);
         if status.is_none() {
             *status = match &self.exit {
-                Exit::Direct => sys::process::try_reap(self.pid)?,
+                Exit::Direct => sys::process::try_reap(self.pid)?.map(ExitStatus::from),
                 Exit::Server(sock) => match self.server_gone.load(std::sync::atomic::Ordering::Relaxed) {
                     false => match server_status(sock.as_fd())? {
                         ServerReport::Exited(status) => Some(status),
@@ -105,7 +105,7 @@ impl ChildState {
     /// The status of a fork-server child whose server died: the child lives on (it is watched
     /// through its pidfd), and once it has exited its status is read as a non-parent can.
     fn status_without_server(&self) -> io::Result<Option<ExitStatus>> {
-        let status = sys::process::exit_status_of(self.pidfd.as_fd(), self.pid)?;
+        let status = sys::process::exit_status_of(self.pidfd.as_fd(), self.pid)?.map(ExitStatus::from);
         if status.is_none() && sys::poll::wait_readable(&[self.pidfd.as_fd()], Some(Instant::now()))?[0] {
             // Exited, but its status is not readable yet (the new parent is reaping it right
             // now): the pidfd stays readable, so do not let a caller's poll spin on it.

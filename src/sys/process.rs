@@ -5,7 +5,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
-use crate::process::ExitStatus;
+/// How a process ended, as the kernel says it (plain data: `process::ExitStatus` is made from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
+}
 
 /// Our own process id.
 pub(crate) fn getpid() -> u32 {
@@ -50,11 +57,11 @@ pub(crate) fn kill(raw: u32, sig: i32) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-fn to_status(status: rustix::process::WaitStatus) -> Option<ExitStatus> {
+fn to_status(status: rustix::process::WaitStatus) -> Option<Ended> {
     if let Some(code) = status.exit_status() {
-        Some(ExitStatus::Code(code))
+        Some(Ended::Code(code))
     } else {
-        status.terminating_signal().map(|s| ExitStatus::Signal(crate::process::Signal::from_raw(s)))
+        status.terminating_signal().map(Ended::Signal)
     }
 }
 
@@ -64,15 +71,15 @@ fn to_status(status: rustix::process::WaitStatus) -> Option<ExitStatus> {
 /// Once it has exited it is either a zombie waiting for its new parent to reap it (its wait
 /// status is then field 52 of `/proc/<pid>/stat`, where the pidfd keeps the pid from being
 /// reused) or reaped, when the kernel (6.15 and later) keeps the status for the pidfd.
-pub(crate) fn exit_status_of(pidfd: BorrowedFd<'_>, raw: u32) -> io::Result<Option<ExitStatus>> {
+pub(crate) fn exit_status_of(pidfd: BorrowedFd<'_>, raw: u32) -> io::Result<Option<Ended>> {
     if !crate::sys::poll::wait_readable(&[pidfd], Some(std::time::Instant::now()))?[0] {
         return Ok(None);
     }
     let from_wait_status = |status: i32| {
         if libc::WIFEXITED(status) {
-            Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
+            Some(Ended::Code(libc::WEXITSTATUS(status)))
         } else if libc::WIFSIGNALED(status) {
-            Some(ExitStatus::Signal(crate::process::Signal::from_raw(libc::WTERMSIG(status))))
+            Some(Ended::Signal(libc::WTERMSIG(status)))
         } else {
             None
         }
@@ -111,7 +118,7 @@ fn pidfd_exit_info(pidfd: BorrowedFd<'_>) -> Option<i32> {
 }
 
 /// Reaps our child `pid` if it has exited; `None` if it is still running.
-pub(crate) fn try_reap(raw: u32) -> io::Result<Option<ExitStatus>> {
+pub(crate) fn try_reap(raw: u32) -> io::Result<Option<Ended>> {
     loop {
         match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::NOHANG) {
             Ok(Some((_, status))) => return Ok(to_status(status)),
@@ -123,7 +130,7 @@ pub(crate) fn try_reap(raw: u32) -> io::Result<Option<ExitStatus>> {
 }
 
 /// Blocks until our child `pid` exits and reaps it.
-pub(crate) fn reap(raw: u32) -> io::Result<ExitStatus> {
+pub(crate) fn reap(raw: u32) -> io::Result<Ended> {
     loop {
         match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::empty()) {
             Ok(Some((_, status))) => {

@@ -204,7 +204,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         };
         let exited: Vec<usize> = (0..kids.len()).filter(|&i| ready[i + 1]).collect();
         for i in exited.into_iter().rev() {
-            if let Ok(Some(status)) = sys::process::try_reap(kids[i].pid) {
+            if let Ok(Some(status)) = sys::process::try_reap(kids[i].pid).map(|s| s.map(ExitStatus::from)) {
                 let kid = kids.remove(i);
                 let _ = sys::socket::send_packet(kid.status.as_fd(), &status.encode(), &[]);
             }
