@@ -300,7 +300,6 @@
 mod codec;
 pub mod connection;
 mod error;
-mod gate;
 pub mod handle;
 pub mod manager;
 pub mod pool;
@@ -309,6 +308,7 @@ pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;
+mod wire;
 
 pub use connection::{Connection, pipe, pipe_one_way};
 pub use error::{Error, ErrorKind, Result};

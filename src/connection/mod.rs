@@ -13,7 +13,7 @@
 //! microseconds before it sleeps in `poll`, which makes a round trip between two running
 //! processes several times cheaper than a blocking wake-up (see `BENCHMARKS.md`).
 //!
-//! [`wait`] waits for any of several connections, processes (and later queues) to be ready.
+//! [`wait()`] waits for any of several connections, processes (and later queues) to be ready.
 //!
 //! # End of stream
 //! A receiver sees [`RecvError::Disconnected`] once every copy of the other end is closed and

@@ -20,10 +20,10 @@ use serde::de::DeserializeOwned;
 
 use super::{RecvError, RecvTimeoutError, SendError, WaitSource, Waitable};
 use crate::error::{Error, ErrorKind, Result};
-use crate::gate::{self, Gate, Peer};
-use crate::manager::wire::{self, AuthKey, Endpoint, Refused, Socket};
 use crate::sync::deadline_after;
 use crate::sys;
+use crate::wire::gate::{self, Gate, Peer};
+use crate::wire::{self, AuthKey, Endpoint, Refused, Socket};
 
 /// Waits for authenticated connections on a TCP address or a Unix socket.
 ///

@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
+use super::protocol::{self, DictOp, Kind, New, Reply, Request};
 use super::proxy::{Address, call, call_done, decode, encode, proxy_type, unexpected};
-use super::wire::{self, DictOp, Kind, New, Reply, Request};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::task::apply_entry_offset;
 
@@ -104,7 +104,7 @@ mod sealed {
     /// How a number travels to the server, and what keeps `Number` closed to other types: the
     /// server must know how each is encoded.
     pub trait Sealed {
-        fn to_wire(self) -> crate::manager::wire::Number;
+        fn to_wire(self) -> crate::manager::protocol::Number;
     }
 }
 
@@ -112,8 +112,8 @@ macro_rules! number {
     ($($t:ty => $variant:ident as $as:ty),* $(,)?) => { $(
         impl sealed::Sealed for $t {
             #[allow(clippy::unnecessary_cast)]
-            fn to_wire(self) -> wire::Number {
-                wire::Number::$variant(self as $as)
+            fn to_wire(self) -> protocol::Number {
+                protocol::Number::$variant(self as $as)
             }
         }
         impl Number for $t {}

@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
+use super::protocol::{Kind, ListOp, New, Reply, Request};
 use super::proxy::{call, call_done, decode, encode, proxy_type, unexpected};
-use super::wire::{Kind, ListOp, New, Reply, Request};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::task::apply_entry_offset;
 

@@ -116,11 +116,11 @@ mod dict;
 mod list;
 mod namespace;
 mod object;
+pub(crate) mod protocol;
 pub(crate) mod proxy;
 mod queue;
 mod server;
 mod sync;
-pub(crate) mod wire;
 
 pub use dict::{DictProxy, Number};
 pub use list::ListProxy;
@@ -130,8 +130,9 @@ pub use proxy::Proxy;
 pub use queue::{JoinableQueueProxy, QueueProxy};
 pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, LockProxyGuard, RLockProxy, SemaphoreProxy};
 
+use crate::wire::{self, Endpoint};
+use protocol::{New, Reply, Request};
 use proxy::{Address, call, unexpected};
-use wire::{Endpoint, New, Reply, Request};
 
 /// A manager server, started here or reached from here; a server started through this handle
 /// stops when it is dropped (clients then get [`ErrorKind::Disconnected`]).

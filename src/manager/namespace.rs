@@ -7,8 +7,8 @@ use serde_bytes::ByteBuf;
 
 use super::Manager;
 use super::dict::dict_op;
+use super::protocol::{DictOp, Kind, New, Reply};
 use super::proxy::{decode, encode, proxy_type, unexpected};
-use super::wire::{DictOp, Kind, New, Reply};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::task::apply_entry_offset;
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
+use super::protocol::{Kind, New, Reply, Request};
 use super::proxy::{call, decode, encode, proxy_type, unexpected};
-use super::wire::{Kind, New, Reply, Request};
 use crate::error::Result;
 use crate::process::task::new_object_offset;
 

@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manager::wire::{self, AuthKey, Endpoint, Refused, Reply, Request, Socket};
+use crate::manager::protocol::{self, Reply, Request};
 use crate::sys;
+use crate::wire::{self, AuthKey, Endpoint, Refused, Socket};
 
 /// Where a manager listens and the key it expects: what a proxy holds. (`pub` only so that the
 /// sealed trait may name it; this module is private.)
@@ -155,7 +156,7 @@ pub trait Proxy: Clone + fmt::Debug + Serialize + DeserializeOwned + sealed::Sea
 
 pub(crate) mod sealed {
     use super::Address;
-    use crate::manager::wire::Kind;
+    use crate::manager::protocol::Kind;
 
     /// What the manager needs of a proxy type, and what keeps [`Proxy`](super::Proxy) closed.
     pub trait Sealed {
@@ -213,7 +214,7 @@ macro_rules! proxy_type {
         }
 
         impl<$($t),*> $crate::manager::proxy::sealed::Sealed for $name<$($t),*> {
-            fn kind() -> $crate::manager::wire::Kind {
+            fn kind() -> $crate::manager::protocol::Kind {
                 $kind
             }
             fn parts(&self) -> (&$crate::manager::proxy::Address, u64) {
@@ -462,6 +463,6 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// A timeout for the wire: whole milliseconds, rounded up so that a wait is never shorter.
-pub(crate) fn wait_ms(timeout: std::time::Duration) -> wire::Wait {
+pub(crate) fn wait_ms(timeout: std::time::Duration) -> protocol::Wait {
     Some(u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
 }

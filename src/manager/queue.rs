@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
+use super::protocol::{Kind, New, QueueOp, Reply, Request, Wait};
 use super::proxy::{Address, call, call_waited, decode, encode, proxy_type, sealed::Sealed, unexpected, wait_ms};
-use super::wire::{Kind, New, QueueOp, Reply, Request, Wait};
 use crate::error::{Error, Result};
 use crate::queue::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 

@@ -30,14 +30,15 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::gate::{self, Gate, Pass, Peer};
 use crate::handle::Fd;
-use crate::manager::wire::{
-    self, AuthKey, BarrierOp, ConditionOp, DictOp, EventOp, Kind, ListOp, LockOp, New, Number, QueueOp, Reply, Request,
-    SemaphoreOp, Socket, Wait,
+use crate::manager::protocol::{
+    BarrierOp, ConditionOp, DictOp, EventOp, Kind, ListOp, LockOp, New, Number, QueueOp, Reply, Request, SemaphoreOp,
+    Wait,
 };
 use crate::process::task::{self, ApplyEntry, CustomObject, NewObject, TreeClient};
 use crate::sys;
+use crate::wire::gate::{self, Gate, Pass, Peer};
+use crate::wire::{self, AuthKey, Socket};
 
 /// What the server starts with (its process's arguments).
 #[derive(Serialize, Deserialize)]

@@ -11,8 +11,8 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use super::Manager;
+use super::protocol::{BarrierOp, ConditionOp, EventOp, Kind, LockOp, New, Reply, Request, SemaphoreOp, Wait};
 use super::proxy::{Address, Proxy, call, call_bool, call_done, call_waited, proxy_type, unexpected, wait_ms};
-use super::wire::{BarrierOp, ConditionOp, EventOp, Kind, LockOp, New, Reply, Request, SemaphoreOp, Wait};
 use crate::error::Result;
 use crate::sync::BrokenBarrier;
 

@@ -20,7 +20,7 @@ use crate::sync::deadline_after;
 /// A pool with Python's `concurrent.futures` interface: [`submit`](Self::submit) returns a
 /// [`TaskFuture`].
 ///
-/// Unlike a [`Pool`](crate::Pool)'s workers, which are daemons as in Python, an executor's
+/// Unlike a [`Pool`]'s workers, which are daemons as in Python, an executor's
 /// workers may start processes and pools of their own (as CPython's and loky's may); those die
 /// with the worker that started them.
 ///

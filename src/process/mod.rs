@@ -293,7 +293,7 @@ pub enum JoinError {
     Failed(#[from] Error),
 }
 
-/// " at <location>" for a panic's Display (the first line: a backtrace follows the location).
+/// `" at <location>"` for a panic's Display (the first line: a backtrace follows the location).
 pub(crate) fn at(location: &Option<String>) -> String {
     location.as_deref().and_then(|l| l.lines().next()).map(|l| format!(" at {l}")).unwrap_or_default()
 }
