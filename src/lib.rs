@@ -186,6 +186,19 @@
 //! reaped; at the program's end daemonic children are terminated and the others joined, as
 //! Python does.
 //!
+//! ## How the crate is layered
+//! Each layer uses only those below it, so each can be read (and tested) without the ones above:
+//!
+//! 1. `sys` — system calls, futexes, pidfds, the `/dev/shm` cleaner; it imports nothing of the
+//!    crate above it.
+//! 2. `entry` (code named by offset), `handle` (descriptors inside values), `codec` (why a value
+//!    did not encode), `wire` (the authenticated, framed sockets and the door for strangers).
+//! 3. [`process`]: starting, watching and joining children; layers above hook into a child's
+//!    start through `process::hooks` instead of being named by it.
+//! 4. [`sync`], [`shm`], [`queue`], [`connection`]: the shared objects; none of them names the
+//!    manager or the pool.
+//! 5. [`manager`] and [`pool`], on top of everything else.
+//!
 //! # Python → Rust
 //!
 //! | Python | multiproc |
@@ -299,6 +312,7 @@
 
 mod codec;
 pub mod connection;
+mod entry;
 mod error;
 pub mod handle;
 pub mod manager;

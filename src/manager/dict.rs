@@ -4,10 +4,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
+use super::hosted::apply_entry_offset;
 use super::protocol::{self, DictOp, Kind, New, Reply, Request};
 use super::proxy::{Address, call, call_done, decode, encode, proxy_type, unexpected};
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::task::apply_entry_offset;
 
 impl Manager {
     /// A new, empty shared dict.

@@ -113,6 +113,7 @@ use crate::handle::Fd;
 use crate::process::{Process, Signal, StartMethod};
 
 mod dict;
+pub(crate) mod hosted;
 mod list;
 mod namespace;
 mod object;
@@ -427,7 +428,7 @@ impl ManagerBuilder {
     /// ```
     /// Python counterpart: `BaseManager.register(typeid, callable)`.
     pub fn register<T: SharedObject>(mut self) -> ManagerBuilder {
-        self.types.push(crate::process::task::new_object_offset::<T>());
+        self.types.push(hosted::new_object_offset::<T>());
         self
     }
 

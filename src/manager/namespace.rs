@@ -7,10 +7,10 @@ use serde_bytes::ByteBuf;
 
 use super::Manager;
 use super::dict::dict_op;
+use super::hosted::apply_entry_offset;
 use super::protocol::{DictOp, Kind, New, Reply};
 use super::proxy::{decode, encode, proxy_type, unexpected};
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::task::apply_entry_offset;
 
 impl Manager {
     /// A new, empty namespace: named attributes of any serde type.

@@ -5,10 +5,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
+use super::hosted::new_object_offset;
 use super::protocol::{Kind, New, Reply, Request};
 use super::proxy::{call, decode, encode, proxy_type, unexpected};
 use crate::error::Result;
-use crate::process::task::new_object_offset;
 
 /// A user type that a [`Manager`] can host: it lives in the server, and every process with an
 /// [`ObjectProxy`] sends it typed requests, handled one at a time under the object's lock. The

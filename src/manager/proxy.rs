@@ -32,6 +32,7 @@ use serde_bytes::ByteBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::manager::protocol::{self, Reply, Request};
+use crate::process::hooks;
 use crate::sys;
 use crate::wire::{self, AuthKey, Endpoint, Refused, Socket};
 
@@ -121,14 +122,15 @@ fn resolve(endpoint: Endpoint, server: u64) -> Address {
 
 /// What a spawned child should know of the managers this process reaches (a forked one has it
 /// already): the keys and ids, encoded.
-pub(crate) fn export_known() -> Vec<u8> {
+fn export_known() -> Vec<u8> {
     postcard::to_stdvec(&client_state().keys).unwrap_or_default()
 }
 
 /// In a new child: what its parent knew (see [`export_known`]).
-pub(crate) fn import_known(bytes: &[u8]) {
+fn import_known(bytes: &[u8]) {
     if let Ok(keys) = postcard::from_bytes::<Vec<Known>>(bytes) {
-        client_state().keys = keys;
+        // Called while `client_state` sets up, before its lock is taken.
+        CLIENT.lock().unwrap_or_else(|p| p.into_inner()).keys = keys;
     }
 }
 
@@ -358,20 +360,32 @@ static CLIENT: Mutex<ClientState> =
     Mutex::new(ClientState { dropped: std::collections::VecDeque::new(), open: Vec::new(), keys: Vec::new() });
 
 fn client_state() -> MutexGuard<'static, ClientState> {
+    // The first time this process acts as a manager client: tell `process` what to do for the
+    // children it starts from now on, and take what the parent knew.
+    static HOOKS: std::sync::Once = std::sync::Once::new();
+    HOOKS.call_once(|| {
+        hooks::at_fork("manager connections", hold_connections, close_after_fork);
+        hooks::export("manager keys", export_known);
+        if let Some(bytes) = hooks::take_import("manager keys") {
+            import_known(&bytes);
+        }
+    });
     CLIENT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Held across a fork by the forking thread, so that no other thread is changing the state when
 /// the child's copy is made.
-pub(crate) fn hold_connections() -> MutexGuard<'static, ClientState> {
-    client_state()
+fn hold_connections() -> hooks::Held {
+    Box::new(client_state())
 }
 
-/// In a forked child: closes the copies of the parent's manager connections.
-pub(crate) fn close_after_fork(state: MutexGuard<'static, ClientState>) {
-    let mut state = state;
-    for fd in state.open.drain(..) {
-        sys::process::close_inherited(fd);
+/// In a forked child: closes the copies of the parent's manager connections (they would keep
+/// the manager from seeing the parent die, and releasing its locks, while this child lives).
+fn close_after_fork(held: hooks::Held) {
+    if let Ok(mut state) = held.downcast::<MutexGuard<'static, ClientState>>() {
+        for fd in state.open.drain(..) {
+            sys::process::close_inherited(fd);
+        }
     }
 }
 

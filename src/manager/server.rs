@@ -30,12 +30,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::entry::TreeClient;
 use crate::handle::Fd;
+use crate::manager::hosted::{self, ApplyEntry, CustomObject, NewObject};
 use crate::manager::protocol::{
     BarrierOp, ConditionOp, DictOp, EventOp, Kind, ListOp, LockOp, New, Number, QueueOp, Reply, Request, SemaphoreOp,
     Wait,
 };
-use crate::process::task::{self, ApplyEntry, CustomObject, NewObject, TreeClient};
+use crate::process::task;
 use crate::sys;
 use crate::wire::gate::{self, Gate, Pass, Peer};
 use crate::wire::{self, AuthKey, Socket};
@@ -305,7 +307,7 @@ fn connection(socket: Socket, pass: Pass, server: &Server) {
         conn,
         own,
         same_build: build == sys::build_id::fingerprint(),
-        tree: TreeClient::check(keys[which].key, &build),
+        tree: TreeClient::check(keys[which].key, &build, &server.tree_key),
         held: RefCell::new(Vec::new()),
         waiting_on: RefCell::new(None),
         undo: RefCell::new(None),
@@ -475,7 +477,7 @@ impl Client<'_> {
             Request::Lookup { name, kind } => self.lookup(&name, &kind),
             Request::AllowType { entry } => match &self.tree {
                 Some(tree) => {
-                    lock(&self.server.allowed).insert(entry, tree.constructor(entry));
+                    lock(&self.server.allowed).insert(entry, hosted::constructor(tree, entry));
                     Reply::Done
                 }
                 None => refused("only the manager's own program may allow user types"),
@@ -573,7 +575,7 @@ impl Client<'_> {
                 })
             }
             New::Object { entry, .. } => {
-                let object = task::construct(self.constructor(entry)?)?;
+                let object = hosted::construct(self.constructor(entry)?)?;
                 // The kind comes from the object itself, not from what the client says it is.
                 let made = Kind::Object(object.type_name().to_owned());
                 if made != kind {
@@ -589,7 +591,7 @@ impl Client<'_> {
     /// another client of this build.
     fn constructor(&self, entry: i64) -> Result<NewObject, String> {
         if let Some(tree) = &self.tree {
-            return Ok(tree.constructor(entry));
+            return Ok(hosted::constructor(tree, entry));
         }
         if !self.same_build {
             return Err("user types can only be made by clients of the manager's own build".into());
@@ -606,7 +608,7 @@ impl Client<'_> {
     fn update_for(&self, entry: Option<i64>) -> Result<Option<ApplyEntry>, Reply> {
         let Some(entry) = entry else { return Ok(None) };
         match &self.tree {
-            Some(tree) => Ok(Some(tree.update_fn(entry))),
+            Some(tree) => Ok(Some(hosted::update_fn(tree, entry))),
             None => Err(refused(
                 "the manager runs no code named by a client of another program: \
                  use add, or a user type its owner registered",

@@ -53,9 +53,11 @@ use serde_bytes::ByteBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
-use crate::process::task::{Task, batch_entry_offset, entry_offset};
+use crate::pool::batch::batch_entry_offset;
+use crate::process::task::{Task, entry_offset};
 use crate::process::{Signal, StartMethod, cpu_count};
 
+mod batch;
 mod core;
 mod executor;
 mod result;

@@ -17,7 +17,8 @@ use serde_bytes::ByteBuf;
 
 use crate::connection::Connection;
 use crate::handle::Fd;
-use crate::process::task::{self, BatchOut, ItemFailure, Outcome};
+use crate::pool::batch::{BatchOut, ItemFailure};
+use crate::process::task::{self, Outcome};
 use crate::queue::Queue;
 use crate::shm::{Shared, SharedState};
 
@@ -263,7 +264,7 @@ pub(crate) fn worker_main(setup: Setup) {
             continue;
         }
         // SAFETY: as for the initializer.
-        let run = unsafe { task::batch_entry_from_offset(entry) };
+        let run = unsafe { crate::pool::batch::batch_entry_from_offset(entry) };
         let mut out = BatchOut {
             bytes: Vec::with_capacity(args.len()),
             ends: Vec::with_capacity(ends.0.len()),

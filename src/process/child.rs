@@ -45,8 +45,8 @@ pub(crate) struct Bootstrap {
     pub(crate) parent_death_signal: bool,
     /// The process tree's secret (see `identity`).
     pub(crate) authkey: [u8; 32],
-    /// The managers the parent knows how to reach (see `manager::proxy`), encoded.
-    pub(crate) managers: Vec<u8>,
+    /// What the layers above handed the child, by name (see `hooks`).
+    pub(crate) exports: Vec<(String, serde_bytes::ByteBuf)>,
     /// The method this child was started with.
     pub(crate) start_method: StartMethod,
     /// Ignore SIGINT.
@@ -122,7 +122,9 @@ pub(crate) fn run_from_channel(channel: OwnedFd) -> ! {
     if boot.parent_death_signal && !sys::process::die_with_parent(boot.parent_pid) {
         sys::process::exit_now(1);
     }
-    crate::manager::proxy::import_known(&boot.managers);
+    crate::process::hooks::set_imports(
+        boot.exports.into_iter().map(|(name, bytes)| (name, bytes.into_vec())).collect(),
+    );
     if let Some(dir) = &boot.cwd {
         // A directory that is gone by now leaves us where we are, as Python's spawn would fail
         // only on a relative path the task then uses.

@@ -10,6 +10,12 @@
 //! [`ProcessBuilder::die_with_parent`]), every finished child is reaped, and at the program's end
 //! daemonic children are terminated and the others joined (see `registry` for how the end of
 //! the program is hooked).
+//!
+//! Which way the arrows go: this module uses `sys` (the platform), `entry` (code named by
+//! offset), `handle` and `codec`, and names nothing above it — not the manager, not the pool.
+//! A layer above that needs something done when a child starts registers it in `hooks`
+//! (around a fork; data handed to a spawned child); a pool names its batches and a manager its
+//! update functions by offset through `entry`, next to their own code.
 
 use std::fmt;
 use std::io;
@@ -27,6 +33,7 @@ use crate::handle;
 use crate::sys;
 
 pub(crate) mod child;
+pub(crate) mod hooks;
 pub(crate) mod identity;
 pub(crate) mod registry;
 pub(crate) mod start;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::task;
 use crate::shm::{Shared, SharedState};
 use crate::sync::deadline_after;
 use crate::sync::raw::{Acquired, RawMutex};
@@ -144,7 +143,7 @@ impl Barrier {
             ended_broken: AtomicU64::new(0),
             parties,
             has_action: u32::from(action.is_some()),
-            action: action.map_or(0, task::plain_fn_offset),
+            action: action.map_or(0, crate::entry::plain_fn_offset),
             build: build_hash(),
             timeout_ns: timeout.map_or(u64::MAX, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1)),
         };
@@ -255,7 +254,7 @@ impl Barrier {
                 }
                 // SAFETY: the offset was made by `plain_fn_offset` in a process of this very build
                 // (checked just above through the fingerprint hash stored beside it).
-                let action = unsafe { task::plain_fn_from_offset(state.action) };
+                let action = unsafe { crate::entry::plain_fn_from_offset(state.action) };
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(action)) {
                     self.break_locked();
                     state.mutex.unlock();

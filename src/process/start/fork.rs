@@ -13,6 +13,7 @@ use std::os::fd::OwnedFd;
 
 use crate::error::{Error, Result};
 use crate::process::child::{self, Start};
+use crate::process::hooks;
 use crate::process::identity::{self, Parent};
 use crate::process::registry::{self, Exit};
 use crate::process::start::{Job, Started, forkserver};
@@ -32,16 +33,17 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
     let children = registry::hold();
     let state = identity::hold();
     let servers = forkserver::hold();
-    let managers = crate::manager::proxy::hold_connections();
+    // The layers above (the manager's connections) hold their state still across the fork.
+    let prepared = hooks::prepare_fork();
 
     // SAFETY: see the module docs: every lock the child's own path takes is held by this thread
     // across the fork, and the child releases them before running the task; allocation is safe
     // because glibc's malloc resets its locks in the child.
     let forked = unsafe { sys::process::fork() };
-    let (servers, managers) = match forked {
-        Ok(Forked::Child) => (Some(servers), Some(managers)),
+    let (servers, prepared) = match forked {
+        Ok(Forked::Child) => (Some(servers), Some(prepared)),
         _ => {
-            drop(managers);
+            drop(prepared);
             drop(servers);
             (None, None)
         }
@@ -57,10 +59,9 @@ pub(crate) fn start(job: &Job<'_>) -> Result<Started> {
             if let Some(servers) = servers {
                 forkserver::forget_after_fork(servers);
             }
-            // Copies of this process's manager connections would keep the manager from seeing
-            // the parent die (and releasing its locks) for as long as this child lives.
-            if let Some(managers) = managers {
-                crate::manager::proxy::close_after_fork(managers);
+            // The layers above put their copies in order (the manager closes its connections).
+            if let Some(prepared) = prepared {
+                prepared.in_child();
             }
             // PR_SET_PDEATHSIG follows the forking *thread*; from any other thread than main,
             // a watcher thread on the parent's pidfd keeps the promise instead.

@@ -322,7 +322,10 @@ impl Job<'_> {
             watch_parent,
             parent_death_signal,
             authkey: self.authkey,
-            managers: crate::manager::proxy::export_known(),
+            exports: crate::process::hooks::exports()
+                .into_iter()
+                .map(|(name, bytes)| (name, serde_bytes::ByteBuf::from(bytes)))
+                .collect(),
             start_method: self.start_method,
             ignore_interrupts: self.ignore_interrupts,
             // A fork-server child starts where the server was launched; Python sends the
