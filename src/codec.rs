@@ -102,6 +102,15 @@ impl Parts {
     }
 }
 
+/// Serializer methods for values that hold nothing that could fail.
+macro_rules! ignored {
+    ($($method:ident: $type:ty),* $(,)?) => {$(
+        fn $method(self, _: $type) -> Result<(), Why> {
+            Ok(())
+        }
+    )*};
+}
+
 impl ser::Serializer for Probe {
     type Ok = ();
     type Error = Why;
@@ -113,54 +122,25 @@ impl ser::Serializer for Probe {
     type SerializeStruct = Parts;
     type SerializeStructVariant = Parts;
 
-    fn serialize_bool(self, _: bool) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_i128(self, _: i128) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_u128(self, _: u128) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_char(self, _: char) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_str(self, _: &str) -> Result<(), Why> {
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Why> {
-        Ok(())
-    }
+    ignored!(
+        serialize_bool: bool,
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128,
+        serialize_f32: f32,
+        serialize_f64: f64,
+        serialize_char: char,
+        serialize_str: &str,
+        serialize_bytes: &[u8],
+    );
+
     fn serialize_none(self) -> Result<(), Why> {
         Ok(())
     }
@@ -214,53 +194,47 @@ impl ser::Serializer for Probe {
     }
 }
 
-impl ser::SerializeSeq for Parts {
-    type Ok = ();
-    type Error = Why;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Why> {
-        let i = self.index;
-        self.part(value, format_args!("[{i}]"))
-    }
-    fn end(self) -> Result<(), Why> {
-        Ok(())
-    }
+/// The parts of sequences and tuples, numbered: `[i]` in a sequence, `.i` in a tuple.
+macro_rules! numbered_parts {
+    ($($part:ident :: $method:ident => $place:literal),* $(,)?) => {$(
+        impl ser::$part for Parts {
+            type Ok = ();
+            type Error = Why;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Why> {
+                let i = self.index;
+                self.part(value, format_args!($place, i))
+            }
+            fn end(self) -> Result<(), Why> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Parts {
-    type Ok = ();
-    type Error = Why;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Why> {
-        let i = self.index;
-        self.part(value, format_args!(".{i}"))
-    }
-    fn end(self) -> Result<(), Why> {
-        Ok(())
-    }
+numbered_parts!(
+    SerializeSeq::serialize_element => "[{}]",
+    SerializeTuple::serialize_element => ".{}",
+    SerializeTupleStruct::serialize_field => ".{}",
+    SerializeTupleVariant::serialize_field => ".{}",
+);
+
+/// The fields of structs and struct variants, by name.
+macro_rules! named_parts {
+    ($($part:ident),*) => {$(
+        impl ser::$part for Parts {
+            type Ok = ();
+            type Error = Why;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Why> {
+                self.part(value, format_args!(".{name}"))
+            }
+            fn end(self) -> Result<(), Why> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Parts {
-    type Ok = ();
-    type Error = Why;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Why> {
-        let i = self.index;
-        self.part(value, format_args!(".{i}"))
-    }
-    fn end(self) -> Result<(), Why> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Parts {
-    type Ok = ();
-    type Error = Why;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Why> {
-        let i = self.index;
-        self.part(value, format_args!(".{i}"))
-    }
-    fn end(self) -> Result<(), Why> {
-        Ok(())
-    }
-}
+named_parts!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Parts {
     type Ok = ();
@@ -272,28 +246,6 @@ impl ser::SerializeMap for Parts {
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Why> {
         let i = self.index;
         self.part(value, format_args!("[entry {i}]"))
-    }
-    fn end(self) -> Result<(), Why> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for Parts {
-    type Ok = ();
-    type Error = Why;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Why> {
-        self.part(value, format_args!(".{name}"))
-    }
-    fn end(self) -> Result<(), Why> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Parts {
-    type Ok = ();
-    type Error = Why;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Why> {
-        self.part(value, format_args!(".{name}"))
     }
     fn end(self) -> Result<(), Why> {
         Ok(())

@@ -51,13 +51,18 @@ fn work(q: JoinableQueue<u32>) {
     }
 }
 
-#[test]
-fn join_never_hangs_nor_returns_early_while_consumers_are_killed_at_random() {
-    let _w = watchdog(240);
+/// Rounds of: `total` items put, two consumers running `work`, one killed (and replaced) every
+/// `pause(kills)` until the queue is empty; then `join` must return, neither early nor never, and
+/// count no item twice.
+fn kill_loop<W: multiproc::Task<(JoinableQueue<u32>,), Output = ()>>(
+    work: W,
+    rounds: u32,
+    total: u32,
+    pause: fn(u64) -> Duration,
+) {
     let ctx = Context::new(StartMethod::Fork);
-    for round in 0..5 {
+    for round in 0..rounds {
         let q = JoinableQueue::new().unwrap();
-        let total = 400;
         for i in 0..total {
             q.put(i).unwrap();
         }
@@ -66,7 +71,7 @@ fn join_never_hangs_nor_returns_early_while_consumers_are_killed_at_random() {
         let mut workers: Vec<Process<()>> = (0..2).map(|_| ctx.spawn(work, (q.clone(),)).unwrap()).collect();
         let start = Instant::now();
         while !q.is_empty() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_micros(500 + (kills % 7) * 700));
+            std::thread::sleep(pause(kills));
             let mut victim = workers.remove(0);
             victim.kill().unwrap();
             let _ = victim.join();
@@ -86,6 +91,12 @@ fn join_never_hangs_nor_returns_early_while_consumers_are_killed_at_random() {
     }
 }
 
+#[test]
+fn join_never_hangs_nor_returns_early_while_consumers_are_killed_at_random() {
+    let _w = watchdog(240);
+    kill_loop(work, 5, 400, |kills| Duration::from_micros(500 + (kills % 7) * 700));
+}
+
 /// Takes and finishes items back to back: most of its time is in `get` and `task_done`, where
 /// the kills land.
 fn work_tight(q: JoinableQueue<u32>) {
@@ -97,30 +108,5 @@ fn work_tight(q: JoinableQueue<u32>) {
 #[test]
 fn join_counts_exactly_when_consumers_die_inside_get_and_task_done() {
     let _w = watchdog(240);
-    let ctx = Context::new(StartMethod::Fork);
-    for round in 0..3 {
-        let q = JoinableQueue::new().unwrap();
-        let total = 2000;
-        for i in 0..total {
-            q.put(i).unwrap();
-        }
-        let mut kills = 0u64;
-        let mut workers: Vec<Process<()>> = (0..2).map(|_| ctx.spawn(work_tight, (q.clone(),)).unwrap()).collect();
-        let start = Instant::now();
-        while !q.is_empty() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_micros(300 + (kills % 5) * 400));
-            let mut victim = workers.remove(0);
-            victim.kill().unwrap();
-            let _ = victim.join();
-            kills += 1;
-            workers.push(ctx.spawn(work_tight, (q.clone(),)).unwrap());
-        }
-        q.join_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("round {round}: join hung"));
-        assert_eq!(q.len(), 0, "round {round}: join returned with items still queued");
-        assert!(q.lost() <= kills, "round {round}: {} lost with {kills} kills", q.lost());
-        for mut w in workers {
-            w.join().unwrap();
-        }
-        assert!(q.task_done().is_err(), "round {round}: more items were counted done than were put");
-    }
+    kill_loop(work_tight, 3, 2000, |kills| Duration::from_micros(300 + (kills % 5) * 400));
 }
