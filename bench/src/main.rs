@@ -1,7 +1,7 @@
 //! Side-by-side benchmarks of `multiproc` against CPython's `multiprocessing`.
 //!
 //! ```text
-//! cargo run --release -p multiproc-bench [-- --reps N] [--quick] [--filter SUBSTR] [--json PATH] [--list]
+//! cargo run --release -p multiproc-bench [-- --reps N] [--quick] [--filter SUBSTR] [--json PATH] [--chart PATH] [--list]
 //! ```
 //!
 //! Every [scenario](scenarios) runs its Rust side in this process and, if it has one, the same
@@ -10,7 +10,9 @@
 //! that a noisy neighbour hurts both sides alike. The table shows the medians of seconds per
 //! operation, their ratio (CPython / multiproc: how many times faster multiproc is), the min–max
 //! spread of the multiproc samples and the targets; then each target is checked (PASS / MISS /
-//! SKIP). All samples and medians go to a JSON file (`target/bench-results.json` by default).
+//! SKIP). All samples and medians go to a JSON file (`target/bench-results.json` by default), and
+//! a chart of every row's ratio to CPython and to its bound to an SVG file
+//! (`target/bench-chart.svg`; see [`chart`]).
 //!
 //! Options:
 //! - `--reps N`: repetitions per side (default 7; 3 with `--quick`).
@@ -18,6 +20,7 @@
 //! - `--filter SUBSTR`: only scenarios whose name contains `SUBSTR`, plus the rows their targets
 //!   refer to.
 //! - `--json PATH`: where to write the results.
+//! - `--chart PATH`: where to write the chart.
 //! - `--list`: list the scenarios and exit.
 //!
 //! Without `python3` on `PATH` the CPython column says "python3 missing" and the Rust side still
@@ -32,6 +35,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use serde::Serialize;
 
+mod chart;
 mod scenarios;
 
 use scenarios::{QUICK_DIVISOR, Scenario, Target};
@@ -42,22 +46,23 @@ struct Options {
     quick: bool,
     filter: Option<String>,
     json: PathBuf,
+    chart: PathBuf,
     list: bool,
 }
 
-const USAGE: &str = "usage: multiproc-bench [--reps N] [--quick] [--filter SUBSTR] [--json PATH] [--list]";
+const USAGE: &str =
+    "usage: multiproc-bench [--reps N] [--quick] [--filter SUBSTR] [--json PATH] [--chart PATH] [--list]";
 
 impl Options {
     fn parse() -> Result<Options, String> {
         let mut reps = None;
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("target");
         let mut options = Options {
             reps: 7,
             quick: false,
             filter: None,
-            json: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("target/bench-results.json"),
+            json: target.join("bench-results.json"),
+            chart: target.join("bench-chart.svg"),
             list: false,
         };
         let mut args = std::env::args().skip(1);
@@ -71,6 +76,7 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--filter" => options.filter = Some(value("--filter")?),
                 "--json" => options.json = value("--json")?.into(),
+                "--chart" => options.chart = value("--chart")?.into(),
                 "--list" => options.list = true,
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -202,7 +208,37 @@ fn main() -> ExitCode {
             failed = true;
         }
     }
+    match chart::write(&options.chart, &bars(&rows)) {
+        Ok(()) => println!("chart: {}", options.chart.display()),
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", options.chart.display());
+            failed = true;
+        }
+    }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// The chart's bars: each row's ratio to CPython, and its share of the row its first bound
+/// target names, with the targets.
+fn bars(rows: &[Row]) -> Vec<chart::Bar> {
+    let medians: HashMap<&str, f64> =
+        rows.iter().filter_map(|r| Some((r.scenario.name.as_str(), r.rust_median()?))).collect();
+    rows.iter()
+        .map(|row| {
+            let cpython_target = row.scenario.targets.iter().find_map(|t| match t {
+                Target::FasterThanCpython(min) => Some(*min),
+                _ => None,
+            });
+            let bound = row.scenario.targets.iter().find_map(|t| match t {
+                Target::AtMostTimes(max, other) => {
+                    let share = medians.get(other.as_str())? / row.rust_median()?;
+                    Some((share, 1.0 / max))
+                }
+                _ => None,
+            });
+            chart::Bar { name: row.scenario.name.clone(), cpython: row.ratio().map(|r| (r, cpython_target)), bound }
+        })
+        .collect()
 }
 
 /// The scenarios matching `filter`, plus the rows their targets refer to, in registry order.
