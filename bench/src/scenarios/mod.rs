@@ -122,3 +122,23 @@ pub fn all() -> Vec<Scenario> {
     all.extend(manager::scenarios());
     all
 }
+
+/// A fresh anonymous shared mapping of `len` zeroed bytes (inherited by forked children); the
+/// caller unmaps it.
+pub fn shared_mapping(len: usize) -> Result<*mut libc::c_void, BoxError> {
+    // SAFETY: mmap makes a new mapping or fails; checked below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(base)
+}

@@ -52,20 +52,8 @@ const BULK_BOUND: &str = "baseline: 100k u64 to 2 forked workers via shared memo
 fn bulk_map_bound(n: u64) -> Result<f64, BoxError> {
     let n = n as usize;
     let len = 2 * n * 8;
-    // SAFETY: an anonymous shared mapping of `len` bytes, checked below; unmapped at the end.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error().into());
-    }
+    // Unmapped at the end.
+    let base = super::shared_mapping(len)?;
     let input = base.cast::<u64>();
     // SAFETY: the second half of the mapping.
     let output = unsafe { input.add(n) };

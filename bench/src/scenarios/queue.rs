@@ -259,20 +259,8 @@ struct RawRing {
 impl RawRing {
     fn new(slots: u64) -> Result<RawRing, BoxError> {
         let len = 128 + slots as usize * 8;
-        // SAFETY: a fresh anonymous shared mapping; zeroed memory is a valid empty ring.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        // Zeroed memory is a valid empty ring.
+        let base = super::shared_mapping(len)?;
         Ok(RawRing { base: base.cast(), len, slots })
     }
 
