@@ -167,11 +167,10 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+/// `Display` already says the cause (`…: No such file or directory`), so `source()` is `None`:
+/// an error report that walks the chain (anyhow's, say) says each cause once, and the OS error
+/// stays reachable through [`Error::raw_os_error`].
+impl std::error::Error for Error {}
 
 /// `T`'s name for messages, without module paths: `Vec<String>`, not
 /// `alloc::vec::Vec<alloc::string::String>`.

@@ -310,6 +310,12 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "multiproc runs on Linux 5.3 or later only: it is built on pidfds, futexes, memfds and /proc \
+     (a port to another system is a new `sys/` backend)"
+);
+
 mod codec;
 pub mod connection;
 mod entry;

@@ -179,6 +179,10 @@ pub(crate) fn run(start: Start) -> ! {
             watch(parent.pidfd.clone());
         }
     }
+    // `ps`, `top` and `/proc/<pid>/comm` show the child's name rather than the executable's.
+    if !name.is_empty() {
+        sys::process::set_name(&name);
+    }
     identity::hold().become_child(identity::Child { name, identity, daemon, parent, authkey });
     // SAFETY: the offset came from `entry_offset` in our parent, which is this same build: under
     // fork the very same image, otherwise checked through the fingerprint just above.

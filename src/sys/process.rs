@@ -345,3 +345,17 @@ pub(crate) fn close_inherited(fd: RawFd) {
     // closing a number nobody uses has no memory-safety consequences.
     unsafe { libc::close(fd) };
 }
+
+/// Names the calling thread (for a child: its main thread, which `ps` and `top` show as the
+/// process's name) — at most 15 bytes are kept, cut at a character boundary.
+pub(crate) fn set_name(name: &str) {
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut buf = [0u8; 16];
+    buf[..end].copy_from_slice(&name.as_bytes()[..end]);
+    // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated string of at most 16 bytes from `buf`,
+    // which lives on our stack for the call (its last byte is always 0).
+    unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
