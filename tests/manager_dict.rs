@@ -452,3 +452,34 @@ fn a_reply_over_the_limit_or_a_panicking_user_type_fails_that_call_and_keeps_the
     drop(held);
     assert!(!lock.locked().unwrap());
 }
+
+#[test]
+fn the_rest_of_pythons_list_and_dict_methods() {
+    let _w = common::watchdog(60);
+    let manager = multiproc::Manager::start().unwrap();
+    let l = manager.list::<String>().unwrap();
+    l.extend(["b".to_string(), "d".to_string(), "b".to_string()]).unwrap();
+    l.insert(0, "a".into()).unwrap();
+    l.insert(2, "c".into()).unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["a", "b", "c", "d", "b"]);
+    assert_eq!(l.index(&"c".into()).unwrap(), Some(2));
+    assert_eq!(l.index(&"z".into()).unwrap(), None);
+    assert_eq!(l.count(&"b".into()).unwrap(), 2);
+    assert_eq!(l.pop_at(1).unwrap(), "b");
+    assert_eq!(l.pop_at(9).unwrap_err().kind(), multiproc::ErrorKind::InvalidInput);
+    l.reverse().unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["b", "d", "c", "a"]);
+    l.clear().unwrap();
+    assert!(l.is_empty().unwrap());
+
+    // setdefault is one step on the server: from many processes at once, one default wins.
+    let d = manager.dict::<String, u32>().unwrap();
+    fn claim(d: multiproc::manager::DictProxy<String, u32>, me: u32) -> u32 {
+        d.setdefault("owner".into(), me).unwrap()
+    }
+    let children: Vec<_> = (1..=4).map(|me| multiproc::Process::spawn(claim, (d.clone(), me)).unwrap()).collect();
+    let seen: Vec<u32> = children.into_iter().map(|mut c| c.join().unwrap()).collect();
+    let owner = d.get(&"owner".into()).unwrap().unwrap();
+    assert!(seen.iter().all(|&s| s == owner), "{seen:?} vs {owner}");
+    assert!(manager.pid().is_some());
+}

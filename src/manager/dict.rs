@@ -181,6 +181,25 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         self.value(DictOp::Insert(encode(&key)?, encode(&value)?))
     }
 
+    /// The value at `key`, inserting `default` first if the key is absent (one step on the
+    /// server: no other client comes in between).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<String, u32>().unwrap();
+    /// assert_eq!(d.setdefault("hits".into(), 0).unwrap(), 0);
+    /// d.insert("hits".into(), 5).unwrap();
+    /// assert_eq!(d.setdefault("hits".into(), 0).unwrap(), 5);
+    /// ```
+    /// Python counterpart: `d.setdefault(key, default)`.
+    pub fn setdefault(&self, key: K, default: V) -> Result<V> {
+        self.value(DictOp::SetDefault(encode(&key)?, encode(&default)?))?
+            .ok_or_else(|| Error::new(ErrorKind::Decode, "the manager returned no value"))
+    }
+
     /// Removes `key`; returns its value.
     ///
     /// # Errors

@@ -237,6 +237,118 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         }
     }
 
+    /// Inserts `value` before element `index` (at the end if `index` is past it).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([1u8, 3]).unwrap();
+    /// l.insert(1, 2).unwrap();
+    /// l.insert(99, 4).unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), [1, 2, 3, 4]);
+    /// ```
+    /// Python counterpart: `l.insert(index, value)`.
+    pub fn insert(&self, index: usize, value: T) -> Result<()> {
+        self.done(ListOp::Insert(index as u64, encode(&value)?))
+    }
+
+    /// Removes and returns element `index`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if there is no such element (nothing changes); as
+    /// [`pop`](Self::pop).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend(['a', 'b', 'c']).unwrap();
+    /// assert_eq!(l.pop_at(1).unwrap(), 'b');
+    /// assert!(l.pop_at(5).is_err());
+    /// assert_eq!(l.to_vec().unwrap(), ['a', 'c']);
+    /// ```
+    /// Python counterpart: `l.pop(index)`.
+    pub fn pop_at(&self, index: usize) -> Result<T> {
+        self.value(ListOp::PopAt(index as u64))?
+            .ok_or_else(|| Error::new(ErrorKind::Decode, "the manager returned no element"))
+    }
+
+    /// The index of the first element equal to `value` (equal as encoded bytes), if any.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([5u8, 6, 5]).unwrap();
+    /// assert_eq!(l.index(&6).unwrap(), Some(1));
+    /// assert_eq!(l.index(&7).unwrap(), None);
+    /// ```
+    /// Python counterpart: `l.index(value)` (which raises when it is absent).
+    pub fn index(&self, value: &T) -> Result<Option<usize>> {
+        match self.ask(ListOp::Index(encode(value)?))? {
+            Reply::Len(u64::MAX) => Ok(None),
+            Reply::Len(i) => Ok(Some(i as usize)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// How many elements are equal to `value` (equal as encoded bytes).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([5u8, 6, 5]).unwrap();
+    /// assert_eq!(l.count(&5).unwrap(), 2);
+    /// ```
+    /// Python counterpart: `l.count(value)`.
+    pub fn count(&self, value: &T) -> Result<usize> {
+        match self.ask(ListOp::Count(encode(value)?))? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reverses the elements in place.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([1u8, 2, 3]).unwrap();
+    /// l.reverse().unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), [3, 2, 1]);
+    /// ```
+    /// Python counterpart: `l.reverse()`.
+    pub fn reverse(&self) -> Result<()> {
+        self.done(ListOp::Reverse)
+    }
+
+    /// Removes every element.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] if the server is gone.
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend([1u8, 2]).unwrap();
+    /// l.clear().unwrap();
+    /// assert!(l.is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `l.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.done(ListOp::Clear)
+    }
+
     /// A snapshot of every element, in order.
     ///
     /// # Errors

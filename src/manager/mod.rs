@@ -272,6 +272,17 @@ impl Manager {
         self.address.endpoint.to_string()
     }
 
+    /// The server process's pid, if this handle started it (`None` for [`connect`](Self::connect)).
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start().unwrap();
+    /// assert!(manager.pid().is_some_and(|pid| pid != std::process::id()));
+    /// ```
+    /// Python counterpart: `manager._process.pid`.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Process::pid)
+    }
+
     /// Registers `proxy`'s object under `name`, unless the name is taken; returns the proxy
     /// registered under `name` — `proxy` itself, or the one registered first. Any process that
     /// can reach the manager can then [`lookup`](Self::lookup) the object by its name.

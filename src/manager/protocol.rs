@@ -218,6 +218,8 @@ pub(crate) enum DictOp {
         key: ByteBuf,
         delta: Number,
     },
+    /// The value at the key, inserting this one first if the key is absent.
+    SetDefault(ByteBuf, ByteBuf),
 }
 
 impl DictOp {
@@ -247,6 +249,16 @@ pub(crate) enum ListOp {
         index: u64,
         entry: i64,
     },
+    /// Insert before `index` (at the end past it).
+    Insert(u64, ByteBuf),
+    /// Remove and return element `index`.
+    PopAt(u64),
+    /// The index of the first element equal (as bytes) to this one.
+    Index(ByteBuf),
+    /// How many elements are equal (as bytes) to this one.
+    Count(ByteBuf),
+    Reverse,
+    Clear,
 }
 
 impl ListOp {

@@ -704,6 +704,9 @@ impl Client<'_> {
                     Err(why) => refused(why),
                 }
             }
+            DictOp::SetDefault(key, v) => {
+                value(Some(map.entry(key.into_vec()).or_insert_with(|| v.into_vec()).clone()))
+            }
             DictOp::Add { key, delta } => match add(map.get(key.as_slice()).map(Vec::as_slice), delta) {
                 Ok(new) => {
                     map.insert(key.into_vec(), new.clone());
@@ -753,6 +756,27 @@ impl Client<'_> {
                 None => Reply::Bool(false),
             },
             ListOp::Items => Reply::Elements(items.iter().cloned().map(ByteBuf::from).collect()),
+            ListOp::Insert(index, v) => {
+                let at = usize::try_from(index).map_or(items.len(), |i| i.min(items.len()));
+                items.insert(at, v.into_vec());
+                Reply::Done
+            }
+            ListOp::PopAt(index) => match usize::try_from(index).ok().filter(|&i| i < items.len()) {
+                Some(i) => value(Some(items.remove(i))),
+                None => out_of_range(index, items.len()),
+            },
+            ListOp::Index(v) => {
+                Reply::Len(items.iter().position(|item| item == v.as_slice()).map_or(u64::MAX, |i| i as u64))
+            }
+            ListOp::Count(v) => Reply::Len(items.iter().filter(|item| *item == v.as_slice()).count() as u64),
+            ListOp::Reverse => {
+                items.reverse();
+                Reply::Done
+            }
+            ListOp::Clear => {
+                items.clear();
+                Reply::Done
+            }
             ListOp::Apply { index, .. } => {
                 let len = items.len();
                 let Some(item) = usize::try_from(index).ok().and_then(|i| items.get_mut(i)) else {

@@ -41,7 +41,7 @@ pub(crate) mod gate;
 
 /// The version of what the frames carry (a manager's requests and replies); both sides must
 /// speak the same, and the handshake checks it.
-pub(crate) const PROTOCOL: u32 = 3;
+pub(crate) const PROTOCOL: u32 = 4;
 
 /// The longest address a client may name in the handshake.
 const MAX_ADDRESS: usize = 1024;
