@@ -186,6 +186,13 @@
 //! reaped; at the program's end daemonic children are terminated and the others joined, as
 //! Python does.
 //!
+//! ## Features
+//! - `progress`: a progress bar for `Pool::map` and `Pool::imap` (`PoolBuilder::progress`).
+//! - `tracing`: events for the program's `tracing` subscriber (target `multiproc`): children
+//!   started and their exits seen, pool workers replaced, the fork server launched or found gone,
+//!   connections that failed their handshake or were pushed out by strangers, what happens at
+//!   exit, and the `/dev/shm` cleaner's starts. Without it they compile to nothing.
+//!
 //! ## How the crate is layered
 //! Each layer uses only those below it, so each can be read (and tested) without the ones above:
 //!
@@ -328,6 +335,7 @@ pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;
+mod trace;
 mod wire;
 
 pub use connection::{Connection, pipe, pipe_one_way};

@@ -238,6 +238,9 @@ impl Listener {
             let keys = [wire::Accepted { key: &key, bound_to: None }];
             let shook = wire::accept(&socket, &keys, 0, Instant::now() + gate::HANDSHAKE);
             drop(pass);
+            if shook.is_err() {
+                crate::trace::event!(debug, "a listener connection failed its handshake");
+            }
             if shook.is_ok() {
                 door.ready.lock().unwrap_or_else(|p| p.into_inner()).push_back(socket);
                 let _ = rustix::io::write(&door.wake, &1u64.to_ne_bytes());

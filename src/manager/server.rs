@@ -296,7 +296,10 @@ fn connection(socket: Socket, pass: Pass, server: &Server) {
     keys.extend(server.shared_key.as_ref().map(|key| wire::Accepted { key, bound_to: None }));
     let handshake = wire::accept(&socket, &keys, server.server_id, Instant::now() + gate::HANDSHAKE);
     drop(pass);
-    let Ok((which, build)) = handshake else { return };
+    let Ok((which, build)) = handshake else {
+        crate::trace::event!(debug, "a manager connection failed its handshake");
+        return;
+    };
     // Without a copy of the socket nobody could tell whether this client is still there.
     let Ok(own) = socket.as_fd().try_clone_to_owned() else { return };
     let own = Arc::new(own);

@@ -830,6 +830,7 @@ impl Core {
             st.pending.push_front(id);
         }
         let died_on_start = !w.slot.is_ready() && !w.retiring;
+        let w_retiring = w.retiring;
         drop(w);
         // Replace it, unless the pool is winding down or workers keep dying before they start.
         if died_on_start {
@@ -843,6 +844,9 @@ impl Core {
             && st.broken.is_none()
             && (st.phase == Phase::Running || !st.batches.is_empty());
         if replace {
+            if !w_retiring {
+                crate::trace::event!(warn, pool = %self.config.name, worker = index, pid, status = %status, "a pool worker ended and is replaced");
+            }
             st.stats[index as usize].restarts += 1;
             if let Err(err) = self.spawn_worker(st, index) {
                 deliveries.extend(self.break_pool(st, format!("could not start a worker: {err}")));

@@ -874,6 +874,7 @@ impl ProcessBuilder {
             ignore_interrupts: self.ignore_interrupts,
         };
         let started = start::start(job.start_method, &job)?;
+        crate::trace::event!(debug, pid = started.pid, name = %name, method = ?job.start_method, "child started");
         let channel = Channel::new(started.channel);
         let state = Arc::new(ChildState::new(started.pid, started.pidfd, started.exit, channel, name, self.daemon));
         registry::register(state.clone());

@@ -92,12 +92,21 @@ impl ChildState {
                         ServerReport::Running => None,
                         ServerReport::ServerGone => {
                             self.server_gone.store(true, std::sync::atomic::Ordering::Relaxed);
+                            crate::trace::event!(
+                                warn,
+                                pid = self.pid,
+                                "the fork server is gone; its child is watched through its pidfd"
+                            );
                             self.status_without_server()?
                         }
                     },
                     true => self.status_without_server()?,
                 },
             };
+            if let Some(ended) = *status {
+                crate::trace::event!(debug, pid = self.pid, status = %ended, "a child's exit was seen");
+                let _ = ended;
+            }
         }
         Ok(*status)
     }
@@ -210,6 +219,14 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 /// Terminates daemonic children and joins the others; see the module docs.
 pub(crate) fn finish_children() {
     let children = active();
+    if !children.is_empty() {
+        crate::trace::event!(
+            info,
+            daemons = children.iter().filter(|c| c.daemon).count(),
+            others = children.iter().filter(|c| !c.daemon).count(),
+            "at exit: terminating daemonic children and joining the others"
+        );
+    }
     for child in children.iter().filter(|c| c.daemon) {
         let _ = child.signal(Signal::TERM);
     }

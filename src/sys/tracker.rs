@@ -89,6 +89,12 @@ impl Client {
 
     fn restart(&mut self) {
         self.pipe = start().ok().map(Arc::new);
+        crate::trace::event!(
+            info,
+            names = self.names.len(),
+            started = self.pipe.is_some(),
+            "the /dev/shm cleaner was started"
+        );
         let Some(pipe) = self.pipe.clone() else { return };
         for name in &self.names {
             // One short write to a pipe is atomic, so lines from several threads never mix.

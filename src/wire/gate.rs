@@ -85,7 +85,9 @@ impl Gate {
 }
 
 /// Ends a waiting connection's handshake: its thread's next read or write fails at once.
-fn evict((_, _, socket): (u64, Peer, OwnedFd)) {
+fn evict((_, peer, socket): (u64, Peer, OwnedFd)) {
+    crate::trace::event!(debug, peer = ?peer, "a connection still in its handshake was pushed out by newer ones");
+    let _ = peer;
     let _ = rustix::net::shutdown(socket.as_fd(), rustix::net::Shutdown::Both);
 }
 

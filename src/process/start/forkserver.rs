@@ -92,6 +92,7 @@ fn launch(exe: Option<&PathBuf>) -> Result<Server> {
     cmd.arg("--multiproc-forkserver").env(SERVER_MARKER, "stdin").stdin(Stdio::from(theirs));
     let child =
         cmd.spawn().map_err(|e| Error::with_source(ErrorKind::ForkServer, "could not start the fork server", e))?;
+    crate::trace::event!(info, pid = child.id(), "the fork server was launched");
     Ok(Server { executable: exe.cloned(), pid: child.id(), control: Arc::new(ours) })
 }
 
