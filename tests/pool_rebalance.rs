@@ -181,3 +181,28 @@ fn cancelling_a_map_stops_it_and_reports_every_item() {
     assert_eq!(scratch.marks(), [0, 100], "items of a cancelled map ran");
     executor.shutdown(true, false);
 }
+
+/// (pid, start, end) of a nap, on the machine-wide monotonic clock.
+fn timed_nap(ms: u64) -> (u32, u128, u128) {
+    let now = || {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec on our stack.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+        t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+    };
+    let start = now();
+    std::thread::sleep(Duration::from_millis(ms));
+    (std::process::id(), start, now())
+}
+
+#[test]
+fn imap_with_chunks_larger_than_its_depth_keeps_every_worker_busy() {
+    let _w = watchdog(120);
+    // Two batches in flight, chunks of five items: counted in items, that was one chunk at a
+    // time on one worker; counted in batches, both workers run at once.
+    let pool = Pool::builder().processes(2).max_in_flight(2).build().unwrap();
+    let spans: Vec<(u32, u128, u128)> =
+        pool.imap_chunked(timed_nap, [40u64; 20], 5).unwrap().map(Result::unwrap).collect();
+    let overlapping = spans.iter().any(|a| spans.iter().any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2));
+    assert!(overlapping, "no two items ran at once on different workers: {spans:?}");
+}

@@ -274,8 +274,9 @@ impl PoolBuilder {
         self
     }
 
-    /// How many items `imap` and friends keep submitted ahead of the reader (default: 64 per
-    /// worker, at least 256 — deep enough that workers never wait for the reader).
+    /// How many batches (chunks) `imap` and friends keep submitted ahead of the reader
+    /// (default: 64 per worker, at least 256 — deep enough that workers never wait for the
+    /// reader). Counted in batches, not items, so that large chunks still keep every worker busy.
     ///
     /// ```
     /// let pool = multiproc::Pool::builder().processes(2).max_in_flight(4).build().unwrap();
@@ -283,8 +284,8 @@ impl PoolBuilder {
     /// assert_eq!(first, [0, 1, 2]);
     /// ```
     /// Python counterpart: none (Python's `imap` reads the whole input first).
-    pub fn max_in_flight(mut self, items: usize) -> PoolBuilder {
-        self.in_flight = Some(items.max(1));
+    pub fn max_in_flight(mut self, batches: usize) -> PoolBuilder {
+        self.in_flight = Some(batches.max(1));
         self
     }
 
@@ -390,6 +391,7 @@ impl PoolBuilder {
 /// Python counterpart: `multiprocessing.Pool`.
 pub struct Pool {
     pub(crate) core: Arc<Core>,
+    /// Batches `imap` keeps submitted ahead of its reader.
     in_flight: usize,
     #[cfg(feature = "progress")]
     progress: bool,
@@ -977,7 +979,7 @@ impl Pool {
             submit: submit_chunk::<F, I::Item>,
             sink: self.collector(None, unordered),
             chunksize,
-            ahead: self.in_flight.max(chunksize),
+            ahead: self.in_flight.saturating_mul(chunksize),
             submitted: 0,
             yielded: 0,
             exhausted: false,
