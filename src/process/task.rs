@@ -31,6 +31,21 @@ use crate::handle;
 /// let mut q = Process::spawn(|| "closure".to_string(), ()).unwrap();
 /// assert_eq!(q.join().unwrap(), "closure");
 /// ```
+/// To give a task values of its own (what a closure would capture), pass them as arguments, or
+/// make a serde struct that implements [`Run`] — its fields travel to the child:
+///
+/// ```compile_fail
+/// // A closure that captures a `String` is no task: `cargo check` rejects it.
+/// let greeting = String::from("hello");
+/// let _ = multiproc::Process::spawn(move || greeting.clone(), ());
+/// ```
+///
+/// ```
+/// // The same as an argument.
+/// let greeting = String::from("hello");
+/// let mut p = multiproc::Process::spawn(|g: String| g, (greeting,)).unwrap();
+/// assert_eq!(p.join().unwrap(), "hello");
+/// ```
 /// Python counterpart: `Process(target=f, args=(a, b))`, where `f` must be importable and the
 /// arguments picklable.
 pub trait Task<Args>: Copy + Send + Sync + 'static {
