@@ -471,6 +471,20 @@ fn the_rest_of_pythons_list_and_dict_methods() {
     assert_eq!(l.to_vec().unwrap(), ["b", "d", "c", "a"]);
     l.clear().unwrap();
     assert!(l.is_empty().unwrap());
+    l.extend(["pear", "apple", "fig", "apple"].map(String::from)).unwrap();
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["apple", "apple", "fig", "pear"]);
+    // A served manager sorts only for its own program's processes (the sort is code named by
+    // offset); a client of another program is refused and the list is left alone.
+    let served = multiproc::Manager::serve("127.0.0.1:0", b"sorting").unwrap();
+    let mine = served.list_named::<u32>("numbers").unwrap();
+    mine.extend([3, 1, 2]).unwrap();
+    let stranger = multiproc::Manager::connect(&served.address(), b"sorting").unwrap();
+    let theirs = stranger.list_named::<u32>("numbers").unwrap();
+    assert_eq!(theirs.sort().unwrap_err().kind(), multiproc::ErrorKind::InvalidInput);
+    assert_eq!(mine.to_vec().unwrap(), [3, 1, 2]);
+    mine.sort().unwrap();
+    assert_eq!(theirs.to_vec().unwrap(), [1, 2, 3]);
 
     // setdefault is one step on the server: from many processes at once, one default wins.
     let d = manager.dict::<String, u32>().unwrap();

@@ -99,3 +99,37 @@ pub(crate) fn constructor(client: &TreeClient, offset: i64) -> NewObject {
     // As in `update_fn`, for offsets from `new_object_offset`.
     client.resolve(offset)
 }
+
+/// The type-erased form of a sort of a list's elements by their type's order: the encoded
+/// elements in, sorted in place.
+pub(crate) type SortEntry = fn(&mut Vec<Vec<u8>>) -> Result<(), String>;
+
+/// The offset of the sort trampoline for elements of type `T` (see [`entry`](crate::entry)).
+pub(crate) fn sort_entry_offset<T: Ord + Serialize + DeserializeOwned + 'static>() -> i64 {
+    let entry: SortEntry = sort_trampoline::<T>;
+    crate::entry::offset(entry as *const ())
+}
+
+fn sort_trampoline<T: Ord + Serialize + DeserializeOwned + 'static>(items: &mut Vec<Vec<u8>>) -> Result<(), String> {
+    let mut values: Vec<T> = items
+        .iter()
+        .map(|bytes| decode_whole::<T>(bytes))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("an element is {e}"))?;
+    // A user's `Ord` may panic: the server thread must go on, and the list stays as it was.
+    catch_unwind(AssertUnwindSafe(|| values.sort()))
+        .map_err(|p| format!("the sort panicked: {}", panic_message(p.as_ref())))?;
+    let encoded = values
+        .iter()
+        .map(postcard::to_stdvec)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("a sorted element could not be encoded: {e}"))?;
+    *items = encoded;
+    Ok(())
+}
+
+/// The sort at `offset`, which a client of this tree sent.
+pub(crate) fn sort_fn(client: &TreeClient, offset: i64) -> SortEntry {
+    // A client of this tree and build names sorts only by offsets from `sort_entry_offset`.
+    client.resolve(offset)
+}

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Manager;
-use super::hosted::apply_entry_offset;
+use super::hosted::{apply_entry_offset, sort_entry_offset};
 use super::protocol::{Kind, ListOp, New, Reply, Request};
 use super::proxy::{call, call_done, decode, encode, proxy_type, unexpected};
 use crate::error::{Error, ErrorKind, Result};
@@ -330,6 +330,29 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Python counterpart: `l.reverse()`.
     pub fn reverse(&self) -> Result<()> {
         self.done(ListOp::Reverse)
+    }
+
+    /// Sorts the elements by `T`'s order, in the server, under the list's lock (a stable sort).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if an element is not a `T`, `T`'s `Ord` panicked (the list
+    /// stays as it was), or the manager runs no code its clients name — one served to other
+    /// programs sorts only for its own program's processes, as for
+    /// [`DictProxy::apply`](super::DictProxy::apply).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let l = m.list().unwrap();
+    /// l.extend(["pear", "apple", "fig"].map(String::from)).unwrap();
+    /// l.sort().unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), ["apple", "fig", "pear"]);
+    /// ```
+    /// Python counterpart: `l.sort()`.
+    pub fn sort(&self) -> Result<()>
+    where
+        T: Ord + 'static,
+    {
+        self.done(ListOp::Sort { entry: sort_entry_offset::<T>() })
     }
 
     /// Removes every element.

@@ -259,6 +259,11 @@ pub(crate) enum ListOp {
     Count(ByteBuf),
     Reverse,
     Clear,
+    /// Sort with the comparison of the trampoline at offset `entry` (in the server's own build;
+    /// refused otherwise), under the list's lock.
+    Sort {
+        entry: i64,
+    },
 }
 
 impl ListOp {

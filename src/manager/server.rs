@@ -772,6 +772,16 @@ impl Client<'_> {
                 Reply::Len(items.iter().position(|item| item == v.as_slice()).map_or(u64::MAX, |i| i as u64))
             }
             ListOp::Count(v) => Reply::Len(items.iter().filter(|item| *item == v.as_slice()).count() as u64),
+            ListOp::Sort { entry } => match &self.tree {
+                Some(tree) => match hosted::sort_fn(tree, entry)(items) {
+                    Ok(()) => Reply::Done,
+                    Err(why) => refused(why),
+                },
+                None => refused(
+                    "the manager runs no code named by a client of another program: sort the elements \
+                     from to_vec instead",
+                ),
+            },
             ListOp::Reverse => {
                 items.reverse();
                 Reply::Done
