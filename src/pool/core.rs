@@ -78,6 +78,8 @@ pub(crate) struct Batch {
     /// The worker holding it, if dispatched, and the order's number there.
     worker: Option<u32>,
     seq: u32,
+    /// Its own time limit per item, over the pool's `task_timeout`.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl Batch {
@@ -89,7 +91,7 @@ impl Batch {
         sink: Arc<Collector>,
         first: usize,
     ) -> Batch {
-        Batch { entry, args: ByteBuf::from(args), ends, fds, sink, first, worker: None, seq: 0 }
+        Batch { entry, args: ByteBuf::from(args), ends, fds, sink, first, worker: None, seq: 0, timeout: None }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -441,7 +443,7 @@ impl Core {
             if send(worker, id, batch) {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
-                if self.config.task_timeout.is_some() {
+                if self.config.task_timeout.is_some() || batch.timeout.is_some() {
                     // The supervisor must start watching this batch's clock.
                     self.wake_supervisor();
                 }
@@ -805,7 +807,7 @@ impl Core {
             if let Some(item) = failed_item {
                 let error = match w.stopping {
                     Some(Stopping::Timeout { batch: b, item: i }) if b == id && i == item => {
-                        TaskError::TimedOut { timeout: self.config.task_timeout.unwrap_or_default(), pid }
+                        TaskError::TimedOut { timeout: self.timeout_of(st, id).unwrap_or_default(), pid }
                     }
                     Some(Stopping::Terminate) => TaskError::Terminated,
                     _ => TaskError::WorkerDied { pid, status },
@@ -899,6 +901,11 @@ impl Core {
         }
     }
 
+    /// Batch `id`'s time limit per item: its own, else the pool's.
+    fn timeout_of(&self, st: &State, id: u64) -> Option<Duration> {
+        st.batches.get(&id).and_then(|b| b.timeout).or(self.config.task_timeout)
+    }
+
     /// The next instant the supervisor must act: a task's timeout, or a SIGKILL after a SIGTERM.
     fn next_deadline(&self, st: &State) -> Option<Instant> {
         let now_ns = worker::now_ns();
@@ -909,16 +916,21 @@ impl Core {
             if let Some(at) = w.kill_at {
                 consider(at);
             }
-            if let (Some(timeout), None) = (self.config.task_timeout, w.stopping) {
+            if w.stopping.is_none() {
                 match w.slot.running() {
-                    Some((_, _, started)) => {
-                        let due_ns = started.saturating_add(timeout.as_nanos() as u64);
-                        consider(now + Duration::from_nanos(due_ns.saturating_sub(now_ns)));
+                    Some((batch, _, started)) => {
+                        if let Some(timeout) = self.timeout_of(st, batch) {
+                            let due_ns = started.saturating_add(timeout.as_nanos() as u64);
+                            consider(now + Duration::from_nanos(due_ns.saturating_sub(now_ns)));
+                        }
                     }
                     // Work handed over but not started yet: nothing tells the supervisor when it
-                    // starts, so look again soon (a fraction of the timeout, at most 50 ms).
-                    None if !w.in_flight.is_empty() => consider(now + (timeout / 4).min(Duration::from_millis(50))),
-                    None => {}
+                    // starts, so look again soon (a fraction of the shortest timeout, at most 50 ms).
+                    None => {
+                        if let Some(timeout) = w.in_flight.iter().filter_map(|&b| self.timeout_of(st, b)).min() {
+                            consider(now + (timeout / 4).min(Duration::from_millis(50)));
+                        }
+                    }
                 }
             }
         }
@@ -928,14 +940,20 @@ impl Core {
     fn enforce_deadlines(&self, st: &mut State) {
         let now_ns = worker::now_ns();
         let now = Instant::now();
-        for w in st.workers.iter_mut().flatten().filter(|w| !w.ended) {
+        let State { workers, batches, .. } = st;
+        for w in workers.iter_mut().flatten().filter(|w| !w.ended) {
             if w.kill_at.is_some_and(|at| at <= now) {
                 w.kill_at = None;
                 let _ = w.process.kill();
                 continue;
             }
-            let (Some(timeout), None) = (self.config.task_timeout, w.stopping) else { continue };
+            if w.stopping.is_some() {
+                continue;
+            }
             let Some((batch, item, started)) = w.slot.running() else { continue };
+            let Some(timeout) = batches.get(&batch).and_then(|b| b.timeout).or(self.config.task_timeout) else {
+                continue;
+            };
             if now_ns.saturating_sub(started) >= timeout.as_nanos() as u64 && w.in_flight.contains(&batch) {
                 w.stopping = Some(Stopping::Timeout { batch, item });
                 w.kill_at = Some(now + self.config.kill_grace);

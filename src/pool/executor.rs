@@ -101,6 +101,46 @@ impl ProcessPoolExecutor {
         Ok(TaskFuture { core: core.clone(), batch: id, sink, _type: PhantomData })
     }
 
+    /// As [`submit`](Self::submit), with a time limit of its own: a task still running after
+    /// `timeout` has its worker stopped and replaced, and its future fails with
+    /// [`TaskError::TimedOut`] (see [`Pool::apply_async_timeout`](crate::Pool::apply_async_timeout)).
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit_timeout(nap, (60_000,), Duration::from_millis(100)).unwrap();
+    /// assert!(matches!(f.result(), Err(multiproc::pool::TaskError::TimedOut { .. })));
+    /// ```
+    /// Python counterpart: pebble's `ProcessPool.schedule(f, args, timeout=t)`.
+    pub fn submit_timeout<F, A>(
+        &self,
+        f: F,
+        args: A,
+        timeout: Duration,
+    ) -> std::result::Result<TaskFuture<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let sink = Collector::new(Some(1), false);
+        let mut batch = single_batch::<F, A>(&args, &sink)?;
+        batch.timeout = super::own_timeout(timeout);
+        let core = &self.pool.core;
+        let id = {
+            let mut st = core.lock();
+            let id = Core::next_batch_id(&st);
+            core.submit(&mut st, vec![batch])?;
+            id
+        };
+        Ok(TaskFuture { core: core.clone(), batch: id, sink, _type: PhantomData })
+    }
+
     /// `f(item)` for every item, lazily (a bounded number ahead of the reader), in input order,
     /// `chunksize` items per batch.
     ///

@@ -422,6 +422,11 @@ const MAX_PROCESSES: usize = 1 << 15;
 /// Timeouts and grace periods beyond this mean "never" (and no clock arithmetic overflows).
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// A task's own time limit: `None` (no limit) for one beyond [`NEVER`].
+pub(crate) fn own_timeout(timeout: Duration) -> Option<Duration> {
+    (timeout < NEVER).then_some(timeout)
+}
+
 fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(processes * 4).max(1)
 }
@@ -594,6 +599,48 @@ impl Pool {
         let _ = f;
         let sink = Collector::new(Some(1), false);
         let batch = single_batch::<F, A>(&args, &sink)?;
+        {
+            let mut st = self.core.lock();
+            self.core.submit(&mut st, vec![batch])?;
+        }
+        Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
+    }
+
+    /// As [`apply_async`](Self::apply_async), with a time limit of its own: a task still running
+    /// after `timeout` has its worker stopped (SIGTERM, then SIGKILL after the kill grace) and
+    /// replaced, and fails with [`TaskError::TimedOut`]. It overrides the pool's
+    /// [`task_timeout`](PoolBuilder::task_timeout) for this task; the clock starts when the task
+    /// starts, not when it is submitted. A timeout of 100 years or more means none.
+    ///
+    /// # Errors
+    /// As [`apply_async`](Self::apply_async).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let slow = pool.apply_async_timeout(nap, (60_000,), Duration::from_millis(100)).unwrap();
+    /// assert!(matches!(slow.get(), Err(multiproc::pool::TaskError::TimedOut { .. })));
+    /// let quick = pool.apply_async_timeout(nap, (1,), Duration::from_secs(30)).unwrap();
+    /// assert_eq!(quick.get(), Ok(1));
+    /// ```
+    /// Python counterpart: pebble's `pool.schedule(f, args, timeout=t)` (none in
+    /// `multiprocessing`).
+    pub fn apply_async_timeout<F, A>(
+        &self,
+        f: F,
+        args: A,
+        timeout: Duration,
+    ) -> std::result::Result<AsyncResult<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let sink = Collector::new(Some(1), false);
+        let mut batch = single_batch::<F, A>(&args, &sink)?;
+        batch.timeout = own_timeout(timeout);
         {
             let mut st = self.core.lock();
             self.core.submit(&mut st, vec![batch])?;
