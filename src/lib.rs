@@ -165,8 +165,9 @@
 //! [`Pool::apply`] and [`Pool::apply_async`] with callbacks that run in the parent. A
 //! [`ProcessPoolExecutor`] offers the same workers behind `concurrent.futures`' interface:
 //! [`TaskFuture`]s, [`pool::as_completed`], [`pool::wait`]. Failures are per task and come back as
-//! data — a panic, a worker killed mid-task, a task past its timeout — while every other task
-//! completes and dead workers are replaced (see [`pool`]).
+//! data — a panic, a worker killed mid-task, a task past its timeout (the pool's, or its own:
+//! [`Pool::apply_async_timeout`], [`ProcessPoolExecutor::submit_timeout`]) — while every other
+//! task completes and dead workers are replaced (see [`pool`]).
 //!
 //! ```
 //! use multiproc::Pool;
