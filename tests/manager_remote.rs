@@ -443,3 +443,21 @@ fn a_proof_made_for_another_address_is_worthless_relayed_to_the_server() {
     assert_eq!(relay.join().unwrap(), 32, "the server took a relayed proof");
     assert_eq!(server.dict_named::<u8, u8>("d").unwrap().len().unwrap(), 0, "and it goes on serving");
 }
+
+#[test]
+fn serve_forever_returns_when_the_server_ends() {
+    let _w = watchdog(60);
+    let server = Manager::serve("127.0.0.1:0", b"forever").unwrap();
+    let pid = server.pid().unwrap();
+    let address = server.address();
+    let killer = std::thread::spawn(move || {
+        // A client of another program is served meanwhile; then the server is killed.
+        let client = Manager::connect(&address, b"forever").unwrap();
+        client.dict_named::<u8, u8>("d").unwrap().insert(1, 2).unwrap();
+        common::kill_pid(pid);
+    });
+    let status = server.serve_forever();
+    killer.join().unwrap();
+    assert_eq!(status, Some(multiproc::ExitStatus::Signal(multiproc::Signal::KILL)));
+    assert!(!common::running(pid));
+}

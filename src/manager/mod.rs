@@ -344,6 +344,23 @@ impl Manager {
     /// Python counterpart: `manager.shutdown()`.
     pub fn shutdown(self) {}
 
+    /// Blocks while the server runs, for a program whose only job is to serve (other programs
+    /// reach it through [`connect`](Self::connect)); returns once the server process has ended
+    /// (killed, say), with how it ended. A handle from `connect` has no server to wait for and
+    /// returns at once.
+    ///
+    /// ```no_run
+    /// let server = multiproc::Manager::serve("0.0.0.0:50000", b"secret").unwrap();
+    /// server.serve_forever();
+    /// ```
+    /// Python counterpart: `manager.get_server().serve_forever()`.
+    pub fn serve_forever(mut self) -> Option<crate::ExitStatus> {
+        let mut server = self.server.take()?;
+        let _ = server.join();
+        proxy::forget_manager(&self.address.endpoint);
+        server.exit_code()
+    }
+
     /// What proxies made through this handle hold: its address, with the server's id once a
     /// call has learned it (a handle from `connect` does not know it before).
     fn proxy_address(&self) -> Address {
