@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::core::Core;
 use super::result::{Collected, Collector, Interest, TaskError, assemble_one};
-use super::{Imap, Pool, PoolBuilder, ResultTimeoutError, single_batch};
+use super::{Imap, Pool, PoolBuilder, ResultTimeoutError};
 use crate::error::Result;
 use crate::process::Signal;
 use crate::process::task::Task;
@@ -90,15 +90,8 @@ impl ProcessPoolExecutor {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        let batch = single_batch::<F, A>(&args, &sink)?;
-        let core = &self.pool.core;
-        let id = {
-            let mut st = core.lock();
-            let id = Core::next_batch_id(&st);
-            core.submit(&mut st, vec![batch])?;
-            id
-        };
-        Ok(TaskFuture { core: core.clone(), batch: id, sink, _type: PhantomData })
+        let id = self.pool.submit_one::<F, A>(&args, &sink, None)?;
+        Ok(TaskFuture { core: self.pool.core.clone(), batch: id, sink, _type: PhantomData })
     }
 
     /// As [`submit`](Self::submit), with a time limit of its own: a task still running after
@@ -129,16 +122,8 @@ impl ProcessPoolExecutor {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        let mut batch = single_batch::<F, A>(&args, &sink)?;
-        batch.timeout = super::own_timeout(timeout);
-        let core = &self.pool.core;
-        let id = {
-            let mut st = core.lock();
-            let id = Core::next_batch_id(&st);
-            core.submit(&mut st, vec![batch])?;
-            id
-        };
-        Ok(TaskFuture { core: core.clone(), batch: id, sink, _type: PhantomData })
+        let id = self.pool.submit_one::<F, A>(&args, &sink, super::own_timeout(timeout))?;
+        Ok(TaskFuture { core: self.pool.core.clone(), batch: id, sink, _type: PhantomData })
     }
 
     /// `f(item)` for every item, lazily (a bounded number ahead of the reader), in input order,

@@ -168,7 +168,7 @@ fn encode_one<A: Serialize>(
 }
 
 /// A batch of one item: `f(args)`, its outcome going to item 0 of `sink`.
-pub(crate) fn single_batch<F, A>(args: &A, sink: &Arc<Collector>) -> std::result::Result<Batch, TaskError>
+fn single_batch<F, A>(args: &A, sink: &Arc<Collector>) -> std::result::Result<Batch, TaskError>
 where
     F: Task<A>,
     A: Serialize + DeserializeOwned,
@@ -432,6 +432,27 @@ fn default_chunksize(items: usize, processes: usize) -> usize {
 }
 
 impl Pool {
+    /// Submits `f(args)` as a batch of one, its outcome going to item 0 of `sink`, with its own
+    /// time limit if any; returns the batch's id (an executor's future cancels by it).
+    pub(crate) fn submit_one<F, A>(
+        &self,
+        args: &A,
+        sink: &Arc<Collector>,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<u64, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize,
+    {
+        let mut batch = single_batch::<F, A>(args, sink)?;
+        batch.timeout = timeout;
+        let mut st = self.core.lock();
+        let id = Core::next_batch_id(&st);
+        self.core.submit(&mut st, vec![batch])?;
+        Ok(id)
+    }
+
     /// A collector for a `map`-like submission of `expected` items (unknown for `imap`), with a
     /// progress bar if the pool shows them.
     fn collector(&self, expected: Option<usize>, track_completion: bool) -> Arc<Collector> {
@@ -598,11 +619,7 @@ impl Pool {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        let batch = single_batch::<F, A>(&args, &sink)?;
-        {
-            let mut st = self.core.lock();
-            self.core.submit(&mut st, vec![batch])?;
-        }
+        self.submit_one::<F, A>(&args, &sink, None)?;
         Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
     }
 
@@ -639,12 +656,7 @@ impl Pool {
     {
         let _ = f;
         let sink = Collector::new(Some(1), false);
-        let mut batch = single_batch::<F, A>(&args, &sink)?;
-        batch.timeout = own_timeout(timeout);
-        {
-            let mut st = self.core.lock();
-            self.core.submit(&mut st, vec![batch])?;
-        }
+        self.submit_one::<F, A>(&args, &sink, own_timeout(timeout))?;
         Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
     }
 
@@ -692,11 +704,7 @@ impl Pool {
             Ok(value) => callback(&value),
             Err(err) => error_callback(&err),
         }));
-        let batch = single_batch::<F, A>(&args, &sink)?;
-        {
-            let mut st = self.core.lock();
-            self.core.submit(&mut st, vec![batch])?;
-        }
+        self.submit_one::<F, A>(&args, &sink, None)?;
         Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
     }
 
