@@ -11,6 +11,8 @@
 //!
 //! [postcard]: https://docs.rs/postcard
 
+pub(crate) mod flat;
+
 use std::fmt::{self, Display};
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};

@@ -114,19 +114,13 @@ struct AppendTo<'a>(&'a mut Vec<u8>);
 impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        // Most pieces are a varint or a short string: a byte loop beats a call to memcpy.
-        if data.len() <= 16 {
-            self.0.reserve(data.len());
-            for &byte in data {
-                self.0.push(byte);
-            }
-        } else {
-            self.0.extend_from_slice(data);
-        }
+        self.0.extend_from_slice(data);
         Ok(())
     }
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
@@ -138,35 +132,70 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 }
 
 /// Many values appended one after another to one buffer (a pool's chunk of arguments or
-/// results), each encoded as a transfer.
+/// results), each encoded as a transfer, under one side table installed for the scope's life.
 ///
-/// The table is in place only while a value is being encoded, never between two: user code that
-/// runs between them (a pool task) and serializes on its own must not feed the transfer.
-pub(crate) struct EncodeScope(());
+/// Installing the table and counting the transfer once per chunk instead of once per value is
+/// what makes a chunk of small items cheap. The price is a rule for callers: no user code may
+/// run between two `append`s (a pool task, an input iterator), or a handle that it serializes on
+/// its own would feed this transfer. So callers gather a chunk's values first, then encode them.
+pub(crate) struct EncodeScope {
+    // Fields drop in order: the outer table goes back, then the transfer stops being counted.
+    _outer: Restore,
+    _counted: Counted,
+}
 
 impl EncodeScope {
-    pub(crate) fn new() -> EncodeScope {
-        EncodeScope(())
+    pub(crate) fn begin() -> EncodeScope {
+        let outer = Restore(Some(TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))))));
+        EncodeScope { _outer: outer, _counted: Counted::begin(&SENDING) }
     }
 
     /// Appends `value`'s encoding to `out` and returns the descriptors of the handles inside it
     /// (borrowed from `value`, as for [`encode`]). On error `out` may hold a partial encoding
     /// past its old length; callers truncate.
     pub(crate) fn append<'a, T: Serialize + ?Sized>(
-        &self,
+        &mut self,
         value: &'a T,
         out: &mut Vec<u8>,
     ) -> postcard::Result<Vec<BorrowedFd<'a>>> {
-        let mut outer = Restore(Some(TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))))));
-        let result = sending(|| postcard::serialize_with_flavor(value, AppendTo(out)));
-        let raws = match TABLE.with(|t| t.replace(outer.0.take().expect("restored once"))) {
-            Some(Table::Sending(fds)) => fds,
+        let result = postcard::serialize_with_flavor(value, AppendTo(out));
+        // Taken out of the table either way, so that each value's handles are its own.
+        let raws = TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Sending(fds)) if !fds.is_empty() => std::mem::take(fds),
             _ => Vec::new(),
-        };
+        });
         result?;
         // SAFETY: as in `encode`: each raw descriptor was lent by a handle inside `value`, which
         // stays borrowed for 'a.
         Ok(raws.into_iter().map(|raw| unsafe { BorrowedFd::borrow_raw(raw) }).collect())
+    }
+
+    /// Appends `value`'s [flat](crate::codec::flat) encoding to `out` if it has one and holds
+    /// no handle; otherwise says so (`false`) and leaves `out` as it was.
+    pub(crate) fn append_flat<T: Serialize + ?Sized>(&mut self, value: &T, out: &mut Vec<u8>) -> bool {
+        let before = out.len();
+        let flat = crate::codec::flat::append(value, out).is_ok();
+        let handles = TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Sending(fds)) if !fds.is_empty() => {
+                fds.clear();
+                true
+            }
+            _ => false,
+        });
+        if !flat || handles {
+            out.truncate(before);
+        }
+        flat && !handles
+    }
+
+    /// Forgets the handles of a value whose `Serialize` panicked part-way, so that they are not
+    /// taken for the next value's.
+    pub(crate) fn reset(&mut self) {
+        TABLE.with(|t| {
+            if let Some(Table::Sending(fds)) = &mut *t.borrow_mut() {
+                fds.clear();
+            }
+        });
     }
 }
 

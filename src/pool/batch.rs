@@ -21,25 +21,35 @@ pub(crate) enum ItemFailure {
 }
 
 /// Where a batch's results go: every item's encoded value packed in `bytes`, item `i` ending at
-/// `ends[i]` (empty for a failed item), and the failures by item index.
+/// `ends[i]` (empty for a failed item), whether they are on the [flat](crate::codec::flat) wire
+/// (else postcard), and the failures by item index.
 #[derive(Default)]
 pub(crate) struct BatchOut {
     pub(crate) bytes: Vec<u8>,
     pub(crate) ends: Vec<u64>,
+    pub(crate) flat: bool,
     pub(crate) failures: Vec<(u32, ItemFailure)>,
 }
 
-/// The type-erased form of a task run over a batch (a pool's chunk): the items' encoded
-/// arguments packed in one buffer (item `i` ends at `ends[i]`), descriptors for their handles,
-/// a hook called with each item's index before it runs, and the output.
-pub(crate) type BatchEntry = fn(&[u8], &[u64], Vec<OwnedFd>, &mut dyn FnMut(usize), &mut BatchOut);
+/// A batch's arguments: the items' encoded arguments packed in one buffer (item `i` ends at
+/// `ends[i]`), on the flat wire or not, and descriptors for their handles.
+pub(crate) struct BatchIn<'a> {
+    pub(crate) args: &'a [u8],
+    pub(crate) ends: &'a [u64],
+    pub(crate) flat: bool,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// The type-erased form of a task run over a batch (a pool's chunk): its arguments, a hook
+/// called with each item's index before it runs, and the output.
+pub(crate) type BatchEntry = fn(BatchIn<'_>, &mut dyn FnMut(usize), &mut BatchOut);
 
 /// The offset of task `F`'s batch trampoline (see [`entry`](crate::entry)).
 pub(crate) fn batch_entry_offset<F, A>() -> i64
 where
     F: Task<A>,
     A: DeserializeOwned,
-    F::Output: Serialize,
+    F::Output: Serialize + DeserializeOwned,
 {
     const { assert!(size_of::<F>() == 0, "a task must be a fn item or a closure that captures nothing") };
     let entry: BatchEntry = batch_trampoline::<F, A>;
@@ -56,77 +66,163 @@ pub(crate) unsafe fn batch_entry_from_offset(offset: i64) -> BatchEntry {
     unsafe { crate::entry::resolve(offset) }
 }
 
-/// The monomorphised body that runs task `F` over a batch, encoding results straight into one
-/// buffer (no allocation per item beyond what `F` itself does).
-fn batch_trampoline<F, A>(
-    args: &[u8],
-    ends: &[u64],
-    mut fds: Vec<OwnedFd>,
-    starting: &mut dyn FnMut(usize),
-    out: &mut BatchOut,
-) where
+/// How many items a batch runs per block (see [`batch_trampoline`]): enough to spread the set-up
+/// of a transfer thin, few enough that a block's values stay in cache and its buffers small.
+const BLOCK: usize = 256;
+
+/// The monomorphised body that runs task `F` over a batch, a block of items at a time in three
+/// passes: decode the block's arguments, run the block's items, encode the block's results.
+/// Each pass sets its transfer up once per block (see [`handle::EncodeScope`]), and user code —
+/// the task — runs only in the middle one, outside both transfers. Results are packed straight
+/// into one buffer, on the flat wire while they all have the first one's flat size.
+fn batch_trampoline<F, A>(input: BatchIn<'_>, starting: &mut dyn FnMut(usize), out: &mut BatchOut)
+where
     F: Task<A>,
     A: DeserializeOwned,
-    F::Output: Serialize,
+    F::Output: Serialize + DeserializeOwned,
 {
+    let BatchIn { args, ends, flat, mut fds } = input;
+    let mut decoded: Vec<Option<A>> = Vec::with_capacity(BLOCK.min(ends.len()));
+    let mut returned: Vec<Option<F::Output>> = Vec::with_capacity(BLOCK.min(ends.len()));
+    // The results' flat size while all have had the same; `None` before the first, and once
+    // they went over to postcard.
+    let mut stride: Option<usize> = None;
+    out.flat = true;
     let mut start = 0usize;
-    let scope = handle::EncodeScope::new();
-    for (index, &end) in ends.iter().enumerate() {
-        let end = end as usize;
-        starting(index);
-        let item = args.get(start..end).unwrap_or(&[]);
-        start = end;
-        let decoded = catch_unwind(AssertUnwindSafe(|| {
-            if fds.is_empty() {
-                handle::receiving(|| postcard::from_bytes::<A>(item))
-            } else {
-                handle::provide(std::mem::take(&mut fds), || postcard::from_bytes::<A>(item))
-            }
-        }));
-        let failure = match decoded {
-            Err(payload) => {
-                Some(ItemFailure::Panicked(Panic::during("decoding the task's arguments", payload.as_ref())))
-            }
-            Ok(Err(err)) => {
-                let why = crate::codec::decode_failure::<A>(item, &err);
-                Some(ItemFailure::Failed(ErrorKind::Decode, format!("the arguments: {why}")))
-            }
-            Ok(Ok(args)) => {
-                let task: F = crate::entry::summon();
-                match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
-                    Ok(value) => {
-                        let before = out.bytes.len();
-                        match catch_unwind(AssertUnwindSafe(|| scope.append(&value, &mut out.bytes))) {
-                            Err(payload) => {
-                                out.bytes.truncate(before);
-                                Some(ItemFailure::Panicked(Panic::during(
-                                    "encoding the task's result",
-                                    payload.as_ref(),
-                                )))
-                            }
-                            Ok(Ok(fds)) if fds.is_empty() => None,
-                            Ok(Ok(_)) => {
-                                out.bytes.truncate(before);
-                                Some(ItemFailure::Failed(
-                                    ErrorKind::Encode,
-                                    "the result holds handles (descriptors), which a pool's results cannot carry"
-                                        .into(),
-                                ))
-                            }
-                            Ok(Err(err)) => {
-                                out.bytes.truncate(before);
-                                let why = crate::codec::encode_failure(&value, &err);
-                                Some(ItemFailure::Failed(ErrorKind::Encode, format!("the task's result: {why}")))
-                            }
-                        }
+    for (block, block_ends) in ends.chunks(BLOCK).enumerate() {
+        let first = block * BLOCK;
+        let decode_block = || {
+            for (i, &end) in block_ends.iter().enumerate() {
+                let end = end as usize;
+                let item = args.get(start..end).unwrap_or(&[]);
+                start = end;
+                decoded.push(match decode_args::<A>(item, flat) {
+                    Ok(args) => Some(args),
+                    Err(failure) => {
+                        out.failures.push(((first + i) as u32, failure));
+                        None
                     }
-                    Err(payload) => Some(ItemFailure::Panicked(Panic::caught(payload.as_ref()))),
-                }
+                });
             }
         };
-        if let Some(failure) = failure {
-            out.failures.push((index as u32, failure));
+        // Items with handles travel alone, so the descriptors are that one item's.
+        if fds.is_empty() {
+            handle::receiving(decode_block);
+        } else {
+            handle::provide(std::mem::take(&mut fds), decode_block);
+        }
+
+        for (i, args) in decoded.drain(..).enumerate() {
+            returned.push(args.and_then(|args| {
+                starting(first + i);
+                let task: F = crate::entry::summon();
+                match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
+                    Ok(value) => Some(value),
+                    Err(payload) => {
+                        out.failures.push(((first + i) as u32, ItemFailure::Panicked(Panic::caught(payload.as_ref()))));
+                        None
+                    }
+                }
+            }));
+        }
+
+        let mut scope = handle::EncodeScope::begin();
+        for (i, value) in returned.iter().enumerate() {
+            if let Some(value) = value {
+                if out.flat {
+                    let before = out.bytes.len();
+                    let fits = catch_unwind(AssertUnwindSafe(|| scope.append_flat(value, &mut out.bytes)));
+                    let size = out.bytes.len() - before;
+                    // The first result also proves that its flat bytes read back as one.
+                    let like_first = || match stride {
+                        Some(stride) => stride == size,
+                        None => crate::pool::flat_reads_back::<F::Output>(&out.bytes[before..]),
+                    };
+                    if matches!(fits, Ok(true)) && like_first() {
+                        stride = Some(size);
+                        out.ends.push(out.bytes.len() as u64);
+                        continue;
+                    }
+                    out.bytes.truncate(before);
+                    scope.reset();
+                    to_postcard::<F::Output>(&mut scope, out);
+                }
+                if let Some(failure) = encode_result(&mut scope, value, &mut out.bytes) {
+                    out.failures.push(((first + i) as u32, failure));
+                }
+            }
+            out.ends.push(out.bytes.len() as u64);
+        }
+        drop(scope);
+        // The results' own destructors (user code) run outside the transfer.
+        returned.clear();
+    }
+    // Failures were found pass by pass; the parent reads them in item order.
+    out.failures.sort_by_key(|(index, _)| *index);
+}
+
+/// One item's arguments, from either wire.
+fn decode_args<A: DeserializeOwned>(item: &[u8], flat: bool) -> Result<A, ItemFailure> {
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        if flat {
+            crate::codec::flat::read::<A>(item).map_err(|e| format!("{}: {e}", crate::error::type_name::<A>()))
+        } else {
+            postcard::from_bytes::<A>(item).map_err(|e| crate::codec::decode_failure::<A>(item, &e))
+        }
+    }));
+    match decoded {
+        Ok(Ok(args)) => Ok(args),
+        Ok(Err(why)) => Err(ItemFailure::Failed(ErrorKind::Decode, format!("the arguments: {why}"))),
+        Err(payload) => Err(ItemFailure::Panicked(Panic::during("decoding the task's arguments", payload.as_ref()))),
+    }
+}
+
+/// Takes a batch's results so far off the flat wire: a result came that is not flat, or not of
+/// the others' size. Each is decoded from its flat bytes and encoded again with postcard
+/// (failed items stay empty); one that will not go across fails as its encoding would have.
+fn to_postcard<R: Serialize + DeserializeOwned>(scope: &mut handle::EncodeScope, out: &mut BatchOut) {
+    out.flat = false;
+    let flat = std::mem::take(&mut out.bytes);
+    let ends = std::mem::take(&mut out.ends);
+    let mut failed: Vec<u32> = out.failures.iter().map(|(i, _)| *i).collect();
+    failed.sort_unstable();
+    let mut start = 0usize;
+    for (i, end) in ends.into_iter().enumerate() {
+        let bytes = &flat[start..end as usize];
+        start = end as usize;
+        if failed.binary_search(&(i as u32)).is_err() {
+            let failure = match catch_unwind(AssertUnwindSafe(|| crate::codec::flat::read::<R>(bytes))) {
+                Ok(Ok(value)) => encode_result(scope, &value, &mut out.bytes),
+                Ok(Err(why)) => Some(ItemFailure::Failed(ErrorKind::Encode, format!("the task's result: {why}"))),
+                Err(payload) => {
+                    Some(ItemFailure::Panicked(Panic::during("encoding the task's result", payload.as_ref())))
+                }
+            };
+            if let Some(failure) = failure {
+                out.failures.push((i as u32, failure));
+            }
         }
         out.ends.push(out.bytes.len() as u64);
     }
+}
+
+/// Appends one result's postcard encoding to `bytes`, or leaves `bytes` as it was and says why
+/// not.
+fn encode_result<R: Serialize>(scope: &mut handle::EncodeScope, value: &R, bytes: &mut Vec<u8>) -> Option<ItemFailure> {
+    let before = bytes.len();
+    let failure = match catch_unwind(AssertUnwindSafe(|| scope.append(value, bytes))) {
+        Ok(Ok(fds)) if fds.is_empty() => return None,
+        Err(payload) => ItemFailure::Panicked(Panic::during("encoding the task's result", payload.as_ref())),
+        Ok(Ok(_)) => ItemFailure::Failed(
+            ErrorKind::Encode,
+            "the result holds handles (descriptors), which a pool's results cannot carry".into(),
+        ),
+        Ok(Err(err)) => {
+            let why = crate::codec::encode_failure(value, &err);
+            ItemFailure::Failed(ErrorKind::Encode, format!("the task's result: {why}"))
+        }
+    };
+    bytes.truncate(before);
+    scope.reset(); // what the failed encoding (or its diagnosis) left in the table
+    Some(failure)
 }

@@ -30,7 +30,7 @@ use crate::connection::{Connection, pipe};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Fd;
 use crate::pool::result::{Collector, Delivery, TaskError};
-use crate::pool::worker::{self, Ends, Order, Report, Setup, Slot, Wire};
+use crate::pool::worker::{self, Ends, Order, Packed, Report, Setup, Slot, Wire};
 use crate::process::{ExitStatus, JoinError, Process, Signal, StartMethod};
 use crate::queue::Queue;
 use crate::shm::Shared;
@@ -68,8 +68,8 @@ pub(crate) struct Batch {
     /// The task's batch entry.
     pub(crate) entry: i64,
     /// The items' encoded arguments, packed; item `i` ends at `ends[i]`.
-    pub(crate) args: ByteBuf,
-    pub(crate) ends: Vec<u64>,
+    pub(crate) args: Packed,
+    pub(crate) ends: Ends,
     /// Descriptors for the (single) item's handles.
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) sink: Arc<Collector>,
@@ -80,6 +80,8 @@ pub(crate) struct Batch {
     seq: u32,
     /// Its own time limit per item, over the pool's `task_timeout`.
     pub(crate) timeout: Option<Duration>,
+    /// The items are on the [flat](crate::codec::flat) wire (else postcard).
+    pub(crate) flat: bool,
 }
 
 impl Batch {
@@ -91,20 +93,34 @@ impl Batch {
         sink: Arc<Collector>,
         first: usize,
     ) -> Batch {
-        Batch { entry, args: ByteBuf::from(args), ends, fds, sink, first, worker: None, seq: 0, timeout: None }
+        Batch {
+            entry,
+            args: Packed(Arc::new(args)),
+            ends: Ends(Arc::new(ends)),
+            fds,
+            sink,
+            first,
+            worker: None,
+            seq: 0,
+            timeout: None,
+            flat: false,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        self.ends.0.len()
     }
 
     /// Items `range` as a batch of their own (without descriptors).
     fn part(&self, range: std::ops::Range<usize>) -> Batch {
-        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
-        let end = if range.is_empty() { start } else { self.ends[range.end - 1] };
-        let args = self.args[start as usize..end as usize].to_vec();
-        let ends = self.ends[range.clone()].iter().map(|e| e - start).collect();
-        Batch::new(self.entry, args, ends, Vec::new(), self.sink.clone(), self.first + range.start)
+        let (all_args, all_ends) = (&self.args.0, &self.ends.0);
+        let start = if range.start == 0 { 0 } else { all_ends[range.start - 1] };
+        let end = if range.is_empty() { start } else { all_ends[range.end - 1] };
+        let args = all_args[start as usize..end as usize].to_vec();
+        let ends = all_ends[range.clone()].iter().map(|e| e - start).collect();
+        let mut part = Batch::new(self.entry, args, ends, Vec::new(), self.sink.clone(), self.first + range.start);
+        part.flat = self.flat;
+        part
     }
 
     fn fail(self, error: TaskError) -> Delivery {
@@ -704,8 +720,8 @@ impl Core {
             let deliveries = {
                 let mut st = self.lock();
                 let deliveries = match report {
-                    Report::Done { batch, values, ends, failures } => {
-                        self.on_done(&mut st, batch, values, ends.0, failures)
+                    Report::Done { batch, values, ends, flat, failures } => {
+                        self.on_done(&mut st, batch, values, (Arc::unwrap_or_clone(ends.0), flat), failures)
                     }
                     Report::InitFailed { worker, pid, message } => self.on_init_failed(&mut st, worker, pid, message),
                     Report::Ended { worker, pid } => self.on_ended(&mut st, worker, pid),
@@ -728,7 +744,7 @@ impl Core {
         st: &mut State,
         id: u64,
         values: ByteBuf,
-        ends: Vec<u64>,
+        (ends, flat): (Vec<u64>, bool),
         failures: Vec<(u32, Wire)>,
     ) -> Deliveries {
         let Some(batch) = st.batches.remove(&id) else { return Deliveries::new() };
@@ -758,7 +774,7 @@ impl Core {
                 (i, error)
             })
             .collect();
-        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values.into_vec(), ends, failures }]
+        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values.into_vec(), ends, flat, failures }]
     }
 
     fn on_init_failed(&self, st: &mut State, _worker: u32, pid: u32, message: String) -> Deliveries {
@@ -1003,7 +1019,8 @@ fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
         seq: batch.seq,
         entry: batch.entry,
         args: batch.args.clone(),
-        ends: Ends(batch.ends.clone()),
+        ends: batch.ends.clone(),
+        flat: batch.flat,
         with_fds,
     };
     // Orders are small next to the ring, so this rarely waits; when it does (huge arguments), it

@@ -153,7 +153,7 @@ fn encode_args<A: Serialize>(args: &A) -> std::result::Result<(ByteBuf, Vec<std:
 
 /// Encodes one item's arguments, with owned copies of the descriptors of its handles.
 fn encode_one<A: Serialize>(
-    scope: &handle::EncodeScope,
+    scope: &mut handle::EncodeScope,
     args: &A,
     out: &mut Vec<u8>,
 ) -> std::result::Result<Vec<std::os::fd::OwnedFd>, TaskError> {
@@ -172,10 +172,10 @@ fn single_batch<F, A>(args: &A, sink: &Arc<Collector>) -> std::result::Result<Ba
 where
     F: Task<A>,
     A: Serialize + DeserializeOwned,
-    F::Output: Serialize,
+    F::Output: Serialize + DeserializeOwned,
 {
     let mut bytes = Vec::new();
-    let fds = encode_one(&handle::EncodeScope::new(), args, &mut bytes)?;
+    let fds = encode_one(&mut handle::EncodeScope::begin(), args, &mut bytes)?;
     let end = bytes.len() as u64;
     Ok(Batch::new(batch_entry_offset::<F, A>(), bytes, vec![end], fds, sink.clone(), 0))
 }
@@ -427,6 +427,24 @@ pub(crate) fn own_timeout(timeout: Duration) -> Option<Duration> {
     (timeout < NEVER).then_some(timeout)
 }
 
+/// Which wire a submission's items take (see [`codec::flat`](crate::codec::flat)).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ItemWire {
+    /// No item encoded yet.
+    Undecided,
+    /// Flat, every item this many bytes.
+    Flat(usize),
+    Postcard,
+}
+
+/// Whether `bytes` read back as a flat `T` (a `Deserialize` that panics says no).
+pub(crate) fn flat_reads_back<T: DeserializeOwned>(bytes: &[u8]) -> bool {
+    std::panic::catch_unwind(|| crate::codec::flat::read::<T>(bytes).is_ok()).unwrap_or(false)
+}
+
+/// How many items `submit_items` gathers, then encodes, at a time.
+const BLOCK: usize = 256;
+
 fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(processes * 4).max(1)
 }
@@ -443,7 +461,7 @@ impl Pool {
     where
         F: Task<A>,
         A: Serialize + DeserializeOwned,
-        F::Output: Serialize,
+        F::Output: Serialize + DeserializeOwned,
     {
         let mut batch = single_batch::<F, A>(args, sink)?;
         batch.timeout = timeout;
@@ -506,59 +524,88 @@ impl Pool {
     where
         F: Task<A>,
         A: Serialize + DeserializeOwned,
-        F::Output: Serialize,
+        F::Output: Serialize + DeserializeOwned,
     {
         let entry = batch_entry_offset::<F, A>();
         let mut batches = Vec::new();
         let mut early = Vec::new();
-        let (mut buf, mut ends, mut chunk_first) = (Vec::new(), Vec::new(), first);
+        let (mut buf, mut ends, mut chunk_first) = (Vec::new(), Vec::with_capacity(chunksize.min(1 << 20)), first);
         let mut submit_every = 1;
-        let flush = |buf: &mut Vec<u8>, ends: &mut Vec<u64>, chunk_first: usize, batches: &mut Vec<Batch>| {
+        // The flat wire while every item so far encoded flat at the first one's size; postcard
+        // from the first that did not on (the chunk before it goes flat).
+        let mut wire = ItemWire::Undecided;
+        let flush = |buf: &mut Vec<u8>, ends: &mut Vec<u64>, chunk_first: usize, batches: &mut Vec<Batch>, wire| {
             if !ends.is_empty() {
-                batches.push(Batch::new(
-                    entry,
-                    std::mem::take(buf),
-                    std::mem::take(ends),
-                    Vec::new(),
-                    sink.clone(),
-                    chunk_first,
-                ));
+                let mut batch =
+                    Batch::new(entry, std::mem::take(buf), std::mem::take(ends), Vec::new(), sink.clone(), chunk_first);
+                batch.flat = matches!(wire, ItemWire::Flat(_));
+                batches.push(batch);
             }
         };
         let mut count = 0;
-        let scope = handle::EncodeScope::new();
-        for (i, item) in items.into_iter().enumerate() {
-            count += 1;
-            let index = first + i;
-            if ends.is_empty() {
-                chunk_first = index;
+        let mut items = items.into_iter();
+        // Items are gathered a block at a time before they are encoded: no user code (the
+        // iterator) may run inside the encoding's scope.
+        let mut chunk: Vec<A> = Vec::with_capacity(chunksize.min(BLOCK));
+        loop {
+            chunk.extend(items.by_ref().take((chunksize - ends.len()).min(BLOCK)));
+            if chunk.is_empty() {
+                break;
             }
-            let before = buf.len();
-            match encode_one(&scope, &item, &mut buf) {
-                Ok(fds) if fds.is_empty() => ends.push(buf.len() as u64),
-                // An item with handles travels alone, with its descriptors.
-                Ok(fds) => {
-                    let own = buf.split_off(before);
-                    flush(&mut buf, &mut ends, chunk_first, &mut batches);
-                    let end = own.len() as u64;
-                    batches.push(Batch::new(entry, own, vec![end], fds, sink.clone(), index));
+            let mut scope = handle::EncodeScope::begin();
+            for item in chunk.drain(..) {
+                let index = first + count;
+                count += 1;
+                if ends.is_empty() {
+                    chunk_first = index;
                 }
-                Err(error) => {
+                let before = buf.len();
+                if wire != ItemWire::Postcard {
+                    // The first item also proves that its flat bytes read back as an `A`.
+                    if scope.append_flat(&item, &mut buf)
+                        && match wire {
+                            ItemWire::Flat(stride) => stride == buf.len() - before,
+                            _ => flat_reads_back::<A>(&buf[before..]),
+                        }
+                    {
+                        wire = ItemWire::Flat(buf.len() - before);
+                        ends.push(buf.len() as u64);
+                        continue;
+                    }
                     buf.truncate(before);
-                    flush(&mut buf, &mut ends, chunk_first, &mut batches);
-                    let error = match error {
-                        TaskError::ArgumentEncode(why) => TaskError::ArgumentEncode(format!("item {index}: {why}")),
-                        other => other,
-                    };
-                    early.push(Delivery::Errors { sink: sink.clone(), first: index, n: 1, error });
+                    flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
+                    chunk_first = index;
+                    wire = ItemWire::Postcard;
+                }
+                match encode_one(&mut scope, &item, &mut buf) {
+                    Ok(fds) if fds.is_empty() => ends.push(buf.len() as u64),
+                    // An item with handles travels alone, with its descriptors.
+                    Ok(fds) => {
+                        let own = buf.split_off(before);
+                        flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
+                        let end = own.len() as u64;
+                        batches.push(Batch::new(entry, own, vec![end], fds, sink.clone(), index));
+                    }
+                    Err(error) => {
+                        buf.truncate(before);
+                        scope.reset();
+                        flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
+                        let error = match error {
+                            TaskError::ArgumentEncode(why) => TaskError::ArgumentEncode(format!("item {index}: {why}")),
+                            other => other,
+                        };
+                        early.push(Delivery::Errors { sink: sink.clone(), first: index, n: 1, error });
+                    }
                 }
             }
+            drop(scope);
             if ends.len() >= chunksize {
                 let chunk_bytes = buf.len();
-                flush(&mut buf, &mut ends, chunk_first, &mut batches);
+                flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
                 buf.reserve(chunk_bytes); // the next chunk is likely the same size
                 // Hand batches over as they are made, so workers start while the rest is
                 // encoded: the first at once, then in groups (one lock for many).
+                ends.reserve(chunksize.min(1 << 20));
                 if batches.len() >= submit_every {
                     let mut st = self.core.lock();
                     self.core.submit(&mut st, std::mem::take(&mut batches))?;
@@ -566,7 +613,7 @@ impl Pool {
                 }
             }
         }
-        flush(&mut buf, &mut ends, chunk_first, &mut batches);
+        flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
         {
             let mut st = self.core.lock();
             self.core.submit(&mut st, batches)?;
@@ -716,7 +763,7 @@ impl Pool {
     where
         F: Task<A>,
         A: Serialize + DeserializeOwned,
-        F::Output: Serialize,
+        F::Output: Serialize + DeserializeOwned,
     {
         let items = items.into_iter();
         // The count sets the default chunk size, as in Python; an iterator that knows its length
@@ -1120,7 +1167,7 @@ fn submit_chunk<F, T>(
 where
     F: Task<(T,)>,
     T: Serialize + DeserializeOwned,
-    F::Output: Serialize,
+    F::Output: Serialize + DeserializeOwned,
 {
     let n = items.len();
     pool.submit_items::<F, (T,)>(items.into_iter().map(|item| (item,)), n, sink, first).map(drop)

@@ -105,6 +105,8 @@ pub(crate) enum Item {
 pub(crate) struct Chunk {
     bytes: Vec<u8>,
     ends: Vec<u64>,
+    /// The values are on the [flat](crate::codec::flat) wire (else postcard).
+    flat: bool,
     /// Values not yet taken by a lazy reader; the bytes are freed at zero.
     remaining: usize,
 }
@@ -127,12 +129,20 @@ impl Results {
 
     /// Item `i`'s outcome decoded as an `R`, if it has finished.
     pub(crate) fn decode<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
+        crate::handle::receiving(|| self.decode_within(i))
+    }
+
+    /// [`decode`](Self::decode) inside a transfer already set up (one for many items).
+    fn decode_within<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
         match self.items.get(i)?.as_ref()? {
             Item::Value { chunk, index } => {
-                Some(crate::handle::receiving(|| postcard::from_bytes(self.value_bytes(*chunk, *index))).map_err(|e| {
-                    let why = crate::codec::decode_failure::<R>(self.value_bytes(*chunk, *index), &e);
-                    TaskError::Decode(format!("result of item {i}: not a {why}"))
-                }))
+                let bytes = self.value_bytes(*chunk, *index);
+                let decoded = if self.chunks[*chunk as usize].flat {
+                    crate::codec::flat::read(bytes).map_err(|e| format!("{}: {e}", crate::error::type_name::<R>()))
+                } else {
+                    postcard::from_bytes(bytes).map_err(|e| crate::codec::decode_failure::<R>(bytes, &e))
+                };
+                Some(decoded.map_err(|why| TaskError::Decode(format!("result of item {i}: not a {why}"))))
             }
             Item::Error(err) => Some(Err((**err).clone())),
         }
@@ -219,7 +229,14 @@ impl Collected {
 /// Outcomes on their way to a collector, handed over once the pool's state lock is released.
 pub(crate) enum Delivery {
     /// A finished batch: packed values, and the failed items by index within the batch.
-    Chunk { sink: Arc<Collector>, first: usize, bytes: Vec<u8>, ends: Vec<u64>, failures: Vec<(u32, TaskError)> },
+    Chunk {
+        sink: Arc<Collector>,
+        first: usize,
+        bytes: Vec<u8>,
+        ends: Vec<u64>,
+        flat: bool,
+        failures: Vec<(u32, TaskError)>,
+    },
     /// `n` items from `first` on, all failed alike.
     Errors { sink: Arc<Collector>, first: usize, n: usize, error: TaskError },
 }
@@ -227,7 +244,9 @@ pub(crate) enum Delivery {
 impl Delivery {
     pub(crate) fn deliver(self) {
         match self {
-            Delivery::Chunk { sink, first, bytes, ends, failures } => sink.deliver_chunk(first, bytes, ends, failures),
+            Delivery::Chunk { sink, first, bytes, ends, flat, failures } => {
+                sink.deliver_chunk(first, Chunk { bytes, ends, flat, remaining: 0 }, failures)
+            }
             Delivery::Errors { sink, first, n, error } => sink.deliver_errors(first, n, error),
         }
     }
@@ -274,8 +293,8 @@ impl Collector {
         self.finish(c, 0..0);
     }
 
-    fn deliver_chunk(&self, first: usize, bytes: Vec<u8>, ends: Vec<u64>, failures: Vec<(u32, TaskError)>) {
-        let n = ends.len();
+    fn deliver_chunk(&self, first: usize, mut values: Chunk, failures: Vec<(u32, TaskError)>) {
+        let n = values.ends.len();
         let mut c = self.lock();
         let chunk = c.results.chunks.len() as u32;
         let mut failures = failures.into_iter().peekable();
@@ -290,7 +309,8 @@ impl Collector {
                 stored += 1;
             }
         }
-        c.results.chunks.push(Chunk { bytes, ends, remaining: stored });
+        values.remaining = stored;
+        c.results.chunks.push(values);
         self.finish(c, first..first + n);
     }
 
@@ -421,11 +441,13 @@ pub(crate) fn assemble_one<R: DeserializeOwned>(results: &Results) -> Result<R, 
 
 /// Every item's value in order, or the first error in order (Python's `map`).
 pub(crate) fn assemble_all<R: DeserializeOwned>(results: &Results) -> Result<Vec<R>, TaskError> {
-    let mut values = Vec::with_capacity(results.items.len());
-    for i in 0..results.items.len() {
-        values.push(results.decode(i).unwrap_or_else(|| Err(TaskError::Decode("no outcome".into())))?);
-    }
-    Ok(values)
+    crate::handle::receiving(|| {
+        let mut values = Vec::with_capacity(results.items.len());
+        for i in 0..results.items.len() {
+            values.push(results.decode_within(i).unwrap_or_else(|| Err(TaskError::Decode("no outcome".into())))?);
+        }
+        Ok(values)
+    })
 }
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async) or

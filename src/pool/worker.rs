@@ -9,6 +9,7 @@
 //! whole).
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde_bytes::ByteBuf;
 
 use crate::connection::Connection;
 use crate::handle::Fd;
-use crate::pool::batch::{BatchOut, ItemFailure};
+use crate::pool::batch::{BatchIn, BatchOut, ItemFailure};
 use crate::process::task::{self, Outcome};
 use crate::queue::Queue;
 use crate::shm::{Shared, SharedState};
@@ -143,14 +144,16 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// Item end offsets within a packed batch, sent as one block of little-endian `u64`s (a plain
-/// `Vec<u64>` would be encoded number by number).
-#[derive(Debug, Default)]
-pub(crate) struct Ends(pub(crate) Vec<u64>);
+/// `Vec<u64>` would be encoded number by number). Shared, so that the order that carries a
+/// batch does not copy what the parent keeps of it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Ends(pub(crate) Arc<Vec<u64>>);
 
 impl Serialize for Ends {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = self.0.iter().flat_map(|e| e.to_le_bytes()).collect();
-        serializer.serialize_bytes(&bytes)
+        // Native byte order is little-endian on every target this crate builds for.
+        const { assert!(cfg!(target_endian = "little")) };
+        serializer.serialize_bytes(bytemuck::cast_slice(&self.0[..]))
     }
 }
 
@@ -160,7 +163,25 @@ impl<'de> Deserialize<'de> for Ends {
         if bytes.len() % 8 != 0 {
             return Err(serde::de::Error::custom("item ends are not whole u64s"));
         }
-        Ok(Ends(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()))
+        let ends = bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        Ok(Ends(Arc::new(ends)))
+    }
+}
+
+/// A batch's packed arguments, shared between the batch the parent keeps (to send again if its
+/// worker dies) and the order that carries it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Packed(pub(crate) Arc<Vec<u8>>);
+
+impl Serialize for Packed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Packed, D::Error> {
+        Ok(Packed(Arc::new(ByteBuf::deserialize(deserializer)?.into_vec())))
     }
 }
 
@@ -170,8 +191,9 @@ pub(crate) enum Order {
     /// Run each item through the task whose batch entry is at `entry`, then report the batch.
     /// The items' encoded arguments are packed in `args`, item `i` ending at `ends[i]`. With
     /// `with_fds`, the items' descriptors follow on the worker's handle connection. `seq` numbers
-    /// the worker's orders from 1, for [`Slot::claim`].
-    Run { batch: u64, seq: u32, entry: i64, args: ByteBuf, ends: Ends, with_fds: bool },
+    /// the worker's orders from 1, for [`Slot::claim`]. With `flat`, the items are on the
+    /// [flat](crate::codec::flat) wire, else postcard.
+    Run { batch: u64, seq: u32, entry: i64, args: Packed, ends: Ends, flat: bool, with_fds: bool },
     /// Finish: exit once this is read.
     Stop,
 }
@@ -191,8 +213,8 @@ pub(crate) enum Wire {
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Report {
     /// A batch is finished: the items' encoded values packed in `values` (item `i` ending at
-    /// `ends[i]`, empty if it failed), and the failures by item index.
-    Done { batch: u64, values: ByteBuf, ends: Ends, failures: Vec<(u32, Wire)> },
+    /// `ends[i]`, empty if it failed) on the flat wire or not, and the failures by item index.
+    Done { batch: u64, values: ByteBuf, ends: Ends, flat: bool, failures: Vec<(u32, Wire)> },
     /// The initializer of worker `worker` failed; it has exited.
     InitFailed { worker: u32, pid: u32, message: String },
     /// (From the parent's supervisor.) Worker `worker`, process `pid`, has ended.
@@ -247,8 +269,10 @@ pub(crate) fn worker_main(setup: Setup) {
     setup.slot.ready.store(1, Ordering::Release);
     let mut batches = 0u64;
     while setup.max_batches == 0 || batches < setup.max_batches {
-        let (batch, seq, entry, args, ends, with_fds) = match setup.orders.get() {
-            Ok(Order::Run { batch, seq, entry, args, ends, with_fds }) => (batch, seq, entry, args, ends, with_fds),
+        let (batch, seq, entry, args, ends, flat, with_fds) = match setup.orders.get() {
+            Ok(Order::Run { batch, seq, entry, args, ends, flat, with_fds }) => {
+                (batch, seq, entry, args, ends, flat, with_fds)
+            }
             Ok(Order::Stop) | Err(_) => return,
         };
         let mut fds: Vec<OwnedFd> = Vec::new();
@@ -266,7 +290,8 @@ pub(crate) fn worker_main(setup: Setup) {
         // SAFETY: as for the initializer.
         let run = unsafe { crate::pool::batch::batch_entry_from_offset(entry) };
         let mut out = BatchOut {
-            bytes: Vec::with_capacity(args.len()),
+            bytes: Vec::with_capacity(args.0.len()),
+            flat: false,
             ends: Vec::with_capacity(ends.0.len()),
             failures: Vec::new(),
         };
@@ -274,11 +299,13 @@ pub(crate) fn worker_main(setup: Setup) {
         let began = now_ns();
         slot.started_ns.store(began, Ordering::Release);
         let timed = setup.timed;
-        run(&args, &ends.0, fds, &mut |index| slot.begin(batch, index, timed.then(now_ns)), &mut out);
+        let input = BatchIn { args: &args.0, ends: &ends.0, flat, fds };
+        run(input, &mut |index| slot.begin(batch, index, timed.then(now_ns)), &mut out);
         slot.busy_ns.fetch_add(now_ns().saturating_sub(began), Ordering::Relaxed);
         slot.items_done.fetch_add(ends.0.len() as u64, Ordering::Relaxed);
         let failures = out.failures.into_iter().map(|(i, f)| (i, failure_to_wire(f))).collect();
-        let report = Report::Done { batch, values: ByteBuf::from(out.bytes), ends: Ends(out.ends), failures };
+        let (values, ends, flat) = (ByteBuf::from(out.bytes), Ends(Arc::new(out.ends)), out.flat);
+        let report = Report::Done { batch, values, ends, flat, failures };
         // Report first, then say idle: a worker that dies in between is seen running the last
         // item, whose outcome is already on its way — the parent knows the batch is done.
         if setup.reports.put(report).is_err() {
