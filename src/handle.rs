@@ -188,6 +188,18 @@ impl EncodeScope {
         flat && !handles
     }
 
+    /// Whether any value appended since the last look held handles (their descriptors are
+    /// forgotten: the caller encodes those values again, one by one).
+    pub(crate) fn saw_handles(&mut self) -> bool {
+        TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Sending(fds)) if !fds.is_empty() => {
+                fds.clear();
+                true
+            }
+            _ => false,
+        })
+    }
+
     /// Forgets the handles of a value whose `Serialize` panicked part-way, so that they are not
     /// taken for the next value's.
     pub(crate) fn reset(&mut self) {

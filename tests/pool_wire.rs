@@ -126,3 +126,33 @@ fn empty_results_and_failed_items_keep_their_places() {
     pool.close();
     pool.join().unwrap();
 }
+
+fn send_back(n: u64, fd: multiproc::Fd) -> u64 {
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::from(fd.into_owned());
+    stream.write_all(&n.to_le_bytes()).unwrap();
+    n * 2
+}
+
+#[test]
+fn items_with_handles_fit_the_flat_shape_yet_travel_alone_with_their_descriptors() {
+    use std::io::Read;
+    let _watchdog = common::watchdog(60);
+    let pool = Pool::new(2).unwrap();
+    // `(u64, Fd)` writes as 12 flat bytes (a handle is an index), but its descriptor must go
+    // along: these items take the careful way.
+    let (mut ours, mut items) = (Vec::new(), Vec::new());
+    for n in [7u64, 8, 9] {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.push(a);
+        items.push((n, multiproc::Fd::from(b)));
+    }
+    assert_eq!(pool.starmap(send_back, items).unwrap(), [14, 16, 18]);
+    for (mut stream, n) in ours.into_iter().zip([7u64, 8, 9]) {
+        let mut bytes = [0; 8];
+        stream.read_exact(&mut bytes).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes), n);
+    }
+    pool.close();
+    pool.join().unwrap();
+}

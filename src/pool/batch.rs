@@ -88,22 +88,22 @@ where
     // they went over to postcard.
     let mut stride: Option<usize> = None;
     out.flat = true;
-    let mut start = 0usize;
     for (block, block_ends) in ends.chunks(BLOCK).enumerate() {
         let first = block * BLOCK;
+        let failures = &mut out.failures;
         let decode_block = || {
-            for (i, &end) in block_ends.iter().enumerate() {
-                let end = end as usize;
-                let item = args.get(start..end).unwrap_or(&[]);
-                start = end;
-                decoded.push(match decode_args::<A>(item, flat) {
-                    Ok(args) => Some(args),
-                    Err(failure) => {
-                        out.failures.push(((first + i) as u32, failure));
-                        None
-                    }
-                });
-            }
+            let item_at = |i: usize| {
+                let start = if first + i == 0 { 0 } else { ends[first + i - 1] as usize };
+                args.get(start..block_ends[i] as usize).unwrap_or(&[])
+            };
+            guarded(
+                block_ends.len(),
+                |i| decode_args::<A>(item_at(i), flat),
+                |payload| Panic::during("decoding the task's arguments", payload),
+                |i, decoded_item| {
+                    decoded.push(decoded_item.map_err(|failure| failures.push(((first + i) as u32, *failure))).ok());
+                },
+            );
         };
         // Items with handles travel alone, so the descriptors are that one item's.
         if fds.is_empty() {
@@ -112,22 +112,55 @@ where
             handle::provide(std::mem::take(&mut fds), decode_block);
         }
 
-        for (i, args) in decoded.drain(..).enumerate() {
-            returned.push(args.and_then(|args| {
-                starting(first + i);
-                let task: F = crate::entry::summon();
-                match catch_unwind(AssertUnwindSafe(|| task.call(args))) {
-                    Ok(value) => Some(value),
-                    Err(payload) => {
-                        out.failures.push(((first + i) as u32, ItemFailure::Panicked(Panic::caught(payload.as_ref()))));
-                        None
-                    }
+        let mut block_args = decoded.drain(..);
+        guarded(
+            block_ends.len(),
+            |i| match block_args.next().flatten() {
+                Some(args) => {
+                    starting(first + i);
+                    let task: F = crate::entry::summon();
+                    Ok(Some(task.call(args)))
                 }
-            }));
-        }
+                None => Ok(None), // it failed to decode
+            },
+            Panic::caught,
+            |i, value| {
+                returned.push(value.map_err(|failure| failures.push(((first + i) as u32, *failure))).ok().flatten());
+            },
+        );
+        drop(block_args);
 
         let mut scope = handle::EncodeScope::begin();
-        for (i, value) in returned.iter().enumerate() {
+        // The flat wire's fast lane, as in the parent: results like the first written back to
+        // back, one check for handles per block; the first that is not like them (the whole
+        // block, if any held a handle or a `Serialize` panicked) goes the careful way below.
+        let mut done = 0;
+        if let (true, Some(stride)) = (out.flat, stride) {
+            let (block_bytes, block_ends) = (out.bytes.len(), out.ends.len());
+            let lane = catch_unwind(AssertUnwindSafe(|| {
+                for value in &returned {
+                    if let Some(value) = value {
+                        let before = out.bytes.len();
+                        if crate::codec::flat::append(value, &mut out.bytes).is_err()
+                            || out.bytes.len() - before != stride
+                        {
+                            out.bytes.truncate(before);
+                            return;
+                        }
+                    }
+                    out.ends.push(out.bytes.len() as u64);
+                    done += 1;
+                }
+            }));
+            // Looked at either way: a `Serialize` that panicked may have left handles behind.
+            let handles = scope.saw_handles();
+            if lane.is_err() || handles {
+                out.bytes.truncate(block_bytes);
+                out.ends.truncate(block_ends);
+                done = 0;
+            }
+        }
+        for (i, value) in returned.iter().enumerate().skip(done) {
             if let Some(value) = value {
                 if out.flat {
                     let before = out.bytes.len();
@@ -161,20 +194,40 @@ where
     out.failures.sort_by_key(|(index, _)| *index);
 }
 
-/// One item's arguments, from either wire.
-fn decode_args<A: DeserializeOwned>(item: &[u8], flat: bool) -> Result<A, ItemFailure> {
-    let decoded = catch_unwind(AssertUnwindSafe(|| {
-        if flat {
-            crate::codec::flat::read::<A>(item).map_err(|e| format!("{}: {e}", crate::error::type_name::<A>()))
-        } else {
-            postcard::from_bytes::<A>(item).map_err(|e| crate::codec::decode_failure::<A>(item, &e))
+/// Runs `step` on items `0..n` in order and hands each outcome to `keep`, with one
+/// `catch_unwind` for a whole run of items rather than one per item: after a panic (item `i`
+/// fails with `panicked`'s failure) it goes on from item `i + 1` under a new one.
+fn guarded<T>(
+    n: usize,
+    mut step: impl FnMut(usize) -> Result<T, Box<ItemFailure>>,
+    panicked: impl Fn(&(dyn std::any::Any + Send)) -> Panic,
+    mut keep: impl FnMut(usize, Result<T, Box<ItemFailure>>),
+) {
+    let mut next = 0;
+    while next < n {
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            while next < n {
+                let outcome = step(next);
+                keep(next, outcome);
+                next += 1;
+            }
+        }));
+        if let Err(payload) = run {
+            keep(next, Err(Box::new(ItemFailure::Panicked(panicked(payload.as_ref())))));
+            next += 1;
         }
-    }));
-    match decoded {
-        Ok(Ok(args)) => Ok(args),
-        Ok(Err(why)) => Err(ItemFailure::Failed(ErrorKind::Decode, format!("the arguments: {why}"))),
-        Err(payload) => Err(ItemFailure::Panicked(Panic::during("decoding the task's arguments", payload.as_ref()))),
     }
+}
+
+/// One item's arguments, from either wire (a panic is the caller's to catch).
+#[inline]
+fn decode_args<A: DeserializeOwned>(item: &[u8], flat: bool) -> Result<A, Box<ItemFailure>> {
+    let decoded = if flat {
+        crate::codec::flat::read::<A>(item).map_err(|e| format!("{}: {e}", crate::error::type_name::<A>()))
+    } else {
+        postcard::from_bytes::<A>(item).map_err(|e| crate::codec::decode_failure::<A>(item, &e))
+    };
+    decoded.map_err(|why| Box::new(ItemFailure::Failed(ErrorKind::Decode, format!("the arguments: {why}"))))
 }
 
 /// Takes a batch's results so far off the flat wire: a result came that is not flat, or not of

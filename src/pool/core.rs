@@ -721,7 +721,8 @@ impl Core {
                 let mut st = self.lock();
                 let deliveries = match report {
                     Report::Done { batch, values, ends, flat, failures } => {
-                        self.on_done(&mut st, batch, values, (Arc::unwrap_or_clone(ends.0), flat), failures)
+                        let (values, ends) = (Arc::unwrap_or_clone(values.0), Arc::unwrap_or_clone(ends.0));
+                        self.on_done(&mut st, batch, values, (ends, flat), failures)
                     }
                     Report::InitFailed { worker, pid, message } => self.on_init_failed(&mut st, worker, pid, message),
                     Report::Ended { worker, pid } => self.on_ended(&mut st, worker, pid),
@@ -743,7 +744,7 @@ impl Core {
         &self,
         st: &mut State,
         id: u64,
-        values: ByteBuf,
+        values: Vec<u8>,
         (ends, flat): (Vec<u64>, bool),
         failures: Vec<(u32, Wire)>,
     ) -> Deliveries {
@@ -774,7 +775,7 @@ impl Core {
                 (i, error)
             })
             .collect();
-        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values.into_vec(), ends, flat, failures }]
+        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values, ends, flat, failures }]
     }
 
     fn on_init_failed(&self, st: &mut State, _worker: u32, pid: u32, message: String) -> Deliveries {

@@ -91,38 +91,69 @@ pub enum TaskError {
 /// How long a reader keeps looking before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// Where one finished item's outcome is: its value inside a delivered chunk, or its error.
-pub(crate) enum Item {
-    Value {
-        chunk: u32,
-        index: u32,
-    },
-    /// Boxed: errors are rare, and a small `Item` keeps big submissions compact.
-    Error(Box<TaskError>),
+/// What is known of one item, in four bytes: not finished yet, finished with its value inside
+/// delivered chunk `n`, failed (the error is kept aside: errors are rare), or taken by a lazy
+/// reader. Four bytes, because a big `map` stores one per item as its chunks come in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Slot(u32);
+
+impl Slot {
+    const PENDING: Slot = Slot(u32::MAX);
+    const FAILED: Slot = Slot(u32::MAX - 1);
+    const TAKEN: Slot = Slot(u32::MAX - 2);
+
+    /// The chunk holding this item's value, if it finished with one.
+    fn chunk(self) -> Option<usize> {
+        (self.0 < Slot::TAKEN.0).then_some(self.0 as usize)
+    }
 }
 
-/// The packed values of one finished batch: item `i`'s encoding ends at `ends[i]`.
+/// The packed values of one finished batch: item `first + i`'s encoding ends at `ends[i]`.
 pub(crate) struct Chunk {
-    bytes: Vec<u8>,
-    ends: Vec<u64>,
+    /// The index of the batch's first item in the submission.
+    pub(crate) first: usize,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ends: Vec<u64>,
     /// The values are on the [flat](crate::codec::flat) wire (else postcard).
-    flat: bool,
+    pub(crate) flat: bool,
     /// Values not yet taken by a lazy reader; the bytes are freed at zero.
-    remaining: usize,
+    pub(crate) remaining: usize,
 }
 
 /// Every finished item of one submission.
 #[derive(Default)]
 pub(crate) struct Results {
-    /// By item index: `None` until finished (and again once a lazy reader took it).
-    pub(crate) items: Vec<Option<Item>>,
+    /// By item index.
+    items: Vec<Slot>,
     chunks: Vec<Chunk>,
+    /// The failed items' errors.
+    errors: std::collections::HashMap<usize, TaskError>,
 }
 
 impl Results {
-    fn value_bytes(&self, chunk: u32, index: u32) -> &[u8] {
-        let chunk = &self.chunks[chunk as usize];
-        let index = index as usize;
+    /// Room for `n` items, none finished.
+    fn with_items(n: usize) -> Results {
+        Results { items: vec![Slot::PENDING; n], ..Results::default() }
+    }
+
+    /// How many item places there are (the submission's size once it is known).
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether item `i` has an outcome waiting to be read.
+    pub(crate) fn finished(&self, i: usize) -> bool {
+        self.items.get(i).is_some_and(|&slot| slot != Slot::PENDING && slot != Slot::TAKEN)
+    }
+
+    /// Whether every item finished with a value.
+    pub(crate) fn all_values(&self) -> bool {
+        self.items.iter().all(|slot| slot.chunk().is_some())
+    }
+
+    fn value_bytes(&self, chunk: usize, i: usize) -> &[u8] {
+        let chunk = &self.chunks[chunk];
+        let index = i - chunk.first;
         let start = if index == 0 { 0 } else { chunk.ends[index - 1] as usize };
         &chunk.bytes[start..chunk.ends[index] as usize]
     }
@@ -133,39 +164,45 @@ impl Results {
     }
 
     /// [`decode`](Self::decode) inside a transfer already set up (one for many items).
+    #[inline]
     fn decode_within<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
-        match self.items.get(i)?.as_ref()? {
-            Item::Value { chunk, index } => {
-                let bytes = self.value_bytes(*chunk, *index);
-                let decoded = if self.chunks[*chunk as usize].flat {
-                    crate::codec::flat::read(bytes).map_err(|e| format!("{}: {e}", crate::error::type_name::<R>()))
-                } else {
-                    postcard::from_bytes(bytes).map_err(|e| crate::codec::decode_failure::<R>(bytes, &e))
-                };
-                Some(decoded.map_err(|why| TaskError::Decode(format!("result of item {i}: not a {why}"))))
-            }
-            Item::Error(err) => Some(Err((**err).clone())),
-        }
+        let slot = *self.items.get(i)?;
+        let Some(chunk) = slot.chunk() else {
+            return (slot == Slot::FAILED).then(|| Err(self.errors[&i].clone()));
+        };
+        let bytes = self.value_bytes(chunk, i);
+        let decoded = if self.chunks[chunk].flat {
+            crate::codec::flat::read(bytes).map_err(|e| format!("{}: {e}", crate::error::type_name::<R>()))
+        } else {
+            postcard::from_bytes(bytes).map_err(|e| crate::codec::decode_failure::<R>(bytes, &e))
+        };
+        Some(decoded.map_err(|why| TaskError::Decode(format!("result of item {i}: not a {why}"))))
     }
 
     /// As [`decode`](Self::decode), and forgets the item (freeing its chunk once all are taken).
     pub(crate) fn take<R: DeserializeOwned>(&mut self, i: usize) -> Option<Result<R, TaskError>> {
         let decoded = self.decode(i)?;
-        if let Some(Item::Value { chunk, .. }) = self.items[i].take() {
-            let chunk = &mut self.chunks[chunk as usize];
-            chunk.remaining -= 1;
-            if chunk.remaining == 0 {
-                chunk.bytes = Vec::new();
-                chunk.ends = Vec::new();
+        let slot = std::mem::replace(&mut self.items[i], Slot::TAKEN);
+        match slot.chunk() {
+            Some(chunk) => {
+                let chunk = &mut self.chunks[chunk];
+                chunk.remaining -= 1;
+                if chunk.remaining == 0 {
+                    chunk.bytes = Vec::new();
+                    chunk.ends = Vec::new();
+                }
+            }
+            None => {
+                self.errors.remove(&i);
             }
         }
         Some(decoded)
     }
 
     #[inline]
-    fn slot(&mut self, index: usize) -> &mut Option<Item> {
+    fn slot(&mut self, index: usize) -> &mut Slot {
         if self.items.len() <= index {
-            self.items.resize_with(index + 1, || None);
+            self.items.resize(index + 1, Slot::PENDING);
         }
         &mut self.items[index]
     }
@@ -245,7 +282,7 @@ impl Delivery {
     pub(crate) fn deliver(self) {
         match self {
             Delivery::Chunk { sink, first, bytes, ends, flat, failures } => {
-                sink.deliver_chunk(first, Chunk { bytes, ends, flat, remaining: 0 }, failures)
+                sink.deliver_chunk(first, Chunk { first, bytes, ends, flat, remaining: 0 }, failures)
             }
             Delivery::Errors { sink, first, n, error } => sink.deliver_errors(first, n, error),
         }
@@ -255,10 +292,9 @@ impl Delivery {
 impl Collector {
     pub(crate) fn new(expected: Option<usize>, track_completion: bool) -> Arc<Collector> {
         // Known sizes get every slot at once, so storing an outcome is a plain write.
-        let items = expected.map(|n| (0..n).map(|_| None).collect()).unwrap_or_default();
         Arc::new(Collector {
             state: Mutex::new(Collected {
-                results: Results { items, chunks: Vec::new() },
+                results: Results::with_items(expected.unwrap_or(0)),
                 finished: 0,
                 expected,
                 completion: Default::default(),
@@ -299,16 +335,31 @@ impl Collector {
         let chunk = c.results.chunks.len() as u32;
         let mut failures = failures.into_iter().peekable();
         let mut stored = 0;
-        for i in 0..n {
-            let item = match failures.next_if(|(at, _)| *at as usize == i) {
-                Some((_, error)) => Item::Error(Box::new(error)),
-                None => Item::Value { chunk, index: i as u32 },
-            };
-            let value = matches!(item, Item::Value { .. });
-            if c.store(first + i, item) && value {
-                stored += 1;
+        // Make room once, then a plain loop over the chunk's slots — or, in the usual case (no
+        // failure, nothing cancelled, no unordered reader), one fill.
+        if n > 0 {
+            c.results.slot(first + n - 1);
+        }
+        let plain = failures.peek().is_none() && !c.track_completion;
+        let slots = &mut c.results.items[first..first + n];
+        if plain && slots.iter().all(|&s| s == Slot::PENDING) {
+            slots.fill(Slot(chunk));
+            c.finished += n;
+            stored = n;
+        }
+        for i in (first..first + n).skip(stored) {
+            match failures.next_if(|(at, _)| *at as usize + first == i) {
+                Some((_, error)) => {
+                    c.store_error(i, error);
+                }
+                None => {
+                    if c.store(i, Slot(chunk)) {
+                        stored += 1;
+                    }
+                }
             }
         }
+        values.first = first;
         values.remaining = stored;
         c.results.chunks.push(values);
         self.finish(c, first..first + n);
@@ -317,7 +368,7 @@ impl Collector {
     fn deliver_errors(&self, first: usize, n: usize, error: TaskError) {
         let mut c = self.lock();
         for i in first..first + n {
-            c.store(i, Item::Error(Box::new(error.clone())));
+            c.store_error(i, error.clone());
         }
         self.finish(c, first..first + n);
     }
@@ -417,17 +468,24 @@ impl Collected {
     /// Stores an item's outcome unless it already has one (say, cancelled); returns whether it
     /// was stored.
     #[inline]
-    fn store(&mut self, index: usize, item: Item) -> bool {
+    fn store(&mut self, index: usize, outcome: Slot) -> bool {
         let slot = self.results.slot(index);
-        if slot.is_some() {
+        if *slot != Slot::PENDING {
             return false;
         }
-        *slot = Some(item);
+        *slot = outcome;
         self.finished += 1;
         if self.track_completion {
             self.completion.push_back(index);
         }
         true
+    }
+
+    /// Stores an item's error unless it already has an outcome.
+    fn store_error(&mut self, index: usize, error: TaskError) {
+        if self.store(index, Slot::FAILED) {
+            self.results.errors.insert(index, error);
+        }
     }
 }
 
@@ -442,12 +500,38 @@ pub(crate) fn assemble_one<R: DeserializeOwned>(results: &Results) -> Result<R, 
 /// Every item's value in order, or the first error in order (Python's `map`).
 pub(crate) fn assemble_all<R: DeserializeOwned>(results: &Results) -> Result<Vec<R>, TaskError> {
     crate::handle::receiving(|| {
-        let mut values = Vec::with_capacity(results.items.len());
-        for i in 0..results.items.len() {
-            values.push(results.decode_within(i).unwrap_or_else(|| Err(TaskError::Decode("no outcome".into())))?);
+        let n = results.len();
+        let mut values = Vec::with_capacity(n);
+        let mut i = 0;
+        while i < n {
+            let slot = results.items[i];
+            let Some(c) = slot.chunk() else {
+                return Err(results.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome));
+            };
+            // A run of items whose values lie one after another in chunk `c`: decoded in a
+            // tight loop, with no look-up per item.
+            let chunk = &results.chunks[c];
+            let mut start = if i == chunk.first { 0 } else { chunk.ends[i - chunk.first - 1] as usize };
+            while i < n && results.items[i] == slot {
+                let end = chunk.ends[i - chunk.first] as usize;
+                let bytes = &chunk.bytes[start..end];
+                let decoded =
+                    if chunk.flat { crate::codec::flat::read(bytes).ok() } else { postcard::from_bytes(bytes).ok() };
+                match decoded {
+                    Some(value) => values.push(value),
+                    // Decoded again for the reason (and the error's words).
+                    None => return Err(results.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome)),
+                }
+                start = end;
+                i += 1;
+            }
         }
         Ok(values)
     })
+}
+
+fn no_outcome() -> TaskError {
+    TaskError::Decode("no outcome".into())
 }
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
@@ -571,6 +655,6 @@ impl<R> AsyncResult<R> {
     /// Python counterpart: `result.successful()`.
     pub fn successful(&self) -> Option<bool> {
         let c = self.collector.lock();
-        c.is_complete().then(|| c.results.items.iter().all(|o| matches!(o, Some(Item::Value { .. }))))
+        c.is_complete().then(|| c.results.all_values())
     }
 }

@@ -111,13 +111,21 @@ impl Slot {
         (batch != 0).then(|| (batch - 1, self.item.load(Ordering::Acquire), self.started_ns.load(Ordering::Acquire)))
     }
 
-    /// Records that item `index` of `batch` starts now (at `started`, if given).
-    fn begin(&self, batch: u64, index: usize, started: Option<u64>) {
-        self.item.store(index as u32, Ordering::Release);
+    /// Records that `batch` starts (with its item 0) at `started`.
+    fn begin(&self, batch: u64, started: u64) {
+        self.item.store(0, Ordering::Release);
+        self.started_ns.store(started, Ordering::Release);
+        self.batch.store(batch + 1, Ordering::Release);
+    }
+
+    /// Records that item `index` of the batch begun starts now (at `started`, if given): one
+    /// store per item in the usual case, as this runs for every item of every chunk.
+    #[inline]
+    fn at_item(&self, index: usize, started: Option<u64>) {
         if let Some(started) = started {
             self.started_ns.store(started, Ordering::Release);
         }
-        self.batch.store(batch + 1, Ordering::Release);
+        self.item.store(index as u32, Ordering::Release);
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -163,7 +171,7 @@ impl<'de> Deserialize<'de> for Ends {
         if bytes.len() % 8 != 0 {
             return Err(serde::de::Error::custom("item ends are not whole u64s"));
         }
-        let ends = bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        let ends = bytemuck::pod_collect_to_vec(&bytes);
         Ok(Ends(Arc::new(ends)))
     }
 }
@@ -214,7 +222,7 @@ pub(crate) enum Wire {
 pub(crate) enum Report {
     /// A batch is finished: the items' encoded values packed in `values` (item `i` ending at
     /// `ends[i]`, empty if it failed) on the flat wire or not, and the failures by item index.
-    Done { batch: u64, values: ByteBuf, ends: Ends, flat: bool, failures: Vec<(u32, Wire)> },
+    Done { batch: u64, values: Packed, ends: Ends, flat: bool, failures: Vec<(u32, Wire)> },
     /// The initializer of worker `worker` failed; it has exited.
     InitFailed { worker: u32, pid: u32, message: String },
     /// (From the parent's supervisor.) Worker `worker`, process `pid`, has ended.
@@ -239,6 +247,15 @@ pub(crate) struct Setup {
     /// Whether each item's start time matters (a task timeout is set); otherwise only each
     /// batch's is taken, sparing a clock read per item.
     pub(crate) timed: bool,
+}
+
+/// A buffer kept from the last batch (see `worker_main`), emptied, with room for `capacity`;
+/// a new one if the last report still holds it.
+fn take_spare<T>(spare: &mut Arc<Vec<T>>, capacity: usize) -> Vec<T> {
+    let mut buffer = Arc::get_mut(spare).map(std::mem::take).unwrap_or_default();
+    buffer.clear();
+    buffer.reserve(capacity);
+    buffer
 }
 
 fn failure_to_wire(failure: ItemFailure) -> Wire {
@@ -268,6 +285,13 @@ pub(crate) fn worker_main(setup: Setup) {
     }
     setup.slot.ready.store(1, Ordering::Release);
     let mut batches = 0u64;
+    // Buffers kept from one batch to the next. A chunk's buffers are big; handed back to the
+    // allocator after each batch they would often go back to the kernel, and every batch would
+    // pay for fresh pages again (page faults are most of the cost of a chunk of small items).
+    // So the last order stays alive until the next one is read, and the result buffers are
+    // taken back from each report once it is sent, to be filled again.
+    let mut _last_order: Option<(Packed, Ends)> = None;
+    let (mut spare_bytes, mut spare_ends) = (Arc::new(Vec::new()), Arc::new(Vec::new()));
     while setup.max_batches == 0 || batches < setup.max_batches {
         let (batch, seq, entry, args, ends, flat, with_fds) = match setup.orders.get() {
             Ok(Order::Run { batch, seq, entry, args, ends, flat, with_fds }) => {
@@ -290,22 +314,24 @@ pub(crate) fn worker_main(setup: Setup) {
         // SAFETY: as for the initializer.
         let run = unsafe { crate::pool::batch::batch_entry_from_offset(entry) };
         let mut out = BatchOut {
-            bytes: Vec::with_capacity(args.0.len()),
+            bytes: take_spare(&mut spare_bytes, args.0.len()),
             flat: false,
-            ends: Vec::with_capacity(ends.0.len()),
+            ends: take_spare(&mut spare_ends, ends.0.len()),
             failures: Vec::new(),
         };
         let slot = &*setup.slot;
         let began = now_ns();
-        slot.started_ns.store(began, Ordering::Release);
+        slot.begin(batch, began);
         let timed = setup.timed;
         let input = BatchIn { args: &args.0, ends: &ends.0, flat, fds };
-        run(input, &mut |index| slot.begin(batch, index, timed.then(now_ns)), &mut out);
+        run(input, &mut |index| slot.at_item(index, timed.then(now_ns)), &mut out);
         slot.busy_ns.fetch_add(now_ns().saturating_sub(began), Ordering::Relaxed);
         slot.items_done.fetch_add(ends.0.len() as u64, Ordering::Relaxed);
         let failures = out.failures.into_iter().map(|(i, f)| (i, failure_to_wire(f))).collect();
-        let (values, ends, flat) = (ByteBuf::from(out.bytes), Ends(Arc::new(out.ends)), out.flat);
-        let report = Report::Done { batch, values, ends, flat, failures };
+        _last_order = Some((args, ends));
+        (spare_bytes, spare_ends) = (Arc::new(out.bytes), Arc::new(out.ends));
+        let (values, ends) = (Packed(spare_bytes.clone()), Ends(spare_ends.clone()));
+        let report = Report::Done { batch, values, ends, flat: out.flat, failures };
         // Report first, then say idle: a worker that dies in between is seen running the last
         // item, whose outcome is already on its way — the parent knows the batch is done.
         if setup.reports.put(report).is_err() {
