@@ -70,7 +70,14 @@ fn kill_loop<W: multiproc::Task<(JoinableQueue<u32>,), Output = ()>>(
         // A consumer killed while it holds items is what this is about.
         let mut workers: Vec<Process<()>> = (0..2).map(|_| ctx.spawn(work, (q.clone(),)).unwrap()).collect();
         let start = Instant::now();
-        while !q.is_empty() && start.elapsed() < Duration::from_secs(60) {
+        // A round whose items all went before the first kill (a loaded machine) proves nothing:
+        // it gets more, until a kill has landed.
+        while (!q.is_empty() || kills == 0) && start.elapsed() < Duration::from_secs(60) {
+            if q.is_empty() {
+                for i in 0..total {
+                    q.put(i).unwrap();
+                }
+            }
             std::thread::sleep(pause(kills));
             let mut victim = workers.remove(0);
             victim.kill().unwrap();

@@ -94,6 +94,13 @@ struct ConsumerSide {
     head: AtomicU64,
     /// Whole messages ever taken.
     get_count: AtomicU64,
+    /// A whole message's consume in progress: the `head` it moves to (0: none) and the
+    /// `get_count` that goes with it. `head` and `get_count` are two words; a consumer killed
+    /// between the two stores would leave the message gone from the ring yet not counted taken
+    /// (and a joinable queue waiting for it forever). Whoever takes `get_lock` over from a dead
+    /// holder finishes the count from here (see [`Ring::repair_consume`]).
+    taking_head: AtomicU64,
+    taking_count: AtomicU64,
     /// The last `tail` a consumer read: records up to there are certainly published.
     tail_seen: AtomicU64,
     /// Bumped after every consume; producers sleep on it.
@@ -249,6 +256,8 @@ impl Ring {
                 get_lock: RawMutex::new(),
                 head: AtomicU64::new(0),
                 get_count: AtomicU64::new(0),
+                taking_head: AtomicU64::new(0),
+                taking_count: AtomicU64::new(0),
                 tail_seen: AtomicU64::new(0),
                 consumed: AtomicU32::new(0),
                 assembling: AtomicU32::new(0),
@@ -320,6 +329,7 @@ impl Ring {
         }
         let need = record_size(len as u64);
         self.wait_for_room(need, deadline)?;
+        self.rewind_if_empty(need);
         let at = self.wrap_for(need);
         let offset = self.position(at);
         self.write_header(offset, len as u32, WHOLE);
@@ -433,7 +443,8 @@ impl Ring {
                 // The takeover duties of a get: orphaned chunks are skipped by the next get
                 // (they have no FIRST before them); what the dead consumer held is counted.
                 s.consumer.assembling.store(0, Ordering::Relaxed);
-                self.release_holder(pid);
+                self.repair_consume();
+                self.release_holder(pid, true);
             }
             let untouched = s.consumer.head.load(Ordering::Acquire) <= start;
             if untouched {
@@ -487,6 +498,22 @@ impl Ring {
             return Ok(());
         }
         self.wait_for_producers(deadline, || fits_in(self.free()))
+    }
+
+    /// Goes back to the start of the ring if it is empty and a big record of `need` bytes fits
+    /// before the tail. A queue of big messages, each taken before the next comes (a pool's
+    /// chunks), then keeps to the first pages of its ring — mapped and warm — instead of walking
+    /// the whole ring and faulting every page of it in, once per process. It is a PAD to the
+    /// end, as when a record does not fit there; the head's cache line is read only for records
+    /// this big.
+    fn rewind_if_empty(&self, need: u64) {
+        /// Smaller records keep the small-message path free of the extra read.
+        const REWIND_FROM: u64 = 4096;
+        let s = &*self.state;
+        let at = self.position(s.producer.tail.load(Ordering::Relaxed));
+        if need >= REWIND_FROM && at >= need && self.free() == s.capacity {
+            self.write_pad(at);
+        }
     }
 
     /// Makes `need` contiguous bytes available at the tail, padding to the end if needed;
@@ -593,7 +620,8 @@ impl Ring {
             Ok(Acquired::OwnerDied(pid)) => {
                 discard = s.consumer.assembling.swap(0, Ordering::Relaxed) != 0;
                 // Settle what it held before any get moves `get_count` past its mark.
-                self.release_holder(pid);
+                self.repair_consume();
+                self.release_holder(pid, true);
             }
             Ok(Acquired::Clean) => {}
         }
@@ -723,14 +751,35 @@ impl Ring {
     /// Frees everything up to `head` for producers, and wakes one if asleep.
     fn consume(&self, head: u64, whole_message: bool) {
         let s = &*self.state;
-        s.consumer.head.store(head, Ordering::Release);
         if whole_message {
-            // Only the holder of get_lock writes it.
-            s.consumer.get_count.store(s.consumer.get_count.load(Ordering::Relaxed) + 1, Ordering::Release);
+            // Only the holder of get_lock writes these. The intent goes first, so that a kill
+            // between the moves of `head` and `get_count` can be finished by the next holder.
+            let count = s.consumer.get_count.load(Ordering::Relaxed) + 1;
+            s.consumer.taking_count.store(count, Ordering::Relaxed);
+            s.consumer.taking_head.store(head, Ordering::Release);
+            s.consumer.head.store(head, Ordering::Release);
+            s.consumer.get_count.store(count, Ordering::Release);
+            s.consumer.taking_head.store(0, Ordering::Release);
+        } else {
+            s.consumer.head.store(head, Ordering::Release);
         }
         s.consumer.consumed.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.producers.load(Ordering::SeqCst) > 0 {
             sys::futex::wake(&s.consumer.consumed, u32::MAX);
+        }
+    }
+
+    /// With `get_lock` taken over from a dead holder: finishes the count of a whole message it
+    /// was consuming when it died (its `head` moved, its `get_count` not yet), or forgets the
+    /// intent if `head` never moved.
+    fn repair_consume(&self) {
+        let c = &self.state.consumer;
+        let taking = c.taking_head.load(Ordering::Acquire);
+        if taking != 0 {
+            if c.head.load(Ordering::Acquire) == taking {
+                c.get_count.store(c.taking_count.load(Ordering::Relaxed), Ordering::Release);
+            }
+            c.taking_head.store(0, Ordering::Release);
         }
     }
 
@@ -791,7 +840,7 @@ impl Ring {
                 let mut word = slot.load(Ordering::SeqCst);
                 let mut h = Holder::from_word(word);
                 if pass == 2 && h.pid != me && !free(h) && !sys::process::is_running(h.pid) {
-                    self.release_holder(h.pid);
+                    self.release_holder(h.pid, true);
                     word = slot.load(Ordering::SeqCst);
                     h = Holder::from_word(word);
                 }
@@ -828,53 +877,107 @@ impl Ring {
         }
     }
 
-    /// Counts done whatever dead process `pid` held; true if its word is now free.
-    fn release_holder(&self, pid: u32) -> bool {
+    /// Counts done whatever dead process `pid` held; true if it had a word. `holding_get_lock`
+    /// says whether the caller holds `get_lock` (see [`release_locked`](Self::release_locked)).
+    fn release_holder(&self, pid: u32, holding_get_lock: bool) -> bool {
+        let _held = self.lock_done(holding_get_lock);
+        self.release_locked(pid, holding_get_lock)
+    }
+
+    /// Takes `done_lock`, settling first what a holder that died with it was doing.
+    fn lock_done(&self, holding_get_lock: bool) -> Held<'_> {
+        let lock = &self.state.tasks.done_lock;
+        let owner_died = lock.lock(None);
+        let held = Held(lock);
+        if let Ok(Acquired::OwnerDied(pid)) = owner_died {
+            // Settle what the dead finisher was doing before any done moves the tally — and, as
+            // it may have been a releaser part-way through another dead process's word, every
+            // dead process's word, while the tally still stands where they left it.
+            self.release_locked(pid, holding_get_lock);
+            self.release_dead_locked(holding_get_lock);
+        }
+        held
+    }
+
+    /// Settles the words of every consumer that died. Holds `done_lock`. Returns whether any
+    /// were found.
+    fn release_dead_locked(&self, holding_get_lock: bool) -> bool {
+        let me = sys::process::cached_pid();
+        let mut found = false;
+        for slot in &self.state.tasks.holders {
+            let h = Holder::from_word(slot.load(Ordering::SeqCst));
+            if !h.is_free() && h.pid != me && !sys::process::is_running(h.pid) {
+                found |= self.release_locked(h.pid, holding_get_lock);
+            }
+        }
+        found
+    }
+
+    /// Whether a dead getter's pending message left the ring: `get_count` moved past its mark.
+    /// That can be read only with `get_lock` held (taken over from a dead holder, its consume
+    /// finished first); `None` if a live getter holds it — it settles the dead one itself when
+    /// it took the lock over.
+    fn pending_consumed(&self, mark: u8, holding_get_lock: bool) -> Option<bool> {
+        let c = &self.state.consumer;
+        let read = || (c.get_count.load(Ordering::SeqCst) & 0x7f) as u8 != mark;
+        if holding_get_lock {
+            return Some(read());
+        }
+        let how = c.get_lock.try_lock()?;
+        let _held = Held(&c.get_lock);
+        if let Acquired::OwnerDied(_) = how {
+            c.assembling.store(0, Ordering::Relaxed);
+            self.repair_consume();
+        }
+        Some(read())
+    }
+
+    /// [`release_holder`](Self::release_holder) with `done_lock` held.
+    ///
+    /// The dead process's word is settled one step at a time, each step one compare-and-swap
+    /// that leaves the word saying what is left, so that a releaser killed part-way leaves the
+    /// rest to the next (who finds the same dead pid): first a pending get (its message counted
+    /// only if it left the ring), then a half-done finish (finished only if the tally is still at
+    /// its mark), then each message still held, finished the way a `task_done` finishes one —
+    /// marked `finishing` with the tally's mark, then finished, which moves the tally.
+    fn release_locked(&self, pid: u32, holding_get_lock: bool) -> bool {
         let s = &*self.state;
-        let mut freed = false;
+        let mut found = false;
         for slot in &s.tasks.holders {
             let mut word = slot.load(Ordering::SeqCst);
             loop {
                 let h = Holder::from_word(word);
                 if h.pid != pid || h.is_free() {
-                    freed |= h.pid == pid;
+                    found |= h.pid == pid;
                     break;
                 }
-                // A pending message whose consume did not happen is still in the ring.
-                let consumed = !h.pending || (s.consumer.get_count.load(Ordering::SeqCst) & 0x7f) as u8 != h.mark;
-                // A message taken off the count whose finish did not happen is not done yet.
-                let unfinished = h.finishing && done_mark(s.tasks.unfinished.load(Ordering::SeqCst)) == h.done_mark;
-                let lost = h.count - u32::from(!consumed) + u32::from(unfinished);
-                let cleared = Holder { pid, ..Holder::from_word(0) };
-                match slot.compare_exchange(word, cleared.word(), Ordering::SeqCst, Ordering::SeqCst) {
-                    Ok(_) => {
-                        for _ in 0..lost {
-                            if self.finish_one(false) {
-                                s.tasks.lost.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                        freed = true;
-                        break;
+                let next = if h.pending {
+                    // A pending message whose consume did not happen is still in the ring.
+                    let Some(consumed) = self.pending_consumed(h.mark, holding_get_lock) else { break };
+                    Holder { pending: false, count: h.count - u32::from(!consumed), ..h }
+                } else if h.finishing {
+                    // Taken off the count; finished unless the tally is still at the mark.
+                    if done_mark(s.tasks.unfinished.load(Ordering::SeqCst)) == h.done_mark && self.finish_one(true) {
+                        s.tasks.lost.fetch_add(1, Ordering::SeqCst);
                     }
+                    Holder { finishing: false, ..h }
+                } else {
+                    let mark = done_mark(s.tasks.unfinished.load(Ordering::SeqCst));
+                    Holder { count: h.count - 1, finishing: true, done_mark: mark, ..h }
+                };
+                match slot.compare_exchange(word, next.word(), Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => word = next.word(),
                     Err(seen) => word = seen,
                 }
             }
         }
-        freed
+        found
     }
 
     /// Counts done the messages held by consumers that died. Returns whether any were found.
     fn release_dead_holders(&self) -> bool {
-        let s = &*self.state;
-        let me = sys::process::cached_pid();
-        let mut found = false;
-        for slot in &s.tasks.holders {
-            let h = Holder::from_word(slot.load(Ordering::SeqCst));
-            if !h.is_free() && h.pid != me && !sys::process::is_running(h.pid) {
-                found |= self.release_holder(h.pid);
-            }
-        }
-        found
+        let _held = self.lock_done(false);
+        self.release_dead_locked(false)
     }
 
     /// Marks one message done; false if none was unfinished.
@@ -883,12 +986,7 @@ impl Ring {
         if s.tasks.joinable.load(Ordering::Relaxed) == 0 {
             return self.finish_one(false);
         }
-        let lock = &s.tasks.done_lock;
-        if let Ok(Acquired::OwnerDied(pid)) = lock.lock(None) {
-            // Settle what the dead finisher was doing before any done moves the tally.
-            self.release_holder(pid);
-        }
-        let _held = Held(lock);
+        let _held = self.lock_done(false);
         let mine = self.unhold_one();
         let done = self.finish_one(true);
         if let Some(i) = mine {
@@ -1030,5 +1128,56 @@ fn wait_on(
         if woke == sys::futex::Wake::TimedOut {
             return Err(TimedOut);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Ring;
+
+    /// A joinable getter killed between moving `head` and `get_count` (the message gone from
+    /// the ring, not yet counted taken): the next getter, taking `get_lock` over, finishes the
+    /// count, sees the message left the ring with the dead getter, and counts it lost — so the
+    /// ring is empty by its count too, and `join` returns.
+    #[test]
+    fn a_getter_killed_between_head_and_count_leaves_nothing_unaccounted() {
+        let ring = Ring::new(0, 4096).unwrap();
+        ring.set_joinable();
+        ring.add_unfinished();
+        ring.put(b"only message", None).unwrap();
+        // SAFETY: the child only takes the ring's lock (atomics and a futex), moves `head` the way
+        // `consume` starts to, and exits without unwinding or unlocking.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let s = &*ring.state;
+            let _ = s.consumer.get_lock.lock(None);
+            let held = ring.hold_one();
+            assert!(held.is_some());
+            ring.refresh_tail(); // as a get does before it reads a record
+            let next = s.consumer.head.load(std::sync::atomic::Ordering::Relaxed) + super::record_size(12);
+            let count = s.consumer.get_count.load(std::sync::atomic::Ordering::Relaxed) + 1;
+            s.consumer.taking_count.store(count, std::sync::atomic::Ordering::Relaxed);
+            s.consumer.taking_head.store(next, std::sync::atomic::Ordering::Release);
+            s.consumer.head.store(next, std::sync::atomic::Ordering::Release);
+            // Killed here: `get_count` never moves, `get_lock` is never let go.
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: reaps the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        // The next get takes the lock over and finds nothing left to take.
+        let began = Instant::now();
+        let got = ring.get(Some(Instant::now() + Duration::from_millis(100)), &mut |_| panic!("taken twice"));
+        if let Err(super::RingError::Failed(e)) = &got {
+            panic!("{e}");
+        }
+        assert!(matches!(got, Err(super::RingError::Timeout)));
+        assert!(began.elapsed() >= Duration::from_millis(100));
+        assert_eq!(ring.len(), 0, "the message is gone from the ring; its count must say so");
+        ring.join(Some(Instant::now() + Duration::from_secs(5))).expect("join waited for a message nobody can take");
+        assert_eq!(ring.lost(), 1);
     }
 }
