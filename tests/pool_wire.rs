@@ -116,6 +116,14 @@ fn empty_results_and_failed_items_keep_their_places() {
             Err(other) => panic!("item {i}: {other}"),
         }
     }
+    // The first item of each chunk fails (before the results' flat size is known).
+    let outcomes: Vec<Result<u64, TaskError>> = pool.imap(fails_at_37, (37..60u64).chain(37..38)).unwrap().collect();
+    assert!(outcomes[0].is_err() && outcomes[23].is_err());
+    for (i, outcome) in outcomes.iter().enumerate().skip(1).take(22) {
+        assert_eq!(*outcome.as_ref().unwrap(), 3 * (37 + i as u64));
+    }
+    let chunked = pool.map_chunked(fails_at_37, [37u64, 38, 39, 37, 40], 3);
+    assert!(matches!(chunked, Err(TaskError::Panicked { .. })), "{chunked:?}");
     match pool.map(fails_at_37, 0..100u64) {
         Err(TaskError::Panicked { message, .. }) => assert!(message.contains("item 37"), "{message}"),
         other => panic!("expected item 37 to fail the map: {other:?}"),

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ErrorKind;
 use crate::handle;
+use crate::pool::worker::Layout;
 use crate::process::task::{Panic, Task};
 
 /// How one item of a batch failed.
@@ -20,23 +21,60 @@ pub(crate) enum ItemFailure {
     Failed(ErrorKind, String),
 }
 
+/// Which wire a run of items (a submission's arguments, a batch's results) takes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ItemWire {
+    /// Nothing encoded yet.
+    Undecided,
+    /// [Flat](crate::codec::flat), every item this many bytes.
+    Flat(usize),
+    Postcard,
+}
+
 /// Where a batch's results go: every item's encoded value packed in `bytes`, item `i` ending at
-/// `ends[i]` (empty for a failed item), whether they are on the [flat](crate::codec::flat) wire
-/// (else postcard), and the failures by item index.
-#[derive(Default)]
+/// `ends[i]` (empty for a failed item) while they are written, the wire they are on, and the
+/// failures by item index.
 pub(crate) struct BatchOut {
     pub(crate) bytes: Vec<u8>,
     pub(crate) ends: Vec<u64>,
-    pub(crate) flat: bool,
+    pub(crate) wire: ItemWire,
     pub(crate) failures: Vec<(u32, ItemFailure)>,
 }
 
-/// A batch's arguments: the items' encoded arguments packed in one buffer (item `i` ends at
-/// `ends[i]`), on the flat wire or not, and descriptors for their handles.
+impl BatchOut {
+    /// How the results lie, for the report. On the flat wire no offsets travel, so a failed
+    /// item's place is filled with zeros to the others' size; `ends` then stays here, to be
+    /// used again.
+    pub(crate) fn layout(&mut self) -> Layout {
+        let count = self.ends.len() as u64;
+        let stride = match self.wire {
+            ItemWire::Postcard => return Layout::ends(std::mem::take(&mut self.ends)),
+            ItemWire::Undecided => 0, // nothing was encoded: every item failed
+            ItemWire::Flat(stride) => stride,
+        };
+        if !self.failures.is_empty() && stride > 0 {
+            let mut padded = Vec::with_capacity(self.ends.len() * stride);
+            let mut start = 0;
+            for &end in &self.ends {
+                let value = &self.bytes[start..end as usize];
+                start = end as usize;
+                if value.is_empty() {
+                    padded.resize(padded.len() + stride, 0);
+                } else {
+                    padded.extend_from_slice(value);
+                }
+            }
+            self.bytes = padded;
+        }
+        Layout::Flat { stride: stride as u64, count }
+    }
+}
+
+/// A batch's arguments: the items' encoded arguments packed in one buffer, laid out as
+/// `layout` says, and descriptors for their handles.
 pub(crate) struct BatchIn<'a> {
     pub(crate) args: &'a [u8],
-    pub(crate) ends: &'a [u64],
-    pub(crate) flat: bool,
+    pub(crate) layout: &'a Layout,
     pub(crate) fds: Vec<OwnedFd>,
 }
 
@@ -81,24 +119,17 @@ where
     A: DeserializeOwned,
     F::Output: Serialize + DeserializeOwned,
 {
-    let BatchIn { args, ends, flat, mut fds } = input;
-    let mut decoded: Vec<Option<A>> = Vec::with_capacity(BLOCK.min(ends.len()));
-    let mut returned: Vec<Option<F::Output>> = Vec::with_capacity(BLOCK.min(ends.len()));
-    // The results' flat size while all have had the same; `None` before the first, and once
-    // they went over to postcard.
-    let mut stride: Option<usize> = None;
-    out.flat = true;
-    for (block, block_ends) in ends.chunks(BLOCK).enumerate() {
-        let first = block * BLOCK;
+    let BatchIn { args, layout, mut fds } = input;
+    let (n, flat) = (layout.len(), layout.is_flat());
+    let mut decoded: Vec<Option<A>> = Vec::with_capacity(BLOCK.min(n));
+    let mut returned: Vec<Option<F::Output>> = Vec::with_capacity(BLOCK.min(n));
+    for first in (0..n).step_by(BLOCK) {
+        let block = BLOCK.min(n - first);
         let failures = &mut out.failures;
         let decode_block = || {
-            let item_at = |i: usize| {
-                let start = if first + i == 0 { 0 } else { ends[first + i - 1] as usize };
-                args.get(start..block_ends[i] as usize).unwrap_or(&[])
-            };
             guarded(
-                block_ends.len(),
-                |i| decode_args::<A>(item_at(i), flat),
+                block,
+                |i| decode_args::<A>(args.get(layout.range(first + i)).unwrap_or(&[]), flat),
                 |payload| Panic::during("decoding the task's arguments", payload),
                 |i, decoded_item| {
                     decoded.push(decoded_item.map_err(|failure| failures.push(((first + i) as u32, *failure))).ok());
@@ -114,7 +145,7 @@ where
 
         let mut block_args = decoded.drain(..);
         guarded(
-            block_ends.len(),
+            block,
             |i| match block_args.next().flatten() {
                 Some(args) => {
                     starting(first + i);
@@ -131,48 +162,21 @@ where
         drop(block_args);
 
         let mut scope = handle::EncodeScope::begin();
-        // The flat wire's fast lane, as in the parent: results like the first written back to
-        // back, one check for handles per block; the first that is not like them (the whole
-        // block, if any held a handle or a `Serialize` panicked) goes the careful way below.
-        let mut done = 0;
-        if let (true, Some(stride)) = (out.flat, stride) {
-            let (block_bytes, block_ends) = (out.bytes.len(), out.ends.len());
-            let lane = catch_unwind(AssertUnwindSafe(|| {
-                for value in &returned {
-                    if let Some(value) = value {
-                        let before = out.bytes.len();
-                        if crate::codec::flat::append(value, &mut out.bytes).is_err()
-                            || out.bytes.len() - before != stride
-                        {
-                            out.bytes.truncate(before);
-                            return;
-                        }
-                    }
-                    out.ends.push(out.bytes.len() as u64);
-                    done += 1;
-                }
-            }));
-            // Looked at either way: a `Serialize` that panicked may have left handles behind.
-            let handles = scope.saw_handles();
-            if lane.is_err() || handles {
-                out.bytes.truncate(block_bytes);
-                out.ends.truncate(block_ends);
-                done = 0;
-            }
-        }
+        let done =
+            if let ItemWire::Flat(stride) = out.wire { flat_lane(&mut scope, &returned, stride, out) } else { 0 };
         for (i, value) in returned.iter().enumerate().skip(done) {
             if let Some(value) = value {
-                if out.flat {
+                if out.wire != ItemWire::Postcard {
                     let before = out.bytes.len();
                     let fits = catch_unwind(AssertUnwindSafe(|| scope.append_flat(value, &mut out.bytes)));
                     let size = out.bytes.len() - before;
                     // The first result also proves that its flat bytes read back as one.
-                    let like_first = || match stride {
-                        Some(stride) => stride == size,
-                        None => crate::pool::flat_reads_back::<F::Output>(&out.bytes[before..]),
+                    let like_first = || match out.wire {
+                        ItemWire::Flat(stride) => stride == size,
+                        _ => crate::pool::flat_reads_back::<F::Output>(&out.bytes[before..]),
                     };
                     if matches!(fits, Ok(true)) && like_first() {
-                        stride = Some(size);
+                        out.wire = ItemWire::Flat(size);
                         out.ends.push(out.bytes.len() as u64);
                         continue;
                     }
@@ -192,6 +196,41 @@ where
     }
     // Failures were found pass by pass; the parent reads them in item order.
     out.failures.sort_by_key(|(index, _)| *index);
+}
+
+/// The flat wire's fast lane, as in the parent: results like the first written back to back,
+/// one check for handles for the block; returns how many it wrote. The first result that is not
+/// like them (the whole block, if any held a handle or a `Serialize` panicked) is left to the
+/// careful way.
+fn flat_lane<R: Serialize>(
+    scope: &mut handle::EncodeScope,
+    returned: &[Option<R>],
+    stride: usize,
+    out: &mut BatchOut,
+) -> usize {
+    let (block_bytes, block_ends) = (out.bytes.len(), out.ends.len());
+    let mut done = 0;
+    let lane = catch_unwind(AssertUnwindSafe(|| {
+        for value in returned {
+            if let Some(value) = value {
+                let before = out.bytes.len();
+                if crate::codec::flat::append(value, &mut out.bytes).is_err() || out.bytes.len() - before != stride {
+                    out.bytes.truncate(before);
+                    return;
+                }
+            }
+            out.ends.push(out.bytes.len() as u64);
+            done += 1;
+        }
+    }));
+    // Looked at either way: a `Serialize` that panicked may have left handles behind.
+    let handles = scope.saw_handles();
+    if lane.is_err() || handles {
+        out.bytes.truncate(block_bytes);
+        out.ends.truncate(block_ends);
+        return 0;
+    }
+    done
 }
 
 /// Runs `step` on items `0..n` in order and hands each outcome to `keep`, with one
@@ -234,7 +273,7 @@ fn decode_args<A: DeserializeOwned>(item: &[u8], flat: bool) -> Result<A, Box<It
 /// the others' size. Each is decoded from its flat bytes and encoded again with postcard
 /// (failed items stay empty); one that will not go across fails as its encoding would have.
 fn to_postcard<R: Serialize + DeserializeOwned>(scope: &mut handle::EncodeScope, out: &mut BatchOut) {
-    out.flat = false;
+    out.wire = ItemWire::Postcard;
     let flat = std::mem::take(&mut out.bytes);
     let ends = std::mem::take(&mut out.ends);
     let mut failed: Vec<u32> = out.failures.iter().map(|(i, _)| *i).collect();

@@ -30,7 +30,7 @@ use crate::connection::{Connection, pipe};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Fd;
 use crate::pool::result::{Collector, Delivery, TaskError};
-use crate::pool::worker::{self, Ends, Order, Packed, Report, Setup, Slot, Wire};
+use crate::pool::worker::{self, Layout, Order, Packed, Report, Setup, Slot, Wire};
 use crate::process::{ExitStatus, JoinError, Process, Signal, StartMethod};
 use crate::queue::Queue;
 use crate::shm::Shared;
@@ -69,7 +69,7 @@ pub(crate) struct Batch {
     pub(crate) entry: i64,
     /// The items' encoded arguments, packed; item `i` ends at `ends[i]`.
     pub(crate) args: Packed,
-    pub(crate) ends: Ends,
+    pub(crate) layout: Layout,
     /// Descriptors for the (single) item's handles.
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) sink: Arc<Collector>,
@@ -80,8 +80,6 @@ pub(crate) struct Batch {
     seq: u32,
     /// Its own time limit per item, over the pool's `task_timeout`.
     pub(crate) timeout: Option<Duration>,
-    /// The items are on the [flat](crate::codec::flat) wire (else postcard).
-    pub(crate) flat: bool,
 }
 
 impl Batch {
@@ -96,30 +94,33 @@ impl Batch {
         Batch {
             entry,
             args: Packed(Arc::new(args)),
-            ends: Ends(Arc::new(ends)),
+            layout: Layout::ends(ends),
             fds,
             sink,
             first,
             worker: None,
             seq: 0,
             timeout: None,
-            flat: false,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.ends.0.len()
+        self.layout.len()
     }
 
     /// Items `range` as a batch of their own (without descriptors).
     fn part(&self, range: std::ops::Range<usize>) -> Batch {
-        let (all_args, all_ends) = (&self.args.0, &self.ends.0);
-        let start = if range.start == 0 { 0 } else { all_ends[range.start - 1] };
-        let end = if range.is_empty() { start } else { all_ends[range.end - 1] };
-        let args = all_args[start as usize..end as usize].to_vec();
-        let ends = all_ends[range.clone()].iter().map(|e| e - start).collect();
-        let mut part = Batch::new(self.entry, args, ends, Vec::new(), self.sink.clone(), self.first + range.start);
-        part.flat = self.flat;
+        let (start, end) = match range.len() {
+            0 => (0, 0),
+            _ => (self.layout.range(range.start).start, self.layout.range(range.end - 1).end),
+        };
+        let args = self.args.0[start..end].to_vec();
+        let mut part =
+            Batch::new(self.entry, args, Vec::new(), Vec::new(), self.sink.clone(), self.first + range.start);
+        part.layout = match &self.layout {
+            Layout::Ends(ends) => Layout::ends(ends.0[range].iter().map(|e| e - start as u64).collect()),
+            Layout::Flat { stride, .. } => Layout::Flat { stride: *stride, count: range.len() as u64 },
+        };
         part
     }
 
@@ -720,9 +721,8 @@ impl Core {
             let deliveries = {
                 let mut st = self.lock();
                 let deliveries = match report {
-                    Report::Done { batch, values, ends, flat, failures } => {
-                        let (values, ends) = (Arc::unwrap_or_clone(values.0), Arc::unwrap_or_clone(ends.0));
-                        self.on_done(&mut st, batch, values, (ends, flat), failures)
+                    Report::Done { batch, values, layout, failures } => {
+                        self.on_done(&mut st, batch, Arc::unwrap_or_clone(values.0), layout, failures)
                     }
                     Report::InitFailed { worker, pid, message } => self.on_init_failed(&mut st, worker, pid, message),
                     Report::Ended { worker, pid } => self.on_ended(&mut st, worker, pid),
@@ -745,7 +745,7 @@ impl Core {
         st: &mut State,
         id: u64,
         values: Vec<u8>,
-        (ends, flat): (Vec<u64>, bool),
+        layout: Layout,
         failures: Vec<(u32, Wire)>,
     ) -> Deliveries {
         let Some(batch) = st.batches.remove(&id) else { return Deliveries::new() };
@@ -775,7 +775,7 @@ impl Core {
                 (i, error)
             })
             .collect();
-        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values, ends, flat, failures }]
+        vec![Delivery::Chunk { sink: batch.sink, first: batch.first, bytes: values, layout, failures }]
     }
 
     fn on_init_failed(&self, st: &mut State, _worker: u32, pid: u32, message: String) -> Deliveries {
@@ -1020,8 +1020,7 @@ fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
         seq: batch.seq,
         entry: batch.entry,
         args: batch.args.clone(),
-        ends: batch.ends.clone(),
-        flat: batch.flat,
+        layout: batch.layout.clone(),
         with_fds,
     };
     // Orders are small next to the ring, so this rarely waits; when it does (huge arguments), it

@@ -53,7 +53,8 @@ use serde_bytes::ByteBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
-use crate::pool::batch::batch_entry_offset;
+use crate::pool::batch::{ItemWire, batch_entry_offset};
+use crate::pool::worker::Layout;
 use crate::process::task::{Task, entry_offset};
 use crate::process::{Signal, StartMethod, cpu_count};
 
@@ -427,16 +428,6 @@ pub(crate) fn own_timeout(timeout: Duration) -> Option<Duration> {
     (timeout < NEVER).then_some(timeout)
 }
 
-/// Which wire a submission's items take (see [`codec::flat`](crate::codec::flat)).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum ItemWire {
-    /// No item encoded yet.
-    Undecided,
-    /// Flat, every item this many bytes.
-    Flat(usize),
-    Postcard,
-}
-
 /// Whether `bytes` read back as a flat `T` (a `Deserialize` that panics says no).
 pub(crate) fn flat_reads_back<T: DeserializeOwned>(bytes: &[u8]) -> bool {
     std::panic::catch_unwind(|| crate::codec::flat::read::<T>(bytes).is_ok()).unwrap_or(false)
@@ -534,11 +525,16 @@ impl Pool {
         // The flat wire while every item so far encoded flat at the first one's size; postcard
         // from the first that did not on (the chunk before it goes flat).
         let mut wire = ItemWire::Undecided;
+        // `ends` is kept for every item (it counts them); only postcard chunks send it along.
         let flush = |buf: &mut Vec<u8>, ends: &mut Vec<u64>, chunk_first: usize, batches: &mut Vec<Batch>, wire| {
             if !ends.is_empty() {
                 let mut batch =
-                    Batch::new(entry, std::mem::take(buf), std::mem::take(ends), Vec::new(), sink.clone(), chunk_first);
-                batch.flat = matches!(wire, ItemWire::Flat(_));
+                    Batch::new(entry, std::mem::take(buf), Vec::new(), Vec::new(), sink.clone(), chunk_first);
+                batch.layout = match wire {
+                    ItemWire::Flat(stride) => Layout::Flat { stride: stride as u64, count: ends.len() as u64 },
+                    _ => Layout::ends(std::mem::take(ends)),
+                };
+                ends.clear();
                 batches.push(batch);
             }
         };

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::pool::ResultTimeoutError;
+use crate::pool::worker::Layout;
 use crate::process::ExitStatus;
 use crate::sync::deadline_after;
 
@@ -108,14 +109,12 @@ impl Slot {
     }
 }
 
-/// The packed values of one finished batch: item `first + i`'s encoding ends at `ends[i]`.
+/// The packed values of one finished batch, item `first + i` where `layout` puts item `i`.
 pub(crate) struct Chunk {
     /// The index of the batch's first item in the submission.
     pub(crate) first: usize,
     pub(crate) bytes: Vec<u8>,
-    pub(crate) ends: Vec<u64>,
-    /// The values are on the [flat](crate::codec::flat) wire (else postcard).
-    pub(crate) flat: bool,
+    pub(crate) layout: Layout,
     /// Values not yet taken by a lazy reader; the bytes are freed at zero.
     pub(crate) remaining: usize,
 }
@@ -153,9 +152,7 @@ impl Results {
 
     fn value_bytes(&self, chunk: usize, i: usize) -> &[u8] {
         let chunk = &self.chunks[chunk];
-        let index = i - chunk.first;
-        let start = if index == 0 { 0 } else { chunk.ends[index - 1] as usize };
-        &chunk.bytes[start..chunk.ends[index] as usize]
+        &chunk.bytes[chunk.layout.range(i - chunk.first)]
     }
 
     /// Item `i`'s outcome decoded as an `R`, if it has finished.
@@ -171,7 +168,7 @@ impl Results {
             return (slot == Slot::FAILED).then(|| Err(self.errors[&i].clone()));
         };
         let bytes = self.value_bytes(chunk, i);
-        let decoded = if self.chunks[chunk].flat {
+        let decoded = if self.chunks[chunk].layout.is_flat() {
             crate::codec::flat::read(bytes).map_err(|e| format!("{}: {e}", crate::error::type_name::<R>()))
         } else {
             postcard::from_bytes(bytes).map_err(|e| crate::codec::decode_failure::<R>(bytes, &e))
@@ -189,7 +186,7 @@ impl Results {
                 chunk.remaining -= 1;
                 if chunk.remaining == 0 {
                     chunk.bytes = Vec::new();
-                    chunk.ends = Vec::new();
+                    chunk.layout = Layout::Flat { stride: 0, count: 0 };
                 }
             }
             None => {
@@ -266,14 +263,7 @@ impl Collected {
 /// Outcomes on their way to a collector, handed over once the pool's state lock is released.
 pub(crate) enum Delivery {
     /// A finished batch: packed values, and the failed items by index within the batch.
-    Chunk {
-        sink: Arc<Collector>,
-        first: usize,
-        bytes: Vec<u8>,
-        ends: Vec<u64>,
-        flat: bool,
-        failures: Vec<(u32, TaskError)>,
-    },
+    Chunk { sink: Arc<Collector>, first: usize, bytes: Vec<u8>, layout: Layout, failures: Vec<(u32, TaskError)> },
     /// `n` items from `first` on, all failed alike.
     Errors { sink: Arc<Collector>, first: usize, n: usize, error: TaskError },
 }
@@ -281,8 +271,8 @@ pub(crate) enum Delivery {
 impl Delivery {
     pub(crate) fn deliver(self) {
         match self {
-            Delivery::Chunk { sink, first, bytes, ends, flat, failures } => {
-                sink.deliver_chunk(first, Chunk { first, bytes, ends, flat, remaining: 0 }, failures)
+            Delivery::Chunk { sink, first, bytes, layout, failures } => {
+                sink.deliver_chunk(first, Chunk { first, bytes, layout, remaining: 0 }, failures)
             }
             Delivery::Errors { sink, first, n, error } => sink.deliver_errors(first, n, error),
         }
@@ -330,7 +320,7 @@ impl Collector {
     }
 
     fn deliver_chunk(&self, first: usize, mut values: Chunk, failures: Vec<(u32, TaskError)>) {
-        let n = values.ends.len();
+        let n = values.layout.len();
         let mut c = self.lock();
         let chunk = c.results.chunks.len() as u32;
         let mut failures = failures.into_iter().peekable();
@@ -511,18 +501,17 @@ pub(crate) fn assemble_all<R: DeserializeOwned>(results: &Results) -> Result<Vec
             // A run of items whose values lie one after another in chunk `c`: decoded in a
             // tight loop, with no look-up per item.
             let chunk = &results.chunks[c];
-            let mut start = if i == chunk.first { 0 } else { chunk.ends[i - chunk.first - 1] as usize };
             while i < n && results.items[i] == slot {
-                let end = chunk.ends[i - chunk.first] as usize;
-                let bytes = &chunk.bytes[start..end];
-                let decoded =
-                    if chunk.flat { crate::codec::flat::read(bytes).ok() } else { postcard::from_bytes(bytes).ok() };
+                let bytes = &chunk.bytes[chunk.layout.range(i - chunk.first)];
+                let decoded = match chunk.layout {
+                    Layout::Flat { .. } => crate::codec::flat::read(bytes).ok(),
+                    Layout::Ends(_) => postcard::from_bytes(bytes).ok(),
+                };
                 match decoded {
                     Some(value) => values.push(value),
                     // Decoded again for the reason (and the error's words).
                     None => return Err(results.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome)),
                 }
-                start = end;
                 i += 1;
             }
         }

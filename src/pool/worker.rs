@@ -18,7 +18,7 @@ use serde_bytes::ByteBuf;
 
 use crate::connection::Connection;
 use crate::handle::Fd;
-use crate::pool::batch::{BatchIn, BatchOut, ItemFailure};
+use crate::pool::batch::{BatchIn, BatchOut, ItemFailure, ItemWire};
 use crate::process::task::{self, Outcome};
 use crate::queue::Queue;
 use crate::shm::{Shared, SharedState};
@@ -176,6 +176,49 @@ impl<'de> Deserialize<'de> for Ends {
     }
 }
 
+/// Where each item of a packed buffer lies: one after another, item `i` ending at `ends[i]`
+/// (postcard: items of any size), or every item `stride` bytes (the [flat](crate::codec::flat)
+/// wire, where no offsets need to travel).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Layout {
+    Ends(Ends),
+    Flat { stride: u64, count: u64 },
+}
+
+impl Layout {
+    /// Postcard items ending at `ends`.
+    pub(crate) fn ends(ends: Vec<u64>) -> Layout {
+        Layout::Ends(Ends(Arc::new(ends)))
+    }
+
+    /// How many items there are.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Layout::Ends(ends) => ends.0.len(),
+            Layout::Flat { count, .. } => *count as usize,
+        }
+    }
+
+    pub(crate) fn is_flat(&self) -> bool {
+        matches!(self, Layout::Flat { .. })
+    }
+
+    /// Where item `i` lies in the buffer.
+    #[inline]
+    pub(crate) fn range(&self, i: usize) -> std::ops::Range<usize> {
+        match self {
+            Layout::Ends(ends) => {
+                let start = if i == 0 { 0 } else { ends.0[i - 1] as usize };
+                start..ends.0[i] as usize
+            }
+            Layout::Flat { stride, .. } => {
+                let stride = *stride as usize;
+                i * stride..(i + 1) * stride
+            }
+        }
+    }
+}
+
 /// A batch's packed arguments, shared between the batch the parent keeps (to send again if its
 /// worker dies) and the order that carries it.
 #[derive(Debug, Default, Clone)]
@@ -197,11 +240,10 @@ impl<'de> Deserialize<'de> for Packed {
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Order {
     /// Run each item through the task whose batch entry is at `entry`, then report the batch.
-    /// The items' encoded arguments are packed in `args`, item `i` ending at `ends[i]`. With
+    /// The items' encoded arguments are packed in `args`, laid out as `layout` says. With
     /// `with_fds`, the items' descriptors follow on the worker's handle connection. `seq` numbers
-    /// the worker's orders from 1, for [`Slot::claim`]. With `flat`, the items are on the
-    /// [flat](crate::codec::flat) wire, else postcard.
-    Run { batch: u64, seq: u32, entry: i64, args: Packed, ends: Ends, flat: bool, with_fds: bool },
+    /// the worker's orders from 1, for [`Slot::claim`].
+    Run { batch: u64, seq: u32, entry: i64, args: Packed, layout: Layout, with_fds: bool },
     /// Finish: exit once this is read.
     Stop,
 }
@@ -220,9 +262,10 @@ pub(crate) enum Wire {
 /// What the workers (and the parent's own supervisor) report to the parent.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Report {
-    /// A batch is finished: the items' encoded values packed in `values` (item `i` ending at
-    /// `ends[i]`, empty if it failed) on the flat wire or not, and the failures by item index.
-    Done { batch: u64, values: Packed, ends: Ends, flat: bool, failures: Vec<(u32, Wire)> },
+    /// A batch is finished: the items' encoded values packed in `values`, laid out as `layout`
+    /// says (a failed item's place is empty, or zeros on the flat wire), and the failures by
+    /// item index.
+    Done { batch: u64, values: Packed, layout: Layout, failures: Vec<(u32, Wire)> },
     /// The initializer of worker `worker` failed; it has exited.
     InitFailed { worker: u32, pid: u32, message: String },
     /// (From the parent's supervisor.) Worker `worker`, process `pid`, has ended.
@@ -290,13 +333,11 @@ pub(crate) fn worker_main(setup: Setup) {
     // pay for fresh pages again (page faults are most of the cost of a chunk of small items).
     // So the last order stays alive until the next one is read, and the result buffers are
     // taken back from each report once it is sent, to be filled again.
-    let mut _last_order: Option<(Packed, Ends)> = None;
-    let (mut spare_bytes, mut spare_ends) = (Arc::new(Vec::new()), Arc::new(Vec::new()));
+    let mut _last_order: Option<(Packed, Layout)> = None;
+    let (mut spare_bytes, mut spare_ends) = (Arc::new(Vec::new()), Vec::new());
     while setup.max_batches == 0 || batches < setup.max_batches {
-        let (batch, seq, entry, args, ends, flat, with_fds) = match setup.orders.get() {
-            Ok(Order::Run { batch, seq, entry, args, ends, flat, with_fds }) => {
-                (batch, seq, entry, args, ends, flat, with_fds)
-            }
+        let (batch, seq, entry, args, layout, with_fds) = match setup.orders.get() {
+            Ok(Order::Run { batch, seq, entry, args, layout, with_fds }) => (batch, seq, entry, args, layout, with_fds),
             Ok(Order::Stop) | Err(_) => return,
         };
         let mut fds: Vec<OwnedFd> = Vec::new();
@@ -313,25 +354,29 @@ pub(crate) fn worker_main(setup: Setup) {
         }
         // SAFETY: as for the initializer.
         let run = unsafe { crate::pool::batch::batch_entry_from_offset(entry) };
+        let n = layout.len();
         let mut out = BatchOut {
             bytes: take_spare(&mut spare_bytes, args.0.len()),
-            flat: false,
-            ends: take_spare(&mut spare_ends, ends.0.len()),
+            ends: std::mem::take(&mut spare_ends),
+            wire: ItemWire::Undecided,
             failures: Vec::new(),
         };
+        out.ends.clear();
+        out.ends.reserve(n);
         let slot = &*setup.slot;
         let began = now_ns();
         slot.begin(batch, began);
         let timed = setup.timed;
-        let input = BatchIn { args: &args.0, ends: &ends.0, flat, fds };
+        let input = BatchIn { args: &args.0, layout: &layout, fds };
         run(input, &mut |index| slot.at_item(index, timed.then(now_ns)), &mut out);
         slot.busy_ns.fetch_add(now_ns().saturating_sub(began), Ordering::Relaxed);
-        slot.items_done.fetch_add(ends.0.len() as u64, Ordering::Relaxed);
+        slot.items_done.fetch_add(n as u64, Ordering::Relaxed);
+        _last_order = Some((args, layout));
+        let layout = out.layout();
+        spare_ends = out.ends;
         let failures = out.failures.into_iter().map(|(i, f)| (i, failure_to_wire(f))).collect();
-        _last_order = Some((args, ends));
-        (spare_bytes, spare_ends) = (Arc::new(out.bytes), Arc::new(out.ends));
-        let (values, ends) = (Packed(spare_bytes.clone()), Ends(spare_ends.clone()));
-        let report = Report::Done { batch, values, ends, flat: out.flat, failures };
+        spare_bytes = Arc::new(out.bytes);
+        let report = Report::Done { batch, values: Packed(spare_bytes.clone()), layout, failures };
         // Report first, then say idle: a worker that dies in between is seen running the last
         // item, whose outcome is already on its way — the parent knows the batch is done.
         if setup.reports.put(report).is_err() {
