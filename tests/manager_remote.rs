@@ -194,9 +194,57 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     [&(payload.len() as u32).to_le_bytes()[..], payload].concat()
 }
 
-/// Does the client's half of the handshake by hand, saying `protocol`; returns the stream and
-/// the server's verdict frame.
-fn handshake_by_hand(address: &str, key: &[u8], protocol: u8) -> (std::net::TcpStream, Vec<u8>) {
+/// One direction of a connection, sealed by hand as the wire documents it: ChaCha20-Poly1305
+/// under `HMAC-SHA256(key, label ‖ Cs ‖ Cc)`, the frame's number as nonce, its length as
+/// associated data.
+struct Direction {
+    key: [u8; 32],
+    next: u64,
+}
+
+impl Direction {
+    fn new(key: &[u8; 32], label: &str, server: &[u8], client: &[u8]) -> Direction {
+        let derived = mac(key, &[label.as_bytes(), server, client].concat());
+        Direction { key: derived.try_into().unwrap(), next: 0 }
+    }
+
+    fn nonce(&mut self) -> chacha20poly1305::Nonce {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&self.next.to_le_bytes());
+        self.next += 1;
+        nonce.into()
+    }
+
+    fn seal(&mut self, payload: &[u8]) -> Vec<u8> {
+        use chacha20poly1305::aead::AeadInPlace;
+        use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+        let len = ((payload.len() + 16) as u32).to_le_bytes();
+        let mut body = payload.to_vec();
+        let nonce = self.nonce();
+        let tag = ChaCha20Poly1305::new(&self.key.into()).encrypt_in_place_detached(&nonce, &len, &mut body).unwrap();
+        [&len[..], &body, &tag].concat()
+    }
+
+    fn open(&mut self, s: &mut impl Read) -> Vec<u8> {
+        use chacha20poly1305::aead::AeadInPlace;
+        use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+        s.read_exact(&mut body).unwrap();
+        let at = body.len() - 16;
+        let (payload, tag) = body.split_at_mut(at);
+        let nonce = self.nonce();
+        ChaCha20Poly1305::new(&self.key.into())
+            .decrypt_in_place_detached(&nonce, &len, payload, chacha20poly1305::Tag::from_slice(tag))
+            .expect("the server's frame opens with the documented keys");
+        payload.to_vec()
+    }
+}
+
+/// Does the client's half of the handshake by hand, saying `protocol`; returns the stream, the
+/// server's verdict, and the client's sealing direction for what follows.
+fn handshake_by_hand(address: &str, key: &[u8], protocol: u8) -> (std::net::TcpStream, Vec<u8>, Direction) {
     let key = derived(key);
     let mut s = std::net::TcpStream::connect(address).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -211,13 +259,20 @@ fn handshake_by_hand(address: &str, key: &[u8], protocol: u8) -> (std::net::TcpS
     let mut proof = [0u8; 32];
     s.read_exact(&mut proof).unwrap();
     assert_eq!(proof.to_vec(), mac(&key, &ours), "the server knows the key too");
-    // Hello { protocol, build }: a varint and a byte string (an unknown build).
-    s.write_all(&frame(&[protocol, 3, 1, 2, 3])).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut verdict = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut verdict).unwrap();
-    (s, verdict)
+    let mut up = Direction::new(&key, "multiproc wire v1: client to server", &challenge, &ours);
+    let mut down = Direction::new(&key, "multiproc wire v1: server to client", &challenge, &ours);
+    // Hello { protocol, build }, sealed: a varint and a byte string (an unknown build).
+    s.write_all(&up.seal(&[protocol, 3, 1, 2, 3])).unwrap();
+    let verdict = down.open(&mut s);
+    (s, verdict, up)
+}
+
+/// The server hung up without answering.
+fn hung_up(mut s: std::net::TcpStream) {
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no answer: {rest:?}");
 }
 
 #[test]
@@ -228,18 +283,22 @@ fn after_the_handshake_garbage_oversized_frames_and_another_protocol_end_only_th
     d.insert(1, 1).unwrap();
     let address = server.address();
     // Another protocol version is told so, in words.
-    let (_, verdict) = handshake_by_hand(&address, b"frames", 99);
+    let (_, verdict, _) = handshake_by_hand(&address, b"frames", 99);
     assert_eq!(verdict[0], 1, "refused");
     assert!(String::from_utf8_lossy(&verdict).contains("protocol"), "{verdict:?}");
-    // Authenticated, then: undecodable requests, a length over the limit, a truncated frame.
-    for bad in [frame(&[0xff; 40]), u32::MAX.to_le_bytes().to_vec(), vec![200, 0, 0, 0, 1, 2, 3]] {
-        let (mut s, verdict) = handshake_by_hand(&address, b"frames", 4); // this protocol (4 since list insert/pop_at/…)
+    // Authenticated, then: an unsealed frame, a sealed one that does not decode, a length over
+    // the limit, a truncated frame.
+    for bad in 0..4 {
+        let (mut s, verdict, mut up) = handshake_by_hand(&address, b"frames", 4); // this protocol (4 since list insert/pop_at/…)
         assert_eq!(verdict[0], 0, "welcome (with the server's id)");
-        s.write_all(&bad).unwrap();
-        let _ = s.shutdown(std::net::Shutdown::Write);
-        let mut rest = Vec::new();
-        let _ = s.read_to_end(&mut rest); // the server hangs up, answering nothing
-        assert!(rest.is_empty(), "no answer to garbage: {rest:?}");
+        let bytes = match bad {
+            0 => frame(&[0xff; 40]),
+            1 => up.seal(&[0xff; 40]),
+            2 => u32::MAX.to_le_bytes().to_vec(),
+            _ => vec![200, 0, 0, 0, 1, 2, 3],
+        };
+        s.write_all(&bytes).unwrap();
+        hung_up(s); // the server hangs up, answering nothing
     }
     assert_eq!(d.get(&1).unwrap(), Some(1), "a well-behaved client is still served");
 }
@@ -460,4 +519,48 @@ fn serve_forever_returns_when_the_server_ends() {
     killer.join().unwrap();
     assert_eq!(status, Some(multiproc::ExitStatus::Signal(multiproc::Signal::KILL)));
     assert!(!common::running(pid));
+}
+
+#[test]
+fn a_changed_or_replayed_frame_ends_that_connection_alone() {
+    let _w = watchdog(60);
+    let listener = Listener::bind("127.0.0.1:0", b"sealed").unwrap();
+    let address = listener.address().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let serving = std::thread::spawn(move || {
+        // Three connections: the changed frame's, the replayed frame's, and a good one.
+        for _ in 0..3 {
+            let conn = listener.accept::<u64>().unwrap();
+            let first = conn.recv();
+            let second = conn.recv();
+            tx.send((first.map_err(|e| e.to_string()), second.map_err(|e| e.to_string()))).unwrap();
+        }
+    });
+    // u64 7 in postcard is one byte; sealed, a frame of 4 + 1 + 16 bytes.
+    let (mut s, verdict, mut up) = handshake_by_hand(&address, b"sealed", 4);
+    assert_eq!(verdict[0], 0);
+    let mut changed = up.seal(&[7]);
+    changed[4] ^= 0x20; // one bit of the ciphertext
+    s.write_all(&changed).unwrap();
+    let (first, second) = rx.recv().unwrap();
+    let why = first.unwrap_err();
+    assert!(why.contains("seal"), "{why}");
+    assert!(second.is_err(), "nothing more is read from a connection whose frame failed: {second:?}");
+    hung_up(s);
+
+    let (mut s, _, mut up) = handshake_by_hand(&address, b"sealed", 4);
+    let good = up.seal(&[7]);
+    s.write_all(&good).unwrap();
+    s.write_all(&good).unwrap(); // the same frame again
+    let (first, second) = rx.recv().unwrap();
+    assert_eq!(first.unwrap(), 7);
+    assert!(second.unwrap_err().contains("seal"), "a replayed frame was taken");
+    hung_up(s);
+
+    let conn = client::<u64>(&address, b"sealed").unwrap();
+    conn.send(&1).unwrap();
+    conn.send(&2).unwrap();
+    let (first, second) = rx.recv().unwrap();
+    assert_eq!((first.unwrap(), second.unwrap()), (1, 2), "other connections are served as before");
+    serving.join().unwrap();
 }

@@ -1,6 +1,8 @@
 //! Python's `Listener` and `Client`: typed, authenticated connections over TCP or a Unix socket,
 //! between programs that share nothing but an address and a key — on the manager's machinery
-//! (length-prefixed frames, HMAC-SHA256 challenge–response both ways). A [`NetConnection`] has
+//! (HMAC-SHA256 challenge–response both ways, then length-prefixed frames encrypted and
+//! authenticated with ChaCha20-Poly1305 under keys of that connection alone: a frame changed,
+//! replayed or dropped on the way ends the connection). A [`NetConnection`] has
 //! the verbs and errors of a pipe's [`Connection`](super::Connection).
 #![forbid(unsafe_code)]
 
@@ -50,7 +52,7 @@ pub struct Listener {
 /// Connections in their handshakes (each on a thread of its own), and those that finished it.
 struct Door {
     gate: Arc<Gate>,
-    ready: Mutex<VecDeque<Socket>>,
+    ready: Mutex<VecDeque<(Socket, wire::Session)>>,
     /// Written when a connection is ready, to wake `accept`.
     wake: OwnedFd,
 }
@@ -188,8 +190,8 @@ impl Listener {
     /// Python counterpart: `listener.accept()`.
     pub fn accept<T>(&self) -> Result<NetConnection<T>> {
         loop {
-            if let Some(socket) = self.door.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                return Ok(NetConnection::new(socket));
+            if let Some((socket, session)) = self.door.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+                return Ok(NetConnection::new(socket, session));
             }
             let listening = match &self.socket {
                 Listening::Tcp(l) => l.as_fd(),
@@ -238,12 +240,12 @@ impl Listener {
             let keys = [wire::Accepted { key: &key, bound_to: None }];
             let shook = wire::accept(&socket, &keys, 0, Instant::now() + gate::HANDSHAKE);
             drop(pass);
-            if shook.is_err() {
-                crate::trace::event!(debug, "a listener connection failed its handshake");
-            }
-            if shook.is_ok() {
-                door.ready.lock().unwrap_or_else(|p| p.into_inner()).push_back(socket);
-                let _ = rustix::io::write(&door.wake, &1u64.to_ne_bytes());
+            match shook {
+                Err(_) => crate::trace::event!(debug, "a listener connection failed its handshake"),
+                Ok((_, _, session)) => {
+                    door.ready.lock().unwrap_or_else(|p| p.into_inner()).push_back((socket, session));
+                    let _ = rustix::io::write(&door.wake, &1u64.to_ne_bytes());
+                }
             }
         });
         Ok(())
@@ -282,7 +284,7 @@ pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
     let deadline = Instant::now() + wire::HANDSHAKE;
     let named = endpoint.to_string();
     match wire::connect(&socket, &wire::derive_key(authkey), &named, sys::build_id::fingerprint(), deadline) {
-        Ok(_) => Ok(NetConnection::new(socket)),
+        Ok((_, session)) => Ok(NetConnection::new(socket, session)),
         Err(Refused::Authentication) => {
             Err(Error::new(ErrorKind::Authentication, format!("the listener at {endpoint} did not accept our authkey")))
         }
@@ -314,8 +316,10 @@ pub fn client<T>(address: &str, authkey: &[u8]) -> Result<NetConnection<T>> {
 /// Python counterpart: the `Connection` that `Listener.accept()` and `Client()` return.
 pub struct NetConnection<T> {
     socket: Socket,
-    sending: Mutex<()>,
-    receiving: Mutex<()>,
+    /// Each direction's half of the session, also what keeps messages whole: one sender (or
+    /// receiver) at a time.
+    sending: Mutex<wire::Sealer>,
+    receiving: Mutex<wire::Opener>,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -325,7 +329,7 @@ impl<T> fmt::Debug for NetConnection<T> {
     }
 }
 
-fn held(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+fn held<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -340,8 +344,9 @@ fn send_failed(e: io::Error) -> SendError {
 }
 
 impl<T> NetConnection<T> {
-    fn new(socket: Socket) -> NetConnection<T> {
-        NetConnection { socket, sending: Mutex::new(()), receiving: Mutex::new(()), _type: PhantomData }
+    fn new(socket: Socket, session: wire::Session) -> NetConnection<T> {
+        let wire::Session { sealer, opener } = session;
+        NetConnection { socket, sending: Mutex::new(sealer), receiving: Mutex::new(opener), _type: PhantomData }
     }
 
     /// Sends `bytes` as one message, as they are.
@@ -361,8 +366,7 @@ impl<T> NetConnection<T> {
     /// ```
     /// Python counterpart: `conn.send_bytes(buf)`.
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
-        let _one_at_a_time = held(&self.sending);
-        wire::send_frame(&self.socket, bytes).map_err(send_failed)
+        held(&self.sending).send_bytes(&self.socket, bytes).map_err(send_failed)
     }
 
     /// Receives one message as bytes, waiting for as long as it takes.
@@ -389,7 +393,7 @@ impl<T> NetConnection<T> {
 
     /// One frame, waiting until `deadline`.
     fn recv_frame(&self, deadline: Option<Option<Instant>>) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
-        let _one_at_a_time = held(&self.receiving);
+        let mut opener = held(&self.receiving);
         match deadline {
             None => wire::spin_until_readable(&self.socket),
             Some(deadline) => {
@@ -400,14 +404,19 @@ impl<T> NetConnection<T> {
                 }
             }
         }
-        wire::receive_frame(&self.socket).map_err(|e| {
+        opener.receive_bytes(&self.socket).map_err(|e| {
             RecvTimeoutError::Recv(match e.kind() {
                 io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => RecvError::Disconnected,
                 io::ErrorKind::InvalidData => {
-                    // The rest of an oversized frame cannot be skipped: end the connection, so
-                    // that later receives say so instead of reading garbage.
+                    // The rest of an oversized frame cannot be skipped, and after a frame that
+                    // failed its seal nothing more will open: end the connection, so that later
+                    // receives say so instead of reading garbage.
                     let _ = sys::socket::shutdown_read(self.socket.as_fd());
-                    RecvError::Failed(Error::with_source(ErrorKind::Decode, "an oversized message", e))
+                    RecvError::Failed(Error::with_source(
+                        ErrorKind::Decode,
+                        "a message refused (oversized, or failing its seal)",
+                        e,
+                    ))
                 }
                 _ => RecvError::Failed(Error::os("receiving", e)),
             })

@@ -4,7 +4,10 @@
 //! [`DictProxy`]. A proxy is a plain value — the server's address and the object's id — so it
 //! can go in a process's arguments, in a queue, in a pool task, inside another managed object, or
 //! to another program: each thread of each process connects on first use, proving it knows the
-//! manager's key (HMAC-SHA256 challenge–response both ways). Every method is one round trip;
+//! manager's key (HMAC-SHA256 challenge–response both ways); every frame after that is
+//! encrypted and authenticated (ChaCha20-Poly1305 under keys of that connection alone, numbered
+//! against replay), so a server reached over TCP can be trusted across a network as far as its
+//! key is secret. Every method is one round trip;
 //! values travel encoded, and the server stores the bytes without decoding them.
 //!
 //! ```
@@ -75,7 +78,8 @@
 //! registered ([`ManagerBuilder::register`]).
 //!
 //! A wrong key is an [`ErrorKind::Authentication`] error for the client and costs the server
-//! nothing; a malformed, truncated or oversized frame ends that one connection while the server
+//! nothing; a malformed, truncated, oversized, changed or replayed frame ends that one
+//! connection while the server
 //! goes on serving everyone else, and a reply too large to send is an error for that call only.
 //! Each connection has its own server thread, so a slow or blocked client never stalls the
 //! others; a connection must finish its handshake within 20 s, and at most 256 may be at it at

@@ -240,6 +240,8 @@ struct Connection {
     address: Address,
     socket: Option<Socket>,
     frames: wire::FrameReader,
+    /// Sealing and opening the frames after the handshake.
+    session: wire::Session,
 }
 
 impl Connection {
@@ -247,32 +249,37 @@ impl Connection {
         let socket = address.endpoint.connect().map_err(|e| address.endpoint.connect_error(e))?;
         // Listed at once: a fork from another thread from here on closes its copy.
         client_state().open.push(socket.as_fd().as_raw_fd());
-        let connection = Connection {
+        let session = match Connection::handshake(&socket, address) {
+            Ok(session) => session,
+            Err(err) => {
+                close_listed(socket);
+                return Err(err);
+            }
+        };
+        Ok(Connection {
             pid: sys::process::cached_pid(),
             address: address.clone(),
             socket: Some(socket),
             frames: wire::FrameReader::new(),
-        };
-        connection.handshake()?;
-        Ok(connection)
+            session,
+        })
     }
 
-    fn handshake(&self) -> Result<()> {
-        let (socket, address) = (self.socket.as_ref().expect("a new connection has its socket"), &self.address);
+    fn handshake(socket: &Socket, address: &Address) -> Result<wire::Session> {
         let deadline = std::time::Instant::now() + wire::HANDSHAKE;
         let named = address.endpoint.to_string();
         match wire::connect(socket, &address.authkey, &named, sys::build_id::fingerprint(), deadline) {
-            Ok(server) => remember(server, &address.endpoint, address.authkey),
-            Err(Refused::Authentication) => {
-                return Err(Error::new(
-                    ErrorKind::Authentication,
-                    format!("the manager at {} did not accept our authkey", address.endpoint),
-                ));
+            Ok((server, session)) => {
+                remember(server, &address.endpoint, address.authkey);
+                Ok(session)
             }
-            Err(Refused::Protocol(why)) => return Err(Error::new(ErrorKind::Protocol, why)),
-            Err(Refused::Io(e)) => return Err(disconnected(&address.endpoint, e)),
+            Err(Refused::Authentication) => Err(Error::new(
+                ErrorKind::Authentication,
+                format!("the manager at {} did not accept our authkey", address.endpoint),
+            )),
+            Err(Refused::Protocol(why)) => Err(Error::new(ErrorKind::Protocol, why)),
+            Err(Refused::Io(e)) => Err(disconnected(&address.endpoint, e)),
         }
-        Ok(())
     }
 }
 
@@ -285,12 +292,17 @@ impl Drop for Connection {
             std::mem::forget(socket);
             return;
         }
-        // Closed while the list is held, so that a fork sees it either listed or closed.
-        let mut state = client_state();
-        let fd = socket.as_fd().as_raw_fd();
-        state.open.retain(|&open| open != fd);
-        drop(socket);
+        close_listed(socket);
     }
+}
+
+/// Closes a socket of this process's list of open manager connections, and takes it off.
+fn close_listed(socket: Socket) {
+    // Closed while the list is held, so that a fork sees it either listed or closed.
+    let mut state = client_state();
+    let fd = socket.as_fd().as_raw_fd();
+    state.open.retain(|&open| open != fd);
+    drop(socket);
 }
 
 thread_local! {
@@ -408,7 +420,8 @@ pub(crate) fn call(address: &Address, request: &Request) -> Result<Reply> {
         None => Connection::open(address)?,
     };
     let socket = connection.socket.as_ref().expect("a connection has its socket until dropped");
-    let reply = wire::send(socket, request).and_then(|()| connection.frames.receive::<Reply>(socket));
+    let wire::Session { sealer, opener } = &mut connection.session;
+    let reply = sealer.send(socket, request).and_then(|()| connection.frames.receive::<Reply>(socket, opener));
     match reply {
         Ok(reply) => {
             CONNECTIONS.with_borrow_mut(|all| all.push(connection));

@@ -296,7 +296,7 @@ fn connection(socket: Socket, pass: Pass, server: &Server) {
     keys.extend(server.shared_key.as_ref().map(|key| wire::Accepted { key, bound_to: None }));
     let handshake = wire::accept(&socket, &keys, server.server_id, Instant::now() + gate::HANDSHAKE);
     drop(pass);
-    let Ok((which, build)) = handshake else {
+    let Ok((which, build, session)) = handshake else {
         crate::trace::event!(debug, "a manager connection failed its handshake");
         return;
     };
@@ -316,8 +316,10 @@ fn connection(socket: Socket, pass: Pass, server: &Server) {
         undo: RefCell::new(None),
     };
     let mut frames = wire::FrameReader::new();
-    // Closed, truncated, oversized or undecodable: the loop ends and drops this connection only.
-    while let Ok(request) = frames.receive::<Request>(&socket) {
+    let wire::Session { mut sealer, mut opener } = session;
+    // Closed, truncated, oversized, failing its seal or undecodable: the loop ends and drops
+    // this connection only.
+    while let Ok(request) = frames.receive::<Request>(&socket, &mut opener) {
         // A panic (in a user type's code, say) fails this request, not the connection.
         let mut reply = catch_unwind(AssertUnwindSafe(|| client.handle(request))).unwrap_or_else(|p| {
             client.undo.take();
@@ -329,11 +331,11 @@ fn connection(socket: Socket, pass: Pass, server: &Server) {
             client.give_back(&mut reply);
             break;
         }
-        let sent = match wire::send(&socket, &reply) {
+        let sent = match sealer.send(&socket, &reply) {
             // Too big for a frame: say so instead, and go on.
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 client.give_back(&mut reply);
-                wire::send(&socket, &refused(format!("the reply is too large: {e}")))
+                sealer.send(&socket, &refused(format!("the reply is too large: {e}")))
             }
             sent => sent,
         };

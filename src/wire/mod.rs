@@ -12,14 +12,16 @@
 //!    another address — a stranger relaying a tree process's handshake to the real server from a
 //!    proxy that names the stranger's address — is worthless; a shared key against the address
 //!    the client names. Otherwise → client: `HMAC-SHA256(key, Cc)`, which the client checks;
-//! 4. client → server: a [`Hello`] with the protocol version and the client's build fingerprint
+//! 4. client → server, sealed: a [`Hello`] with the protocol version and the client's build fingerprint
 //!    (the server lets only clients of its own tree and build name functions by offset);
-//! 5. server → client: a [`Verdict`] — welcome, with the server's id (how proxies stored in it
+//! 5. server → client, sealed: a [`Verdict`] — welcome, with the server's id (how proxies stored in it
 //!    find their way back), or why not: a client of another protocol version is told so, clearly,
 //!    and the connection ends.
 //!
-//! After that, every frame is a `u32` length and that many bytes of postcard: for a manager, a
-//! request from the client and a reply from the server, strictly in turn. A frame longer than [`MAX_FRAME`],
+//! From step 4 on, every frame is sealed (see [`session`]): a `u32` length, then postcard
+//! encrypted and authenticated under keys this connection alone has, numbered so that a frame
+//! cannot be replayed, dropped or reordered. For a manager, a request from the client and a reply
+//! from the server, strictly in turn. A frame longer than [`MAX_FRAME`], one that does not open,
 //! or one that does not decode, ends that connection — decoding runs no code, and the server
 //! keeps serving everyone else.
 
@@ -38,6 +40,9 @@ use serde_bytes::ByteBuf;
 use sha2::Sha256;
 
 pub(crate) mod gate;
+pub(crate) mod session;
+
+pub(crate) use session::{Opener, Sealer, Session};
 
 /// The version of what the frames carry (a manager's requests and replies); both sides must
 /// speak the same, and the handshake checks it.
@@ -210,49 +215,11 @@ pub(crate) fn spin_until_readable(socket: &Socket) {
     }
 }
 
-/// Writes one frame. A value too large for a frame is an `InvalidInput` error (nothing is sent).
-pub(crate) fn send<T: Serialize>(mut socket: impl Write, value: &T) -> io::Result<()> {
-    // The length goes first, so encode behind four bytes of room for it: one buffer, one write.
-    let mut frame =
-        postcard::to_extend(value, vec![0u8; 4]).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let len = frame.len() - 4;
-    frame[..4].copy_from_slice(&frame_len(len)?.to_le_bytes());
-    socket.write_all(&frame)
-}
-
-/// Writes one frame of raw bytes.
-pub(crate) fn send_frame(mut socket: impl Write, payload: &[u8]) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&frame_len(payload.len())?.to_le_bytes());
-    frame.extend_from_slice(payload);
-    socket.write_all(&frame)
-}
-
 fn frame_len(len: usize) -> io::Result<u32> {
     if len > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a message of {len} bytes is over the limit")));
     }
     Ok(len as u32)
-}
-
-/// Reads one frame's bytes. An oversized frame is an `InvalidData` error, and leaves the stream
-/// unusable (its bytes are not read).
-pub(crate) fn receive_frame(mut socket: impl Read) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    socket.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a frame of {len} bytes is over the limit")));
-    }
-    let mut bytes = vec![0u8; len];
-    socket.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Reads one frame and decodes it. An oversized or undecodable frame is an `InvalidData` error.
-pub(crate) fn receive<T: DeserializeOwned>(socket: impl Read) -> io::Result<T> {
-    let bytes = receive_frame(socket)?;
-    postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Reads frames off a manager connection through a buffer: one system call usually brings a
@@ -273,9 +240,10 @@ impl FrameReader {
         FrameReader { buf: vec![0; READ_BUFFER], start: 0, end: 0 }
     }
 
-    /// The next frame's bytes. Waits for its first bytes spinning (for up to [`SPIN`]), then
-    /// blocked. An oversized frame is an `InvalidData` error, and the connection is unusable.
-    pub(crate) fn next(&mut self, socket: &Socket) -> io::Result<&[u8]> {
+    /// The next frame's payload, opened by `opener`. Waits for its first bytes spinning (for up
+    /// to [`SPIN`]), then blocked. An oversized frame, or one that does not open, is an
+    /// `InvalidData` error, and the connection is unusable.
+    pub(crate) fn next(&mut self, socket: &Socket, opener: &mut Opener) -> io::Result<&[u8]> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -300,7 +268,7 @@ impl FrameReader {
                 if have >= need {
                     let frame = self.start + 4..self.start + need;
                     self.start += need;
-                    return Ok(&self.buf[frame]);
+                    return opener.open(head, &mut self.buf[frame]);
                 }
             }
             // Room for the whole frame after what is there: move it to the front, and grow the
@@ -338,8 +306,8 @@ impl FrameReader {
     }
 
     /// The next frame, decoded. An undecodable frame is an `InvalidData` error.
-    pub(crate) fn receive<T: DeserializeOwned>(&mut self, socket: &Socket) -> io::Result<T> {
-        postcard::from_bytes(self.next(socket)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    pub(crate) fn receive<T: DeserializeOwned>(&mut self, socket: &Socket, opener: &mut Opener) -> io::Result<T> {
+        postcard::from_bytes(self.next(socket, opener)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
@@ -437,13 +405,14 @@ impl Drop for Timed<'_> {
 }
 
 /// The server's side of the handshake, for a client that knows one of `keys`, finished by
-/// `deadline`; returns which key it proved and the client's build fingerprint.
+/// `deadline`; returns which key it proved, the client's build fingerprint, and the session
+/// every later frame goes through.
 pub(crate) fn accept(
     socket: &Socket,
     keys: &[Accepted<'_>],
     server_id: u64,
     deadline: std::time::Instant,
-) -> Result<(usize, Vec<u8>), Refused> {
+) -> Result<(usize, Vec<u8>, Session), Refused> {
     let mut stream = Timed { socket, deadline };
     let challenge = random_bytes()?;
     stream.write_all(&challenge)?;
@@ -466,25 +435,26 @@ pub(crate) fn accept(
         return Err(Refused::Authentication);
     };
     stream.write_all(&mac(keys[which].key, &answer[32..]))?;
-    let hello: Hello = receive(&mut stream)?;
+    let mut session = Session::server(keys[which].key, &challenge, &answer[32..]);
+    let hello: Hello = session.opener.receive(&mut stream)?;
     if hello.protocol != PROTOCOL {
         let why = format!("the server speaks manager protocol {PROTOCOL}, the client {}", hello.protocol);
-        send(&mut stream, &Verdict::Refused(why.clone()))?;
+        session.sealer.send(&mut stream, &Verdict::Refused(why.clone()))?;
         return Err(Refused::Protocol(why));
     }
-    send(&mut stream, &Verdict::Welcome(server_id))?;
-    Ok((which, hello.build.into_vec()))
+    session.sealer.send(&mut stream, &Verdict::Welcome(server_id))?;
+    Ok((which, hello.build.into_vec(), session))
 }
 
 /// The client's side of the handshake with the server it dialled at `address`, finished by
-/// `deadline`; returns the server's id.
+/// `deadline`; returns the server's id and the session every later frame goes through.
 pub(crate) fn connect(
     socket: &Socket,
     key: &AuthKey,
     address: &str,
     build: &[u8],
     deadline: std::time::Instant,
-) -> Result<u64, Refused> {
+) -> Result<(u64, Session), Refused> {
     let mut stream = Timed { socket, deadline };
     let mut challenge = [0u8; 32];
     stream.read_exact(&mut challenge)?;
@@ -508,9 +478,10 @@ pub(crate) fn connect(
     if !verify(key, &ours, &proof) {
         return Err(Refused::Authentication);
     }
-    send(&mut stream, &Hello { protocol: PROTOCOL, build: ByteBuf::from(build.to_vec()) })?;
-    match receive(&mut stream)? {
-        Verdict::Welcome(server_id) => Ok(server_id),
+    let mut session = Session::client(key, &challenge, &ours);
+    session.sealer.send(&mut stream, &Hello { protocol: PROTOCOL, build: ByteBuf::from(build.to_vec()) })?;
+    match session.opener.receive(&mut stream)? {
+        Verdict::Welcome(server_id) => Ok((server_id, session)),
         Verdict::Refused(why) => Err(Refused::Protocol(why)),
     }
 }
@@ -520,22 +491,34 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
 
-    fn frame(payload: &[u8]) -> Vec<u8> {
-        [&(payload.len() as u32).to_le_bytes()[..], payload].concat()
+    /// A session pair, and frames sealed by its client side, one at a time.
+    fn sessions() -> (Session, Session) {
+        let (key, cs, cc) = ([3u8; 32], [4u8; 32], [5u8; 32]);
+        (Session::client(&key, &cs, &cc), Session::server(&key, &cs, &cc))
+    }
+
+    fn frame(client: &mut Session, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        client.sealer.send_bytes(&mut out, payload).unwrap();
+        out
     }
 
     #[test]
     fn the_reader_splits_what_it_reads_into_frames_and_gives_back_what_big_ones_took() {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let (mut writer, socket) = (theirs, Socket::Unix(ours));
+        let (mut client, mut server) = sessions();
+        let opener = &mut server.opener;
         let mut frames = FrameReader::new();
         // Several frames in one write come out one by one.
-        writer.write_all(&[frame(b"one"), frame(b""), frame(b"three")].concat()).unwrap();
-        assert_eq!(frames.next(&socket).unwrap(), b"one");
-        assert_eq!(frames.next(&socket).unwrap(), b"");
-        assert_eq!(frames.next(&socket).unwrap(), b"three");
+        writer
+            .write_all(&[frame(&mut client, b"one"), frame(&mut client, b""), frame(&mut client, b"three")].concat())
+            .unwrap();
+        assert_eq!(frames.next(&socket, opener).unwrap(), b"one");
+        assert_eq!(frames.next(&socket, opener).unwrap(), b"");
+        assert_eq!(frames.next(&socket, opener).unwrap(), b"three");
         // A frame split across writes (even inside its length) comes out whole.
-        let split = frame(b"split in three");
+        let split = frame(&mut client, b"split in three");
         let writing = std::thread::spawn(move || {
             for piece in [&split[..2], &split[2..9], &split[9..]] {
                 writer.write_all(piece).unwrap();
@@ -543,37 +526,39 @@ mod tests {
             }
             writer
         });
-        assert_eq!(frames.next(&socket).unwrap(), b"split in three");
+        assert_eq!(frames.next(&socket, opener).unwrap(), b"split in three");
         let mut writer = writing.join().unwrap();
         // A frame bigger than the buffer grows it for as long as it is read...
         let big: Vec<u8> = (0..3 << 20).map(|i| i as u8).collect();
-        let sent = big.clone();
+        let (sent, after) = (frame(&mut client, &big), frame(&mut client, b"after"));
         let writing = std::thread::spawn(move || {
-            writer.write_all(&frame(&sent)).unwrap();
-            writer.write_all(&frame(b"after")).unwrap();
+            writer.write_all(&sent).unwrap();
+            writer.write_all(&after).unwrap();
             writer
         });
-        assert_eq!(frames.next(&socket).unwrap(), &big[..]);
+        assert_eq!(frames.next(&socket, opener).unwrap(), &big[..]);
         // ...and the next frame gives the memory back.
-        assert_eq!(frames.next(&socket).unwrap(), b"after");
+        assert_eq!(frames.next(&socket, opener).unwrap(), b"after");
         assert_eq!(frames.buf.len(), READ_BUFFER);
         drop(writing.join().unwrap());
-        assert_eq!(frames.next(&socket).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(frames.next(&socket, opener).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
     fn the_reader_refuses_an_oversized_length_without_reading_or_allocating_it() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let socket = Socket::Unix(ours);
+        let (_, mut server) = sessions();
+        let opener = &mut server.opener;
         theirs.write_all(&u32::MAX.to_le_bytes()).unwrap();
         let mut frames = FrameReader::new();
-        assert_eq!(frames.next(&socket).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(frames.next(&socket, opener).unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(frames.buf.len(), READ_BUFFER);
         // A legal but large length commits memory only as its bytes arrive.
         theirs.write_all(&((200u32 << 20).to_le_bytes())).unwrap();
         drop(theirs);
         let mut frames = FrameReader::new();
-        assert_eq!(frames.next(&socket).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(frames.next(&socket, opener).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
         assert!(frames.buf.len() <= READ_BUFFER + (1 << 20), "grew to {}", frames.buf.len());
     }
 }
