@@ -26,16 +26,18 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("queue 1→1, 8-byte items", 2_000_000, |n| one_to_one::<u64>(n, 8))
             .python("queue_1to1_8", 100_000)
             .target(Target::FasterThanCpython(30.0))
-            .target(Target::AtMostTimes(3.0, RAW_RING.into())),
+            .target(Target::AtMostTimes(1.5, RAW_RING.into())),
         Scenario::new("queue 1→1, 64-byte items", 1_000_000, |n| one_to_one::<ByteBuf>(n, 64))
             .python("queue_1to1_64", 100_000)
             .target(Target::FasterThanCpython(30.0)),
         Scenario::new("simple queue 1→1, 8-byte items", 2_000_000, simple_one_to_one)
             .python("simple_queue_1to1_8", 100_000)
-            .target(Target::FasterThanCpython(30.0)),
+            .target(Target::FasterThanCpython(30.0))
+            .target(Target::AtMostTimes(1.5, RAW_RING.into())),
         Scenario::new("queue 2×2, 8-byte items", 2_000_000, two_by_two)
             .python("queue_2x2_8", 100_000)
-            .target(Target::FasterThanCpython(30.0)),
+            .target(Target::FasterThanCpython(30.0))
+            .target(Target::AtMostTimes(1.5, RAW_RING.into())),
         Scenario::new("queue 1→1, 64 KiB items", 40_000, |n| one_to_one::<ByteBuf>(n, 64 << 10))
             .python("queue_1to1_64k", 10_000),
         Scenario::new("queue 1→1, 1 MiB items", 2_000, |n| one_to_one::<ByteBuf>(n, 1 << 20))
@@ -43,7 +45,8 @@ pub fn scenarios() -> Vec<Scenario> {
             .target(Target::AtMostTimes(2.5, MEMCPY.into())),
         Scenario::new("joinable queue put + task_done, then join", 1_000_000, joinable)
             .python("joinable_queue", 100_000)
-            .target(Target::FasterThanCpython(20.0)),
+            .target(Target::FasterThanCpython(20.0))
+            .target(Target::AtMostTimes(2.0, RAW_RING.into())),
     ]
 }
 

@@ -31,7 +31,7 @@ pub fn scenarios() -> Vec<Scenario> {
         })
         .python("lock_uncontended", 1_000_000)
         .target(Target::FasterThanCpython(10.0))
-        .target(Target::AtMostTimes(3.0, FUTEX_MUTEX.into())),
+        .target(Target::AtMostTimes(1.3, FUTEX_MUTEX.into())),
         Scenario::new("semaphore acquire+release (uncontended)", 5_000_000, |n| {
             let sem = Semaphore::new(1)?;
             per_op(n, || {
@@ -41,7 +41,8 @@ pub fn scenarios() -> Vec<Scenario> {
             })
         })
         .python("semaphore_uncontended", 1_000_000)
-        .target(Target::FasterThanCpython(10.0)),
+        .target(Target::FasterThanCpython(10.0))
+        .target(Target::AtMostTimes(1.3, FUTEX_MUTEX.into())),
         Scenario::new("lock contended: 2 processes incrementing a counter", 400_000, lock_contended)
             .python("lock_contended", 100_000)
             .target(Target::FasterThanCpython(10.0)),
