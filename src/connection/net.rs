@@ -1,7 +1,7 @@
 //! Python's `Listener` and `Client`: typed, authenticated connections over TCP or a Unix socket,
 //! between programs that share nothing but an address and a key — on the manager's machinery
 //! (HMAC-SHA256 challenge–response both ways, then length-prefixed frames encrypted and
-//! authenticated with ChaCha20-Poly1305 under keys of that connection alone: a frame changed,
+//! authenticated with AES-256-GCM under keys of that connection alone: a frame changed,
 //! replayed or dropped on the way ends the connection). A [`NetConnection`] has
 //! the verbs and errors of a pipe's [`Connection`](super::Connection).
 #![forbid(unsafe_code)]

@@ -5,7 +5,7 @@
 //! can go in a process's arguments, in a queue, in a pool task, inside another managed object, or
 //! to another program: each thread of each process connects on first use, proving it knows the
 //! manager's key (HMAC-SHA256 challenge–response both ways); every frame after that is
-//! encrypted and authenticated (ChaCha20-Poly1305 under keys of that connection alone, numbered
+//! encrypted and authenticated (AES-256-GCM under keys of that connection alone, numbered
 //! against replay), so a server reached over TCP can be trusted across a network as far as its
 //! key is secret. Every method is one round trip;
 //! values travel encoded, and the server stores the bytes without decoding them.

@@ -1,5 +1,6 @@
-//! Every frame after the handshake, sealed: encrypted and authenticated with ChaCha20-Poly1305
-//! under keys that only this connection has.
+//! Every frame after the handshake, sealed: encrypted and authenticated with AES-256-GCM (`ring`'s,
+//! in assembly, a few hundred nanoseconds per small frame) under keys that only this connection
+//! has.
 //!
 //! The handshake proves that both ends know the key and leaves each side with both challenges
 //! (`Cs` from the server, `Cc` from the client), fresh and random for each connection. From those
@@ -13,26 +14,26 @@
 
 use std::io::{self, Read, Write};
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{AuthKey, frame_len, mac};
 
-/// What sealing adds to each frame: Poly1305's tag.
+/// What sealing adds to each frame: GCM's tag.
 pub(crate) const TAG: usize = 16;
 
 /// One direction of a connection: its cipher and the number of the next frame.
 struct Direction {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     next: u64,
 }
 
 impl Direction {
     fn new(key: &AuthKey, label: &[u8], server_challenge: &[u8], client_challenge: &[u8]) -> Direction {
         let derived = mac(key, &[label, server_challenge, client_challenge].concat());
-        Direction { cipher: ChaCha20Poly1305::new(&derived.into()), next: 0 }
+        let key = UnboundKey::new(&AES_256_GCM, &derived).expect("a 32-byte key is an AES-256 key");
+        Direction { cipher: LessSafeKey::new(key), next: 0 }
     }
 
     /// The nonce of the next frame, and the count moved on. A connection would need 2^64
@@ -44,7 +45,8 @@ impl Direction {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a connection ran out of frame numbers"))?;
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&number.to_le_bytes());
-        Ok(nonce.into())
+        // Unique: a fresh key per connection and direction, and each number used once under it.
+        Ok(Nonce::assume_unique_for_key(nonce))
     }
 }
 
@@ -92,9 +94,9 @@ impl Sealer {
         let tag = self
             .0
             .cipher
-            .encrypt_in_place_detached(&nonce, &len, &mut frame[4..])
+            .seal_in_place_separate_tag(nonce, Aad::from(len), &mut frame[4..])
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a frame could not be sealed"))?;
-        frame.extend_from_slice(&tag);
+        frame.extend_from_slice(tag.as_ref());
         Ok(())
     }
 
@@ -126,8 +128,9 @@ impl Opener {
         };
         let split = body.len().checked_sub(TAG).ok_or_else(refused)?;
         let (payload, tag) = body.split_at_mut(split);
+        let tag = Tag::try_from(&tag[..]).map_err(|_| refused())?;
         let nonce = self.0.nonce()?;
-        self.0.cipher.decrypt_in_place_detached(&nonce, &len, payload, Tag::from_slice(tag)).map_err(|_| refused())?;
+        self.0.cipher.open_in_place_separate_tag(nonce, Aad::from(len), tag, payload, 0..).map_err(|_| refused())?;
         Ok(payload)
     }
 
