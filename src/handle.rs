@@ -175,13 +175,7 @@ impl EncodeScope {
     pub(crate) fn append_flat<T: Serialize + ?Sized>(&mut self, value: &T, out: &mut Vec<u8>) -> bool {
         let before = out.len();
         let flat = crate::codec::flat::append(value, out).is_ok();
-        let handles = TABLE.with(|t| match &mut *t.borrow_mut() {
-            Some(Table::Sending(fds)) if !fds.is_empty() => {
-                fds.clear();
-                true
-            }
-            _ => false,
-        });
+        let handles = self.saw_handles();
         if !flat || handles {
             out.truncate(before);
         }
