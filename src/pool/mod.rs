@@ -291,8 +291,10 @@ impl PoolBuilder {
     }
 
     /// Draw a progress bar on stderr for every `map`, `starmap` and `imap` (and their `_async`
-    /// and `_unordered` forms): items done out of items submitted, with rate and time left.
-    /// Needs the `progress` feature.
+    /// and `_unordered` forms): items done out of items submitted, with rate and time left. An
+    /// `imap` takes its total from its input's `size_hint` (a range, a `Vec`) until the input
+    /// runs out; an input that does not know its length shows what was read so far. The bar
+    /// moves as chunks finish. Needs the `progress` feature.
     ///
     /// ```
     /// let pool = multiproc::Pool::builder().processes(2).progress(true).build().unwrap();
@@ -1096,11 +1098,21 @@ impl Pool {
         if chunksize == 0 {
             return Err(TaskError::InvalidInput(ZERO_CHUNKSIZE.into()));
         }
+        let items = items.into_iter();
+        // The progress bar's total, until the input runs out: what the iterator says it holds
+        // (at least), so that the bar shows a real total for `imap` over a `Vec` or a range.
+        let (hinted, _) = items.size_hint();
+        let sink = self.collector(None, unordered);
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &sink.lock().progress {
+            bar.set_length(hinted as u64);
+        }
         Ok(Imap {
             pool: self,
-            items: items.into_iter(),
+            items,
             submit: submit_chunk::<F, I::Item>,
-            sink: self.collector(None, unordered),
+            sink,
+            hinted,
             chunksize,
             ahead: self.in_flight.saturating_mul(chunksize),
             submitted: 0,
@@ -1213,6 +1225,8 @@ pub struct Imap<'p, I: Iterator, R> {
     chunksize: usize,
     /// Items kept submitted ahead of the reader.
     ahead: usize,
+    /// How many items the input said it held at least (its `size_hint`).
+    hinted: usize,
     submitted: usize,
     yielded: usize,
     exhausted: bool,
@@ -1272,7 +1286,9 @@ impl<I: Iterator, R: DeserializeOwned> Imap<'_, I, R> {
         }
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.sink.lock().progress {
-            bar.set_length(self.submitted as u64); // what is known of the input so far
+            // What is known of the input so far: the hint until the input ran out or outgrew it.
+            let known = if self.exhausted { self.submitted } else { self.submitted.max(self.hinted) };
+            bar.set_length(known as u64);
         }
         if self.exhausted {
             self.sink.set_expected(self.submitted);
@@ -1301,5 +1317,38 @@ impl<I: Iterator, R: DeserializeOwned> Iterator for Imap<'_, I, R> {
         drop(c);
         self.yielded += 1;
         Some(outcome)
+    }
+}
+
+#[cfg(all(test, feature = "progress"))]
+mod tests {
+    use super::{Imap, Pool};
+
+    fn same(x: u32) -> u32 {
+        x
+    }
+
+    fn length<I: Iterator>(it: &Imap<'_, I, u32>) -> Option<u64> {
+        it.sink.lock().progress.as_ref().and_then(|bar| bar.length())
+    }
+
+    #[test]
+    fn imap_takes_its_progress_total_from_the_input_and_settles_on_what_came() {
+        let pool = Pool::builder().processes(2).progress(true).build().unwrap();
+        let mut it = pool.imap(same, 0..1000u32).unwrap();
+        assert_eq!(length(&it), Some(1000));
+        assert_eq!(it.next().unwrap().unwrap(), 0);
+        assert_eq!(length(&it), Some(1000), "the input's length, not the items submitted so far");
+        assert_eq!(it.by_ref().count(), 999);
+        assert_eq!(length(&it), Some(1000));
+        // An input that does not know its length: the total is what was read so far.
+        let mut it = pool.imap(same, (0..1000u32).filter(|x| x % 2 == 0)).unwrap();
+        assert_eq!(length(&it), Some(0));
+        it.next().unwrap().unwrap();
+        assert!(length(&it).unwrap() >= 1);
+        assert_eq!(it.by_ref().count(), 499);
+        assert_eq!(length(&it), Some(500));
+        pool.close();
+        pool.join().unwrap();
     }
 }
