@@ -162,26 +162,19 @@ where
         drop(block_args);
 
         let mut scope = handle::EncodeScope::begin();
-        let done =
-            if let ItemWire::Flat(stride) = out.wire { flat_lane(&mut scope, &returned, stride, out) } else { 0 };
+        let done = match out.wire {
+            ItemWire::Flat(stride) => {
+                flat_lane(&mut scope, returned.iter().map(Option::as_ref), stride, &mut out.bytes, &mut out.ends)
+            }
+            _ => 0,
+        };
         for (i, value) in returned.iter().enumerate().skip(done) {
             if let Some(value) = value {
                 if out.wire != ItemWire::Postcard {
-                    let before = out.bytes.len();
-                    let fits = catch_unwind(AssertUnwindSafe(|| scope.append_flat(value, &mut out.bytes)));
-                    let size = out.bytes.len() - before;
-                    // The first result also proves that its flat bytes read back as one.
-                    let like_first = || match out.wire {
-                        ItemWire::Flat(stride) => stride == size,
-                        _ => crate::pool::flat_reads_back::<F::Output>(&out.bytes[before..]),
-                    };
-                    if matches!(fits, Ok(true)) && like_first() {
-                        out.wire = ItemWire::Flat(size);
+                    if append_if_flat(&mut scope, value, &mut out.bytes, &mut out.wire) {
                         out.ends.push(out.bytes.len() as u64);
                         continue;
                     }
-                    out.bytes.truncate(before);
-                    scope.reset();
                     to_postcard::<F::Output>(&mut scope, out);
                 }
                 if let Some(failure) = encode_result(&mut scope, value, &mut out.bytes) {
@@ -198,39 +191,72 @@ where
     out.failures.sort_by_key(|(index, _)| *index);
 }
 
-/// The flat wire's fast lane, as in the parent: results like the first written back to back,
-/// one check for handles for the block; returns how many it wrote. The first result that is not
-/// like them (the whole block, if any held a handle or a `Serialize` panicked) is left to the
-/// careful way.
-fn flat_lane<R: Serialize>(
+/// The flat wire's fast lane for a batch's results: values like the first (`stride` bytes
+/// each; `None` is a failed result, whose place stays empty) appended back to back with their
+/// ends, one look at the handle table for all of them; returns how many it took. The first value that is not like them — and every one, if any held a handle
+/// or a `Serialize` panicked — is left to the careful way, one by one.
+fn flat_lane<'v, T: Serialize + 'v>(
     scope: &mut handle::EncodeScope,
-    returned: &[Option<R>],
+    values: impl IntoIterator<Item = Option<&'v T>>,
     stride: usize,
-    out: &mut BatchOut,
+    bytes: &mut Vec<u8>,
+    ends: &mut Vec<u64>,
 ) -> usize {
-    let (block_bytes, block_ends) = (out.bytes.len(), out.ends.len());
+    let (start_bytes, start_ends) = (bytes.len(), ends.len());
     let mut done = 0;
     let lane = catch_unwind(AssertUnwindSafe(|| {
-        for value in returned {
+        for value in values {
             if let Some(value) = value {
-                let before = out.bytes.len();
-                if crate::codec::flat::append(value, &mut out.bytes).is_err() || out.bytes.len() - before != stride {
-                    out.bytes.truncate(before);
+                let before = bytes.len();
+                if crate::codec::flat::append(value, bytes).is_err() || bytes.len() - before != stride {
+                    bytes.truncate(before);
                     return;
                 }
             }
-            out.ends.push(out.bytes.len() as u64);
+            ends.push(bytes.len() as u64);
             done += 1;
         }
     }));
     // Looked at either way: a `Serialize` that panicked may have left handles behind.
     let handles = scope.saw_handles();
     if lane.is_err() || handles {
-        out.bytes.truncate(block_bytes);
-        out.ends.truncate(block_ends);
+        bytes.truncate(start_bytes);
+        ends.truncate(start_ends);
         return 0;
     }
     done
+}
+
+/// Appends `value` flat if it fits `wire`: the wire's size, or — on a wire not yet decided — any
+/// size, as long as its flat bytes read back as a `T` (which then decides the wire). Otherwise
+/// leaves `bytes` as it was and says no (a `Serialize` or `Deserialize` that panics says no too).
+pub(crate) fn append_if_flat<T: Serialize + DeserializeOwned>(
+    scope: &mut handle::EncodeScope,
+    value: &T,
+    bytes: &mut Vec<u8>,
+    wire: &mut ItemWire,
+) -> bool {
+    let before = bytes.len();
+    let fits = catch_unwind(AssertUnwindSafe(|| scope.append_flat(value, bytes))).unwrap_or(false);
+    let size = bytes.len() - before;
+    let like = fits
+        && match *wire {
+            ItemWire::Flat(stride) => stride == size,
+            ItemWire::Undecided => flat_reads_back::<T>(&bytes[before..]),
+            ItemWire::Postcard => false,
+        };
+    if like {
+        *wire = ItemWire::Flat(size);
+    } else {
+        bytes.truncate(before);
+        scope.reset(); // what a panicking `Serialize` left in the table
+    }
+    like
+}
+
+/// Whether `bytes` read back as a flat `T` (a `Deserialize` that panics says no).
+fn flat_reads_back<T: DeserializeOwned>(bytes: &[u8]) -> bool {
+    catch_unwind(|| crate::codec::flat::read::<T>(bytes).is_ok()).unwrap_or(false)
 }
 
 /// Runs `step` on items `0..n` in order and hands each outcome to `keep`, with one

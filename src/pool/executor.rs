@@ -89,9 +89,7 @@ impl ProcessPoolExecutor {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let sink = Collector::new(Some(1), false);
-        let id = self.pool.submit_one::<F, A>(&args, &sink, None)?;
-        Ok(TaskFuture { core: self.pool.core.clone(), batch: id, sink, _type: PhantomData })
+        self.submit_within::<F, A>(&args, None)
     }
 
     /// As [`submit`](Self::submit), with a time limit of its own: a task still running after
@@ -121,8 +119,22 @@ impl ProcessPoolExecutor {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
+        self.submit_within::<F, A>(&args, super::own_timeout(timeout))
+    }
+
+    /// [`submit`](Self::submit) with its own time limit, if any.
+    fn submit_within<F, A>(
+        &self,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<TaskFuture<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
         let sink = Collector::new(Some(1), false);
-        let id = self.pool.submit_one::<F, A>(&args, &sink, super::own_timeout(timeout))?;
+        let id = self.pool.submit_one::<F, A>(args, &sink, timeout)?;
         Ok(TaskFuture { core: self.pool.core.clone(), batch: id, sink, _type: PhantomData })
     }
 

@@ -430,11 +430,6 @@ pub(crate) fn own_timeout(timeout: Duration) -> Option<Duration> {
     (timeout < NEVER).then_some(timeout)
 }
 
-/// Whether `bytes` read back as a flat `T` (a `Deserialize` that panics says no).
-pub(crate) fn flat_reads_back<T: DeserializeOwned>(bytes: &[u8]) -> bool {
-    std::panic::catch_unwind(|| crate::codec::flat::read::<T>(bytes).is_ok()).unwrap_or(false)
-}
-
 /// How many items `submit_items` gathers, then encodes, at a time.
 const BLOCK: usize = 256;
 
@@ -551,15 +546,17 @@ impl Pool {
                 break;
             }
             let mut scope = handle::EncodeScope::begin();
-            // The flat wire's fast lane: items like the first written back to back, with one
-            // check for handles for the whole block. The first item that is not like the others
-            // (and the whole block, if any held a handle) goes the careful way below.
+            // The flat wire's fast lane: items like the first written back to back, one look at
+            // the handle table for the block; what it leaves goes the careful way below. Written
+            // out here rather than through the workers' `batch::flat_lane` (behind a
+            // `catch_unwind`, on borrowed buffers): the parent encodes every item serially, and
+            // that way measured several ns per item slower.
             let mut done = 0;
             if let ItemWire::Flat(stride) = wire {
-                let (block_bytes, block_ends) = (buf.len(), ends.len());
                 if ends.is_empty() {
                     chunk_first = first + count;
                 }
+                let (block_bytes, block_ends) = (buf.len(), ends.len());
                 for item in &chunk {
                     let before = buf.len();
                     if crate::codec::flat::append(item, &mut buf).is_err() || buf.len() - before != stride {
@@ -584,18 +581,11 @@ impl Pool {
                 }
                 let before = buf.len();
                 if wire != ItemWire::Postcard {
-                    // The first item also proves that its flat bytes read back as an `A`.
-                    if scope.append_flat(&item, &mut buf)
-                        && match wire {
-                            ItemWire::Flat(stride) => stride == buf.len() - before,
-                            _ => flat_reads_back::<A>(&buf[before..]),
-                        }
-                    {
-                        wire = ItemWire::Flat(buf.len() - before);
+                    if batch::append_if_flat(&mut scope, &item, &mut buf, &mut wire) {
                         ends.push(buf.len() as u64);
                         continue;
                     }
-                    buf.truncate(before);
+                    // Not like the first: the chunk so far goes flat, the rest by postcard.
                     flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
                     chunk_first = index;
                     wire = ItemWire::Postcard;
@@ -688,9 +678,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let sink = Collector::new(Some(1), false);
-        self.submit_one::<F, A>(&args, &sink, None)?;
-        Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
+        self.apply_async_within::<F, A>(&args, None)
     }
 
     /// As [`apply_async`](Self::apply_async), with a time limit of its own: a task still running
@@ -725,8 +713,22 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
+        self.apply_async_within::<F, A>(&args, own_timeout(timeout))
+    }
+
+    /// [`apply_async`](Self::apply_async) with its own time limit, if any.
+    fn apply_async_within<F, A>(
+        &self,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<AsyncResult<F::Output>, TaskError>
+    where
+        F: Task<A>,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
         let sink = Collector::new(Some(1), false);
-        self.submit_one::<F, A>(&args, &sink, own_timeout(timeout))?;
+        self.submit_one::<F, A>(args, &sink, timeout)?;
         Ok(AsyncResult { collector: sink, assemble: assemble_one::<F::Output>, _type: PhantomData })
     }
 
@@ -1101,7 +1103,8 @@ impl Pool {
         let items = items.into_iter();
         // The progress bar's total, until the input runs out: what the iterator says it holds
         // (at least), so that the bar shows a real total for `imap` over a `Vec` or a range.
-        let (hinted, _) = items.size_hint();
+        #[cfg(feature = "progress")]
+        let hinted = items.size_hint().0;
         let sink = self.collector(None, unordered);
         #[cfg(feature = "progress")]
         if let Some(bar) = &sink.lock().progress {
@@ -1112,6 +1115,7 @@ impl Pool {
             items,
             submit: submit_chunk::<F, I::Item>,
             sink,
+            #[cfg(feature = "progress")]
             hinted,
             chunksize,
             ahead: self.in_flight.saturating_mul(chunksize),
@@ -1226,6 +1230,7 @@ pub struct Imap<'p, I: Iterator, R> {
     /// Items kept submitted ahead of the reader.
     ahead: usize,
     /// How many items the input said it held at least (its `size_hint`).
+    #[cfg(feature = "progress")]
     hinted: usize,
     submitted: usize,
     yielded: usize,
