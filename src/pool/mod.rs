@@ -548,9 +548,8 @@ impl Pool {
             let mut scope = handle::EncodeScope::begin();
             // The flat wire's fast lane: items like the first written back to back, one look at
             // the handle table for the block; what it leaves goes the careful way below. Written
-            // out here rather than through the workers' `batch::flat_lane` (behind a
-            // `catch_unwind`, on borrowed buffers): the parent encodes every item serially, and
-            // that way measured several ns per item slower.
+            // out here rather than through the workers' `batch::flat_lane`, which contains a
+            // panicking `Serialize` (a worker must live on; here the panic is the caller's).
             let mut done = 0;
             if let ItemWire::Flat(stride) = wire {
                 if ends.is_empty() {
