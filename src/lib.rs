@@ -331,6 +331,7 @@ compile_error!(
      (a port to another system is a new `sys/` backend)"
 );
 
+pub mod asyncio;
 mod codec;
 pub mod connection;
 mod entry;

@@ -33,11 +33,13 @@ use serde::de::DeserializeOwned;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::asyncio::{self, Step, Watch};
 use crate::error::{Error, ErrorKind};
 use crate::handle;
 use crate::process::registry::lock;
 use crate::sync::deadline_after;
 use crate::sys;
+use crate::sys::poll::Ready;
 
 mod net;
 mod wait;
@@ -556,6 +558,77 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
                 format!("a message is not a {why}"),
             )))
         })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    /// Receives a message, as [`recv`](Self::recv) does, without blocking the thread: for async
+    /// code, on any executor (see [`asyncio`](crate::asyncio)).
+    ///
+    /// Cancel-safe: a message is taken inside the poll that returns it, and the part of one that
+    /// has arrived stays in the connection for the next receive.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// ```
+    /// use multiproc::{Connection, Process, pipe};
+    /// fn shout(conn: Connection<String>) {
+    ///     let text = conn.recv().unwrap();
+    ///     conn.send(&text.to_uppercase()).unwrap();
+    /// }
+    /// let (ours, theirs) = pipe().unwrap();
+    /// let mut child = Process::spawn(shout, (theirs,)).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     ours.send_async(&"hello".to_string()).await.unwrap();
+    ///     assert_eq!(ours.recv_async().await.unwrap(), "HELLO");
+    /// });
+    /// child.join().unwrap();
+    /// ```
+    /// Python counterpart: none (asyncio has no `Connection`).
+    pub async fn recv_async(&self) -> Result<T, RecvError> {
+        crate::asyncio::retry(|| match self.try_recv() {
+            Ok(message) => Step::Done(Ok(message)),
+            Err(RecvTimeoutError::Recv(e)) => Step::Done(Err(e)),
+            Err(RecvTimeoutError::Timeout) => match asyncio::dup(self.sock.as_fd()) {
+                Ok(fd) => Step::Wait(Watch::fds(vec![(fd, Ready::Read)])),
+                Err(e) => Step::Done(Err(Error::os("watching a connection", e).into())),
+            },
+        })
+        .await
+    }
+
+    /// Sends a message, as [`send`](Self::send) does, once the connection can take more without
+    /// blocking the thread. A message larger than the socket's free buffer is finished in the
+    /// poll that began it, as fast as the peer reads.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u8>().unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(a.send_async(&9)).unwrap();
+    /// assert_eq!(b.recv().unwrap(), 9);
+    /// ```
+    /// Python counterpart: none.
+    pub async fn send_async(&self, message: &T) -> Result<(), SendError> {
+        crate::asyncio::retry(|| {
+            if !self.writable {
+                return Step::Done(self.send(message));
+            }
+            let ready = sys::poll::wait_ready(&[(self.sock.as_fd(), Ready::Write)], Some(Instant::now()));
+            match ready {
+                Ok(ready) if ready[0] => Step::Done(self.send(message)),
+                Ok(_) => match asyncio::dup(self.sock.as_fd()) {
+                    Ok(fd) => Step::Wait(Watch::fds(vec![(fd, Ready::Write)])),
+                    Err(e) => Step::Done(Err(Error::os("watching a connection", e).into())),
+                },
+                Err(e) => Step::Done(Err(Error::os("polling a connection", e).into())),
+            }
+        })
+        .await
     }
 }
 

@@ -1,8 +1,10 @@
 //! [`ProcessPoolExecutor`] and its futures: Python's `concurrent.futures` over a [`Pool`].
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::core::Core;
 use super::result::{Collected, Collector, Interest, TaskError, assemble_one};
 use super::{Imap, Pool, PoolBuilder, ResultTimeoutError};
+use crate::asyncio::{self, Watch};
 use crate::error::Result;
 use crate::process::Signal;
 use crate::process::task::Task;
@@ -415,6 +418,65 @@ impl<R: DeserializeOwned> std::future::Future for TaskFuture<R> {
     }
 }
 
+impl<R> TaskFuture<R> {
+    /// This future, made to cancel its task when dropped before it is done (as
+    /// [`cancel`](Self::cancel) does). A plain `TaskFuture` dropped unfinished leaves its task to
+    /// run, as Python's does: the executor, not the future, owns the work. Opt in where the
+    /// awaiting code owns it — a request handler whose client went away, a `select!` whose
+    /// other branch won.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap() { std::thread::sleep(Duration::from_secs(60)) }
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// let f = executor.submit(nap, ()).unwrap();
+    /// let watcher = f.clone();
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let waited = rt.block_on(tokio::time::timeout(Duration::from_millis(10), f.cancel_on_drop()));
+    /// assert!(waited.is_err()); // timed out, and the future was dropped...
+    /// assert!(watcher.cancelled()); // ...which cancelled the task
+    /// ```
+    /// Python counterpart: none (asyncio's `wrap_future` cancels the wrapper, not the work).
+    pub fn cancel_on_drop(self) -> CancelOnDrop<R> {
+        CancelOnDrop(self)
+    }
+}
+
+/// A [`TaskFuture`] that cancels its task if dropped before it is done; made by
+/// [`TaskFuture::cancel_on_drop`]. Awaits to the same output.
+///
+/// ```
+/// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+/// let f = executor.submit(|| 2, ()).unwrap().cancel_on_drop();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(f).unwrap(), 2);
+/// ```
+/// Python counterpart: none.
+#[derive(Debug)]
+pub struct CancelOnDrop<R>(TaskFuture<R>);
+
+impl<R> std::ops::Deref for CancelOnDrop<R> {
+    type Target = TaskFuture<R>;
+
+    fn deref(&self) -> &TaskFuture<R> {
+        &self.0
+    }
+}
+
+impl<R> Drop for CancelOnDrop<R> {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl<R: DeserializeOwned> std::future::Future for CancelOnDrop<R> {
+    type Output = std::result::Result<R, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0).poll(cx)
+    }
+}
+
 /// The futures of `futures` as they finish: indexes into the slice, each once. After `timeout`
 /// (`None`: no limit) with some still running, yields one `Err(Timeout)` and ends.
 ///
@@ -428,30 +490,80 @@ impl<R: DeserializeOwned> std::future::Future for TaskFuture<R> {
 /// ```
 /// Python counterpart: `concurrent.futures.as_completed(futures, timeout)`.
 pub fn as_completed<R>(futures: &[TaskFuture<R>], timeout: Option<Duration>) -> AsCompleted {
-    let (tx, rx) = mpsc::channel();
+    let finished = Arc::new(Finished::default());
     for (index, future) in futures.iter().enumerate() {
-        let tx = tx.clone();
-        future.on_done(move || {
-            let _ = tx.send(index);
-        });
+        let finished = finished.clone();
+        future.on_done(move || finished.push(index));
     }
-    AsCompleted { done: rx, left: futures.len(), deadline: timeout.and_then(deadline_after), timed_out: false }
+    AsCompleted {
+        finished,
+        left: futures.len(),
+        deadline: timeout.and_then(deadline_after),
+        timed_out: false,
+        timer: None,
+    }
 }
 
-/// The iterator of [`as_completed`].
+/// The indexes of finished futures, handed from the executor's result thread to an
+/// [`AsCompleted`].
+#[derive(Default)]
+struct Finished {
+    state: Mutex<(VecDeque<usize>, Option<Waker>)>,
+    changed: Condvar,
+}
+
+impl Finished {
+    fn push(&self, index: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0.push_back(index);
+        let waker = state.1.take();
+        drop(state);
+        self.changed.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The iterator of [`as_completed`]; also a [`Stream`](futures_core::Stream) of the same items
+/// for async code (the timeout counts there too).
 ///
 /// ```
 /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
 /// let futures = [executor.submit(|| 1, ()).unwrap()];
 /// assert_eq!(multiproc::pool::as_completed(&futures, None).count(), 1);
 /// ```
+///
+/// ```
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+/// use multiproc::pool::{ProcessPoolExecutor, as_completed};
+/// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+///
+/// let executor = ProcessPoolExecutor::new(2).unwrap();
+/// let futures = vec![executor.submit(nap, (300,)).unwrap(), executor.submit(nap, (10,)).unwrap()];
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// rt.block_on(async {
+///     let mut done = as_completed(&futures, None);
+///     let first = poll_fn(|cx| Pin::new(&mut done).poll_next(cx)).await;
+///     assert_eq!(first, Some(Ok(1)));
+/// });
+/// ```
 /// Python counterpart: the generator `as_completed` returns.
-#[derive(Debug)]
 pub struct AsCompleted {
-    done: mpsc::Receiver<usize>,
+    finished: Arc<Finished>,
     left: usize,
     deadline: Option<Instant>,
     timed_out: bool,
+    /// For the stream: wakes the task at the deadline.
+    timer: Option<Watch>,
+}
+
+impl std::fmt::Debug for AsCompleted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompleted").field("left", &self.left).field("deadline", &self.deadline).finish()
+    }
 }
 
 /// [`as_completed`] or [`wait`] gave up before every future was done.
@@ -471,27 +583,68 @@ pub struct AsCompleted {
 #[error("timed out waiting for futures")]
 pub struct Timeout;
 
+impl AsCompleted {
+    /// The next index if one is in, or the end (`Some(None)`); `None` to wait.
+    #[allow(clippy::option_option)]
+    fn ready(&mut self, queue: &mut VecDeque<usize>) -> Option<Option<std::result::Result<usize, Timeout>>> {
+        if self.left == 0 || self.timed_out {
+            return Some(None);
+        }
+        if let Some(index) = queue.pop_front() {
+            self.left -= 1;
+            return Some(Some(Ok(index)));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.timed_out = true;
+            return Some(Some(Err(Timeout)));
+        }
+        None
+    }
+}
+
 impl Iterator for AsCompleted {
     type Item = std::result::Result<usize, Timeout>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 || self.timed_out {
-            return None;
-        }
-        let received = match self.deadline {
-            None => self.done.recv().ok(),
-            Some(deadline) => self.done.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok(),
-        };
-        match received {
-            Some(index) => {
-                self.left -= 1;
-                Some(Ok(index))
+        let finished = self.finished.clone();
+        let mut state = finished.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(item) = self.ready(&mut state.0) {
+                return item;
             }
-            None => {
-                self.timed_out = true;
-                Some(Err(Timeout))
+            state = match self.deadline {
+                None => finished.changed.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    finished.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+}
+
+impl futures_core::Stream for AsCompleted {
+    type Item = std::result::Result<usize, Timeout>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let finished = this.finished.clone();
+        let mut state = finished.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(item) = this.ready(&mut state.0) {
+            this.timer = None;
+            return Poll::Ready(item);
+        }
+        state.1 = Some(cx.waker().clone());
+        drop(state);
+        if let Some(deadline) = this.deadline {
+            let timer = this.timer.get_or_insert_with(|| asyncio::timer(deadline));
+            if timer.poll(cx).is_ready() {
+                // The deadline passed meanwhile: look again now.
+                this.timer = None;
+                cx.waker().wake_by_ref();
             }
         }
+        Poll::Pending
     }
 }
 

@@ -66,9 +66,11 @@ mod worker;
 
 pub use self::core::WorkerStats;
 use self::core::{Batch, Config, Core, Initializer, Phase};
-pub use executor::{AsCompleted, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed, wait};
+pub use executor::{
+    AsCompleted, CancelOnDrop, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed, wait,
+};
 pub use result::{AsyncResult, TaskError};
-use result::{Collector, Delivery, Interest, Results, assemble_all, assemble_one};
+use result::{Collected, Collector, Delivery, Interest, Results, assemble_all, assemble_one};
 
 /// Why a wait with a timeout returned no value.
 ///
@@ -1308,19 +1310,72 @@ impl<I: Iterator, R: DeserializeOwned> Iterator for Imap<'_, I, R> {
         if self.exhausted && self.yielded == self.submitted {
             return None;
         }
-        let (yielded, unordered) = (self.yielded, self.unordered);
-        let interest = if unordered { Interest::Any } else { Interest::Item(yielded) };
-        let mut c =
-            self.sink
-                .wait_until(None, interest, |c| {
-                    if unordered { !c.completion.is_empty() } else { c.results.finished(yielded) }
-                })
-                .expect("no deadline");
-        let index = if unordered { c.completion.pop_front().expect("waited for one") } else { yielded };
-        let outcome = c.results.take::<R>(index).expect("waited for it");
-        drop(c);
+        let interest = if self.unordered { Interest::Any } else { Interest::Item(self.yielded) };
+        let sink = self.sink.clone();
+        let mut c = sink.wait_until(None, interest, |c| self.next_is_in(c)).expect("no deadline");
+        Some(self.take_next(&mut c))
+    }
+}
+
+impl<I: Iterator, R: DeserializeOwned> Imap<'_, I, R> {
+    /// Whether the item to yield next has finished.
+    fn next_is_in(&self, c: &Collected) -> bool {
+        if self.unordered { !c.completion.is_empty() } else { c.results.finished(self.yielded) }
+    }
+
+    /// Takes the item to yield next, which has finished.
+    fn take_next(&mut self, c: &mut Collected) -> std::result::Result<R, TaskError> {
+        let index = if self.unordered { c.completion.pop_front().expect("one is in") } else { self.yielded };
+        let outcome = c.results.take::<R>(index).expect("it is in");
         self.yielded += 1;
-        Some(outcome)
+        outcome
+    }
+}
+
+/// An `imap` is also a [`Stream`](futures_core::Stream) of the same items, for async code: the
+/// task waits for the next item without blocking its thread (see [`asyncio`](crate::asyncio)).
+/// Input is read and submitted in the poll, as the iterator does in `next`.
+///
+/// ```
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+///
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// rt.block_on(async {
+///     let mut squares = pool.imap(square, 1..=3).unwrap();
+///     let mut got = Vec::new();
+///     // `futures::StreamExt::next` does this; the poll is spelled out here.
+///     while let Some(square) = poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
+///         got.push(square.unwrap());
+///     }
+///     assert_eq!(got, [1, 4, 9]);
+/// });
+/// ```
+/// Python counterpart: none (`IMapIterator` is not an async iterator).
+impl<I: Iterator + Unpin, R: DeserializeOwned> futures_core::Stream for Imap<'_, I, R> {
+    type Item = std::result::Result<R, TaskError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.top_up();
+        if this.exhausted && this.yielded == this.submitted {
+            return std::task::Poll::Ready(None);
+        }
+        let sink = this.sink.clone();
+        let mut c = sink.lock();
+        if !this.next_is_in(&c) {
+            if !c.item_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                c.item_wakers.push(cx.waker().clone());
+            }
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(Some(this.take_next(&mut c)))
     }
 }
 

@@ -237,6 +237,8 @@ pub(crate) struct Collected {
     /// Run (in order) once complete; for `add_done_callback`.
     pub(crate) done_callbacks: Vec<Box<dyn FnOnce() + Send>>,
     pub(crate) wakers: Vec<Waker>,
+    /// Woken by every delivery: streams waiting for their next item.
+    pub(crate) item_wakers: Vec<Waker>,
     /// Whether anyone reads `completion` (only unordered readers do; others let it stay empty).
     pub(crate) track_completion: bool,
     /// Every item is in and the completion callbacks have run: readers may look.
@@ -291,6 +293,7 @@ impl Collector {
                 on_complete: None,
                 done_callbacks: Vec::new(),
                 wakers: Vec::new(),
+                item_wakers: Vec::new(),
                 track_completion,
                 // Nothing to wait for in an empty submission.
                 settled: expected == Some(0),
@@ -393,11 +396,14 @@ impl Collector {
                     Interest::Item(i) => delivered.contains(&i),
                     Interest::Any => !delivered.is_empty(),
                 });
-        let (callbacks, wakers) = if completed {
+        let (callbacks, mut wakers) = if completed {
             (std::mem::take(&mut c.done_callbacks), std::mem::take(&mut c.wakers))
         } else {
             (Vec::new(), Vec::new())
         };
+        if completed || !delivered.is_empty() {
+            wakers.append(&mut c.item_wakers);
+        }
         drop(c);
         for callback in callbacks {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
@@ -545,6 +551,32 @@ pub struct AsyncResult<R> {
 impl<R> Clone for AsyncResult<R> {
     fn clone(&self) -> AsyncResult<R> {
         AsyncResult { collector: self.collector.clone(), assemble: self.assemble, _type: PhantomData }
+    }
+}
+
+/// An `AsyncResult` can be awaited (its output is [`get`](AsyncResult::get)'s), without blocking
+/// the thread; dropping the future leaves the task running.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = multiproc::Pool::new(1).unwrap();
+/// let result = pool.apply_async(square, (7,)).unwrap();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(result).unwrap(), 49);
+/// ```
+/// Python counterpart: none (`await loop.run_in_executor(None, result.get)`).
+impl<R> std::future::Future for AsyncResult<R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let mut c = self.collector.lock();
+        if c.is_complete() {
+            return std::task::Poll::Ready((self.assemble)(&c.results));
+        }
+        if !c.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            c.wakers.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
     }
 }
 

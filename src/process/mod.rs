@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::asyncio::{Step, Watch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::sys;
+use crate::sys::poll::Ready;
 
 pub(crate) mod child;
 pub(crate) mod hooks;
@@ -445,6 +447,44 @@ impl<R: DeserializeOwned> Process<R> {
     /// Python counterpart: `Process.join()`.
     pub fn join(&mut self) -> Result<R, JoinError> {
         self.join_deadline(None)
+    }
+
+    /// Waits for the process to end and returns its task's value, as [`join`](Self::join) does,
+    /// without blocking the thread: for async code, on any executor (see
+    /// [`asyncio`](crate::asyncio)). Dropping the future leaves the child running and unjoined.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    ///
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let mut p = multiproc::Process::spawn(add, (2, 3)).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.block_on(p.join_async()).unwrap(), 5);
+    /// ```
+    /// Python counterpart: none (`await loop.run_in_executor(None, p.join)`).
+    pub async fn join_async(&mut self) -> Result<R, JoinError> {
+        crate::asyncio::retry(|| match self.join_deadline(Some(Instant::now())) {
+            Err(JoinError::Timeout) => match self.watched() {
+                Ok(fds) => Step::Wait(Watch::fds(fds)),
+                Err(e) => Step::Done(Err(JoinError::Failed(Error::os("watching the child", e)))),
+            },
+            outcome => Step::Done(outcome),
+        })
+        .await
+    }
+
+    /// Copies of the descriptors that a join waits on: the child's exit, and its result channel
+    /// until the whole result is in (a big result is read while the child writes it).
+    fn watched(&self) -> io::Result<Vec<(OwnedFd, Ready)>> {
+        let channel = lock(&self.state.channel);
+        let mut fds = vec![(crate::asyncio::dup(self.state.exit_fd())?, Ready::Read)];
+        if !channel.complete() {
+            if let Some(sock) = &channel.sock {
+                fds.push((crate::asyncio::dup(sock.as_fd())?, Ready::Read));
+            }
+        }
+        Ok(fds)
     }
 
     /// Like [`join`](Self::join), but gives up after `timeout` with [`JoinError::Timeout`].

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::asyncio::{self, Step, Watch};
 use crate::connection::{WaitSource, Waitable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
@@ -675,6 +676,114 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
+/// How long an async getter or putter kept out by another one (holding the ring) waits before it
+/// looks again: nobody wakes it when the ring is let go.
+const CONTENDED: Duration = Duration::from_millis(1);
+
+/// Ready when an item may have come (a put since `seen`, the consumers' word read before the
+/// failed try).
+fn watch_items(ring: &Ring, seen: u32) -> Watch {
+    let slice = ring.get_contended().then_some(CONTENDED);
+    let (sleeper, waker) = (ring.clone(), ring.clone());
+    Watch::start(move |stop| sleeper.sleep_consumer(seen, stop.flag(), slice), move || waker.wake_watchers())
+}
+
+/// Ready when room may have come (a get since `seen`).
+fn watch_room(ring: &Ring, seen: u32) -> Watch {
+    let slice = ring.put_contended().then_some(CONTENDED);
+    let (sleeper, waker) = (ring.clone(), ring.clone());
+    Watch::start(move |stop| sleeper.sleep_producer(seen, stop.flag(), slice), move || waker.wake_room_watchers())
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Takes the oldest item, as [`get`](Self::get) does, without blocking the thread: for async
+    /// code, on any executor.
+    ///
+    /// Cancel-safe: the item is taken inside the poll that returns it, so a future dropped before
+    /// it is ready (a `select!`, a timeout) has taken nothing. See [`asyncio`](crate::asyncio).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Process, Queue};
+    /// fn late(q: Queue<u8>) { std::thread::sleep(Duration::from_millis(50)); q.put(7).unwrap() }
+    ///
+    /// let q = Queue::new().unwrap();
+    /// let mut child = Process::spawn(late, (q.clone(),)).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// rt.block_on(async {
+    ///     // A get that times out takes nothing...
+    ///     assert!(tokio::time::timeout(Duration::from_millis(1), q.get_async()).await.is_err());
+    ///     // ...so the item is there for the next one.
+    ///     assert_eq!(q.get_async().await.unwrap(), 7);
+    /// });
+    /// child.join().unwrap();
+    /// ```
+    /// Python counterpart: none (`await loop.run_in_executor(None, q.get)` loses the item if
+    /// cancelled).
+    pub async fn get_async(&self) -> std::result::Result<T, GetError> {
+        asyncio::retry(|| {
+            let seen = self.ring.published_word();
+            match self.try_get() {
+                Ok(item) => Step::Done(Ok(item)),
+                Err(TryGetError::Empty) => Step::Wait(watch_items(&self.ring, seen)),
+                Err(TryGetError::Closed) => Step::Done(Err(GetError::Closed)),
+                Err(TryGetError::Failed(err)) => Step::Done(Err(GetError::Failed(err))),
+            }
+        })
+        .await
+    }
+
+    /// Puts an item, as [`put`](Self::put) does, waiting for room in a bounded queue without
+    /// blocking the thread.
+    ///
+    /// Cancel-safe: a future dropped before it is ready has put nothing (the item is dropped
+    /// with it).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(1).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     q.put_async(1).await.unwrap();
+    ///     let second = q.put_async(2); // waits for room...
+    ///     assert_eq!(q.get_async().await.unwrap(), 1);
+    ///     second.await.unwrap(); // ...which the get made
+    ///     assert_eq!(q.get_async().await.unwrap(), 2);
+    /// });
+    /// ```
+    /// Python counterpart: none (see [`get_async`](Self::get_async)).
+    pub async fn put_async(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.put_async_by(item, Queue::try_put).await
+    }
+
+    /// `put_async`, each attempt made by `try_put`.
+    async fn put_async_by(
+        &self,
+        item: T,
+        try_put: impl Fn(&Self, T) -> std::result::Result<(), TryPutError<T>>,
+    ) -> std::result::Result<(), PutError<T>> {
+        let mut item = Some(item);
+        asyncio::retry(|| {
+            let seen = self.ring.consumed_word();
+            match try_put(self, item.take().expect("kept between attempts")) {
+                Ok(()) => Step::Done(Ok(())),
+                Err(TryPutError::Full(back)) => {
+                    item = Some(back);
+                    Step::Wait(watch_room(&self.ring, seen))
+                }
+                Err(TryPutError::Closed(back)) => Step::Done(Err(PutError::Closed(back))),
+                Err(TryPutError::Failed(back, err)) => Step::Done(Err(PutError::Failed(back, err))),
+            }
+        })
+        .await
+    }
+}
+
 /// A queue with nothing but `put`, `get` and `is_empty`: no bound, no timeouts.
 ///
 /// ```
@@ -754,6 +863,38 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// Python counterpart: `q.get()`.
     pub fn get(&self) -> std::result::Result<T, GetError> {
         self.queue.get()
+    }
+
+    /// Puts an item without blocking the thread (see [`Queue::put_async`]).
+    ///
+    /// # Errors
+    /// As [`Queue::put`].
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new().unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(q.put_async(String::from("hi"))).unwrap();
+    /// assert_eq!(q.get().unwrap(), "hi");
+    /// ```
+    /// Python counterpart: none.
+    pub async fn put_async(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.queue.put_async(item).await
+    }
+
+    /// Takes the oldest item without blocking the thread; cancel-safe (see [`Queue::get_async`]).
+    ///
+    /// # Errors
+    /// As [`Queue::get`].
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new().unwrap();
+    /// q.put(3).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.block_on(q.get_async()).unwrap(), 3);
+    /// ```
+    /// Python counterpart: none.
+    pub async fn get_async(&self) -> std::result::Result<T, GetError> {
+        self.queue.get_async().await
     }
 
     /// Whether the queue is empty (a snapshot).
@@ -977,6 +1118,50 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
         self.queue.ring.add_unfinished();
         self.queue.put_timeout(item, timeout).inspect_err(|_| self.queue.ring.remove_unfinished())
+    }
+
+    /// Puts an item without blocking the thread, counting it as unfinished once it is in (see
+    /// [`Queue::put_async`]; a dropped future counted nothing).
+    ///
+    /// # Errors
+    /// As [`Queue::put`] (a failed put is not counted).
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::new().unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(q.put_async(1)).unwrap();
+    /// assert!(q.join_timeout(std::time::Duration::ZERO).is_err()); // one unfinished
+    /// ```
+    /// Python counterpart: none.
+    pub async fn put_async(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        // Each attempt is a whole joinable try_put: counted if and only if it went in.
+        self.queue.put_async_by(item, |_, item| self.try_put(item)).await
+    }
+
+    /// Waits, without blocking the thread, until every item put has been marked done; like
+    /// [`join`](Self::join), it counts done the items of consumers that died holding them.
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::new().unwrap();
+    /// q.put(1).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     q.get_async().await.unwrap();
+    ///     q.task_done().unwrap();
+    ///     q.join_async().await;
+    /// });
+    /// ```
+    /// Python counterpart: none (`q.join()` blocks).
+    pub async fn join_async(&self) {
+        let ring = &self.queue.ring;
+        asyncio::retry(|| {
+            if ring.is_drained() {
+                return Step::Done(());
+            }
+            let (sleeper, waker) = (ring.clone(), ring.clone());
+            Step::Wait(Watch::start(move |stop| sleeper.sleep_joiner(stop.flag()), move || waker.wake_joiners()))
+        })
+        .await
     }
 
     /// Marks one item taken with `get` as done.

@@ -800,6 +800,85 @@ impl Ring {
         }
     }
 
+    // ----- watchers for async callers -----
+
+    /// A snapshot of the consumers' wake-up word, taken before a `try_get`: a watcher started
+    /// after the try fails sleeps only while it still holds this value, so a put in between is
+    /// not slept through.
+    pub(crate) fn published_word(&self) -> u32 {
+        self.state.producer.published.load(Ordering::SeqCst)
+    }
+
+    /// The producers' wake-up word, as [`published_word`](Self::published_word).
+    pub(crate) fn consumed_word(&self) -> u32 {
+        self.state.consumer.consumed.load(Ordering::SeqCst)
+    }
+
+    /// Whether a `try_get` that found nothing was kept out by another consumer holding the ring
+    /// (rather than by an empty ring): its watcher then looks again after a short sleep.
+    pub(crate) fn get_contended(&self) -> bool {
+        self.len() > 0
+    }
+
+    /// Whether a `try_put` that failed may have been kept out by another producer.
+    pub(crate) fn put_contended(&self) -> bool {
+        self.state.producer.put_lock.is_locked()
+    }
+
+    /// Sleeps like a consumer while the wake-up word is `seen`, until `stop` is set (then
+    /// [`wake_watchers`](Self::wake_watchers) must follow) or `slice` has passed.
+    pub(crate) fn sleep_consumer(&self, seen: u32, stop: &AtomicBool, slice: Option<Duration>) {
+        let s = &*self.state;
+        sleep_while(&s.producer.published, &s.sleepers.consumers, seen, stop, slice);
+    }
+
+    /// Sleeps like a producer while the wake-up word is `seen` (see
+    /// [`sleep_consumer`](Self::sleep_consumer); [`wake_room_watchers`](Self::wake_room_watchers)
+    /// interrupts it).
+    pub(crate) fn sleep_producer(&self, seen: u32, stop: &AtomicBool, slice: Option<Duration>) {
+        let s = &*self.state;
+        sleep_while(&s.consumer.consumed, &s.sleepers.producers, seen, stop, slice);
+    }
+
+    /// Wakes every producer-side sleeper so that it looks at its stop flag; producers waiting
+    /// for room look again and sleep on.
+    pub(crate) fn wake_room_watchers(&self) {
+        let s = &*self.state;
+        s.consumer.consumed.fetch_add(1, Ordering::SeqCst);
+        sys::futex::wake(&s.consumer.consumed, u32::MAX);
+    }
+
+    /// Sleeps like [`join`](Self::join) until every message is done or `stop` is set (then
+    /// [`wake_joiners`](Self::wake_joiners) must follow).
+    pub(crate) fn sleep_joiner(&self, stop: &AtomicBool) {
+        let s = &*self.state;
+        let joinable = s.tasks.joinable.load(Ordering::Relaxed) != 0;
+        while s.tasks.unfinished.load(Ordering::SeqCst) as u32 != 0 && !stop.load(Ordering::SeqCst) {
+            if joinable {
+                self.release_dead_holders();
+            }
+            let seen = s.tasks.drained.load(Ordering::SeqCst);
+            let slice = if joinable { Duration::from_millis(50) } else { Duration::from_secs(3600) };
+            s.tasks.asleep.fetch_add(1, Ordering::SeqCst);
+            if s.tasks.unfinished.load(Ordering::SeqCst) as u32 != 0 && !stop.load(Ordering::SeqCst) {
+                sys::futex::wait_until(&s.tasks.drained, seen, None, slice);
+            }
+            s.tasks.asleep.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes every joiner so that it looks at its stop flag (joiners look again and sleep on).
+    pub(crate) fn wake_joiners(&self) {
+        let s = &*self.state;
+        s.tasks.drained.fetch_add(1, Ordering::SeqCst);
+        sys::futex::wake(&s.tasks.drained, u32::MAX);
+    }
+
+    /// Whether every message put was marked done.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.state.tasks.unfinished.load(Ordering::SeqCst) as u32 == 0
+    }
+
     // ----- joinable queues -----
 
     /// Counts a message as unfinished (before it is put).
@@ -1101,6 +1180,19 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.unlock();
     }
+}
+
+/// Sleeps on futex `word` (announcing itself in `asleep`) while it holds `seen`, until `stop`
+/// is set or `slice` (if any) has passed. Whoever sets `stop` then bumps and wakes `word`.
+fn sleep_while(word: &AtomicU32, asleep: &AtomicU32, seen: u32, stop: &AtomicBool, slice: Option<Duration>) {
+    let until = slice.map(|s| Instant::now() + s);
+    asleep.fetch_add(1, Ordering::SeqCst);
+    while word.load(Ordering::SeqCst) == seen && !stop.load(Ordering::SeqCst) {
+        if sys::futex::wait_until(word, seen, until, Duration::from_secs(3600)) == sys::futex::Wake::TimedOut {
+            break;
+        }
+    }
+    asleep.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Spins, then sleeps on futex `word` (announcing itself in `asleep`) until `ready()`.

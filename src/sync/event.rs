@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::asyncio::{Step, Watch};
 use crate::error::Result;
 use crate::shm::{Shared, SharedState};
 use crate::sync::{deadline_after, raw};
@@ -136,6 +137,55 @@ impl Event {
     /// Python counterpart: `event.wait()`.
     pub fn wait(&self) {
         self.wait_deadline(None);
+    }
+
+    /// Waits until the flag is set, without blocking the thread: for async code, on any
+    /// executor (see [`asyncio`](crate::asyncio)). As [`wait`](Self::wait), a set that is
+    /// cleared again before the task runs still ends the wait.
+    ///
+    /// ```
+    /// use multiproc::{Event, Process};
+    /// fn go(green: Event) { green.set() }
+    /// let green = Event::new().unwrap();
+    /// let mut light = Process::spawn(go, (green.clone(),)).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(green.wait_async());
+    /// assert!(green.is_set());
+    /// light.join().unwrap();
+    /// ```
+    /// Python counterpart: none (`event.wait()` blocks).
+    pub async fn wait_async(&self) {
+        let start = self.state.flag.load(Ordering::SeqCst);
+        let happened = move |word: u32| word & SET != 0 || (word >> 1) != (start >> 1);
+        crate::asyncio::retry(|| {
+            if happened(self.state.flag.load(Ordering::SeqCst)) {
+                return Step::Done(());
+            }
+            let (sleeper, waker) = (self.state.clone(), self.state.clone());
+            Step::Wait(Watch::start(
+                move |stop| {
+                    let state = &*sleeper;
+                    loop {
+                        state.sleepers.fetch_add(1, Ordering::SeqCst);
+                        let word = state.flag.load(Ordering::SeqCst);
+                        let done = happened(word) || stop.flag().load(Ordering::SeqCst);
+                        if !done {
+                            // The slice bounds a wait whose stop came between the look and the
+                            // sleep: an Event's word cannot be bumped to wake it.
+                            sys::futex::wait(&state.flag, word, Some(Duration::from_millis(100)));
+                        }
+                        state.sleepers.fetch_sub(1, Ordering::SeqCst);
+                        if done {
+                            return;
+                        }
+                    }
+                },
+                move || {
+                    sys::futex::wake(&waker.flag, u32::MAX);
+                },
+            ))
+        })
+        .await
     }
 
     /// Waits up to `timeout` for the flag; whether it is set.

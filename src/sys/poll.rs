@@ -12,8 +12,26 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 /// Interrupted waits are resumed with the time that is left, so a signal never shortens the wait
 /// nor makes it return early with nothing ready.
 pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
+    let fds: Vec<(BorrowedFd<'_>, Ready)> = fds.iter().map(|&fd| (fd, Ready::Read)).collect();
+    wait_ready(&fds, deadline)
+}
+
+/// What a descriptor is waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// Readable (or hung up).
+    Read,
+    /// Writable (or hung up).
+    Write,
+}
+
+/// As [`wait_readable`], each descriptor waited for as its [`Ready`] says.
+pub(crate) fn wait_ready(fds: &[(BorrowedFd<'_>, Ready)], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
     loop {
-        let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+        let mut pollfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|(fd, ready)| PollFd::new(fd, if *ready == Ready::Read { PollFlags::IN } else { PollFlags::OUT }))
+            .collect();
         let timeout = match deadline {
             None => None,
             Some(deadline) => {
