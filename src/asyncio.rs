@@ -16,19 +16,14 @@
 //! | a manager proxy's call | [`to_thread`] | the call returned |
 //!
 //! ```
-//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     // Any executor works: tokio, async-std, smol, or this one-liner's loop.
-//! #     let waker = std::task::Waker::noop();
-//! #     let mut cx = std::task::Context::from_waker(&waker);
-//! #     let mut f = std::pin::pin!(f);
-//! #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v } std::thread::yield_now() }
-//! # }
 //! use multiproc::{Process, Queue};
 //! fn produce(q: Queue<u32>) { q.put(42).unwrap() }
 //!
 //! let q = Queue::new().unwrap();
 //! let mut child = Process::spawn(produce, (q.clone(),)).unwrap();
-//! block_on(async {
+//! // Any executor: tokio here, async-std, smol or a hand-written one alike.
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! rt.block_on(async {
 //!     assert_eq!(q.get_async().await.unwrap(), 42);
 //!     child.join_async().await.unwrap();
 //! });
@@ -84,16 +79,11 @@ const IDLE_FOR: Duration = Duration::from_secs(5);
 /// The future resumes a panic of `f`.
 ///
 /// ```
-/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     let waker = std::task::Waker::noop();
-/// #     let mut cx = std::task::Context::from_waker(&waker);
-/// #     let mut f = std::pin::pin!(f);
-/// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v } std::thread::yield_now() }
-/// # }
 /// let manager = multiproc::Manager::start().unwrap();
 /// let scores = manager.dict::<String, u32>().unwrap();
 /// let proxy = scores.clone();
-/// block_on(async move {
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// rt.block_on(async move {
 ///     multiproc::asyncio::to_thread(move || proxy.insert("ann".into(), 3)).await.unwrap();
 /// });
 /// assert_eq!(scores.get(&"ann".to_string()).unwrap(), Some(3));

@@ -181,6 +181,29 @@
 //! assert_eq!(pool.map(word_length, words).unwrap(), [7, 4, 3]);
 //! ```
 //!
+//! ## Async code
+//! Every blocking wait has an `_async` twin that leaves the runtime's thread free, on any
+//! executor and with no feature to turn on: [`Queue::get_async`] and [`Queue::put_async`] (on
+//! every queue), [`JoinableQueue::join_async`], [`Connection::recv_async`],
+//! [`Event::wait_async`], [`Process::join_async`]; an [`AsyncResult`] and a [`TaskFuture`] are
+//! futures, and `imap` and [`pool::as_completed`] are streams. A future dropped before it is
+//! ready has taken nothing — a `get_async` that lost a `select!` leaves its item in the queue —
+//! and [`asyncio::to_thread`] runs the calls that have no twin (a manager proxy's) off the
+//! runtime (see [`asyncio`]).
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//! fn cook(q: Queue<String>) { q.put("noodles".into()).unwrap() }
+//!
+//! let q = Queue::new().unwrap();
+//! let mut cook = Process::spawn(cook, (q.clone(),)).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! rt.block_on(async {
+//!     assert_eq!(q.get_async().await.unwrap(), "noodles");
+//!     cook.join_async().await.unwrap();
+//! });
+//! ```
+//!
 //! ## Children never linger
 //! Beyond Python: children are SIGKILLed when their parent dies, even by SIGKILL
 //! ([`ProcessBuilder::die_with_parent`] turns that off for one child); every finished child is

@@ -208,6 +208,59 @@ def queue_two_by_two(iterations):
     return elapsed / (2 * half)
 
 
+def _queue_echo(requests, replies):
+    while True:
+        x = requests.get()
+        if x is None:
+            return
+        replies.put(x + 1)
+
+
+def _round_trip_setup():
+    ctx = multiprocessing.get_context("fork")
+    requests, replies = ctx.Queue(), ctx.Queue()
+    child = ctx.Process(target=_queue_echo, args=(requests, replies))
+    child.start()
+    requests.put(0)
+    replies.get()
+    return requests, replies, child
+
+
+def queue_round_trip(iterations):
+    requests, replies, child = _round_trip_setup()
+    t0 = time.perf_counter()
+    for i in range(iterations):
+        requests.put(i)
+        if replies.get() != i + 1:
+            raise SystemExit("wrong reply")
+    elapsed = time.perf_counter() - t0
+    requests.put(None)
+    child.join()
+    return elapsed / iterations
+
+
+def queue_round_trip_async(iterations):
+    """The round trip from asyncio: the way Python code awaits a multiprocessing queue is to run
+    its blocking get in a thread pool."""
+    import asyncio
+
+    requests, replies, child = _round_trip_setup()
+
+    async def trips():
+        loop = asyncio.get_running_loop()
+        for i in range(iterations):
+            requests.put(i)
+            if await loop.run_in_executor(None, replies.get) != i + 1:
+                raise SystemExit("wrong reply")
+
+    t0 = time.perf_counter()
+    asyncio.run(trips())
+    elapsed = time.perf_counter() - t0
+    requests.put(None)
+    child.join()
+    return elapsed / iterations
+
+
 def _work_off(q):
     while q.get() is not None:
         q.task_done()
@@ -472,6 +525,8 @@ SCENARIOS = {
     "queue_1to1_64k": lambda n: queue_one_to_one(n, 64 << 10),
     "queue_1to1_1m": lambda n: queue_one_to_one(n, 1 << 20),
     "joinable_queue": joinable_queue,
+    "queue_round_trip": queue_round_trip,
+    "queue_round_trip_async": queue_round_trip_async,
     "pipe_round_trip": pipe_round_trip,
     "pipe_one_way_64": lambda n: pipe_one_way(n, 64),
     "pipe_one_way_1m": lambda n: pipe_one_way(n, 1 << 20),

@@ -307,14 +307,34 @@ fn python_version() -> Option<String> {
 }
 
 /// Runs CPython's side of scenario `name` once; seconds per operation.
+/// A CPython run that takes longer than this is stopped (its whole process group) and reported:
+/// a broken script must not hang the harness.
+const PYTHON_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 fn run_python(name: &str, iterations: u64) -> Result<f64, String> {
-    let out = Command::new("python3")
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("python3")
         .arg(python_script())
         .arg(name)
         .arg(iterations.to_string())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|e| format!("cannot run python3: {e}"))?;
+    let group = child.id() as libc::pid_t;
+    let (finished, watch) = std::sync::mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        if watch.recv_timeout(PYTHON_LIMIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: kill(2) has no memory-safety preconditions; the group is the one we started.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().map_err(|e| format!("waiting for python3: {e}"));
+    drop(finished);
+    let _ = guard.join();
+    let out = out?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!("bench.py {name} {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));

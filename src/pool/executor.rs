@@ -432,7 +432,7 @@ impl<R> TaskFuture<R> {
     /// let f = executor.submit(nap, ()).unwrap();
     /// let watcher = f.clone();
     /// let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    /// let waited = rt.block_on(tokio::time::timeout(Duration::from_millis(10), f.cancel_on_drop()));
+    /// let waited = rt.block_on(async { tokio::time::timeout(Duration::from_millis(10), f.cancel_on_drop()).await });
     /// assert!(waited.is_err()); // timed out, and the future was dropped...
     /// assert!(watcher.cancelled()); // ...which cancelled the task
     /// ```

@@ -16,6 +16,7 @@ use super::{BoxError, Scenario, Target};
 const RAW_RING: &str = "baseline: shared-memory ring, 8-byte items (SPSC, futex)";
 const MEMCPY_CACHED: &str = "baseline: memcpy 1 MiB in cache (one thread)";
 const MEMCPY: &str = "baseline: memcpy 1 MiB from/to memory (one thread)";
+const ROUND_TRIP: &str = "queue round trip (put, echoed back by a child, get)";
 
 /// The queue rows.
 pub fn scenarios() -> Vec<Scenario> {
@@ -43,6 +44,12 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("queue 1→1, 1 MiB items", 2_000, |n| one_to_one::<ByteBuf>(n, 1 << 20))
             .python("queue_1to1_1m", 300)
             .target(Target::AtMostTimes(2.5, MEMCPY.into())),
+        Scenario::new(ROUND_TRIP, 50_000, |n| round_trip(n, false)).python("queue_round_trip", 10_000),
+        Scenario::new("queue round trip, async (get_async/put_async, tokio current-thread)", 50_000, |n| {
+            round_trip(n, true)
+        })
+        .python("queue_round_trip_async", 10_000)
+        .target(Target::AtMostTimes(2.0, ROUND_TRIP.into())),
         Scenario::new("joinable queue put + task_done, then join", 1_000_000, joinable)
             .python("joinable_queue", 100_000)
             .target(Target::FasterThanCpython(20.0))
@@ -159,6 +166,46 @@ fn two_by_two(n: u64) -> Result<f64, BoxError> {
         return Err(format!("{taken} items taken instead of {}", 2 * half).into());
     }
     Ok(elapsed.as_secs_f64() / (2 * half) as f64)
+}
+
+fn echo(requests: Queue<Option<u64>>, replies: Queue<u64>) {
+    while let Some(x) = requests.get().expect("get") {
+        replies.put(x + 1).expect("put");
+    }
+}
+
+/// The parent puts a number, a child takes it and puts back one more, the parent takes that:
+/// each trip wakes a sleeping process twice. With `async_`, the parent's side is `put_async` and
+/// `get_async` awaited on a current-thread tokio runtime.
+fn round_trip(n: u64, async_: bool) -> Result<f64, BoxError> {
+    let (requests, replies) = (Queue::<Option<u64>>::new()?, Queue::<u64>::new()?);
+    let mut child = fork().spawn(echo, (requests.clone(), replies.clone()))?;
+    requests.put(Some(0))?;
+    replies.get()?;
+    let began = Instant::now();
+    if async_ {
+        let rt = tokio::runtime::Builder::new_current_thread().build()?;
+        rt.block_on(async {
+            for i in 0..n {
+                requests.put_async(Some(i)).await?;
+                if replies.get_async().await? != i + 1 {
+                    return Err(BoxError::from("wrong reply"));
+                }
+            }
+            Ok(())
+        })?;
+    } else {
+        for i in 0..n {
+            requests.put(Some(i))?;
+            if replies.get()? != i + 1 {
+                return Err("wrong reply".into());
+            }
+        }
+    }
+    let elapsed = began.elapsed();
+    requests.put(None)?;
+    child.join()?;
+    Ok(elapsed.as_secs_f64() / n as f64)
 }
 
 fn work_off(q: JoinableQueue<Option<u64>>) {
