@@ -348,11 +348,6 @@ fn serve(watcher: Watcher, inbox: mpsc::Receiver<Job>) {
     }
 }
 
-/// Duplicates `fd` for a watcher, which outlives the borrow.
-pub(crate) fn dup(fd: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
-    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(Into::into)
-}
-
 /// A future ready at `deadline`: a watcher sleeps until then.
 pub(crate) fn timer(deadline: Instant) -> Watch {
     Watch::start(

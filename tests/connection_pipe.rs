@@ -219,3 +219,43 @@ fn wait_over_pipes_and_a_process() {
     assert_eq!(wait(&[&a as &dyn Waitable, &b, &sleeper], Some(Duration::from_secs(20))).unwrap(), [2]);
     sleeper.join().unwrap();
 }
+
+#[test]
+fn clones_of_one_end_take_turns_by_whole_messages() {
+    let _w = common::watchdog(120);
+    let (a, b) = multiproc::pipe::<Vec<u8>>().unwrap();
+    let a2 = a.try_clone().unwrap();
+    let b2 = b.try_clone().unwrap();
+    // Two senders on clones of one end, messages bigger than the socket buffer, so that a
+    // message's writes would interleave with the other's if they did not take turns.
+    let senders: Vec<_> = [(a, 1u8), (a2, 2u8)]
+        .into_iter()
+        .map(|(end, mark)| {
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    end.send(&vec![mark; 300_000]).unwrap();
+                }
+            })
+        })
+        .collect();
+    // And two receivers on clones of the other end.
+    let receivers: Vec<_> = [b, b2]
+        .into_iter()
+        .map(|end| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Ok(message) = end.recv_timeout(std::time::Duration::from_secs(2)) {
+                    got.push(message);
+                }
+                got
+            })
+        })
+        .collect();
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    let messages: Vec<Vec<u8>> = receivers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    assert_eq!(messages.len(), 200);
+    for m in &messages {
+        assert_eq!(m.len(), 300_000);
+        assert!(m.iter().all(|&x| x == m[0]), "a message mixed two senders' bytes");
+    }
+}

@@ -43,6 +43,35 @@ fn dict_proxy_semantics() {
     assert!(d.is_empty().unwrap());
 }
 
+#[test]
+fn keys_can_be_borrowed_and_entries_keep_python_order() {
+    let _w = watchdog(60);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, i64>().unwrap();
+    for (k, v) in [("GET", 1), ("PUT", 2), ("DELETE", 3), ("HEAD", 4)] {
+        d.insert(k.into(), v).unwrap();
+    }
+    // Borrowed forms of the key: a &str for a String key, as HashMap takes them.
+    assert_eq!(d.get("PUT").unwrap(), Some(2));
+    assert_eq!(d.add("GET", 10).unwrap(), 11);
+    assert!(d.contains_key("HEAD").unwrap());
+    assert_eq!(d.remove("PUT").unwrap(), Some(2));
+    assert!(!d.contains_key("PUT").unwrap());
+    // Insertion order, kept by a removal and by re-setting a key (as in Python).
+    d.insert("GET".into(), 0).unwrap();
+    assert_eq!(d.keys().unwrap(), ["GET", "DELETE", "HEAD"]);
+    assert_eq!(d.popitem().unwrap(), Some(("HEAD".to_string(), 4)));
+    d.insert("PATCH".into(), 5).unwrap();
+    assert_eq!(d.popitem().unwrap(), Some(("PATCH".to_string(), 5)));
+    assert_eq!(d.popitem().unwrap(), Some(("DELETE".to_string(), 3)));
+    assert_eq!(d.popitem().unwrap(), Some(("GET".to_string(), 0)));
+    assert_eq!(d.popitem().unwrap(), None, "an empty dict pops nothing");
+    // A byte-string key looked up by slice.
+    let blobs = manager.dict::<Vec<u8>, u8>().unwrap();
+    blobs.insert(vec![1, 2, 3], 6).unwrap();
+    assert_eq!(blobs.get(&[1u8, 2, 3][..]).unwrap(), Some(6));
+}
+
 fn take_one_locked(tickets: DictProxy<String, i64>, lock: Lock, times: u32) {
     for _ in 0..times {
         let _g = lock.acquire().unwrap();
@@ -493,7 +522,7 @@ fn the_rest_of_pythons_list_and_dict_methods() {
     }
     let children: Vec<_> = (1..=4).map(|me| multiproc::Process::spawn(claim, (d.clone(), me)).unwrap()).collect();
     let seen: Vec<u32> = children.into_iter().map(|mut c| c.join().unwrap()).collect();
-    let owner = d.get(&"owner".into()).unwrap().unwrap();
+    let owner = d.get("owner").unwrap().unwrap();
     assert!(seen.iter().all(|&s| s == owner), "{seen:?} vs {owner}");
     assert!(manager.pid().is_some());
 }

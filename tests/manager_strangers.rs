@@ -36,7 +36,7 @@ fn a_client_gets_through(manager: &Manager) {
         s.spawn(|| {
             let d = manager.dict::<String, u32>().unwrap();
             d.insert("x".into(), 1).unwrap();
-            assert_eq!(d.get(&"x".into()).unwrap(), Some(1));
+            assert_eq!(d.get("x").unwrap(), Some(1));
         })
         .join()
         .unwrap();

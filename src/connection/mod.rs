@@ -26,14 +26,14 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::asyncio::{self, Step, Watch};
+use crate::asyncio::{Step, Watch};
 use crate::error::{Error, ErrorKind};
 use crate::handle;
 use crate::process::registry::lock;
@@ -224,8 +224,9 @@ pub struct Connection<T> {
     sock: OwnedFd,
     readable: bool,
     writable: bool,
-    reader: Mutex<Reader>,
-    writer: Mutex<()>,
+    /// Shared with this end's clones, so that their frames never interleave.
+    reader: Arc<Mutex<Reader>>,
+    writer: Arc<Mutex<()>>,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -286,10 +287,41 @@ impl<T> Connection<T> {
             sock,
             readable,
             writable,
-            reader: Mutex::new(Reader::new()),
-            writer: Mutex::new(()),
+            reader: Arc::new(Mutex::new(Reader::new())),
+            writer: Arc::new(Mutex::new(())),
             _type: PhantomData,
         }
+    }
+
+    /// Another handle to this end, with its own descriptor: say, one to move into a thread that
+    /// receives while this one sends. The handles share the stream and take turns by whole
+    /// messages: a message is never split between two receivers, nor are two senders' messages
+    /// mixed. A receive on one clone waits its turn behind a receive in progress on another
+    /// (its timeout counts from when its turn comes).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the descriptor cannot be duplicated.
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u32>().unwrap();
+    /// let receiver = a.try_clone().unwrap();
+    /// let listening = std::thread::spawn(move || receiver.recv().unwrap());
+    /// b.send(&5).unwrap();
+    /// assert_eq!(listening.join().unwrap(), 5);
+    /// a.send(&6).unwrap(); // the original still works
+    /// assert_eq!(b.recv().unwrap(), 6);
+    /// ```
+    /// Python counterpart: none (`os.dup` of `conn.fileno()` loses the framing).
+    pub fn try_clone(&self) -> crate::Result<Connection<T>> {
+        let sock = self.sock.as_fd().try_clone_to_owned().map_err(|e| Error::os("duplicating a connection", e))?;
+        Ok(Connection {
+            sock,
+            readable: self.readable,
+            writable: self.writable,
+            reader: self.reader.clone(),
+            writer: self.writer.clone(),
+            _type: PhantomData,
+        })
     }
 
     /// Whether this end can receive.
@@ -591,7 +623,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         crate::asyncio::retry(|| match self.try_recv() {
             Ok(message) => Step::Done(Ok(message)),
             Err(RecvTimeoutError::Recv(e)) => Step::Done(Err(e)),
-            Err(RecvTimeoutError::Timeout) => match asyncio::dup(self.sock.as_fd()) {
+            Err(RecvTimeoutError::Timeout) => match self.sock.as_fd().try_clone_to_owned() {
                 Ok(fd) => Step::Wait(Watch::fds(vec![(fd, Ready::Read)])),
                 Err(e) => Step::Done(Err(Error::os("watching a connection", e).into())),
             },
@@ -621,7 +653,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             let ready = sys::poll::wait_ready(&[(self.sock.as_fd(), Ready::Write)], Some(Instant::now()));
             match ready {
                 Ok(ready) if ready[0] => Step::Done(self.send(message)),
-                Ok(_) => match asyncio::dup(self.sock.as_fd()) {
+                Ok(_) => match self.sock.as_fd().try_clone_to_owned() {
                     Ok(fd) => Step::Wait(Watch::fds(vec![(fd, Ready::Write)])),
                     Err(e) => Step::Done(Err(Error::os("watching a connection", e).into())),
                 },

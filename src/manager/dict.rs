@@ -1,5 +1,7 @@
 //! Shared dicts: [`Manager::dict`] and [`DictProxy`], with atomic updates in the server.
 
+use std::borrow::Borrow;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -149,7 +151,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         self.value(op)?.ok_or_else(|| Error::new(ErrorKind::Decode, "the manager returned no value"))
     }
 
-    /// The value for `key`, if any.
+    /// The value for `key`, if any. The key may be given in any borrowed form of `K` (a `&str`
+    /// for a `String` key), as with `HashMap::get`: it is compared by its encoding, which serde
+    /// makes the same for a type and its borrowed forms (`String`/`str`, `Vec<T>`/`[T]`,
+    /// `Box<T>`/`T`).
     ///
     /// # Errors
     /// [`ErrorKind::Disconnected`] if the server is gone; [`ErrorKind::Decode`] if the stored
@@ -161,7 +166,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// assert_eq!(d.get(&1).unwrap(), None);
     /// ```
     /// Python counterpart: `d.get(key)`.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.value(DictOp::Get(encode(key)?))
     }
 
@@ -213,8 +222,35 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// ```
     /// Python counterpart: `d.pop(key, None)`.
     #[doc(alias = "pop")]
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.value(DictOp::Remove(encode(key)?))
+    }
+
+    /// Removes and returns the entry inserted last; `None` if the dict is empty (Python raises
+    /// `KeyError`).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start().unwrap();
+    /// let d = m.dict::<String, u8>().unwrap();
+    /// d.insert("first".into(), 1).unwrap();
+    /// d.insert("last".into(), 2).unwrap();
+    /// assert_eq!(d.popitem().unwrap(), Some(("last".to_string(), 2)));
+    /// assert_eq!(d.popitem().unwrap(), Some(("first".to_string(), 1)));
+    /// assert_eq!(d.popitem().unwrap(), None);
+    /// ```
+    /// Python counterpart: `d.popitem()`.
+    pub fn popitem(&self) -> Result<Option<(K, V)>> {
+        match dict_op(&self.address, self.id, DictOp::PopItem)? {
+            Reply::Items(items) => items.first().map(|(k, v)| Ok((decode(k)?, decode(v)?))).transpose(),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Whether `key` is present.
@@ -229,7 +265,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// assert!(d.contains_key(&1).unwrap());
     /// ```
     /// Python counterpart: `key in d`.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         match dict_op(&self.address, self.id, DictOp::Contains(encode(key)?))? {
             Reply::Bool(b) => Ok(b),
             other => Err(unexpected(other)),
@@ -267,7 +307,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Ok(self.len()? == 0)
     }
 
-    /// A snapshot of every entry (in no particular order).
+    /// A snapshot of every entry, in the order they were first inserted (as in Python).
     ///
     /// # Errors
     /// As [`get`](Self::get).
@@ -370,8 +410,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// assert_eq!(d.apply(&key, double_or_one).unwrap(), 2);
     /// ```
     /// Python counterpart: none (`with lock: d[k] = f(d.get(k))`).
-    pub fn apply<F>(&self, key: &K, _f: F) -> Result<V>
+    pub fn apply<Q, F>(&self, key: &Q, _f: F) -> Result<V>
     where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
         F: Fn(Option<V>) -> V + Copy + Send + Sync + 'static,
     {
         self.new_value(DictOp::Apply { key: encode(key)?, entry: apply_entry_offset::<F, V>() })
@@ -390,11 +432,15 @@ impl<K: Serialize + DeserializeOwned, V: Number> DictProxy<K, V> {
     /// ```
     /// let m = multiproc::Manager::start().unwrap();
     /// let d = m.dict::<String, i64>().unwrap();
-    /// d.add(&"hits".to_string(), 5).unwrap();
-    /// assert_eq!(d.add(&"hits".to_string(), -2).unwrap(), 3);
+    /// d.add("hits", 5).unwrap();
+    /// assert_eq!(d.add("hits", -2).unwrap(), 3);
     /// ```
     /// Python counterpart: none (`with lock: d[k] += n`).
-    pub fn add(&self, key: &K, delta: V) -> Result<V> {
+    pub fn add<Q>(&self, key: &Q, delta: V) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.new_value(DictOp::Add { key: encode(key)?, delta: sealed::Sealed::to_wire(delta) })
     }
 }

@@ -220,6 +220,8 @@ pub(crate) enum DictOp {
     },
     /// The value at the key, inserting this one first if the key is absent.
     SetDefault(ByteBuf, ByteBuf),
+    /// Remove and return the entry inserted last (`Reply::Items` of none or one).
+    PopItem,
 }
 
 impl DictOp {

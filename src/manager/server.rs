@@ -19,6 +19,8 @@
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+
+use indexmap::IndexMap;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -74,7 +76,8 @@ struct Slot {
 /// What an object holds. A `Namespace` or a `Value` is a `Dict`; a `Condition` refers to the
 /// slot of its lock.
 enum State {
-    Dict(HashMap<Vec<u8>, Vec<u8>>),
+    /// In insertion order, as Python's dicts are (so `items` and `popitem` follow it).
+    Dict(IndexMap<Vec<u8>, Vec<u8>>),
     List(Vec<Vec<u8>>),
     Queue(QueueState),
     Lock(LockState),
@@ -546,8 +549,8 @@ impl Client<'_> {
             return Err(format!("a request for a {kind} that makes something else"));
         }
         let state = match new {
-            New::Dict | New::Namespace => State::Dict(HashMap::new()),
-            New::Value(bytes) => State::Dict(HashMap::from([(Vec::new(), bytes.into_vec())])),
+            New::Dict | New::Namespace => State::Dict(IndexMap::new()),
+            New::Value(bytes) => State::Dict(IndexMap::from([(Vec::new(), bytes.into_vec())])),
             New::List => State::List(Vec::new()),
             New::Queue { maxsize, joinable } => {
                 State::Queue(QueueState { items: VecDeque::new(), maxsize, unfinished: joinable.then_some(0) })
@@ -685,7 +688,9 @@ impl Client<'_> {
         match op {
             DictOp::Get(key) => value(map.get(key.as_slice()).cloned()),
             DictOp::Insert(key, v) => value(map.insert(key.into_vec(), v.into_vec())),
-            DictOp::Remove(key) => value(map.remove(key.as_slice())),
+            // Shifting keeps the order of the rest, as a Python `del` does.
+            DictOp::Remove(key) => value(map.shift_remove(key.as_slice())),
+            DictOp::PopItem => Reply::Items(map.pop().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).into_iter().collect()),
             DictOp::Contains(key) => Reply::Bool(map.contains_key(key.as_slice())),
             DictOp::Len => Reply::Len(map.len() as u64),
             DictOp::Items => {

@@ -478,10 +478,10 @@ impl<R: DeserializeOwned> Process<R> {
     /// until the whole result is in (a big result is read while the child writes it).
     fn watched(&self) -> io::Result<Vec<(OwnedFd, Ready)>> {
         let channel = lock(&self.state.channel);
-        let mut fds = vec![(crate::asyncio::dup(self.state.exit_fd())?, Ready::Read)];
+        let mut fds = vec![(self.state.exit_fd().try_clone_to_owned()?, Ready::Read)];
         if !channel.complete() {
             if let Some(sock) = &channel.sock {
-                fds.push((crate::asyncio::dup(sock.as_fd())?, Ready::Read));
+                fds.push((sock.as_fd().try_clone_to_owned()?, Ready::Read));
             }
         }
         Ok(fds)
