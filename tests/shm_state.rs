@@ -1,5 +1,6 @@
 //! Shared state: Value and Array under their locks across processes, owner death, raw forms,
-//! and SharedMemory by name — attach, unlink, and nothing left in /dev/shm after a crash.
+//! SharedMemory by name — attach, unlink, and nothing left in /dev/shm after a crash — and
+//! ShareableList and SharedMemoryManager.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::watchdog;
-use multiproc::shm::{Array, RawArray, RawValue, SharedMemory, Value};
+use multiproc::shm::{Array, BlockKeeper, RawArray, RawValue, ShareableList, SharedMemory, SharedMemoryManager, Value};
 use multiproc::{Context, ErrorKind, Process, Queue, StartMethod};
 
 fn add_many(counter: Value<u64>, times: u32) {
@@ -245,5 +246,84 @@ fn copies_of_every_length_and_offset_land_exactly() {
             shm.read_at(offset, &mut back).unwrap();
             assert_eq!(back, data);
         }
+    }
+}
+
+fn bump_scores(scores: ShareableList<(String, u32)>, from: usize, step: usize) {
+    for i in (from..scores.len()).step_by(step) {
+        let (name, score) = scores.get(i).unwrap();
+        scores.set(i, (name.to_uppercase(), score + 1)).unwrap();
+    }
+}
+
+#[test]
+fn a_shareable_list_is_changed_in_place_by_several_processes() {
+    let _w = watchdog(60);
+    let names = ["ann", "bob", "cy", "dee", "eve", "flo"];
+    let scores = ShareableList::new(names.iter().map(|n| (n.to_string(), 10u32))).unwrap();
+    let mut workers: Vec<_> = (0..2).map(|k| Process::spawn(bump_scores, (scores.clone(), k, 2)).unwrap()).collect();
+    workers.iter_mut().for_each(|w| w.join().unwrap());
+    let expected: Vec<(String, u32)> = names.iter().map(|n| (n.to_uppercase(), 11)).collect();
+    assert_eq!(scores.to_vec().unwrap(), expected);
+    assert_eq!(scores.index(&("CY".to_string(), 11)).unwrap(), Some(2));
+    assert_eq!(scores.count(&("EVE".to_string(), 11)).unwrap(), 1);
+    // Bad input is refused and loses nothing.
+    let long = ("a name far longer than the slot made for it".to_string(), 1);
+    assert_eq!(scores.set(0, long).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(scores.get(6).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(scores.set(6, ("x".into(), 1)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(scores.get(0).unwrap(), ("ANN".to_string(), 11));
+    let handles = ShareableList::new([Value::new(1u8).unwrap()]);
+    assert_eq!(handles.unwrap_err().kind(), ErrorKind::HandleOutsideTransfer);
+}
+
+fn make_block(keeper: BlockKeeper, text: Vec<u8>) -> String {
+    let block = keeper.shared_memory(4096).unwrap();
+    block.write_at(0, &text).unwrap();
+    block.name().unwrap().to_string()
+}
+
+#[test]
+fn blocks_made_through_the_manager_outlive_their_makers_until_it_shuts_down() {
+    let _w = watchdog(60);
+    let smm = SharedMemoryManager::start().unwrap();
+    let mut paths = Vec::new();
+    for k in 0..3u8 {
+        let name = Process::spawn(make_block, (smm.keeper(), vec![k; 8])).unwrap().join().unwrap();
+        paths.push(Path::new("/dev/shm").join(&name));
+        // The maker has exited; the block is still there, with what it wrote.
+        let mut got = [0u8; 8];
+        SharedMemory::attach(&name).unwrap().read_at(0, &mut got).unwrap();
+        assert_eq!(got, [k; 8]);
+    }
+    // Long enough for the cleaner to have unlinked them, were they still the makers'.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(paths.iter().all(|p| p.exists()));
+    let ours = smm.shared_memory(16).unwrap();
+    paths.push(Path::new("/dev/shm").join(ours.name().unwrap()));
+    smm.shutdown().unwrap();
+    assert!(paths.iter().all(|p| !p.exists()), "a block outlived the manager's shutdown");
+    assert_eq!(smm.shared_memory(16).unwrap_err().kind(), ErrorKind::Disconnected);
+    smm.shutdown().unwrap(); // a second shutdown does nothing
+}
+
+fn start_manager_and_wait(names: Queue<String>) {
+    let smm = SharedMemoryManager::start().unwrap();
+    names.put(smm.shared_memory(4096).unwrap().name().unwrap().to_string()).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_program_leaves_no_block_of_its_manager_behind() {
+    let _w = watchdog(60);
+    let names = Queue::new().unwrap();
+    let mut owner = Process::spawn(start_manager_and_wait, (names.clone(),)).unwrap();
+    let path = Path::new("/dev/shm").join(names.get().unwrap());
+    assert!(path.exists());
+    owner.kill().unwrap();
+    let _ = owner.join();
+    // The keeper dies with its program, and the cleaner unlinks what it kept.
+    while path.exists() {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

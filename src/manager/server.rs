@@ -81,7 +81,10 @@ enum State {
     List(Vec<Vec<u8>>),
     Queue(QueueState),
     Lock(LockState),
-    Semaphore { value: u32, bound: Option<u32> },
+    Semaphore {
+        value: u32,
+        bound: Option<u32>,
+    },
     Event(bool),
     Condition(ConditionState),
     Barrier(BarrierState),
@@ -690,7 +693,9 @@ impl Client<'_> {
             DictOp::Insert(key, v) => value(map.insert(key.into_vec(), v.into_vec())),
             // Shifting keeps the order of the rest, as a Python `del` does.
             DictOp::Remove(key) => value(map.shift_remove(key.as_slice())),
-            DictOp::PopItem => Reply::Items(map.pop().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).into_iter().collect()),
+            DictOp::PopItem => {
+                Reply::Items(map.pop().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).into_iter().collect())
+            }
             DictOp::Contains(key) => Reply::Bool(map.contains_key(key.as_slice())),
             DictOp::Len => Reply::Len(map.len() as u64),
             DictOp::Items => {

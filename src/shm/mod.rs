@@ -1,5 +1,7 @@
 //! Shared state: [`Value`] and [`Array`] (plain data behind a robust lock), their lock-free
-//! forms [`RawValue`] and [`RawArray`], and [`SharedMemory`] (bytes, named or anonymous).
+//! forms [`RawValue`] and [`RawArray`], [`SharedMemory`] (bytes, named or anonymous),
+//! [`ShareableList`] (serde items in fixed slots) and [`SharedMemoryManager`] (named blocks that
+//! live until it shuts down).
 //!
 //! ```
 //! use multiproc::{Process, shm::{Array, Value}};
@@ -48,9 +50,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::sys::shm::Mapping;
 
+mod list;
+mod manager;
 mod memory;
 mod value;
 
+pub use list::ShareableList;
+pub use manager::{BlockKeeper, SharedMemoryManager};
 pub use memory::SharedMemory;
 pub use value::{Array, ArrayGuard, RawArray, RawValue, ShmSafe, Value, ValueGuard};
 
