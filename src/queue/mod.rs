@@ -700,7 +700,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// code, on any executor.
     ///
     /// Cancel-safe: the item is taken inside the poll that returns it, so a future dropped before
-    /// it is ready (a `select!`, a timeout) has taken nothing. See [`asyncio`](crate::asyncio).
+    /// it is ready (a `select!`, a timeout) has taken nothing. See [`asyncio`].
     ///
     /// # Errors
     /// As [`get`](Self::get).
