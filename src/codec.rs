@@ -1,17 +1,35 @@
-//! Why a value could not be encoded or decoded.
+//! The codec: how values travel, where its limits are, and `SelfDescribing` for the types
+//! beyond them.
 //!
-//! Values travel encoded with [postcard], which keeps no message of its own for an error a
-//! `Serialize` or `Deserialize` raised (`Error::custom`, and serde's `invalid_value`,
-//! `invalid_length`, `unknown_variant`, … that are built on it): all become "Serde
-//! Serialization Error". So when postcard reports one, the value is gone over again — never on the
-//! fast path — with a probe that reads and writes postcard's format the same way but keeps the
-//! message and notes where in the value it arose (`.field[3]`). What the caller sees then names
-//! the type, the place, and the message; a value that failed for postcard's own reasons (say,
-//! input that ends early) is reported with postcard's message.
+//! Arguments, results, queue items and messages travel encoded with [postcard]: compact and
+//! fast, and never able to run code while decoding. It writes no field names and no type tags —
+//! the receiving side's type says what comes next — so a few serde features cannot cross it:
+//!
+//! | serde feature | what goes wrong | caught |
+//! |---|---|---|
+//! | `#[serde(skip_serializing_if = ..)]` | the field is left out, and the decoder reads the next field in its place | when a value that leaves one out is sent over a pipe, in the arguments of a process or of `apply`/`submit`, or as a process's result; on a queue or in a `map`, a decode error that names the attribute |
+//! | `#[serde(flatten)]` | a map of unknown length | when a value is sent |
+//! | `serde_json::Value`, `#[serde(untagged)]`, `#[serde(tag = ..)]` enums (`deserialize_any`) | the decoder must be told what comes next | when a value is received, with an error that names the class |
+//!
+//! Every such error names the type, the place in the value (`.meta.labels`) and what to do:
+//! wrap the value in `SelfDescribing` (feature `self-describing`), which sends it as
+//! MessagePack with field names, so all of these work, at a cost measured in the benchmarks
+//! (the "self-describing" queue row).
+//!
+//! Postcard also keeps no message of its own for an error a `Serialize` or `Deserialize` raised
+//! (`Error::custom`, and serde's `invalid_value`, `unknown_variant`, … built on it): all become
+//! "Serde Serialization Error". So when postcard reports one, the value is gone over again —
+//! never on the fast path — with a probe that reads and writes postcard's format the same way but
+//! keeps the message and notes where in the value it arose (`.field[3]`).
 //!
 //! [postcard]: https://docs.rs/postcard
 
 pub(crate) mod flat;
+#[cfg(feature = "self-describing")]
+mod self_describing;
+
+#[cfg(feature = "self-describing")]
+pub use self_describing::SelfDescribing;
 
 use std::fmt::{self, Display};
 
@@ -22,25 +40,56 @@ use serde::ser::{self, Serialize};
 /// message (`Vec<PathBuf>: path contains invalid UTF-8 characters (at [1])`).
 pub(crate) fn encode_failure<T: Serialize + ?Sized>(value: &T, error: &postcard::Error) -> String {
     let why = match error {
-        postcard::Error::SerdeSerCustom => match crate::handle::sending(|| value.serialize(Probe)) {
-            Err(why) => why.to_string(),
-            Ok(()) => error.to_string(),
-        },
+        postcard::Error::SerdeSerCustom | postcard::Error::SerializeSeqLengthUnknown => {
+            match crate::handle::dry_run(|| value.serialize(Probe)) {
+                Err(why) => why.to_string(),
+                Ok(()) => error.to_string(),
+            }
+        }
         _ => error.to_string(),
     };
     format!("{}: {why}", crate::error::type_name::<T>())
+}
+
+/// The serde features a format without field names or type tags cannot carry, for messages.
+const NOT_SELF_DESCRIBING: &str = "postcard, the wire's codec, writes no field names or type tags; \
+     wrap the value in `multiproc::codec::SelfDescribing` (feature `self-describing`) to send it \
+     with a self-describing codec (see the docs of `multiproc::codec`)";
+
+/// Whether `value` can take postcard's wire: no field left out (`#[serde(skip_serializing_if)]`),
+/// which would make the decoder read the next field in its place, and no map or sequence of
+/// unknown length (`#[serde(flatten)]`). Checked on every value sent over a connection, in a
+/// task's arguments or as a process's result — a pass that writes nothing, tens of nanoseconds
+/// for a small value — so that the error comes before the other side does any work; not on a
+/// queue's or a bulk map's path, where a field left out shows as a decode error that names the
+/// attribute. Every value, not the first of each type: a field is left out only for some values.
+pub(crate) fn fits_the_wire<T: Serialize + ?Sized>(value: &T) -> bool {
+    // Errors of the value itself come (with their message) from the encode that follows.
+    !matches!(crate::handle::dry_run(|| value.serialize(Probe)), Err(why) if why.structural)
 }
 
 /// Why decoding `bytes` as a `T` failed with `error`: the type, the place in it, and serde's
 /// message.
 pub(crate) fn decode_failure<T: de::DeserializeOwned>(bytes: &[u8], error: &postcard::Error) -> String {
     let why = match error {
-        postcard::Error::SerdeDeCustom => {
+        postcard::Error::SerdeDeCustom | postcard::Error::WontImplement => {
             match crate::handle::receiving(|| T::deserialize(&mut Reader { input: bytes })) {
                 Err(why) => why.to_string(),
                 Ok(_) => error.to_string(),
             }
         }
+        // What a field left out by the encoder looks like from here.
+        postcard::Error::DeserializeUnexpectedEnd
+        | postcard::Error::DeserializeBadVarint
+        | postcard::Error::DeserializeBadBool
+        | postcard::Error::DeserializeBadChar
+        | postcard::Error::DeserializeBadUtf8
+        | postcard::Error::DeserializeBadOption
+        | postcard::Error::DeserializeBadEnum
+        | postcard::Error::DeserializeBadEncoding => format!(
+            "{error}; if the type has `#[serde(skip_serializing_if)]` fields, the sender left one \
+             out and this is the next field read in its place: {NOT_SELF_DESCRIBING}"
+        ),
         _ => error.to_string(),
     };
     format!("{}: {why}", crate::error::type_name::<T>())
@@ -51,9 +100,15 @@ pub(crate) fn decode_failure<T: de::DeserializeOwned>(bytes: &[u8], error: &post
 struct Why {
     message: String,
     path: Vec<String>,
+    /// The type's shape cannot take the wire (not one value's content).
+    structural: bool,
 }
 
 impl Why {
+    fn structural(message: String) -> Why {
+        Why { message, path: Vec::new(), structural: true }
+    }
+
     fn within(mut self, place: impl Display) -> Why {
         self.path.push(place.to_string());
         self
@@ -78,14 +133,21 @@ impl std::error::Error for Why {}
 
 impl ser::Error for Why {
     fn custom<M: Display>(message: M) -> Why {
-        Why { message: message.to_string(), path: Vec::new() }
+        Why { message: message.to_string(), path: Vec::new(), structural: false }
     }
 }
 
 impl de::Error for Why {
     fn custom<M: Display>(message: M) -> Why {
-        Why { message: message.to_string(), path: Vec::new() }
+        Why { message: message.to_string(), path: Vec::new(), structural: false }
     }
+}
+
+fn unknown_length(what: &str) -> Why {
+    Why::structural(format!(
+        "a {what} of unknown length, which `#[serde(flatten)]` makes (as does a `Serialize` that \
+         streams an iterator): {NOT_SELF_DESCRIBING}"
+    ))
 }
 
 // ----- encoding: a serializer that writes nothing and keeps messages -----
@@ -170,7 +232,10 @@ impl ser::Serializer for Probe {
     ) -> Result<(), Why> {
         value.serialize(Probe).map_err(|why| why.within(format_args!("::{variant}")))
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Parts, Why> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Parts, Why> {
+        if len.is_none() {
+            return Err(unknown_length("sequence"));
+        }
         Ok(Parts { index: 0 })
     }
     fn serialize_tuple(self, _: usize) -> Result<Parts, Why> {
@@ -182,7 +247,10 @@ impl ser::Serializer for Probe {
     fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Parts, Why> {
         Ok(Parts { index: 0 })
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Parts, Why> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Parts, Why> {
+        if len.is_none() {
+            return Err(unknown_length("map"));
+        }
         Ok(Parts { index: 0 })
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Parts, Why> {
@@ -228,6 +296,12 @@ macro_rules! named_parts {
             type Error = Why;
             fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Why> {
                 self.part(value, format_args!(".{name}"))
+            }
+            fn skip_field(&mut self, name: &'static str) -> Result<(), Why> {
+                Err(Why::structural(format!(
+                    "field `{name}` was left out by `#[serde(skip_serializing_if)]`, so the \
+                     decoder would read the next field in its place: {NOT_SELF_DESCRIBING}"
+                )))
             }
             fn end(self) -> Result<(), Why> {
                 Ok(())
@@ -433,7 +507,11 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = Why;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Why> {
-        Err(de::Error::custom("the encoding is not self-describing"))
+        Err(Why::structural(format!(
+            "it asks the decoder what comes next (`deserialize_any`), as `serde_json::Value`, \
+             `#[serde(untagged)]` and internally tagged (`#[serde(tag = ..)]`) enums and \
+             `#[serde(flatten)]` do: {NOT_SELF_DESCRIBING}"
+        )))
     }
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Why> {
         match self.byte()? {

@@ -74,6 +74,14 @@ pub(crate) fn sending<T>(encode: impl FnOnce() -> T) -> T {
     encode()
 }
 
+/// Runs `look` as an encoding of a transfer whose descriptors are thrown away: for a pass over
+/// a value that writes nothing ([`codec::fits_the_wire`](crate::codec::fits_the_wire)).
+pub(crate) fn dry_run<T>(look: impl FnOnce() -> T) -> T {
+    let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
+    let _restore = Restore(Some(outer));
+    sending(look)
+}
+
 /// Runs `decode` as the decoding of a transfer from our own processes.
 pub(crate) fn receiving<T>(decode: impl FnOnce() -> T) -> T {
     let _counted = Counted::begin(&RECEIVING);
@@ -94,7 +102,16 @@ pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> post
     }
 }
 
+/// Encodes `value` for a transfer; its descriptors come back borrowed from it. The value is
+/// checked for shapes postcard cannot carry ([`codec::fits_the_wire`]); such a value fails as a
+/// custom error, which [`codec::encode_failure`] explains.
+///
+/// [`codec::fits_the_wire`]: crate::codec::fits_the_wire
+/// [`codec::encode_failure`]: crate::codec::encode_failure
 pub(crate) fn encode<'a, T: Serialize + ?Sized>(value: &'a T) -> postcard::Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
+    if !crate::codec::fits_the_wire(value) {
+        return Err(postcard::Error::SerdeSerCustom);
+    }
     let outer = TABLE.with(|t| t.replace(Some(Table::Sending(Vec::new()))));
     let bytes = sending(|| postcard::to_stdvec(value));
     let table = TABLE.with(|t| t.replace(outer));

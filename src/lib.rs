@@ -212,6 +212,8 @@
 //!
 //! ## Features
 //! - `progress`: a progress bar for `Pool::map` and `Pool::imap` (`PoolBuilder::progress`).
+//! - `self-describing`: `codec::SelfDescribing`, for values with serde features postcard cannot
+//!   carry (see [`codec`]).
 //! - `tracing`: events for the program's `tracing` subscriber (target `multiproc`): children
 //!   started and their exits seen, pool workers replaced, the fork server launched or found gone,
 //!   connections that failed their handshake or were pushed out by strangers, what happens at
@@ -291,6 +293,12 @@
 //!   cannot run code, and a value that cannot be encoded fails in the caller. An encode or decode
 //!   error names the type, the place in the value (`.picks[1]`), the item's index in a `map`, and
 //!   the message the `Serialize`/`Deserialize` gave.
+//! - postcard writes no field names or type tags, so `#[serde(skip_serializing_if)]`,
+//!   `#[serde(flatten)]`, `#[serde(untagged)]` and `serde_json::Value` cannot cross it as they
+//!   are: each is refused with an error that names the type and the attribute — over a pipe and
+//!   in a task's arguments before the other side does any work — and
+//!   `codec::SelfDescribing` (feature `self-describing`) carries them as MessagePack (see
+//!   [`codec`]).
 //! - A pool's chunk of items made only of numbers, `bool`s and `char`s (in tuples, arrays and
 //!   structs) travels on a flat wire instead: each item its fields' fixed-width bytes, no codec
 //!   per item, so `pool.map(f, 0..n)` costs a few tens of nanoseconds per item. The first item
@@ -358,7 +366,7 @@ compile_error!(
 );
 
 pub mod asyncio;
-mod codec;
+pub mod codec;
 pub mod connection;
 mod entry;
 mod error;

@@ -170,3 +170,113 @@ fn queues_and_pipes_say_why() {
     a.send(&Picky(6)).unwrap();
     assert_eq!(b.recv().unwrap(), Picky(6));
 }
+
+/// A type that leaves a field out when it is `None`: postcard would make the decoder read the
+/// next field in its place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Labels {
+    name: String,
+    #[serde(flatten)]
+    rest: std::collections::BTreeMap<String, u32>,
+}
+
+fn count_of(s: Sparse) -> u32 {
+    s.count
+}
+
+fn ran_anyway(ran: Queue<u8>, _s: Sparse) {
+    ran.put(1).unwrap();
+}
+
+#[test]
+fn what_postcard_cannot_carry_is_refused_before_the_other_side_works_and_named() {
+    let _w = watchdog(60);
+    // skip_serializing_if: refused at the start, naming the field and the attribute; the child
+    // never runs.
+    let ran = Queue::new().unwrap();
+    let sparse = Sparse { note: None, count: 3 };
+    let err = Process::spawn(ran_anyway, (ran.clone(), sparse.clone())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
+    let message = err.to_string();
+    assert!(message.contains("Sparse") && message.contains("`note`"), "{message}");
+    assert!(message.contains("skip_serializing_if") && message.contains("SelfDescribing"), "{message}");
+    assert!(ran.get_timeout(std::time::Duration::from_millis(100)).is_err(), "the child ran");
+    // The same over a pipe; a value that keeps every field still goes.
+    let (a, b) = pipe::<Sparse>().unwrap();
+    let full = Sparse { note: Some("n".into()), count: 2 };
+    a.send(&full).unwrap();
+    assert_eq!(b.recv().unwrap(), full);
+    let message = a.send(&sparse).unwrap_err().to_string();
+    assert!(message.contains("skip_serializing_if"), "{message}");
+
+    // On a queue's path nothing is checked: the getter's error names the attribute.
+    let q = Queue::new().unwrap();
+    q.put(sparse.clone()).unwrap();
+    let message = q.get().unwrap_err().to_string();
+    assert!(message.contains("Sparse") && message.contains("skip_serializing_if"), "{message}");
+
+    // flatten: a map of unknown length, refused when sent.
+    let (a, _b) = pipe::<Labels>().unwrap();
+    let labels = Labels { name: "x".into(), rest: [("a".to_string(), 1)].into() };
+    let message = a.send(&labels).unwrap_err().to_string();
+    assert!(message.contains("Labels") && message.contains("flatten"), "{message}");
+
+    // deserialize_any (serde_json::Value): named when received; the connection goes on.
+    let (a, b) = pipe::<serde_json::Value>().unwrap();
+    a.send(&serde_json::json!({ "status": 200 })).unwrap();
+    let message = b.recv().unwrap_err().to_string();
+    assert!(message.contains("deserialize_any") && message.contains("SelfDescribing"), "{message}");
+
+    // A task's argument of such a type, in a pool: refused in the caller.
+    let pool = Pool::new(1).unwrap();
+    let err = pool.apply(count_of, (sparse,)).unwrap_err();
+    assert!(err.to_string().contains("skip_serializing_if"), "{err}");
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[cfg(feature = "self-describing")]
+mod self_describing {
+    use multiproc::codec::SelfDescribing;
+    use multiproc::{Pool, Process, Queue, pipe};
+
+    use super::{Labels, Sparse};
+
+    fn echo(s: SelfDescribing<Sparse>) -> SelfDescribing<(Sparse, serde_json::Value)> {
+        SelfDescribing((s.0, serde_json::json!({ "seen": true })))
+    }
+
+    fn count_of(s: SelfDescribing<Sparse>) -> u32 {
+        s.count
+    }
+
+    #[test]
+    fn self_describing_values_carry_what_postcard_cannot() {
+        let _w = super::common::watchdog(60);
+        let sparse = Sparse { note: None, count: 3 };
+        let (back, meta) = Process::spawn(echo, (SelfDescribing(sparse.clone()),)).unwrap().join().unwrap().0;
+        assert_eq!((back, meta["seen"].as_bool()), (sparse.clone(), Some(true)));
+
+        let (a, b) = pipe::<SelfDescribing<Labels>>().unwrap();
+        let labels = Labels { name: "x".into(), rest: [("a".to_string(), 1)].into() };
+        a.send(&SelfDescribing(labels.clone())).unwrap();
+        assert_eq!(b.recv().unwrap().into_inner(), labels);
+
+        let q = Queue::new().unwrap();
+        q.put(SelfDescribing(serde_json::json!([1, "two", null]))).unwrap();
+        assert_eq!(q.get().unwrap().0, serde_json::json!([1, "two", null]));
+
+        let pool = Pool::new(2).unwrap();
+        let items: Vec<_> = (0..100).map(|i| SelfDescribing(Sparse { note: None, count: i })).collect();
+        assert_eq!(pool.map(count_of, items).unwrap(), (0..100).collect::<Vec<u32>>());
+        pool.close();
+        pool.join().unwrap();
+    }
+}

@@ -177,6 +177,9 @@ where
     A: Serialize + DeserializeOwned,
     F::Output: Serialize + DeserializeOwned,
 {
+    if !crate::codec::fits_the_wire(args) {
+        return Err(TaskError::ArgumentEncode(crate::codec::encode_failure(args, &postcard::Error::SerdeSerCustom)));
+    }
     let mut bytes = Vec::new();
     let fds = encode_one(&mut handle::EncodeScope::begin(), args, &mut bytes)?;
     let end = bytes.len() as u64;

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
+use multiproc::codec::SelfDescribing;
 use multiproc::{Context, Event, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
 use serde_bytes::ByteBuf;
 
@@ -16,6 +17,7 @@ use super::{BoxError, Scenario, Target};
 const RAW_RING: &str = "baseline: shared-memory ring, 8-byte items (SPSC, futex)";
 const MEMCPY_CACHED: &str = "baseline: memcpy 1 MiB in cache (one thread)";
 const MEMCPY: &str = "baseline: memcpy 1 MiB from/to memory (one thread)";
+const RECORD: &str = "queue 1→1, a record (u64, a 12-byte string, two tags; postcard)";
 const ROUND_TRIP: &str = "queue round trip (put, echoed back by a child, get)";
 
 /// The queue rows.
@@ -39,6 +41,11 @@ pub fn scenarios() -> Vec<Scenario> {
             .python("queue_2x2_8", 100_000)
             .target(Target::FasterThanCpython(30.0))
             .target(Target::AtMostTimes(1.5, RAW_RING.into())),
+        Scenario::new(RECORD, 1_000_000, |n| one_to_one::<Record>(n, 0)),
+        Scenario::new("queue 1→1, the same records self-describing (MessagePack)", 1_000_000, |n| {
+            one_to_one::<SelfDescribing<Record>>(n, 0)
+        })
+        .target(Target::AtMostTimes(3.0, RECORD.into())),
         Scenario::new("queue 1→1, 64 KiB items", 40_000, |n| one_to_one::<ByteBuf>(n, 64 << 10))
             .python("queue_1to1_64k", 10_000),
         Scenario::new("queue 1→1, 1 MiB items", 2_000, |n| one_to_one::<ByteBuf>(n, 1 << 20))
@@ -71,6 +78,26 @@ trait Item: serde::Serialize + serde::de::DeserializeOwned + 'static {
 impl Item for u64 {
     fn make(i: u64, _size: usize) -> u64 {
         i
+    }
+}
+
+/// A small record of the kind a crawler or an ETL job passes around.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+}
+
+impl Item for Record {
+    fn make(i: u64, _size: usize) -> Record {
+        Record { id: i, name: "record-00001".into(), tags: vec!["crawl".into(), "fresh".into()] }
+    }
+}
+
+impl Item for SelfDescribing<Record> {
+    fn make(i: u64, size: usize) -> SelfDescribing<Record> {
+        SelfDescribing(Record::make(i, size))
     }
 }
 
