@@ -229,14 +229,17 @@ impl Cleaner {
             if unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, -1) } < 0 {
                 continue; // EINTR
             }
-            // Creators gone, from the last (removal moves the last into the freed place).
-            for i in (0..self.watched).rev() {
-                if fds[i + 1].revents != 0 {
-                    let (pid, _) = self.creators[i];
-                    self.creator_gone(pid);
-                }
-            }
             if fds[0].revents == 0 {
+                // Creators gone, from the last (removal moves the last into the freed place).
+                // Only with the pipe drained: a process that handed a name on (`-name`, as a
+                // SharedMemoryManager's client does) wrote that before it ended, and the line
+                // must be read before its end is acted on.
+                for i in (0..self.watched).rev() {
+                    if fds[i + 1].revents != 0 {
+                        let (pid, _) = self.creators[i];
+                        self.creator_gone(pid);
+                    }
+                }
                 continue;
             }
             // SAFETY: reads into a buffer we own, from descriptor 3 (the pipe).
