@@ -53,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) initializer: Option<Initializer>,
     pub(crate) max_tasks_per_child: u64,
+    /// Replace a worker whose resident memory passed this many bytes (0: never).
+    pub(crate) max_memory_per_child: u64,
     pub(crate) method: Option<StartMethod>,
     pub(crate) task_timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL for a worker being stopped.
@@ -247,7 +249,8 @@ pub struct WorkerStats {
     pub busy: Duration,
     /// Time alive and not running items.
     pub idle: Duration,
-    /// Processes started to replace ended ones (after a crash, a timeout or `max_tasks_per_child`).
+    /// Processes started to replace ended ones (after a crash, a timeout, `max_tasks_per_child` or
+    /// `max_memory_per_child`).
     pub restarts: u32,
 }
 
@@ -336,6 +339,7 @@ impl Core {
                 }
             },
             max_batches: self.config.max_tasks_per_child,
+            max_memory: self.config.max_memory_per_child,
             timed: self.config.task_timeout.is_some(),
         };
         let mut builder = Process::builder()
@@ -572,6 +576,16 @@ impl Core {
 
     pub(crate) fn is_finished(&self) -> bool {
         self.lock().finished
+    }
+
+    /// Whether the pool still takes submissions.
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().phase == Phase::Running
+    }
+
+    /// The number of worker places.
+    pub(crate) fn processes(&self) -> usize {
+        self.config.processes
     }
 
     /// Cancels batch `id` if it has not finished; returns whether it was cancelled. Its outcome

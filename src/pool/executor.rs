@@ -226,6 +226,44 @@ impl ProcessPoolExecutor {
     }
 }
 
+/// The process's reusable executor, with the process it belongs to (a forked child inherits
+/// the value, not the workers).
+static REUSABLE: std::sync::Mutex<Option<(u32, Arc<ProcessPoolExecutor>)>> = std::sync::Mutex::new(None);
+
+/// The process-wide executor of `max_workers` workers, started on first use and shared by
+/// every caller after: libraries and repeated calls reuse warm workers instead of starting a
+/// pool each time. Asking for a different size (or after someone shut it down) starts a new one;
+/// the old one is shut down without waiting — its submitted tasks finish, and its holders'
+/// further submissions are refused.
+///
+/// # Errors
+/// As [`ProcessPoolExecutor::new`].
+///
+/// ```
+/// use std::sync::Arc;
+/// let a = multiproc::pool::get_reusable_executor(2).unwrap();
+/// let b = multiproc::pool::get_reusable_executor(2).unwrap();
+/// assert!(Arc::ptr_eq(&a, &b)); // the same warm workers
+/// assert_eq!(b.submit(|| 6 * 7, ()).unwrap().result().unwrap(), 42);
+/// ```
+/// Python counterpart: `loky.get_reusable_executor(max_workers)` (joblib's default backend).
+pub fn get_reusable_executor(max_workers: usize) -> Result<Arc<ProcessPoolExecutor>> {
+    let mut reusable = REUSABLE.lock().unwrap_or_else(|p| p.into_inner());
+    let me = std::process::id();
+    if let Some((pid, executor)) = reusable.as_ref() {
+        let core = &executor.pool.core;
+        if *pid == me && core.processes() == max_workers && core.is_open() {
+            return Ok(executor.clone());
+        }
+        if *pid == me {
+            executor.shutdown(false, false);
+        }
+    }
+    let executor = Arc::new(ProcessPoolExecutor::new(max_workers)?);
+    *reusable = Some((me, executor.clone()));
+    Ok(executor)
+}
+
 /// The eventual outcome of [`ProcessPoolExecutor::submit`]. Also a `std::future::Future`, so it
 /// can be awaited.
 ///

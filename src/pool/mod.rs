@@ -67,7 +67,8 @@ mod worker;
 pub use self::core::WorkerStats;
 use self::core::{Batch, Config, Core, Initializer, Phase};
 pub use executor::{
-    AsCompleted, CancelOnDrop, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed, wait,
+    AsCompleted, CancelOnDrop, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed,
+    get_reusable_executor, wait,
 };
 pub use result::{AsyncResult, TaskError};
 use result::{Collected, Collector, Delivery, Interest, Results, assemble_all, assemble_one};
@@ -117,6 +118,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     initializer: Option<std::result::Result<Initializer, String>>,
     max_tasks_per_child: u64,
+    max_memory_per_child: u64,
     method: Option<StartMethod>,
     task_timeout: Option<Duration>,
     kill_grace: Duration,
@@ -132,6 +134,7 @@ impl Default for PoolBuilder {
             processes: None,
             initializer: None,
             max_tasks_per_child: 0,
+            max_memory_per_child: 0,
             method: None,
             task_timeout: None,
             kill_grace: Duration::from_secs(1),
@@ -239,6 +242,29 @@ impl PoolBuilder {
         self
     }
 
+    /// Replace a worker once its resident memory passes `bytes` (0, the default: never): the
+    /// cure for tasks that leak, or that leave a worker holding memory it will not give back.
+    /// The worker looks after a batch (at most every 10 ms, and after any batch that ran
+    /// longer), finishes it, and is replaced; no task fails for it. A task that needs more
+    /// than the limit still runs.
+    ///
+    /// ```
+    /// fn hoard(mb: usize) -> u32 {
+    ///     std::mem::forget(vec![1u8; mb << 20]); // leaked, and touched
+    ///     std::process::id()
+    /// }
+    /// let pool = multiproc::Pool::builder().processes(1).max_memory_per_child(64 << 20).build().unwrap();
+    /// let first = pool.apply(hoard, (100,)).unwrap();
+    /// let next = pool.apply(hoard, (0,)).unwrap();
+    /// assert_ne!(first, next); // the hoarder was replaced
+    /// ```
+    /// Python counterpart: none in the standard library (loky's reusable executor recycles
+    /// workers past a memory limit; pebble's `max_tasks` is the usual workaround).
+    pub fn max_memory_per_child(mut self, bytes: u64) -> PoolBuilder {
+        self.max_memory_per_child = bytes;
+        self
+    }
+
     /// How workers are started (default: the process-wide default).
     ///
     /// ```
@@ -329,6 +355,7 @@ impl PoolBuilder {
             processes,
             initializer,
             max_tasks_per_child: self.max_tasks_per_child,
+            max_memory_per_child: self.max_memory_per_child,
             method: self.method,
             // Longer than a century is no timeout at all.
             task_timeout: self.task_timeout.filter(|&t| t < NEVER),

@@ -287,6 +287,8 @@ pub(crate) struct Setup {
     pub(crate) initializer: Option<(i64, ByteBuf, Vec<Fd>)>,
     /// Exit after this many batches (0: never).
     pub(crate) max_batches: u64,
+    /// Exit once resident memory passes this many bytes (0: never), looked at after a batch.
+    pub(crate) max_memory: u64,
     /// Whether each item's start time matters (a task timeout is set); otherwise only each
     /// batch's is taken, sparing a clock read per item.
     pub(crate) timed: bool,
@@ -328,6 +330,7 @@ pub(crate) fn worker_main(setup: Setup) {
     }
     setup.slot.ready.store(1, Ordering::Release);
     let mut batches = 0u64;
+    let mut memory_seen_at = 0u64;
     // Buffers kept from one batch to the next. A chunk's buffers are big; handed back to the
     // allocator after each batch they would often go back to the kernel, and every batch would
     // pay for fresh pages again (page faults are most of the cost of a chunk of small items).
@@ -385,5 +388,17 @@ pub(crate) fn worker_main(setup: Setup) {
         setup.slot.batch.store(0, Ordering::Release);
         setup.slot.batches_done.fetch_add(1, Ordering::Relaxed);
         batches += 1;
+        // Reading /proc costs microseconds: look at most once per interval, and after any batch
+        // that ran that long (the one that grew the worker, most likely).
+        if setup.max_memory > 0 && now_ns().saturating_sub(memory_seen_at) >= MEMORY_LOOK_NS {
+            memory_seen_at = now_ns();
+            if crate::sys::process::resident_bytes().is_some_and(|bytes| bytes > setup.max_memory) {
+                // The pool sees a worker that ended between batches, and starts another.
+                return;
+            }
+        }
     }
 }
+
+/// How often at most a worker with a memory limit reads its resident size.
+const MEMORY_LOOK_NS: u64 = 10_000_000;

@@ -359,3 +359,11 @@ pub(crate) fn set_name(name: &str) {
     // which lives on our stack for the call (its last byte is always 0).
     unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
+
+/// This process's resident memory in bytes (`None` if `/proc` cannot tell): what the kernel
+/// counts, not what the allocator holds.
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(rustix::param::page_size() as u64))
+}
