@@ -55,6 +55,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: u64,
     /// Replace a worker whose resident memory passed this many bytes (0: never).
     pub(crate) max_memory_per_child: u64,
+    /// A worker idle this long exits, and its place is filled again when work comes.
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) method: Option<StartMethod>,
     pub(crate) task_timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL for a worker being stopped.
@@ -161,6 +163,11 @@ struct WorkerHandle {
     /// The batch it was running when its other batches were taken back: until that one is done,
     /// it gets nothing new (it would only sit behind it again, next to the skipped orders).
     held_back: Option<u64>,
+    /// Since when it has had nothing to do (`None` while it holds batches).
+    idle_since: Option<Instant>,
+    /// Told to stop for good (idle past the pool's idle timeout, or its place removed by a
+    /// shrink): its place is not filled when it ends.
+    leaving: bool,
 }
 
 impl WorkerHandle {
@@ -203,7 +210,11 @@ pub(crate) enum Phase {
 }
 
 pub(crate) struct State {
+    /// Worker places; `None` where nobody is (an idle worker left, or a start failed). Places
+    /// at `target` and beyond are being removed by a shrink.
     workers: Vec<Option<WorkerHandle>>,
+    /// How many places the pool has (its size; `resize` changes it).
+    target: usize,
     stats: Vec<PlaceStats>,
     batches: HashMap<u64, Batch>,
     pending: VecDeque<u64>,
@@ -268,6 +279,7 @@ impl Core {
         let core = Arc::new(Core {
             state: Mutex::new(State {
                 workers: (0..config.processes).map(|_| None).collect(),
+                target: config.processes,
                 stats: vec![PlaceStats::default(); config.processes],
                 batches: HashMap::new(),
                 pending: VecDeque::new(),
@@ -375,6 +387,8 @@ impl Core {
             retiring: false,
             sent: 0,
             held_back: None,
+            idle_since: Some(Instant::now()),
+            leaving: false,
         });
         self.wake_supervisor();
         Ok(())
@@ -442,19 +456,24 @@ impl Core {
         !back.is_empty()
     }
 
-    /// Gives pending batches to workers with room, the least loaded first.
+    /// Gives pending batches to workers with room, the least loaded first; fills an empty place
+    /// (a worker that left idle) when nobody has room.
     fn hand_out(&self, st: &mut State) {
         while let Some(&id) = st.pending.front() {
-            let Some(index) = st
+            let chosen = st
                 .workers
                 .iter()
                 .enumerate()
                 .filter_map(|(i, w)| w.as_ref().map(|w| (i, w)))
                 .filter(|(_, w)| w.can_take())
                 .min_by_key(|(_, w)| w.in_flight.len())
-                .map(|(i, _)| i)
-            else {
-                return;
+                .map(|(i, _)| i);
+            let index = match chosen {
+                Some(index) => index,
+                None => match self.fill_empty_place(st) {
+                    Some(index) => index,
+                    None => return,
+                },
             };
             st.pending.pop_front();
             let batch = st.batches.get_mut(&id).expect("pending batches are known");
@@ -464,6 +483,7 @@ impl Core {
             if send(worker, id, batch) {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
+                worker.idle_since = None;
                 if self.config.task_timeout.is_some() || batch.timeout.is_some() {
                     // The supervisor must start watching this batch's clock.
                     self.wake_supervisor();
@@ -475,6 +495,77 @@ impl Core {
                 worker.retiring = true;
             }
         }
+    }
+
+    /// Starts a worker in an empty place below the target, if the pool is open and there is one;
+    /// returns its index.
+    fn fill_empty_place(&self, st: &mut State) -> Option<usize> {
+        if st.phase == Phase::Terminated || st.broken.is_some() {
+            return None;
+        }
+        let index = (0..st.target.min(st.workers.len())).find(|&i| st.workers[i].is_none())?;
+        match self.spawn_worker(st, index as u32) {
+            Ok(()) => Some(index),
+            Err(_err) => {
+                crate::trace::event!(warn, pool = %self.config.name, worker = index, error = %_err, "a pool worker could not be started");
+                None
+            }
+        }
+    }
+
+    /// Makes the pool `n` places: new places get a worker at once; removed ones (the last) give
+    /// back the batches they have not started, finish the one they run, and end.
+    pub(crate) fn resize(&self, n: usize) -> Result<()> {
+        if n == 0 || n > super::MAX_PROCESSES {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("a pool of {n} processes")));
+        }
+        let mut st = self.lock();
+        if st.phase != Phase::Running {
+            return Err(Error::new(ErrorKind::InvalidInput, "the pool is closed"));
+        }
+        st.target = n;
+        // Growing: places removed by an earlier shrink that have not ended yet stay as they are
+        // (they end, and their place is filled below or by `hand_out`).
+        while st.workers.len() < n {
+            st.workers.push(None);
+            st.stats.push(PlaceStats::default());
+        }
+        for index in 0..n {
+            // Without an idle timeout every place has a worker; with one, places fill on demand.
+            if st.workers[index].is_none() && self.config.idle_timeout.is_none() {
+                self.spawn_worker(&mut st, index as u32)?;
+            }
+        }
+        // Shrinking: the places past `n` wind down.
+        for index in n..st.workers.len() {
+            let back = take_back(&mut st, index);
+            for &id in back.iter().rev() {
+                st.pending.push_front(id);
+            }
+            if let Some(w) = st.workers[index].as_mut() {
+                w.leaving = true;
+                if !w.retiring {
+                    w.retiring = true;
+                    let _ = w.orders.try_put(Order::Stop);
+                }
+            }
+        }
+        self.trim_places(&mut st);
+        self.dispatch(&mut st);
+        Ok(())
+    }
+
+    /// Drops the empty places past the target from the end.
+    fn trim_places(&self, st: &mut State) {
+        while st.workers.len() > st.target && st.workers.last().is_some_and(Option::is_none) {
+            st.workers.pop();
+            st.stats.pop();
+        }
+    }
+
+    /// The pool's size now.
+    pub(crate) fn size(&self) -> usize {
+        self.lock().target
     }
 
     /// Waits until no batch is pending or in flight.
@@ -585,7 +676,7 @@ impl Core {
 
     /// The number of worker places.
     pub(crate) fn processes(&self) -> usize {
-        self.config.processes
+        self.size()
     }
 
     /// Cancels batch `id` if it has not finished; returns whether it was cancelled. Its outcome
@@ -769,6 +860,11 @@ impl Core {
                 w.in_flight.retain(|&b| b != id);
                 pid = w.pid;
                 st.startup_deaths = 0;
+                if w.in_flight.is_empty() && self.config.idle_timeout.is_some() {
+                    w.idle_since = Some(Instant::now());
+                    // Its idle deadline is new: the supervisor must look at it.
+                    self.wake_supervisor();
+                }
             }
         }
         let failures = failures
@@ -863,13 +959,21 @@ impl Core {
             st.pending.push_front(id);
         }
         let died_on_start = !w.slot.is_ready() && !w.retiring;
-        let w_retiring = w.retiring;
+        let (w_retiring, w_leaving) = (w.retiring, w.leaving);
         drop(w);
+        // A worker that left a place still wanted (shrunk, then grown again) is replaced as any
+        // other, unless places fill on demand.
+        if index as usize >= st.target || (w_leaving && self.config.idle_timeout.is_some()) {
+            // Left for good (idle, or its place removed): the place stays empty until work
+            // needs it, or goes.
+            self.trim_places(st);
+            return deliveries;
+        }
         // Replace it, unless the pool is winding down or workers keep dying before they start.
         if died_on_start {
             st.startup_deaths += 1;
         }
-        let storm = st.startup_deaths as usize >= 2 * self.config.processes + 2;
+        let storm = st.startup_deaths as usize >= 2 * st.target + 2;
         if storm && st.broken.is_none() {
             deliveries.extend(self.break_pool(st, format!("workers keep dying on start (the last: {status})")));
         }
@@ -947,6 +1051,11 @@ impl Core {
             if let Some(at) = w.kill_at {
                 consider(at);
             }
+            if let (Some(limit), Some(since)) = (self.config.idle_timeout, w.idle_since) {
+                if !w.retiring {
+                    consider(since + limit);
+                }
+            }
             if w.stopping.is_none() {
                 match w.slot.running() {
                     Some((batch, _, started)) => {
@@ -973,6 +1082,14 @@ impl Core {
         let now = Instant::now();
         let State { workers, batches, .. } = st;
         for w in workers.iter_mut().flatten().filter(|w| !w.ended) {
+            let idle_past = |since: Instant| self.config.idle_timeout.is_some_and(|limit| now >= since + limit);
+            if !w.retiring && w.in_flight.is_empty() && w.idle_since.is_some_and(idle_past) {
+                // Idle too long: it leaves, and its place is filled again when work comes.
+                w.retiring = true;
+                w.leaving = true;
+                let _ = w.orders.try_put(Order::Stop);
+                continue;
+            }
             if w.kill_at.is_some_and(|at| at <= now) {
                 w.kill_at = None;
                 let _ = w.process.kill();

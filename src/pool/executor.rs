@@ -190,6 +190,21 @@ impl ProcessPoolExecutor {
         }
     }
 
+    /// Makes the executor `max_workers` processes while it runs (see [`Pool::resize`]).
+    ///
+    /// # Errors
+    /// As [`Pool::resize`].
+    ///
+    /// ```
+    /// let executor = multiproc::ProcessPoolExecutor::new(1).unwrap();
+    /// executor.resize(2).unwrap();
+    /// assert_eq!(executor.stats().len(), 2);
+    /// ```
+    /// Python counterpart: none (loky's `get_reusable_executor(max_workers=n)` resizes).
+    pub fn resize(&self, max_workers: usize) -> Result<()> {
+        self.pool.resize(max_workers)
+    }
+
     /// Stops every worker with SIGTERM (then SIGKILL after the kill grace); unfinished tasks fail
     /// with [`TaskError::Terminated`].
     ///
@@ -232,9 +247,8 @@ static REUSABLE: std::sync::Mutex<Option<(u32, Arc<ProcessPoolExecutor>)>> = std
 
 /// The process-wide executor of `max_workers` workers, started on first use and shared by
 /// every caller after: libraries and repeated calls reuse warm workers instead of starting a
-/// pool each time. Asking for a different size (or after someone shut it down) starts a new one;
-/// the old one is shut down without waiting — its submitted tasks finish, and its holders'
-/// further submissions are refused.
+/// pool each time. Asking for a different size resizes it (see [`Pool::resize`]: no task
+/// fails); after someone shut it down, the next call starts a new one.
 ///
 /// # Errors
 /// As [`ProcessPoolExecutor::new`].
@@ -245,6 +259,8 @@ static REUSABLE: std::sync::Mutex<Option<(u32, Arc<ProcessPoolExecutor>)>> = std
 /// let b = multiproc::pool::get_reusable_executor(2).unwrap();
 /// assert!(Arc::ptr_eq(&a, &b)); // the same warm workers
 /// assert_eq!(b.submit(|| 6 * 7, ()).unwrap().result().unwrap(), 42);
+/// let c = multiproc::pool::get_reusable_executor(3).unwrap(); // resized, still the same
+/// assert!(Arc::ptr_eq(&a, &c) && a.stats().len() == 3);
 /// ```
 /// Python counterpart: `loky.get_reusable_executor(max_workers)` (joblib's default backend).
 pub fn get_reusable_executor(max_workers: usize) -> Result<Arc<ProcessPoolExecutor>> {
@@ -252,11 +268,11 @@ pub fn get_reusable_executor(max_workers: usize) -> Result<Arc<ProcessPoolExecut
     let me = std::process::id();
     if let Some((pid, executor)) = reusable.as_ref() {
         let core = &executor.pool.core;
-        if *pid == me && core.processes() == max_workers && core.is_open() {
+        if *pid == me && core.is_open() {
+            if core.processes() != max_workers {
+                executor.resize(max_workers)?;
+            }
             return Ok(executor.clone());
-        }
-        if *pid == me {
-            executor.shutdown(false, false);
         }
     }
     let executor = Arc::new(ProcessPoolExecutor::new(max_workers)?);

@@ -119,6 +119,7 @@ pub struct PoolBuilder {
     initializer: Option<std::result::Result<Initializer, String>>,
     max_tasks_per_child: u64,
     max_memory_per_child: u64,
+    idle_timeout: Option<Duration>,
     method: Option<StartMethod>,
     task_timeout: Option<Duration>,
     kill_grace: Duration,
@@ -135,6 +136,7 @@ impl Default for PoolBuilder {
             initializer: None,
             max_tasks_per_child: 0,
             max_memory_per_child: 0,
+            idle_timeout: None,
             method: None,
             task_timeout: None,
             kill_grace: Duration::from_secs(1),
@@ -265,6 +267,25 @@ impl PoolBuilder {
         self
     }
 
+    /// Let a worker that has had nothing to do for `timeout` exit; its place is filled again
+    /// when work comes (default: workers stay). A pool that sits idle between bursts then holds
+    /// no processes, at the cost of a worker start on the first task after a pause.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::builder().processes(1).idle_timeout(Duration::from_millis(50)).build().unwrap();
+    /// let first = pool.apply(std::process::id, ()).unwrap();
+    /// std::thread::sleep(Duration::from_millis(500));
+    /// assert_eq!(pool.stats()[0].pid, None); // gone while idle
+    /// let next = pool.apply(std::process::id, ()).unwrap(); // started again on demand
+    /// assert_ne!(first, next);
+    /// ```
+    /// Python counterpart: none in `multiprocessing` (loky's executor `timeout`).
+    pub fn idle_timeout(mut self, timeout: Duration) -> PoolBuilder {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// How workers are started (default: the process-wide default).
     ///
     /// ```
@@ -356,6 +377,7 @@ impl PoolBuilder {
             initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             max_memory_per_child: self.max_memory_per_child,
+            idle_timeout: self.idle_timeout.filter(|&t| t < NEVER),
             method: self.method,
             // Longer than a century is no timeout at all.
             task_timeout: self.task_timeout.filter(|&t| t < NEVER),
@@ -832,7 +854,7 @@ impl Pool {
         if chunksize == Some(0) {
             return Err(TaskError::InvalidInput(ZERO_CHUNKSIZE.into()));
         }
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(low, self.core.config.processes));
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(low, self.core.size()));
         let sink = self.collector(Some(low), false);
         let submitted = self.submit_items::<F, A>(items, chunksize, &sink, 0)?;
         if submitted != low {
@@ -944,7 +966,7 @@ impl Pool {
     {
         let _ = f;
         let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        let chunksize = default_chunksize(items.len(), self.core.config.processes);
+        let chunksize = default_chunksize(items.len(), self.core.size());
         let sink = self.collector(Some(items.len()), false);
         sink.lock().on_complete = Some(Box::new(move |results: &Results| match assemble_all::<F::Output>(results) {
             Ok(values) => callback(&values),
@@ -1208,6 +1230,39 @@ impl Pool {
     /// Python counterpart: `pool.terminate()`.
     pub fn terminate(&self) {
         self.core.terminate(Signal::TERM);
+    }
+
+    /// Makes the pool `processes` workers while it runs. Growing starts the new workers at once
+    /// (on demand with an [idle timeout](PoolBuilder::idle_timeout)); shrinking takes back the
+    /// batches the removed workers have not started — they go to the others — and lets each
+    /// finish the batch it runs before it exits. No task fails for it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for 0 processes (or more than the pool's limit) and on a
+    /// closed pool; [`ErrorKind::Os`] if a new worker cannot be started.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// pool.resize(3).unwrap();
+    /// assert_eq!(pool.size(), 3);
+    /// assert_eq!(pool.map(|x: u32| x * 2, 0..100).unwrap().len(), 100);
+    /// pool.resize(1).unwrap();
+    /// assert_eq!(pool.size(), 1);
+    /// ```
+    /// Python counterpart: none (loky's `get_reusable_executor(max_workers=n)` resizes).
+    pub fn resize(&self, processes: usize) -> Result<()> {
+        self.core.resize(processes)
+    }
+
+    /// The number of workers the pool has (what [`resize`](Self::resize) last set), whether or
+    /// not each is running at the moment.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Pool::new(2).unwrap().size(), 2);
+    /// ```
+    /// Python counterpart: `pool._processes`.
+    pub fn size(&self) -> usize {
+        self.core.size()
     }
 
     /// Per-worker statistics: tasks done, busy and idle time, restarts.
