@@ -284,6 +284,7 @@
 //! | `pool.apply`, `apply_async(f, args, callback, error_callback)`, `map_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`], [`Pool::map_async`] |
 //! | `AsyncResult.get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult::get`], [`AsyncResult::get_timeout`], the same |
 //! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | the same; dropping a pool terminates it |
+//! | loky: `get_reusable_executor(max_workers)`, an executor's idle `timeout`, memory-leak protection | [`pool::get_reusable_executor`], [`PoolBuilder::idle_timeout`](pool::PoolBuilder::idle_timeout), [`PoolBuilder::max_memory_per_child`](pool::PoolBuilder::max_memory_per_child); and [`Pool::resize`] |
 //! | `ProcessPoolExecutor(n)`: `submit`, `map`, `shutdown(wait, cancel_futures)` | [`ProcessPoolExecutor`]: the same |
 //! | `Future`: `result`, `exception`, `cancel`, `cancelled`, `running`, `done`, `add_done_callback` | [`TaskFuture`]: the same (and `.await`) |
 //! | `as_completed(fs, timeout)`, `wait(fs, timeout, return_when)` | [`pool::as_completed`], [`pool::wait`] |
