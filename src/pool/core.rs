@@ -57,6 +57,9 @@ pub(crate) struct Config {
     pub(crate) max_memory_per_child: u64,
     /// A worker idle this long exits, and its place is filled again when work comes.
     pub(crate) idle_timeout: Option<Duration>,
+    /// Submissions have progress bars, which the supervisor moves per item.
+    #[cfg(feature = "progress")]
+    pub(crate) progress: bool,
     pub(crate) method: Option<StartMethod>,
     pub(crate) task_timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL for a worker being stopped.
@@ -996,6 +999,8 @@ impl Core {
 
     fn supervise(&self) {
         let mut buf = [0u8; 8];
+        #[cfg(feature = "progress")]
+        let mut ticks: Vec<(Arc<Collector>, u64)> = Vec::new();
         loop {
             let (watched, deadline) = {
                 let st = self.lock();
@@ -1029,6 +1034,15 @@ impl Core {
                     }
                 }
                 self.enforce_deadlines(&mut st);
+                #[cfg(feature = "progress")]
+                if self.config.progress {
+                    ticks = running_items(&st);
+                }
+            }
+            // Outside the state lock: a collector's lock is never taken inside it.
+            #[cfg(feature = "progress")]
+            for (sink, items) in ticks.drain(..) {
+                sink.show_running(items);
             }
             for (worker, pid) in ended {
                 let _ = self.reports.put(Report::Ended { worker, pid });
@@ -1046,6 +1060,11 @@ impl Core {
         let now_ns = worker::now_ns();
         let now = Instant::now();
         let mut next: Option<Instant> = None;
+        #[cfg(feature = "progress")]
+        if self.config.progress && !st.batches.is_empty() {
+            // Progress bars move per item: look at the running chunks ten times a second.
+            next = Some(now + PROGRESS_TICK);
+        }
         for w in st.workers.iter().flatten().filter(|w| !w.ended) {
             let mut consider = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
             if let Some(at) = w.kill_at {
@@ -1109,6 +1128,25 @@ impl Core {
             }
         }
     }
+}
+
+/// How often the supervisor moves progress bars by the items of running chunks.
+#[cfg(feature = "progress")]
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// Per submission with running chunks: how many of their items the workers are past.
+#[cfg(feature = "progress")]
+fn running_items(st: &State) -> Vec<(Arc<Collector>, u64)> {
+    let mut found: Vec<(Arc<Collector>, u64)> = Vec::new();
+    for w in st.workers.iter().flatten().filter(|w| !w.ended) {
+        let Some((id, item, _)) = w.slot.running() else { continue };
+        let Some(batch) = st.batches.get(&id) else { continue };
+        match found.iter_mut().find(|(sink, _)| Arc::ptr_eq(sink, &batch.sink)) {
+            Some((_, items)) => *items += u64::from(item),
+            None => found.push((batch.sink.clone(), u64::from(item))),
+        }
+    }
+    found
 }
 
 /// Takes back every batch worker `index` holds but has not started (see [`Slot::take_back`]);

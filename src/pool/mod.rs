@@ -346,7 +346,9 @@ impl PoolBuilder {
     /// and `_unordered` forms): items done out of items submitted, with rate and time left. An
     /// `imap` takes its total from its input's `size_hint` (a range, a `Vec`) until the input
     /// runs out; an input that does not know its length shows what was read so far. The bar
-    /// moves as chunks finish. Needs the `progress` feature.
+    /// moves per item, chunks included: ten times a second it counts the items the workers are
+    /// past in the chunks they run, so rates and the time left are steady. Needs the `progress`
+    /// feature.
     ///
     /// ```
     /// let pool = multiproc::Pool::builder().processes(2).progress(true).build().unwrap();
@@ -378,6 +380,8 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             max_memory_per_child: self.max_memory_per_child,
             idle_timeout: self.idle_timeout.filter(|&t| t < NEVER),
+            #[cfg(feature = "progress")]
+            progress: self.progress,
             method: self.method,
             // Longer than a century is no timeout at all.
             task_timeout: self.task_timeout.filter(|&t| t < NEVER),
@@ -1474,6 +1478,32 @@ mod tests {
 
     fn length<I: Iterator>(it: &Imap<'_, I, u32>) -> Option<u64> {
         it.sink.lock().progress.as_ref().and_then(|bar| bar.length())
+    }
+
+    fn slow(x: u32) -> u32 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        x
+    }
+
+    #[test]
+    fn the_bar_moves_per_item_inside_chunks_still_running() {
+        let pool = Pool::builder().processes(2).progress(true).build().unwrap();
+        // 400 items of 10 ms in Python's chunks (of 50 here): each chunk runs half a second.
+        let result = pool.map_async(slow, (0..400u32).collect::<Vec<_>>()).unwrap();
+        let mut seen_inside = false;
+        while !result.ready() {
+            let c = result.collector.lock();
+            let position = c.progress.as_ref().map_or(0, |bar| bar.position());
+            if position > 0 && c.finished == 0 {
+                seen_inside = true; // items counted while no chunk had finished
+            }
+            drop(c);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(seen_inside, "the bar moved only when chunks finished");
+        assert_eq!(result.get().unwrap().len(), 400);
+        let c = result.collector.lock();
+        assert_eq!(c.progress.as_ref().map(|bar| bar.position()), Some(400));
     }
 
     #[test]

@@ -372,7 +372,11 @@ impl Collector {
         let completed = c.all_in() && !c.settled;
         #[cfg(feature = "progress")]
         if let Some(bar) = &c.progress {
-            bar.inc(delivered.len() as u64);
+            // Never back: the ticker may have shown items of running chunks already.
+            let done = c.finished as u64;
+            if done > bar.position() {
+                bar.set_position(done);
+            }
             if completed {
                 bar.finish();
             }
@@ -413,6 +417,20 @@ impl Collector {
         }
         if wake {
             self.changed.notify_all();
+        }
+    }
+
+    /// Moves the progress bar (if any) to the items finished plus `running`, the items of
+    /// chunks still running that their workers are past: the bar advances per item, not per
+    /// chunk. Never moves it back.
+    #[cfg(feature = "progress")]
+    pub(crate) fn show_running(&self, running: u64) {
+        let c = self.lock();
+        if let Some(bar) = &c.progress {
+            let at = c.finished as u64 + running;
+            if at > bar.position() && !c.settled {
+                bar.set_position(at);
+            }
         }
     }
 
