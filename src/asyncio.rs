@@ -61,8 +61,6 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rustix::event::{EventfdFlags, eventfd};
-
 use crate::sys::poll::{Ready, wait_ready};
 
 /// How long a watcher thread stays in the pool with nothing to do.
@@ -308,7 +306,7 @@ fn dispatch(mut job: Job) -> Option<Arc<OwnedFd>> {
             Err(mpsc::SendError(back)) => job = back,
         }
     }
-    let signal = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?);
+    let signal = Arc::new(crate::sys::poll::eventfd().ok()?);
     let (jobs, inbox) = mpsc::channel::<Job>();
     // The receiver is alive (the thread starts with it), so this cannot fail.
     let _ = jobs.send(job);

@@ -59,9 +59,7 @@ struct Door {
 
 impl Door {
     fn new() -> Result<Arc<Door>> {
-        let wake =
-            rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
-                .map_err(|e| Error::os("eventfd", e.into()))?;
+        let wake = crate::sys::poll::eventfd().map_err(|e| Error::os("eventfd", e))?;
         Ok(Arc::new(Door { gate: Gate::new(), ready: Mutex::new(VecDeque::new()), wake }))
     }
 }
@@ -120,8 +118,7 @@ impl Listener {
     pub fn bind_unix(path: impl AsRef<Path>, authkey: &[u8]) -> Result<Listener> {
         let path = path.as_ref();
         if let Some(name) = path.to_str().and_then(|p| p.strip_prefix('@')) {
-            use std::os::linux::net::SocketAddrExt;
-            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)
+            let address = crate::sys::socket::abstract_address(name.as_bytes())
                 .map_err(|e| Error::with_source(ErrorKind::InvalidInput, format!("abstract socket name @{name}"), e))?;
             let listener = UnixListener::bind_addr(&address).map_err(|e| Error::os("binding a listener", e))?;
             return Listener::new(Listening::Abstract(listener, name.to_owned()), authkey);

@@ -10,8 +10,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::event::{EventfdFlags, eventfd};
-
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::process::Process;
@@ -141,8 +139,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         |fds: &[BorrowedFd<'_>], deadline| sys::poll::wait_readable(fds, deadline).map_err(|e| Error::os("waiting", e));
     if !rings.is_empty() && !rings.iter().any(|r| r.len() > 0) && deadline.is_none_or(|d| Instant::now() < d) {
         // Nothing ready yet: one watcher per queue, signalling an eventfd polled with the rest.
-        let signal =
-            eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(|e| Error::os("eventfd", e.into()))?;
+        let signal = sys::poll::eventfd().map_err(|e| Error::os("eventfd", e))?;
         let stop = AtomicBool::new(false);
         let polled = std::thread::scope(|scope| {
             for &ring in &rings {

@@ -108,8 +108,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -480,7 +479,8 @@ impl ManagerBuilder {
             wire::random_bytes().map_err(|e| Error::os("reading random bytes", e))?[..8].try_into().expect("8 bytes"),
         );
         let name = format!("multiproc-manager-{}-{suffix:016x}", std::process::id());
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
+        let addr =
+            crate::sys::socket::abstract_address(name.as_bytes()).map_err(|e| Error::os("manager address", e))?;
         let listener = UnixListener::bind_addr(&addr).map_err(|e| Error::os("binding the manager's socket", e))?;
         self.launch(Fd::from(listener), false, Endpoint::Abstract(name), None, None)
     }

@@ -23,7 +23,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::event::{EventfdFlags, eventfd};
 use serde_bytes::ByteBuf;
 
 use crate::connection::{Connection, pipe};
@@ -277,8 +276,7 @@ impl Core {
         if config.processes == 0 {
             return Err(Error::new(ErrorKind::InvalidInput, "a pool needs at least one process"));
         }
-        let wake =
-            eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(|e| Error::os("eventfd", e.into()))?;
+        let wake = sys::poll::eventfd().map_err(|e| Error::os("eventfd", e))?;
         let core = Arc::new(Core {
             state: Mutex::new(State {
                 workers: (0..config.processes).map(|_| None).collect(),

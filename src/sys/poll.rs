@@ -66,3 +66,10 @@ pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
         }
     }
 }
+
+/// A new event counter descriptor (close-on-exec, non-blocking): readable once written to, for
+/// waking a thread that polls.
+pub(crate) fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::event::EventfdFlags;
+    Ok(rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
+}

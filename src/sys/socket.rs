@@ -177,3 +177,15 @@ pub(crate) fn recv_now(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Optio
         Err(e) => Err(e.into()),
     }
 }
+
+/// The address of an abstract Unix socket named `name` (Linux's namespace of socket names that
+/// no file backs, gone with the last socket bound to it).
+pub(crate) fn abstract_address(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+}
+
+/// The user id of a Unix socket's peer, as the kernel recorded it at connect.
+pub(crate) fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(sock)?.uid.as_raw())
+}

@@ -36,7 +36,7 @@ pub(crate) enum Peer {
 impl Peer {
     /// The peer of a Unix socket, by its credentials.
     pub(crate) fn of_unix(socket: BorrowedFd<'_>) -> Peer {
-        rustix::net::sockopt::socket_peercred(socket).map_or(Peer::Unknown, |cred| Peer::User(cred.uid.as_raw()))
+        crate::sys::socket::peer_uid(socket).map_or(Peer::Unknown, Peer::User)
     }
 }
 

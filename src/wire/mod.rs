@@ -29,8 +29,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -126,7 +125,9 @@ impl Endpoint {
                 Socket::Tcp(connected.ok_or(failed)?)
             }
             Endpoint::Unix(path) => Socket::Unix(UnixStream::connect(path)?),
-            Endpoint::Abstract(name) => Socket::Unix(UnixStream::connect_addr(&SocketAddr::from_abstract_name(name)?)?),
+            Endpoint::Abstract(name) => {
+                Socket::Unix(UnixStream::connect_addr(&crate::sys::socket::abstract_address(name.as_bytes())?)?)
+            }
         };
         socket.tune();
         Ok(socket)
