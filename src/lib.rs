@@ -366,6 +366,29 @@ compile_error!(
      (a port to another system is a new `sys/` backend)"
 );
 
+/// Starts a closure in a child process with the values it names — what a closure would
+/// capture — sent along as its arguments: `spawn!((a, b) || a + b)` runs `a + b` in the child
+/// with copies of `a` and `b`. Returns what [`Process::spawn`] does.
+///
+/// A closure handed to [`Process::spawn`] must capture nothing (a child cannot rebuild what it
+/// borrowed or owned in the parent); listing the values here turns captures into arguments,
+/// which serde carries. Naming a value not listed is still a capture, refused at build time.
+///
+/// ```
+/// let word = String::from("ha");
+/// let times = 3usize;
+/// let mut child = multiproc::spawn!((word, times) || word.to_uppercase().repeat(times)).unwrap();
+/// assert_eq!(child.join().unwrap(), "HAHAHA");
+/// ```
+/// Python counterpart: `Process(target=lambda: ..., ...)` is impossible under spawn (a lambda
+/// does not pickle); procspawn's `spawn!((a, b) || ...)` is this macro's model.
+#[macro_export]
+macro_rules! spawn {
+    (($($value:ident),* $(,)?) || $body:expr) => {
+        $crate::Process::spawn_with(($($value,)*), |($($value,)*)| $body)
+    };
+}
+
 pub mod asyncio;
 pub mod codec;
 pub mod connection;

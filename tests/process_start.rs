@@ -375,3 +375,15 @@ fn exit_status_and_signal_display() {
     assert_eq!(ExitStatus::Signal(Signal::TERM).signal(), Some(Signal::TERM));
     assert_eq!("bogus".parse::<StartMethod>().unwrap_err().to_string(), "cannot find context for \"bogus\"");
 }
+
+#[test]
+fn spawn_macro_sends_the_values_a_closure_names() {
+    let _w = common::watchdog(60);
+    let (prefix, numbers) = (String::from("sum"), vec![1u64, 2, 3]);
+    let mut child =
+        multiproc::spawn!((prefix, numbers) || format!("{prefix}={}", numbers.iter().sum::<u64>())).unwrap();
+    assert_eq!(child.join().unwrap(), "sum=6");
+    let mut nothing = multiproc::spawn!(() || std::process::id()).unwrap();
+    let pid = nothing.pid();
+    assert_eq!(nothing.join().unwrap(), pid);
+}

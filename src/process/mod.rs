@@ -433,6 +433,27 @@ impl<R: DeserializeOwned> Process<R> {
         ProcessBuilder::default().spawn(task, args)
     }
 
+    /// Starts `task(values)` in a new child: the task takes one parameter, the tuple `values`,
+    /// whose type it is inferred from — what [`spawn!`](crate::spawn!) expands to, so that a
+    /// closure's parameters need no types written out.
+    ///
+    /// # Errors
+    /// As [`spawn`](Self::spawn).
+    ///
+    /// ```
+    /// let mut p = multiproc::Process::spawn_with((2, 3), |(a, b)| a * b).unwrap();
+    /// assert_eq!(p.join().unwrap(), 6);
+    /// ```
+    /// Python counterpart: `Process(target=f, args=(values,))`.
+    pub fn spawn_with<F, A>(values: A, task: F) -> Result<Process<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize,
+    {
+        ProcessBuilder::default().spawn(task, (values,))
+    }
+
     /// Waits for the process to end and returns its task's value.
     ///
     /// # Errors

@@ -31,8 +31,12 @@ use crate::handle;
 /// let mut q = Process::spawn(|| "closure".to_string(), ()).unwrap();
 /// assert_eq!(q.join().unwrap(), "closure");
 /// ```
-/// To give a task values of its own (what a closure would capture), pass them as arguments, or
-/// make a serde struct that implements [`Run`] — its fields travel to the child:
+/// To give a task values of its own (what a closure would capture), pass them as arguments, list
+/// them in [`spawn!`](crate::spawn!) (`spawn!((a, b) || a + b)`), or make a serde struct that
+/// implements [`Run`] — its fields travel to the child. A closure that captures a value that is
+/// not `Copy` is refused by `cargo check`; one that captures only `Copy` values, and a `fn`
+/// pointer chosen at run time, pass the type check (Rust has no trait for "zero-sized") and are
+/// refused by `cargo build`, with an error that says the task must capture nothing:
 ///
 /// ```compile_fail
 /// // A closure that captures a `String` is no task: `cargo check` rejects it.
