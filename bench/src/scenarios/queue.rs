@@ -42,10 +42,10 @@ pub fn scenarios() -> Vec<Scenario> {
             .target(Target::FasterThanCpython(30.0))
             .target(Target::AtMostTimes(1.5, RAW_RING.into())),
         Scenario::new(RECORD, 1_000_000, |n| one_to_one::<Record>(n, 0)),
+        // What `SelfDescribing` costs, read against the row above (a cost, not a target).
         Scenario::new("queue 1→1, the same records self-describing (MessagePack)", 1_000_000, |n| {
             one_to_one::<SelfDescribing<Record>>(n, 0)
-        })
-        .target(Target::AtMostTimes(3.0, RECORD.into())),
+        }),
         Scenario::new("queue 1→1, 64 KiB items", 40_000, |n| one_to_one::<ByteBuf>(n, 64 << 10))
             .python("queue_1to1_64k", 10_000),
         Scenario::new("queue 1→1, 1 MiB items", 2_000, |n| one_to_one::<ByteBuf>(n, 1 << 20))
