@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
-use crate::shm::{Shared, SharedState};
+use crate::shm::{Shared, SharedState, type_hash};
 use crate::sync::raw::{Acquired, RawMutex};
 
 /// `used` of a slot whose writer died in the middle of writing it.
@@ -38,12 +38,6 @@ unsafe impl SharedState for ListHeader {
     const NAME: &'static str = "ShareableList";
 }
 
-fn type_hash<T>() -> u64 {
-    std::any::type_name::<T>()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// A list of a fixed length whose items live in shared memory, each in its own slot: any
 /// process holding it reads and replaces items in place, with no server in between.
 ///
@@ -55,8 +49,7 @@ fn type_hash<T>() -> u64 {
 /// reporting the death until it is set again, and every other item as it was.
 ///
 /// Unlike Python's, the list has no name in `/dev/shm`: it travels as a handle in a process's
-/// arguments (or over a pipe, or inside a manager's containers), and its memory goes with the
-/// last process that holds it.
+/// arguments (or over a pipe), and its memory goes with the last process that holds it.
 ///
 /// ```
 /// use multiproc::{Process, shm::ShareableList};

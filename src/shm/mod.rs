@@ -73,6 +73,14 @@ pub(crate) unsafe trait SharedState: Sync + Send + Sized + 'static {
     const NAME: &'static str;
 }
 
+/// Identifies a Rust type across processes of one build (an FNV-1a hash of its name), for the
+/// segments whose header records what they hold.
+pub(crate) fn type_hash<T>() -> u64 {
+    std::any::type_name::<T>()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 const MAGIC: u64 = u64::from_le_bytes(*b"MPROCSHM");
 const LAYOUT_VERSION: u32 = 1;
 const DATA_OFFSET: usize = 64;

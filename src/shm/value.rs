@@ -10,7 +10,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::shm::{Shared, SharedState};
+use crate::shm::{Shared, SharedState, type_hash};
 use crate::sync::raw::{Acquired, RawMutex};
 use crate::sync::{LockResult, OwnerDied};
 
@@ -58,12 +58,6 @@ pub(crate) struct BlockHeader {
 unsafe impl SharedState for BlockHeader {
     const KIND: u32 = 9;
     const NAME: &'static str = "Value/Array";
-}
-
-fn type_hash<T>() -> u64 {
-    std::any::type_name::<T>()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// `len` elements of `T` in one shared segment, with a lock beside them.
