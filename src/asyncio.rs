@@ -287,6 +287,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn idle() -> MutexGuard<'static, Idle> {
+    // A fork made while another thread holds the list would leave the child's copy locked for
+    // good: the fork holds it, and hands it to the child unlocked.
+    static HOOKED: std::sync::Once = std::sync::Once::new();
+    HOOKED.call_once(|| crate::process::hooks::at_fork("asyncio watchers", hold_idle, drop));
     let mut idle = lock(&IDLE);
     let pid = std::process::id();
     if idle.pid != pid {
@@ -294,6 +298,12 @@ fn idle() -> MutexGuard<'static, Idle> {
         idle.pid = pid;
     }
     idle
+}
+
+/// Held across a fork by the forking thread (see [`idle`]); the child drops it, unlocking its
+/// copy, and its first `idle()` forgets the parent's watchers.
+fn hold_idle() -> crate::process::hooks::Held {
+    Box::new(lock(&IDLE))
 }
 
 /// Hands `job` to an idle watcher, or to a new one; returns the signal of the thread that runs
@@ -368,5 +378,45 @@ impl Stop {
                 _ => return Instant::now() >= deadline,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{IDLE, lock};
+    use crate::{Process, Queue, StartMethod};
+
+    fn get_in_a_runtime(q: Queue<u8>) -> u8 {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        rt.block_on(q.get_async()).expect("an item")
+    }
+
+    /// A fork while another thread holds the watcher list: the fork waits for it, and the child
+    /// gets a list it can lock (without the hook, the child's first wait would hang).
+    #[test]
+    fn a_fork_while_another_thread_holds_the_watcher_list_leaves_the_child_a_usable_one() {
+        let q = Queue::<u8>::new().unwrap();
+        // Make sure the hook is registered, as any earlier wait would.
+        drop(super::idle());
+        let (held, holding) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let _list = lock(&IDLE);
+            held.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        holding.recv().unwrap();
+        let mut child =
+            Process::builder().start_method(StartMethod::Fork).spawn(get_in_a_runtime, (q.clone(),)).unwrap();
+        // Late enough that the child must wait for it, with a watcher.
+        std::thread::sleep(Duration::from_millis(100));
+        q.put(4).unwrap();
+        let got = child.join_timeout(Duration::from_secs(30));
+        if got.is_err() {
+            let _ = child.kill();
+        }
+        holder.join().unwrap();
+        assert_eq!(got.unwrap(), 4);
     }
 }
