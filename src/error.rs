@@ -26,7 +26,8 @@ pub enum ErrorKind {
     Encode,
     /// Received bytes could not be decoded as the expected type.
     Decode,
-    /// The child is not the same build as its parent, so it refused to run the task.
+    /// Two processes that must be the same build are not: a child of its parent (it refused to
+    /// run the task), or a program and the cluster namespace another build made.
     BuildMismatch,
     /// A daemon process tried to start a child (Python: "daemonic processes are not allowed to
     /// have children").
@@ -61,7 +62,7 @@ impl ErrorKind {
             ErrorKind::Os => "operating system error",
             ErrorKind::Encode => "value could not be encoded",
             ErrorKind::Decode => "bytes could not be decoded",
-            ErrorKind::BuildMismatch => "child is a different build from its parent",
+            ErrorKind::BuildMismatch => "a different build of the program",
             ErrorKind::DaemonChild => "daemonic processes are not allowed to have children",
             ErrorKind::StartMethodAlreadySet => "the start method has already been set",
             ErrorKind::AlreadyJoined => "the process was already joined",

@@ -1,0 +1,200 @@
+//! [`Queue`] on the cluster: a Redis list of encoded items.
+
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Cluster, server_error};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A FIFO queue that lives on the cluster under a name: any process of the namespace, on any
+/// machine, puts and gets. Items are encoded as locally (postcard) and must not hold handles.
+///
+/// ```no_run
+/// use multiproc::cluster::Cluster;
+/// let cluster = Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+/// let q = cluster.queue::<(u32, String)>("work").unwrap();
+/// q.put(&(1, "one".into())).unwrap();
+/// assert_eq!(q.get().unwrap(), (1, "one".to_string()));
+/// ```
+/// Python counterpart: `multiprocessing.Queue`, reached through a manager on another machine.
+pub struct Queue<T> {
+    cluster: Cluster,
+    name: String,
+    key: String,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Queue<T> {
+        Queue { cluster: self.cluster.clone(), name: self.name.clone(), key: self.key.clone(), _type: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("cluster::Queue").field("name", &self.name).finish()
+    }
+}
+
+impl Cluster {
+    /// The queue named `name` in this namespace (made on first put).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for an empty name or one with `{`, `}` or `:`.
+    ///
+    /// ```no_run
+    /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+    /// let q = cluster.queue::<u64>("numbers").unwrap();
+    /// ```
+    /// Python counterpart: `manager.Queue()` registered under a name.
+    pub fn queue<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Queue<T>> {
+        if name.is_empty() || name.contains(['{', '}', ':']) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("object name {name:?}: none of {{, }} or :")));
+        }
+        Ok(Queue { cluster: self.clone(), name: name.to_owned(), key: self.key(name, "items"), _type: PhantomData })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Appends an item.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`] if it cannot be encoded (or holds a handle); the server's errors as
+    /// for [`Cluster::connect`].
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
+    /// q.put(&7).unwrap();
+    /// ```
+    /// Python counterpart: `q.put(obj)`.
+    pub fn put(&self, item: &T) -> Result<()> {
+        let bytes = encode(item)?;
+        redis::cmd("RPUSH")
+            .arg(&self.key)
+            .arg(bytes)
+            .query::<i64>(&mut *self.cluster.connection())
+            .map_err(|e| server_error("putting", e))?;
+        Ok(())
+    }
+
+    /// Takes the oldest item, waiting for one for as long as it takes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Decode`] if the item is not a `T` (it is consumed); the server's errors.
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
+    /// q.put(&7).unwrap();
+    /// assert_eq!(q.get().unwrap(), 7);
+    /// ```
+    /// Python counterpart: `q.get()`.
+    pub fn get(&self) -> Result<T> {
+        loop {
+            if let Some(item) = self.get_timeout(Duration::from_secs(3600))? {
+                return Ok(item);
+            }
+        }
+    }
+
+    /// Takes the oldest item if one comes within `timeout`; `None` if none did.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
+    /// assert_eq!(q.get_timeout(std::time::Duration::from_millis(10)).unwrap(), None);
+    /// ```
+    /// Python counterpart: `q.get(timeout=t)`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>> {
+        if let Some(item) = self.try_get()? {
+            return Ok(Some(item));
+        }
+        // A blocking pop holds its connection on the server: it gets one of its own.
+        let mut connection = self.cluster.blocking_connection()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // The server takes seconds as a float; it rounds to its own clock's resolution, so
+            // the loop goes on until the deadline has really passed.
+            let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+                .arg(&self.key)
+                .arg(left.as_secs_f64().max(0.001))
+                .query(&mut connection)
+                .map_err(|e| server_error("waiting for an item", e))?;
+            if let Some((_, bytes)) = popped {
+                return decode(&bytes).map(Some);
+            }
+        }
+    }
+
+    /// Takes the oldest item if there is one now.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
+    /// assert_eq!(q.try_get().unwrap(), None);
+    /// ```
+    /// Python counterpart: `q.get_nowait()`.
+    pub fn try_get(&self) -> Result<Option<T>> {
+        let popped: Option<Vec<u8>> = redis::cmd("LPOP")
+            .arg(&self.key)
+            .query(&mut *self.cluster.connection())
+            .map_err(|e| server_error("taking an item", e))?;
+        popped.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    /// The number of items (a snapshot).
+    ///
+    /// # Errors
+    /// The server's errors.
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
+    /// assert_eq!(q.len().unwrap(), 0);
+    /// ```
+    /// Python counterpart: `q.qsize()`.
+    pub fn len(&self) -> Result<usize> {
+        redis::cmd("LLEN")
+            .arg(&self.key)
+            .query::<usize>(&mut *self.cluster.connection())
+            .map_err(|e| server_error("counting items", e))
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    ///
+    /// # Errors
+    /// The server's errors.
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
+    /// assert!(q.is_empty().unwrap());
+    /// ```
+    /// Python counterpart: `q.empty()`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+fn encode<T: Serialize>(item: &T) -> Result<Vec<u8>> {
+    let failure = |e: postcard::Error| Error::new(ErrorKind::Encode, crate::codec::encode_failure(item, &e));
+    let (_, has_handles) = crate::handle::measure(item).map_err(failure)?;
+    if has_handles {
+        return Err(Error::new(ErrorKind::HandleOutsideTransfer, "a cluster queue carries bytes only"));
+    }
+    crate::handle::sending(|| postcard::to_stdvec(item)).map_err(failure)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    crate::handle::receiving(|| crate::handle::decode_exact::<T>(bytes)).map_err(|e| {
+        Error::new(ErrorKind::Decode, format!("an item is not a {}", crate::codec::decode_failure::<T>(bytes, &e)))
+    })
+}

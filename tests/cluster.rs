@@ -1,0 +1,159 @@
+//! The cluster against a real `redis-server`, started by each test on a Unix socket in a
+//! temporary directory and stopped by its pid. Without the server binary a test says so loudly
+//! and passes — unless `CI=true`, where a missing server is a failure.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::watchdog;
+use multiproc::cluster::Cluster;
+use multiproc::{ErrorKind, Process};
+
+/// A `redis-server` of our own.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts one with these extra arguments; `None` (after one loud line) if the binary is
+    /// missing outside CI.
+    fn start(extra: &[&str]) -> Option<Server> {
+        let dir = std::env::temp_dir().join(format!(
+            "multiproc-redis-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let spawned = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "redis-server is not installed, and CI=true: scripts/test installs it"
+                );
+                eprintln!("SKIPPED: redis-server is not installed (scripts/test installs it)");
+                let _ = std::fs::remove_dir_all(&dir);
+                return None;
+            }
+            Err(e) => panic!("starting redis-server: {e}"),
+        };
+        let server = Server { child, dir };
+        let began = Instant::now();
+        while !socket.exists() {
+            assert!(began.elapsed() < Duration::from_secs(20), "redis-server did not make its socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(server)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    fn url_with_password(&self, password: &str) -> String {
+        format!("redis+unix://{}?pass={password}", self.socket().display())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn produce(url: String, n: u32) {
+    let cluster = Cluster::connect(&url, "test").unwrap();
+    let q = cluster.queue::<(u32, String)>("work").unwrap();
+    for i in 0..n {
+        q.put(&(i, format!("item {i}"))).unwrap();
+    }
+}
+
+#[test]
+fn a_queue_on_the_cluster_carries_items_between_processes_in_order() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let q = cluster.queue::<(u32, String)>("work").unwrap();
+    assert!(q.is_empty().unwrap());
+    assert_eq!(q.try_get().unwrap(), None);
+    // An empty queue waits at least its timeout.
+    let began = Instant::now();
+    assert_eq!(q.get_timeout(Duration::from_millis(200)).unwrap(), None);
+    assert!(began.elapsed() >= Duration::from_millis(200));
+    let mut producer = Process::spawn(produce, (server.url(), 100)).unwrap();
+    let got: Vec<(u32, String)> = (0..100).map(|_| q.get().unwrap()).collect();
+    producer.join().unwrap();
+    assert_eq!(got, (0..100).map(|i| (i, format!("item {i}"))).collect::<Vec<_>>());
+    assert_eq!(q.len().unwrap(), 0);
+    // An item of the wrong type is refused clearly and consumed; the next one still comes.
+    let strings = cluster.queue::<String>("work").unwrap();
+    strings.put(&"not a tuple".to_string()).unwrap();
+    q.put(&(7, "seven".into())).unwrap();
+    assert_eq!(q.get().unwrap_err().kind(), ErrorKind::Decode);
+    assert_eq!(q.get().unwrap(), (7, "seven".to_string()));
+}
+
+#[test]
+fn a_wrong_password_is_an_authentication_error() {
+    let _w = watchdog(60);
+    let Some(server) = Server::start(&["--requirepass", "right"]) else { return };
+    assert!(Cluster::connect(&server.url_with_password("right"), "test").is_ok());
+    let wrong = Cluster::connect(&server.url_with_password("wrong"), "test").unwrap_err();
+    assert_eq!(wrong.kind(), ErrorKind::Authentication, "{wrong}");
+    assert!(!wrong.to_string().contains("wrong"), "the password must not be in the message: {wrong}");
+    let none = Cluster::connect(&server.url(), "test").unwrap_err();
+    assert_eq!(none.kind(), ErrorKind::Authentication, "{none}");
+}
+
+#[test]
+fn a_server_that_may_evict_keys_is_refused() {
+    let _w = watchdog(60);
+    let Some(server) = Server::start(&["--maxmemory-policy", "allkeys-lru"]) else { return };
+    let err = Cluster::connect(&server.url(), "test").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("allkeys-lru") && err.to_string().contains("noeviction"), "{err}");
+}
+
+#[test]
+fn a_namespace_made_by_another_build_is_refused_and_names_are_checked() {
+    let _w = watchdog(60);
+    let Some(server) = Server::start(&[]) else { return };
+    // Another build's stamp, written as that build would have.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_connection().unwrap();
+    redis::cmd("SET").arg("mp:{other}:build").arg("00ff").query::<()>(&mut raw).unwrap();
+    let err = Cluster::connect(&server.url(), "other").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BuildMismatch);
+    assert!(err.to_string().contains("00ff"), "{err}");
+    // The same build is welcome back, under any number of connections.
+    Cluster::connect(&server.url(), "ours").unwrap();
+    Cluster::connect(&server.url(), "ours").unwrap();
+    // Names that would break the key scheme.
+    assert_eq!(Cluster::connect(&server.url(), "a:b").unwrap_err().kind(), ErrorKind::InvalidInput);
+    let cluster = Cluster::connect(&server.url(), "ours").unwrap();
+    assert_eq!(cluster.queue::<u8>("x{y}").unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Nobody listening: a clear error, not a hang.
+    let gone = format!("redis+unix://{}", server.dir.join("nobody.sock").display());
+    assert_eq!(Cluster::connect(&gone, "ours").unwrap_err().kind(), ErrorKind::Disconnected);
+}
