@@ -114,6 +114,30 @@ fn a_queue_on_the_cluster_carries_items_between_processes_in_order() {
     assert_eq!(q.get().unwrap(), (7, "seven".to_string()));
 }
 
+fn answer(requests: multiproc::cluster::Queue<u32>, replies: multiproc::cluster::Queue<u32>) {
+    while let Ok(x) = requests.get() {
+        if x == 0 {
+            return;
+        }
+        replies.put(&(x * 10)).unwrap();
+    }
+}
+
+#[test]
+fn cluster_queues_ride_in_a_process_s_arguments() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let (requests, replies) = (cluster.queue::<u32>("requests").unwrap(), cluster.queue::<u32>("replies").unwrap());
+    let mut child = Process::spawn(answer, (requests.clone(), replies.clone())).unwrap();
+    for x in 1..=20 {
+        requests.put(&x).unwrap();
+        assert_eq!(replies.get().unwrap(), x * 10);
+    }
+    requests.put(&0).unwrap();
+    child.join().unwrap();
+}
+
 #[test]
 fn a_wrong_password_is_an_authentication_error() {
     let _w = watchdog(60);

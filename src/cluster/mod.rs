@@ -44,7 +44,8 @@ pub const CLUSTER_VAR: &str = "MULTIPROC_CLUSTER";
 pub const NAMESPACE_VAR: &str = "MULTIPROC_NAMESPACE";
 
 /// A connection to a Redis-protocol server under one namespace. Cheap to clone (clones share the
-/// connection).
+/// connection). It travels in a process's arguments (or any message): the other side connects
+/// to the same server and namespace, on whatever machine it runs.
 ///
 /// ```no_run
 /// let cluster = multiproc::cluster::Cluster::connect("redis+unix:///run/redis.sock", "jobs").unwrap();
@@ -65,6 +66,21 @@ struct Shared {
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cluster").field("namespace", &self.shared.namespace).finish_non_exhaustive()
+    }
+}
+
+/// A cluster handle travels as its address and namespace (password included: it plays the
+/// part of the authkey): the receiving process connects again and checks again.
+impl serde::Serialize for Cluster {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.shared.url, &self.shared.namespace).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cluster {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Cluster, D::Error> {
+        let (url, namespace) = <(String, String)>::deserialize(deserializer)?;
+        Cluster::connect(&url, &namespace).map_err(serde::de::Error::custom)
     }
 }
 

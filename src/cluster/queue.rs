@@ -10,7 +10,8 @@ use super::{Cluster, server_error};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A FIFO queue that lives on the cluster under a name: any process of the namespace, on any
-/// machine, puts and gets. Items are encoded as locally (postcard) and must not hold handles.
+/// machine, puts and gets. Items are encoded as locally (postcard) and must not hold handles. The
+/// handle itself travels in a process's arguments, as a local queue's does.
 ///
 /// ```no_run
 /// use multiproc::cluster::Cluster;
@@ -36,6 +37,22 @@ impl<T> Clone for Queue<T> {
 impl<T> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("cluster::Queue").field("name", &self.name).finish()
+    }
+}
+
+/// A queue travels as its cluster and name, like a local queue's handle: the receiving process
+/// connects to the same queue.
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.cluster, &self.name).serialize(serializer)
+    }
+}
+
+impl<'de, T> serde::Deserialize<'de> for Queue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Queue<T>, D::Error> {
+        let (cluster, name) = <(Cluster, String)>::deserialize(deserializer)?;
+        let key = cluster.key(&name, "items");
+        Ok(Queue { cluster, name, key, _type: PhantomData })
     }
 }
 
