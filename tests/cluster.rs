@@ -181,3 +181,58 @@ fn a_namespace_made_by_another_build_is_refused_and_names_are_checked() {
     let gone = format!("redis+unix://{}", server.dir.join("nobody.sock").display());
     assert_eq!(Cluster::connect(&gone, "ours").unwrap_err().kind(), ErrorKind::Disconnected);
 }
+
+fn bump_under_the_lock(url: String, counter: multiproc::Fd, times: u32) {
+    let counter = common::Counter::map(counter);
+    let lock = Cluster::connect(&url, "test").unwrap().lock("counter", Duration::from_secs(5)).unwrap();
+    for _ in 0..times {
+        let _held = lock.acquire().unwrap();
+        counter.bump();
+        std::thread::sleep(Duration::from_micros(200)); // widen the window a lost update needs
+        counter.bump();
+    }
+}
+
+#[test]
+fn a_cluster_lock_excludes_processes() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let counter = common::Counter::new();
+    let mut workers: Vec<_> =
+        (0..4).map(|_| Process::spawn(bump_under_the_lock, (server.url(), counter.share(), 25)).unwrap()).collect();
+    workers.iter_mut().for_each(|w| w.join().unwrap());
+    assert_eq!(counter.get(), 4 * 25 * 2);
+}
+
+fn hold_and_hang(url: String, tokens: multiproc::cluster::Queue<u64>) {
+    let lock = Cluster::connect(&url, "test").unwrap().lock("doomed", Duration::from_millis(300)).unwrap();
+    let guard = lock.acquire().unwrap();
+    tokens.put(&guard.token()).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_holder_s_lease_runs_out_and_the_next_acquirer_is_told() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let tokens = cluster.queue::<u64>("tokens").unwrap();
+    let mut holder = Process::spawn(hold_and_hang, (server.url(), tokens.clone())).unwrap();
+    let dead_token = tokens.get().unwrap();
+    // While it lives its lease is renewed: held well past one lease.
+    let lock = cluster.lock("doomed", Duration::from_millis(300)).unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(lock.try_acquire().unwrap().is_none(), "a live holder lost its lease");
+    holder.kill().unwrap();
+    let _ = holder.join();
+    let killed = Instant::now();
+    let guard = lock.acquire().unwrap();
+    assert!(guard.owner_died(), "the next acquirer must be told its holder died");
+    assert!(guard.token() > dead_token);
+    // Not before the dead holder's lease (300 ms, less what had run since its last renewal).
+    let waited = killed.elapsed();
+    assert!(waited >= Duration::from_millis(100), "taken over after {waited:?}");
+    assert!(guard.release().unwrap());
+    // A clean release leaves no death behind.
+    assert!(!lock.acquire().unwrap().owner_died());
+}

@@ -16,8 +16,9 @@
 //! The password or ACL user in the URL (`redis://user:password@host:6379`) plays the part of the
 //! authkey; a wrong one is [`ErrorKind::Authentication`].
 //!
-//! So far: [`Cluster`] and the named [`Queue`]. The pool, the node agents, the manager's
-//! objects and the locks on the cluster are to come (see issue 15).
+//! So far: [`Cluster`], the named [`Queue`] and [`Lock`] (a lease with a fencing token, whose
+//! dead holder's lease runs out and the next acquirer is told). The pool, the node agents and
+//! the manager's objects on the cluster are to come (see issue 15).
 //!
 //! ```no_run
 //! use multiproc::cluster::Cluster;
@@ -29,6 +30,7 @@
 //! Python counterpart: none in the standard library (Ray's and Celery's queues, or a
 //! `BaseManager` served over TCP).
 
+mod lock;
 mod queue;
 
 use std::fmt;
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use lock::{Lock, LockGuard};
 pub use queue::Queue;
 
 /// The environment variable naming the cluster for [`Cluster::from_env`].
@@ -236,6 +239,17 @@ fn check_eviction(connection: &mut redis::Connection) -> Result<()> {
         Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Ok(()),
         Err(e) => Err(server_error("reading the server's maxmemory-policy", e)),
     }
+}
+
+/// Refuses an object name that would break the key scheme.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains(['{', '}', ':']) || name.len() > 200 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("object name {name:?}: 1 to 200 characters, none of {{, }} or :"),
+        ));
+    }
+    Ok(())
 }
 
 /// `url` with its password hidden, for messages.

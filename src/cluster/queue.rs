@@ -68,9 +68,7 @@ impl Cluster {
     /// ```
     /// Python counterpart: `manager.Queue()` registered under a name.
     pub fn queue<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Queue<T>> {
-        if name.is_empty() || name.contains(['{', '}', ':']) {
-            return Err(Error::new(ErrorKind::InvalidInput, format!("object name {name:?}: none of {{, }} or :")));
-        }
+        super::check_name(name)?;
         Ok(Queue { cluster: self.clone(), name: name.to_owned(), key: self.key(name, "items"), _type: PhantomData })
     }
 }

@@ -1,0 +1,278 @@
+//! [`Lock`] on the cluster: a lease, renewed while held, with a fencing token.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Cluster, server_error};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Takes the lock if nobody holds it: a new fencing token, the holder's lease, and the mark that
+/// says "held" (no expiry). Returns `{token, died}`, `died` being the mark a holder whose lease ran
+/// out left behind; nil if held.
+const ACQUIRE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return nil end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+local died = redis.call('GET', KEYS[3])
+redis.call('SET', KEYS[3], '1')
+if died then return {token, 1} end
+return {token, 0}
+";
+
+/// Lets go if the caller still holds it (its lease has not run out); returns whether it did.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[3])
+return 1
+";
+
+/// Extends the caller's lease if it still holds the lock; returns whether it does.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// A lock on the cluster: one holder at a time among every process of the namespace, on any
+/// machine. A holder keeps a *lease*, renewed by a thread of its own while the guard lives; a
+/// holder that dies (or is cut off) loses it when the lease runs out, and the next acquirer is
+/// told the owner died ([`LockGuard::owner_died`]), as with a local lock. Each acquisition gets a
+/// *fencing token*, larger than every earlier one: pass it to what the lock protects, so that a
+/// holder that was cut off and came back cannot overwrite a later holder's work.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+/// let lock = cluster.lock("ledger", Duration::from_secs(10)).unwrap();
+/// let guard = lock.acquire().unwrap();
+/// println!("holding with token {}", guard.token());
+/// ```
+/// Python counterpart: `multiprocessing.Lock`, reached through a manager (whose holders' deaths
+/// it does not see).
+#[derive(Clone, Debug)]
+pub struct Lock {
+    cluster: Cluster,
+    keys: [String; 3],
+    lease: Duration,
+}
+
+/// Holds a cluster [`Lock`] until dropped (its lease renewed meanwhile).
+///
+/// ```no_run
+/// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+/// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+/// let guard = lock.acquire().unwrap();
+/// assert!(!guard.owner_died());
+/// drop(guard); // released
+/// ```
+/// Python counterpart: holding `lock` inside `with lock:`.
+#[derive(Debug)]
+pub struct LockGuard {
+    lock: Lock,
+    holder: String,
+    token: u64,
+    owner_died: bool,
+    stop: Arc<AtomicBool>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// The lock named `name` in this namespace, whose holders keep it by a lease of `lease`
+    /// (renewed every third of it while held; a dead holder's is taken over after it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a bad name or a lease under 10 ms.
+    ///
+    /// ```no_run
+    /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+    /// let lock = cluster.lock("ledger", std::time::Duration::from_secs(5)).unwrap();
+    /// ```
+    /// Python counterpart: `manager.Lock()` registered under a name.
+    pub fn lock(&self, name: &str, lease: Duration) -> Result<Lock> {
+        super::check_name(name)?;
+        if lease < Duration::from_millis(10) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("a lease of {lease:?} (at least 10 ms)")));
+        }
+        let keys = [self.key(name, "owner"), self.key(name, "fence"), self.key(name, "held")];
+        Ok(Lock { cluster: self.clone(), keys, lease })
+    }
+}
+
+impl Lock {
+    /// Waits for the lock for as long as it takes.
+    ///
+    /// # Errors
+    /// The server's errors (see [`Cluster::connect`]).
+    ///
+    /// ```no_run
+    /// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+    /// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+    /// let guard = lock.acquire().unwrap();
+    /// ```
+    /// Python counterpart: `lock.acquire()`.
+    pub fn acquire(&self) -> Result<LockGuard> {
+        loop {
+            if let Some(guard) = self.acquire_timeout(Duration::from_secs(3600))? {
+                return Ok(guard);
+            }
+        }
+    }
+
+    /// Takes the lock if it is free now.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// ```no_run
+    /// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+    /// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+    /// let held = lock.try_acquire().unwrap();
+    /// assert!(held.is_some());
+    /// assert!(lock.try_acquire().unwrap().is_none());
+    /// ```
+    /// Python counterpart: `lock.acquire(block=False)`.
+    pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
+        let random = crate::sys::random::bytes32().map_err(|e| Error::os("reading random bytes", e))?;
+        let holder = format!("{}-{}", std::process::id(), super::hex(&random[..8]));
+        let taken: Option<(u64, u8)> = redis::Script::new(ACQUIRE)
+            .key(&self.keys[0])
+            .key(&self.keys[1])
+            .key(&self.keys[2])
+            .arg(&holder)
+            .arg(self.lease.as_millis() as u64)
+            .invoke(&mut *self.cluster.connection())
+            .map_err(|e| server_error("taking a lock", e))?;
+        let Some((token, died)) = taken else { return Ok(None) };
+        let value = format!("{holder}:{token}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let renewer = self.renew_while_held(value.clone(), stop.clone());
+        Ok(Some(LockGuard { lock: self.clone(), holder: value, token, owner_died: died == 1, stop, renewer }))
+    }
+
+    /// Waits up to `timeout` for the lock; `None` if it stayed taken.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// ```no_run
+    /// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+    /// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+    /// let guard = lock.acquire_timeout(std::time::Duration::from_secs(1)).unwrap();
+    /// ```
+    /// Python counterpart: `lock.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard>> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(guard) = self.try_acquire()? {
+                return Ok(Some(guard));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Nobody tells a waiter that the lock was let go (or that a lease ran out): look
+            // again, less often the longer it stays taken.
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// A thread that renews the lease every third of it until `stop`, or until the lease is
+    /// found lost.
+    fn renew_while_held(&self, value: String, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+        let lock = self.clone();
+        std::thread::Builder::new()
+            .name("multiproc-lease".into())
+            .spawn(move || {
+                let Ok(mut connection) = lock.cluster.blocking_connection() else { return };
+                let every = lock.lease / 3;
+                let mut next = Instant::now() + every;
+                while !stop.load(Ordering::SeqCst) {
+                    let now = Instant::now();
+                    if now < next {
+                        std::thread::park_timeout(next - now);
+                        continue;
+                    }
+                    next = now + every;
+                    let kept: redis::RedisResult<u8> = redis::Script::new(RENEW)
+                        .key(&lock.keys[0])
+                        .arg(&value)
+                        .arg(lock.lease.as_millis() as u64)
+                        .invoke(&mut connection);
+                    if matches!(kept, Ok(0)) {
+                        return;
+                    }
+                }
+            })
+            .ok()
+    }
+}
+
+impl LockGuard {
+    /// The fencing token of this acquisition: larger than every earlier holder's.
+    ///
+    /// ```no_run
+    /// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+    /// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+    /// let first = lock.acquire().unwrap().token();
+    /// assert!(lock.acquire().unwrap().token() > first);
+    /// ```
+    /// Python counterpart: none.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Whether the last holder never let go: its lease ran out (it died, hung, or was cut off
+    /// from the server), so what it protected may be half-changed.
+    ///
+    /// ```no_run
+    /// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+    /// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+    /// assert!(!lock.acquire().unwrap().owner_died());
+    /// ```
+    /// Python counterpart: none (the local lock's [`OwnerDied`](crate::sync::OwnerDied)).
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    /// Lets go now; whether this guard still held the lock (its lease had not run out).
+    ///
+    /// # Errors
+    /// The server's errors.
+    ///
+    /// ```no_run
+    /// # let lock = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap()
+    /// #     .lock("l", std::time::Duration::from_secs(10)).unwrap();
+    /// assert!(lock.acquire().unwrap().release().unwrap());
+    /// ```
+    /// Python counterpart: `lock.release()`.
+    pub fn release(mut self) -> Result<bool> {
+        self.let_go()
+    }
+
+    fn let_go(&mut self) -> Result<bool> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(renewer) = self.renewer.take() {
+            renewer.thread().unpark();
+            let _ = renewer.join();
+        }
+        let released: u8 = redis::Script::new(RELEASE)
+            .key(&self.lock.keys[0])
+            .key(&self.lock.keys[1])
+            .key(&self.lock.keys[2])
+            .arg(&self.holder)
+            .invoke(&mut *self.lock.cluster.connection())
+            .map_err(|e| server_error("letting a lock go", e))?;
+        Ok(released == 1)
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.stop.load(Ordering::SeqCst) {
+            let _ = self.let_go();
+        }
+    }
+}
