@@ -236,3 +236,49 @@ fn a_killed_holder_s_lease_runs_out_and_the_next_acquirer_is_told() {
     // A clean release leaves no death behind.
     assert!(!lock.acquire().unwrap().owner_died());
 }
+
+fn add_many(url: String, times: u32) {
+    let hits = Cluster::connect(&url, "test").unwrap().dict::<String, i64>("hits").unwrap();
+    for _ in 0..times {
+        hits.add("total", 1).unwrap();
+    }
+}
+
+#[test]
+fn the_atomic_add_from_eight_processes_is_exact() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let mut adders: Vec<_> = (0..8).map(|_| Process::spawn(add_many, (server.url(), 50)).unwrap()).collect();
+    adders.iter_mut().for_each(|a| a.join().unwrap());
+    let hits = Cluster::connect(&server.url(), "test").unwrap().dict::<String, i64>("hits").unwrap();
+    assert_eq!(hits.get("total").unwrap(), Some(400));
+}
+
+#[test]
+fn a_cluster_dict_behaves_like_a_manager_s() {
+    let _w = watchdog(60);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let d = cluster.dict::<String, Vec<u32>>("d").unwrap();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.insert("a".into(), vec![1]).unwrap(), None);
+    assert_eq!(d.insert("a".into(), vec![1, 2]).unwrap(), Some(vec![1]));
+    assert_eq!(d.get("a").unwrap(), Some(vec![1, 2]));
+    assert_eq!(d.apply("a", |old| [old.unwrap_or_default(), vec![3]].concat()).unwrap(), vec![1, 2, 3]);
+    assert_eq!(d.apply("b", |old| old.unwrap_or_default()).unwrap(), Vec::<u32>::new());
+    let mut items = d.items().unwrap();
+    items.sort();
+    assert_eq!(items, [("a".to_string(), vec![1, 2, 3]), ("b".to_string(), vec![])]);
+    assert_eq!(d.remove("b").unwrap(), Some(vec![]));
+    assert_eq!(d.len().unwrap(), 1);
+    // A sum that does not fit is refused, and the entry stays.
+    let small = cluster.dict::<String, u8>("small").unwrap();
+    small.add("n", 250).unwrap();
+    assert_eq!(small.add("n", 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(small.get("n").unwrap(), Some(250));
+    // A value of another type is refused clearly.
+    let wrong = cluster.dict::<String, String>("small").unwrap();
+    assert_eq!(wrong.get("n").unwrap_err().kind(), ErrorKind::Decode);
+    d.clear().unwrap();
+    assert!(d.is_empty().unwrap());
+}

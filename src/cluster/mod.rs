@@ -16,8 +16,9 @@
 //! The password or ACL user in the URL (`redis://user:password@host:6379`) plays the part of the
 //! authkey; a wrong one is [`ErrorKind::Authentication`].
 //!
-//! So far: [`Cluster`], the named [`Queue`] and [`Lock`] (a lease with a fencing token, whose
-//! dead holder's lease runs out and the next acquirer is told). The pool, the node agents and
+//! So far: [`Cluster`], the named [`Queue`], [`Dict`] (with the atomic `add` and `apply`) and
+//! [`Lock`] (a lease with a fencing token, whose dead holder's lease runs out and the next
+//! acquirer is told). The pool, the node agents and
 //! the manager's objects on the cluster are to come (see issue 15).
 //!
 //! ```no_run
@@ -30,6 +31,7 @@
 //! Python counterpart: none in the standard library (Ray's and Celery's queues, or a
 //! `BaseManager` served over TCP).
 
+mod dict;
 mod lock;
 mod queue;
 
@@ -38,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use dict::Dict;
 pub use lock::{Lock, LockGuard};
 pub use queue::Queue;
 
@@ -239,6 +242,24 @@ fn check_eviction(connection: &mut redis::Connection) -> Result<()> {
         Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Ok(()),
         Err(e) => Err(server_error("reading the server's maxmemory-policy", e)),
     }
+}
+
+/// An item's or entry's bytes for `holder` (named in errors), as a local queue encodes them;
+/// handles are refused (a server of bytes cannot carry a descriptor).
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T, holder: &str) -> Result<Vec<u8>> {
+    let failure = |e: postcard::Error| Error::new(ErrorKind::Encode, crate::codec::encode_failure(value, &e));
+    let (_, has_handles) = crate::handle::measure(value).map_err(failure)?;
+    if has_handles {
+        return Err(Error::new(ErrorKind::HandleOutsideTransfer, format!("{holder} holds bytes only")));
+    }
+    crate::handle::sending(|| postcard::to_stdvec(value)).map_err(failure)
+}
+
+/// Bytes from `holder` (named in errors) as a `T`.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], holder: &str) -> Result<T> {
+    crate::handle::receiving(|| crate::handle::decode_exact::<T>(bytes)).map_err(|e| {
+        Error::new(ErrorKind::Decode, format!("{holder}: not a {}", crate::codec::decode_failure::<T>(bytes, &e)))
+    })
 }
 
 /// Refuses an object name that would break the key scheme.

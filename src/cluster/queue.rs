@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Cluster, server_error};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 
 /// A FIFO queue that lives on the cluster under a name: any process of the namespace, on any
 /// machine, puts and gets. Items are encoded as locally (postcard) and must not hold handles. The
@@ -60,7 +60,7 @@ impl Cluster {
     /// The queue named `name` in this namespace (made on first put).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for an empty name or one with `{`, `}` or `:`.
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a bad name (see [`Cluster::connect`]'s rules).
     ///
     /// ```no_run
     /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
@@ -77,7 +77,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Appends an item.
     ///
     /// # Errors
-    /// [`ErrorKind::Encode`] if it cannot be encoded (or holds a handle); the server's errors as
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) if it cannot be encoded (or holds a handle); the server's errors as
     /// for [`Cluster::connect`].
     ///
     /// ```no_run
@@ -86,7 +86,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: &T) -> Result<()> {
-        let bytes = encode(item)?;
+        let bytes = super::encode(item, "a cluster queue")?;
         redis::cmd("RPUSH")
             .arg(&self.key)
             .arg(bytes)
@@ -98,7 +98,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Takes the oldest item, waiting for one for as long as it takes.
     ///
     /// # Errors
-    /// [`ErrorKind::Decode`] if the item is not a `T` (it is consumed); the server's errors.
+    /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) if the item is not a `T` (it is consumed); the server's errors.
     ///
     /// ```no_run
     /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue::<u8>("q").unwrap();
@@ -144,7 +144,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .query(&mut connection)
                 .map_err(|e| server_error("waiting for an item", e))?;
             if let Some((_, bytes)) = popped {
-                return decode(&bytes).map(Some);
+                return super::decode(&bytes, "a cluster queue").map(Some);
             }
         }
     }
@@ -164,7 +164,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .arg(&self.key)
             .query(&mut *self.cluster.connection())
             .map_err(|e| server_error("taking an item", e))?;
-        popped.map(|bytes| decode(&bytes)).transpose()
+        popped.map(|bytes| super::decode(&bytes, "a cluster queue")).transpose()
     }
 
     /// The number of items (a snapshot).
@@ -197,19 +197,4 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
-}
-
-fn encode<T: Serialize>(item: &T) -> Result<Vec<u8>> {
-    let failure = |e: postcard::Error| Error::new(ErrorKind::Encode, crate::codec::encode_failure(item, &e));
-    let (_, has_handles) = crate::handle::measure(item).map_err(failure)?;
-    if has_handles {
-        return Err(Error::new(ErrorKind::HandleOutsideTransfer, "a cluster queue carries bytes only"));
-    }
-    crate::handle::sending(|| postcard::to_stdvec(item)).map_err(failure)
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    crate::handle::receiving(|| crate::handle::decode_exact::<T>(bytes)).map_err(|e| {
-        Error::new(ErrorKind::Decode, format!("an item is not a {}", crate::codec::decode_failure::<T>(bytes, &e)))
-    })
 }

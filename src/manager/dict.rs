@@ -102,6 +102,13 @@ proxy_type!(
 /// Python counterpart: none (`d[k] += n` under a Lock).
 pub trait Number: Serialize + DeserializeOwned + Copy + sealed::Sealed {}
 
+/// Adds `delta` to an encoded number of its type (absent: zero), as a manager's dict does in its
+/// server: for the cluster's dict, which adds in the client.
+#[cfg(feature = "cluster")]
+pub(crate) fn add_encoded<V: Number>(old: Option<&[u8]>, delta: V) -> std::result::Result<Vec<u8>, String> {
+    super::server::add(old, sealed::Sealed::to_wire(delta))
+}
+
 mod sealed {
     /// How a number travels to the server, and what keeps `Number` closed to other types: the
     /// server must know how each is encoded.

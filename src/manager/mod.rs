@@ -126,6 +126,8 @@ mod queue;
 mod server;
 mod sync;
 
+#[cfg(feature = "cluster")]
+pub(crate) use dict::add_encoded;
 pub use dict::{DictProxy, Number};
 pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};

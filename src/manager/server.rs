@@ -1158,7 +1158,7 @@ impl Client<'_> {
 
 /// Adds `delta` to an encoded number of the same type (absent: zero). Integers never wrap (as
 /// Python's never do): a sum that does not fit the type is refused and the entry stays as it was.
-fn add(old: Option<&[u8]>, delta: Number) -> Result<Vec<u8>, String> {
+pub(crate) fn add(old: Option<&[u8]>, delta: Number) -> Result<Vec<u8>, String> {
     fn stored<T: serde::de::DeserializeOwned + Default>(old: Option<&[u8]>) -> Result<T, String> {
         let not_a =
             |why: &dyn std::fmt::Display| format!("the stored value is not a {}: {why}", std::any::type_name::<T>());
