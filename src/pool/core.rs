@@ -485,8 +485,13 @@ impl Core {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
                 worker.idle_since = None;
-                if self.config.task_timeout.is_some() || batch.timeout.is_some() {
-                    // The supervisor must start watching this batch's clock.
+                #[cfg(feature = "progress")]
+                let ticking = self.config.progress;
+                #[cfg(not(feature = "progress"))]
+                let ticking = false;
+                if self.config.task_timeout.is_some() || batch.timeout.is_some() || ticking {
+                    // The supervisor must start watching this batch's clock (or, for progress
+                    // bars, start counting the items of running chunks).
                     self.wake_supervisor();
                 }
             } else {

@@ -1488,6 +1488,10 @@ mod tests {
     #[test]
     fn the_bar_moves_per_item_inside_chunks_still_running() {
         let pool = Pool::builder().processes(2).progress(true).build().unwrap();
+        // Let the pool settle, with nothing to watch, before the work comes: the ticker must be
+        // woken by the submission.
+        pool.apply(slow, (0,)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
         // 400 items of 10 ms in Python's chunks (of 50 here): each chunk runs half a second.
         let result = pool.map_async(slow, (0..400u32).collect::<Vec<_>>()).unwrap();
         let mut seen_inside = false;
