@@ -282,3 +282,31 @@ fn a_cluster_dict_behaves_like_a_manager_s() {
     d.clear().unwrap();
     assert!(d.is_empty().unwrap());
 }
+
+fn wait_for(go: multiproc::cluster::Event, done: multiproc::cluster::Queue<u32>) {
+    go.wait().unwrap();
+    done.put(&std::process::id()).unwrap();
+}
+
+#[test]
+fn a_cluster_event_wakes_every_waiter() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let (go, done) = (cluster.event("go").unwrap(), cluster.queue::<u32>("done").unwrap());
+    assert!(!go.is_set().unwrap());
+    let began = Instant::now();
+    assert!(!go.wait_timeout(Duration::from_millis(200)).unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(200));
+    let mut waiters: Vec<_> = (0..3).map(|_| Process::spawn(wait_for, (go.clone(), done.clone())).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(done.len().unwrap(), 0, "a waiter went before the set");
+    go.set().unwrap();
+    waiters.iter_mut().for_each(|w| w.join().unwrap());
+    assert_eq!(done.len().unwrap(), 3);
+    // Set stays set; clear clears.
+    assert!(go.wait_timeout(Duration::ZERO).unwrap());
+    go.clear().unwrap();
+    assert!(!go.is_set().unwrap());
+    assert!(!go.wait_timeout(Duration::from_millis(50)).unwrap());
+}

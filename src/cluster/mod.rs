@@ -16,9 +16,9 @@
 //! The password or ACL user in the URL (`redis://user:password@host:6379`) plays the part of the
 //! authkey; a wrong one is [`ErrorKind::Authentication`].
 //!
-//! So far: [`Cluster`], the named [`Queue`], [`Dict`] (with the atomic `add` and `apply`) and
-//! [`Lock`] (a lease with a fencing token, whose dead holder's lease runs out and the next
-//! acquirer is told). The pool, the node agents and
+//! So far: [`Cluster`], the named [`Queue`], [`Dict`] (with the atomic `add` and `apply`),
+//! [`Event`] and [`Lock`] (a lease with a fencing token, whose dead holder's lease runs out and
+//! the next acquirer is told). The pool, the node agents and
 //! the manager's objects on the cluster are to come (see issue 15).
 //!
 //! ```no_run
@@ -32,6 +32,7 @@
 //! `BaseManager` served over TCP).
 
 mod dict;
+mod event;
 mod lock;
 mod queue;
 
@@ -41,6 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use dict::Dict;
+pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use queue::Queue;
 
