@@ -215,7 +215,8 @@
 //! - `self-describing`: `codec::SelfDescribing`, for values with serde features postcard cannot
 //!   carry (see [`codec`]).
 //! - `cluster`: objects on a Redis-protocol server, reachable from other machines:
-//!   `cluster::Cluster` and its named queues so far (the module's docs say what is to come).
+//!   `cluster::Cluster` and its named `Queue`, `Dict`, `Event` and `Lock` so far (the module's
+//!   docs say what is to come).
 //! - `tracing`: events for the program's `tracing` subscriber (target `multiproc`): children
 //!   started and their exits seen, pool workers replaced, the fork server launched or found gone,
 //!   connections that failed their handshake or were pushed out by strangers, what happens at
