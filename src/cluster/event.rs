@@ -166,14 +166,20 @@ impl Event {
             }
             // The element moves from the list's end back to its end: nothing is consumed, and
             // every waiter blocked on the list wakes when a set puts it there.
-            let moved: Option<String> = redis::cmd("BLMOVE")
+            let moved: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
                 .arg(&self.keys[1])
                 .arg(&self.keys[1])
                 .arg("RIGHT")
                 .arg("RIGHT")
                 .arg(left.as_secs_f64().max(0.001))
-                .query(&mut connection)
-                .map_err(|e| server_error("waiting for an event", e))?;
+                .query(&mut *connection);
+            let moved = match moved {
+                Ok(moved) => moved,
+                Err(e) => {
+                    connection.discard();
+                    return Err(server_error("waiting for an event", e));
+                }
+            };
             if moved.is_some() {
                 return Ok(true);
             }

@@ -69,11 +69,50 @@ struct Shared {
     url: String,
     namespace: String,
     connection: Mutex<redis::Connection>,
+    /// Connections for blocking calls, kept between them (a fresh one costs a connect and an
+    /// `AUTH`, more than a short wait itself).
+    spare: Mutex<Vec<redis::Connection>>,
 }
 
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cluster").field("namespace", &self.shared.namespace).finish_non_exhaustive()
+    }
+}
+
+/// A connection for a blocking call, back to the spare list when dropped (unless the call
+/// failed: a connection in an unknown state is closed).
+pub(crate) struct Blocking<'a> {
+    cluster: &'a Cluster,
+    connection: Option<redis::Connection>,
+}
+
+impl Blocking<'_> {
+    /// Closes the connection instead of keeping it (after an error).
+    pub(crate) fn discard(mut self) {
+        self.connection = None;
+    }
+}
+
+impl std::ops::Deref for Blocking<'_> {
+    type Target = redis::Connection;
+
+    fn deref(&self) -> &redis::Connection {
+        self.connection.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Blocking<'_> {
+    fn deref_mut(&mut self) -> &mut redis::Connection {
+        self.connection.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Blocking<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.cluster.shared.spare.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
+        }
     }
 }
 
@@ -139,6 +178,7 @@ impl Cluster {
                 url: url.to_owned(),
                 namespace: namespace.to_owned(),
                 connection: Mutex::new(connection),
+                spare: Mutex::new(Vec::new()),
             }),
         };
         cluster.check_build()?;
@@ -185,12 +225,19 @@ impl Cluster {
         self.shared.connection.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A second connection of its own, for calls that block on the server (`BLPOP`), so that
-    /// they do not hold up the others.
-    pub(crate) fn blocking_connection(&self) -> Result<redis::Connection> {
-        let client = redis::Client::open(self.shared.url.as_str())
-            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cluster address", e))?;
-        client.get_connection().map_err(|e| server_error("connecting", e))
+    /// A connection of its own, for calls that block on the server (`BLPOP`), so that they do
+    /// not hold up the others; it goes back to a spare list when the guard drops.
+    pub(crate) fn blocking_connection(&self) -> Result<Blocking<'_>> {
+        let kept = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let connection = match kept {
+            Some(connection) => connection,
+            None => {
+                let client = redis::Client::open(self.shared.url.as_str())
+                    .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cluster address", e))?;
+                client.get_connection().map_err(|e| server_error("connecting", e))?
+            }
+        };
+        Ok(Blocking { cluster: self, connection: Some(connection) })
     }
 
     /// Stamps the namespace with this build, or checks the stamp another program left.

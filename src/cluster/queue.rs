@@ -138,11 +138,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             // The server takes seconds as a float; it rounds to its own clock's resolution, so
             // the loop goes on until the deadline has really passed.
-            let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
-                .arg(&self.key)
-                .arg(left.as_secs_f64().max(0.001))
-                .query(&mut connection)
-                .map_err(|e| server_error("waiting for an item", e))?;
+            let popped: Option<(String, Vec<u8>)> =
+                match redis::cmd("BLPOP").arg(&self.key).arg(left.as_secs_f64().max(0.001)).query(&mut *connection) {
+                    Ok(popped) => popped,
+                    Err(e) => {
+                        connection.discard();
+                        return Err(server_error("waiting for an item", e));
+                    }
+                };
             if let Some((_, bytes)) = popped {
                 return super::decode(&bytes, "a cluster queue").map(Some);
             }
