@@ -231,6 +231,21 @@ pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usi
     Ok((size?, has_handles))
 }
 
+/// `value`'s bytes for `holder` (named in the error), which keeps bytes only — a shared-memory
+/// slot, a cluster's server — so a value with handles is refused
+/// ([`ErrorKind::HandleOutsideTransfer`]).
+pub(crate) fn encode_bytes_only<T: Serialize + ?Sized>(value: &T, holder: &str) -> crate::Result<Vec<u8>> {
+    let failure = |e: postcard::Error| Error::new(ErrorKind::Encode, crate::codec::encode_failure(value, &e));
+    let (_, has_handles) = measure(value).map_err(failure)?;
+    if has_handles {
+        return Err(Error::new(
+            ErrorKind::HandleOutsideTransfer,
+            format!("{holder} holds bytes only; send handles over a Connection"),
+        ));
+    }
+    sending(|| postcard::to_stdvec(value)).map_err(failure)
+}
+
 /// Deserializes with `decode`, letting handles claim descriptors from `fds` by index.
 pub(crate) fn provide<T>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> T) -> T {
     let _outer = Restore(Some(TABLE.with(|t| t.replace(Some(Table::Receiving(fds))))));

@@ -115,7 +115,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let field = super::encode(key, WHAT)?;
+        let field = crate::handle::encode_bytes_only(key, WHAT)?;
         let bytes: Option<Vec<u8>> = redis::cmd("HGET")
             .arg(&self.key)
             .arg(field)
@@ -138,8 +138,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
         let old: Option<Vec<u8>> = redis::Script::new(SWAP)
             .key(&self.key)
-            .arg(super::encode(&key, WHAT)?)
-            .arg(super::encode(&value, WHAT)?)
+            .arg(crate::handle::encode_bytes_only(&key, WHAT)?)
+            .arg(crate::handle::encode_bytes_only(&value, WHAT)?)
             .invoke(&mut *self.cluster.connection())
             .map_err(|e| server_error("setting an entry", e))?;
         old.map(|b| super::decode(&b, WHAT)).transpose()
@@ -163,7 +163,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     {
         let old: Option<Vec<u8>> = redis::Script::new(TAKE)
             .key(&self.key)
-            .arg(super::encode(key, WHAT)?)
+            .arg(crate::handle::encode_bytes_only(key, WHAT)?)
             .invoke(&mut *self.cluster.connection())
             .map_err(|e| server_error("removing an entry", e))?;
         old.map(|b| super::decode(&b, WHAT)).transpose()
@@ -254,11 +254,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let field = super::encode(key, WHAT)?;
+        let field = crate::handle::encode_bytes_only(key, WHAT)?;
         self.update(&field, |old| {
             let old = old.map(|b| super::decode(b, WHAT)).transpose()?;
             let new = f(old);
-            Ok((super::encode(&new, WHAT)?, new))
+            Ok((crate::handle::encode_bytes_only(&new, WHAT)?, new))
         })
     }
 
@@ -317,7 +317,7 @@ impl<K: Serialize + DeserializeOwned, V: Number> Dict<K, V> {
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let field = super::encode(key, WHAT)?;
+        let field = crate::handle::encode_bytes_only(key, WHAT)?;
         self.update(&field, |old| {
             let bytes = crate::manager::add_encoded(old, delta)
                 .map_err(|why| Error::new(ErrorKind::InvalidInput, format!("adding to an entry: {why}")))?;

@@ -293,17 +293,6 @@ fn check_eviction(connection: &mut redis::Connection) -> Result<()> {
     }
 }
 
-/// An item's or entry's bytes for `holder` (named in errors), as a local queue encodes them;
-/// handles are refused (a server of bytes cannot carry a descriptor).
-pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T, holder: &str) -> Result<Vec<u8>> {
-    let failure = |e: postcard::Error| Error::new(ErrorKind::Encode, crate::codec::encode_failure(value, &e));
-    let (_, has_handles) = crate::handle::measure(value).map_err(failure)?;
-    if has_handles {
-        return Err(Error::new(ErrorKind::HandleOutsideTransfer, format!("{holder} holds bytes only")));
-    }
-    crate::handle::sending(|| postcard::to_stdvec(value)).map_err(failure)
-}
-
 /// Bytes from `holder` (named in errors) as a `T`.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], holder: &str) -> Result<T> {
     crate::handle::receiving(|| crate::handle::decode_exact::<T>(bytes)).map_err(|e| {

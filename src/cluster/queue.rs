@@ -86,7 +86,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: &T) -> Result<()> {
-        let bytes = super::encode(item, "a cluster queue")?;
+        let bytes = crate::handle::encode_bytes_only(item, "a cluster queue")?;
         redis::cmd("RPUSH")
             .arg(&self.key)
             .arg(bytes)

@@ -69,6 +69,16 @@ pub(crate) struct Config {
     pub(crate) workers_start_children: bool,
 }
 
+impl Config {
+    /// Whether the supervisor moves progress bars per item (see `running_items`).
+    fn ticks_progress(&self) -> bool {
+        #[cfg(feature = "progress")]
+        return self.progress;
+        #[cfg(not(feature = "progress"))]
+        false
+    }
+}
+
 /// One submitted batch: items of one submission run by one worker in one go.
 pub(crate) struct Batch {
     /// The task's batch entry.
@@ -485,11 +495,7 @@ impl Core {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
                 worker.idle_since = None;
-                #[cfg(feature = "progress")]
-                let ticking = self.config.progress;
-                #[cfg(not(feature = "progress"))]
-                let ticking = false;
-                if self.config.task_timeout.is_some() || batch.timeout.is_some() || ticking {
+                if self.config.task_timeout.is_some() || batch.timeout.is_some() || self.config.ticks_progress() {
                     // The supervisor must start watching this batch's clock (or, for progress
                     // bars, start counting the items of running chunks).
                     self.wake_supervisor();
@@ -1064,7 +1070,7 @@ impl Core {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
         #[cfg(feature = "progress")]
-        if self.config.progress && !st.batches.is_empty() {
+        if self.config.ticks_progress() && !st.batches.is_empty() {
             // Progress bars move per item: look at the running chunks ten times a second.
             next = Some(now + PROGRESS_TICK);
         }

@@ -851,20 +851,7 @@ impl Ring {
     /// Sleeps like [`join`](Self::join) until every message is done or `stop` is set (then
     /// [`wake_joiners`](Self::wake_joiners) must follow).
     pub(crate) fn sleep_joiner(&self, stop: &AtomicBool) {
-        let s = &*self.state;
-        let joinable = s.tasks.joinable.load(Ordering::Relaxed) != 0;
-        while s.tasks.unfinished.load(Ordering::SeqCst) as u32 != 0 && !stop.load(Ordering::SeqCst) {
-            if joinable {
-                self.release_dead_holders();
-            }
-            let seen = s.tasks.drained.load(Ordering::SeqCst);
-            let slice = if joinable { Duration::from_millis(50) } else { Duration::from_secs(3600) };
-            s.tasks.asleep.fetch_add(1, Ordering::SeqCst);
-            if s.tasks.unfinished.load(Ordering::SeqCst) as u32 != 0 && !stop.load(Ordering::SeqCst) {
-                sys::futex::wait_until(&s.tasks.drained, seen, None, slice);
-            }
-            s.tasks.asleep.fetch_sub(1, Ordering::SeqCst);
-        }
+        let _ = self.sleep_until_drained(None, stop);
     }
 
     /// Wakes every joiner so that it looks at its stop flag (joiners look again and sleep on).
@@ -1148,6 +1135,13 @@ impl Ring {
         if ready() || raw::spin(raw::SPIN, ready) {
             return Ok(());
         }
+        self.sleep_until_drained(deadline, &AtomicBool::new(false))
+    }
+
+    /// Sleeps until every message is done, `stop` is set, or `deadline` passes.
+    fn sleep_until_drained(&self, deadline: Option<Instant>, stop: &AtomicBool) -> Result<(), TimedOut> {
+        let s = &*self.state;
+        let ready = || s.tasks.unfinished.load(Ordering::SeqCst) as u32 == 0 || stop.load(Ordering::SeqCst);
         let joinable = s.tasks.joinable.load(Ordering::Relaxed) != 0;
         loop {
             // Items taken by a consumer that died will never be marked done: count them done

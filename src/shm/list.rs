@@ -14,6 +14,9 @@ use crate::handle;
 use crate::shm::{Shared, SharedState, type_hash};
 use crate::sync::raw::{Acquired, RawMutex};
 
+/// What a list is, in errors.
+const HOLDER: &str = "a shareable list";
+
 /// `used` of a slot whose writer died in the middle of writing it.
 const TORN: u32 = u32::MAX;
 /// Bytes of one slot's entry in the table at the start of the tail.
@@ -210,7 +213,8 @@ impl<T: Serialize + DeserializeOwned> ShareableList<T> {
     /// ```
     /// Python counterpart: none (Python sizes each slot by its first item only).
     pub fn with_room(items: impl IntoIterator<Item = T>, room: usize) -> Result<ShareableList<T>> {
-        let encoded: Vec<Vec<u8>> = items.into_iter().map(|item| encode(&item)).collect::<Result<_>>()?;
+        let encoded: Vec<Vec<u8>> =
+            items.into_iter().map(|item| handle::encode_bytes_only(&item, HOLDER)).collect::<Result<_>>()?;
         let table = encoded.len() * ENTRY;
         let too_large = || Error::new(ErrorKind::InvalidInput, "a shareable list this large cannot be made");
         let mut slots = Vec::with_capacity(encoded.len());
@@ -304,7 +308,7 @@ impl<T: Serialize + DeserializeOwned> ShareableList<T> {
         if index >= self.len() {
             return Err(self.out_of_range(index));
         }
-        let bytes = encode(&item)?;
+        let bytes = handle::encode_bytes_only(&item, HOLDER)?;
         let capacity = self.slot(index).1 as usize;
         if bytes.len() > capacity {
             return Err(Error::new(
@@ -368,19 +372,6 @@ impl<T: Serialize + DeserializeOwned> ShareableList<T> {
     {
         Ok(self.to_vec()?.iter().position(|item| item == value))
     }
-}
-
-/// An item's bytes, refusing handles (a slot of shared memory cannot carry a descriptor).
-fn encode<T: Serialize>(item: &T) -> Result<Vec<u8>> {
-    let failure = |e: postcard::Error| Error::new(ErrorKind::Encode, crate::codec::encode_failure(item, &e));
-    let (_, has_handles) = handle::measure(item).map_err(failure)?;
-    if has_handles {
-        return Err(Error::new(
-            ErrorKind::HandleOutsideTransfer,
-            "a shareable list holds bytes only; send handles over a Connection",
-        ));
-    }
-    handle::sending(|| postcard::to_stdvec(item)).map_err(failure)
 }
 
 #[cfg(test)]

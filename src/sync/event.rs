@@ -1,7 +1,7 @@
 //! `Event`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -164,21 +164,7 @@ impl Event {
             let (sleeper, waker) = (self.state.clone(), self.state.clone());
             Step::Wait(Watch::start(
                 move |stop| {
-                    let state = &*sleeper;
-                    loop {
-                        state.sleepers.fetch_add(1, Ordering::SeqCst);
-                        let word = state.flag.load(Ordering::SeqCst);
-                        let done = happened(word) || stop.flag().load(Ordering::SeqCst);
-                        if !done {
-                            // The slice bounds a wait whose stop came between the look and the
-                            // sleep: an Event's word cannot be bumped to wake it.
-                            sys::futex::wait(&state.flag, word, Some(Duration::from_millis(100)));
-                        }
-                        state.sleepers.fetch_sub(1, Ordering::SeqCst);
-                        if done {
-                            return;
-                        }
-                    }
+                    sleep_until(&sleeper, happened, None, stop.flag(), Duration::from_millis(100));
                 },
                 move || {
                     sys::futex::wake(&waker.flag, u32::MAX);
@@ -217,21 +203,35 @@ impl Event {
         if happened(start) || raw::spin(raw::spin_budget(deadline), || happened(state.flag.load(Ordering::SeqCst))) {
             return true;
         }
-        loop {
-            state.sleepers.fetch_add(1, Ordering::SeqCst);
-            let word = state.flag.load(Ordering::SeqCst);
-            let woke = if happened(word) {
-                sys::futex::Wake::Maybe
-            } else {
-                sys::futex::wait_until(&state.flag, word, deadline, Duration::from_secs(3600))
-            };
-            state.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if happened(state.flag.load(Ordering::SeqCst)) {
-                return true;
-            }
-            if woke == sys::futex::Wake::TimedOut {
-                return false;
-            }
+        sleep_until(state, happened, deadline, &AtomicBool::new(false), Duration::from_secs(3600))
+    }
+}
+
+/// Sleeps on the flag (counted among its sleepers) until `happened` holds of it — then true —
+/// or until `stop` is set or `deadline` passes — then false. `slice` bounds each sleep, for a
+/// `stop` set between the look and the sleep (an event's word cannot be bumped to wake one
+/// sleeper without waking the others falsely).
+fn sleep_until(
+    state: &EventState,
+    happened: impl Fn(u32) -> bool,
+    deadline: Option<Instant>,
+    stop: &AtomicBool,
+    slice: Duration,
+) -> bool {
+    loop {
+        state.sleepers.fetch_add(1, Ordering::SeqCst);
+        let word = state.flag.load(Ordering::SeqCst);
+        let woke = if happened(word) || stop.load(Ordering::SeqCst) {
+            sys::futex::Wake::Maybe
+        } else {
+            sys::futex::wait_until(&state.flag, word, deadline, slice)
+        };
+        state.sleepers.fetch_sub(1, Ordering::SeqCst);
+        if happened(state.flag.load(Ordering::SeqCst)) {
+            return true;
+        }
+        if stop.load(Ordering::SeqCst) || woke == sys::futex::Wake::TimedOut {
+            return false;
         }
     }
 }
