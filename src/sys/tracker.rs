@@ -29,6 +29,8 @@ const NAMES_CAPACITY: usize = 512 << 10;
 const LINE_CAPACITY: usize = 320;
 /// Creators watched one by one; the names of more are unlinked only at the end.
 const MAX_CREATORS: usize = 1024;
+/// Creators found gone on arrival, remembered until the pipe is drained.
+const MAX_GONE: usize = 64;
 
 /// This process's side: the pipe to its cleaner, and the names it registered (to register again
 /// with a new cleaner if the old one is killed).
@@ -159,6 +161,8 @@ fn start() -> io::Result<OwnedFd> {
         line: Vec::with_capacity(LINE_CAPACITY),
         creators: [(0, -1); MAX_CREATORS],
         watched: 0,
+        gone: [0; MAX_GONE],
+        gone_count: 0,
     };
     let mut buf = [0u8; 4096];
     // SAFETY: the child only makes system calls and uses memory allocated above (see the module
@@ -213,6 +217,10 @@ struct Cleaner {
     /// Creators watched: (pid, pidfd).
     creators: [(i32, i32); MAX_CREATORS],
     watched: usize,
+    /// Creators found already gone when their first name was read: their names go once the
+    /// pipe is drained, like those of creators seen to end (their later lines may hand a name on).
+    gone: [i32; MAX_GONE],
+    gone_count: usize,
 }
 
 impl Cleaner {
@@ -225,8 +233,10 @@ impl Cleaner {
                 fds[i + 1] = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
             }
             let n = 1 + self.watched;
+            // With creators already gone to act on, only look whether the pipe holds more.
+            let timeout = if self.gone_count > 0 { 0 } else { -1 };
             // SAFETY: polls descriptors we own, through an array on our stack of at least `n`.
-            if unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, -1) } < 0 {
+            if unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout) } < 0 {
                 continue; // EINTR
             }
             if fds[0].revents == 0 {
@@ -240,6 +250,7 @@ impl Cleaner {
                         self.creator_gone(pid);
                     }
                 }
+                self.settle_gone();
                 continue;
             }
             // SAFETY: reads into a buffer we own, from descriptor 3 (the pipe).
@@ -253,19 +264,31 @@ impl Cleaner {
                 }
                 break;
             }
-            for &byte in &buf[..n as usize] {
-                if byte == b'\n' {
-                    self.line_done();
-                } else if self.line.len() < self.line.capacity() {
-                    self.line.push(byte);
-                }
-            }
+            self.take_bytes(&buf[..n as usize]);
         }
         // Every writer is gone: nobody is left to unlink what remains.
         let mut start = 0;
         while let Some((end, _, name)) = entry_at(&self.names, start) {
             unlink(name);
             start = end + 1;
+        }
+    }
+
+    /// Takes what was read from the pipe, line by line.
+    fn take_bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if byte == b'\n' {
+                self.line_done();
+            } else if self.line.len() < self.line.capacity() {
+                self.line.push(byte);
+            }
+        }
+    }
+
+    /// Unlinks the names of the creators found gone on arrival (with the pipe drained).
+    fn settle_gone(&mut self) {
+        for i in 0..std::mem::take(&mut self.gone_count) {
+            self.drop_names_of(self.gone[i]);
         }
     }
 
@@ -305,7 +328,16 @@ impl Cleaner {
         // SAFETY: pidfd_open makes a new descriptor or fails; no memory is passed.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
         if pidfd < 0 {
-            self.drop_names_of(pid);
+            // Gone already (and reaped): its names go once the pipe is drained, after any line
+            // of its that hands one on. With no room to remember it, at once.
+            if self.gone_count < MAX_GONE {
+                if !self.gone[..self.gone_count].contains(&pid) {
+                    self.gone[self.gone_count] = pid;
+                    self.gone_count += 1;
+                }
+            } else {
+                self.drop_names_of(pid);
+            }
             return;
         }
         self.creators[self.watched] = (pid, pidfd);
@@ -391,5 +423,68 @@ fn unlink(name: &[u8]) {
         // SAFETY: unlinks a file in the directory open as descriptor 4; `path` is a
         // NUL-terminated name on our stack.
         unsafe { libc::unlinkat(4, path.as_ptr(), 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cleaner, LINE_CAPACITY, MAX_CREATORS, MAX_GONE};
+
+    /// A pid that has ended and been reaped.
+    fn reaped_pid() -> i32 {
+        // SAFETY: the child only exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: reaps the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        pid
+    }
+
+    /// Runs `lines` through a cleaner in a forked child (whose descriptor 4 is `/dev/shm`, as a
+    /// real cleaner's is), settling the creators found gone once they are all read.
+    fn clean(lines: String) {
+        let mut cleaner = Cleaner {
+            names: Vec::with_capacity(1 << 16),
+            line: Vec::with_capacity(LINE_CAPACITY),
+            creators: [(0, -1); MAX_CREATORS],
+            watched: 0,
+            gone: [0; MAX_GONE],
+            gone_count: 0,
+        };
+        let dir = std::fs::File::open("/dev/shm").unwrap();
+        // SAFETY: the child uses only memory allocated above and system calls, then exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: makes descriptor 4 the /dev/shm directory, as in a cleaner.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&dir), 4) };
+            cleaner.take_bytes(lines.as_bytes());
+            cleaner.settle_gone();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: reaps the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    }
+
+    /// A creator already gone when the cleaner first reads of it (the cleaner started late):
+    /// a name it handed on in a later line stays; a name it kept goes.
+    #[test]
+    fn a_creator_gone_before_its_lines_are_read_keeps_the_names_it_handed_on() {
+        let dead = reaped_pid();
+        let (handed, kept) = (format!("mp-test-handed-{dead}"), format!("mp-test-kept-{dead}"));
+        let path = |name: &str| std::path::Path::new("/dev/shm").join(name);
+        std::fs::write(path(&handed), b"x").unwrap();
+        std::fs::write(path(&kept), b"x").unwrap();
+        clean(format!("+{dead} {handed}\n+{dead} {kept}\n-{handed}\n"));
+        let (handed_left, kept_left) = (path(&handed).exists(), path(&kept).exists());
+        let _ = std::fs::remove_file(path(&handed));
+        let _ = std::fs::remove_file(path(&kept));
+        assert!(handed_left, "a name handed on was unlinked with its dead creator's");
+        assert!(!kept_left, "a dead creator's own name was left behind");
     }
 }
