@@ -54,6 +54,9 @@ pub enum ErrorKind {
     /// The other side speaks another version of the wire protocol (a manager or a listener of
     /// another release of this crate).
     Protocol,
+    /// The cluster server lost the data it held (it restarted without persistence, or was
+    /// flushed): what was queued or held there before is gone.
+    StateLost,
 }
 
 impl ErrorKind {
@@ -76,6 +79,7 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication failed",
             ErrorKind::InvalidInput => "invalid argument",
             ErrorKind::Protocol => "the other side speaks another protocol version",
+            ErrorKind::StateLost => "the cluster server lost its data",
         }
     }
 }

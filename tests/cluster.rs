@@ -5,81 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis_server::Server;
 use common::watchdog;
 use multiproc::cluster::Cluster;
 use multiproc::{ErrorKind, Process};
-
-/// A `redis-server` of our own.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Server {
-    /// Starts one with these extra arguments; `None` (after one loud line) if the binary is
-    /// missing outside CI.
-    fn start(extra: &[&str]) -> Option<Server> {
-        let dir = std::env::temp_dir().join(format!(
-            "multiproc-redis-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
-        let spawned = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "redis-server is not installed, and CI=true: scripts/test installs it"
-                );
-                eprintln!("SKIPPED: redis-server is not installed (scripts/test installs it)");
-                let _ = std::fs::remove_dir_all(&dir);
-                return None;
-            }
-            Err(e) => panic!("starting redis-server: {e}"),
-        };
-        let server = Server { child, dir };
-        let began = Instant::now();
-        while !socket.exists() {
-            assert!(began.elapsed() < Duration::from_secs(20), "redis-server did not make its socket");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(server)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    fn url_with_password(&self, password: &str) -> String {
-        format!("redis+unix://{}?pass={password}", self.socket().display())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn produce(url: String, n: u32) {
     let cluster = Cluster::connect(&url, "test").unwrap();

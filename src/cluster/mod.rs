@@ -34,16 +34,22 @@
 mod dict;
 mod event;
 mod lock;
+pub(crate) mod node;
+mod pool;
 mod queue;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 
 pub use dict::Dict;
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use node::{NODE_NAME_VAR, NODE_PROCESSES_VAR, NODE_VAR};
+pub use pool::ClusterPoolBuilder;
 pub use queue::Queue;
 
 /// The environment variable naming the cluster for [`Cluster::from_env`].
@@ -72,7 +78,18 @@ struct Shared {
     /// Connections for blocking calls, kept between them (a fresh one costs a connect and an
     /// `AUTH`, more than a short wait itself).
     spare: Mutex<Vec<redis::Connection>>,
+    /// The server's epoch when we connected: a random value kept in the namespace. A server
+    /// that comes back without it (or with another) lost its data.
+    epoch: String,
+    /// How long calls keep reconnecting to an unreachable server before they fail (ms).
+    unreachable_ms: AtomicU64,
 }
+
+/// How long calls reconnect to an unreachable server before they fail, unless set.
+const UNREACHABLE: Duration = Duration::from_secs(30);
+/// A reply slower than this on a live connection means the link is gone (a blocking call
+/// waits this much longer than it asked the server to).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -171,14 +188,17 @@ impl Cluster {
         let client = redis::Client::open(url).map_err(|e| {
             Error::with_source(ErrorKind::InvalidInput, format!("cluster address {}", redacted(url)), e)
         })?;
-        let mut connection = client.get_connection().map_err(|e| server_error("connecting", e))?;
+        let mut connection = open(&client).map_err(|e| server_error("connecting", e))?;
         check_eviction(&mut connection)?;
+        let epoch = epoch_of(&mut connection, namespace)?;
         let cluster = Cluster {
             shared: Arc::new(Shared {
                 url: url.to_owned(),
                 namespace: namespace.to_owned(),
                 connection: Mutex::new(connection),
                 spare: Mutex::new(Vec::new()),
+                epoch,
+                unreachable_ms: AtomicU64::new(UNREACHABLE.as_millis() as u64),
             }),
         };
         cluster.check_build()?;
@@ -215,6 +235,162 @@ impl Cluster {
         &self.shared.namespace
     }
 
+    /// How long calls keep reconnecting (with backoff) to a server that cannot be reached before
+    /// they fail with [`ErrorKind::Disconnected`] (default 30 s). A blocking call cut off by a
+    /// restart is issued again once the server is back; a server that came back without its
+    /// data fails every call with [`ErrorKind::StateLost`].
+    ///
+    /// ```no_run
+    /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+    /// cluster.set_unreachable_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    /// Python counterpart: none.
+    pub fn set_unreachable_timeout(&self, timeout: Duration) {
+        self.shared.unreachable_ms.store(timeout.as_millis().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+    }
+
+    fn unreachable_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.unreachable_ms.load(Ordering::Relaxed))
+    }
+
+    /// Runs `call` on the shared connection. If the connection is lost, reconnects with backoff
+    /// (for as long as the unreachable timeout allows), checks that the server kept its data,
+    /// and runs it again — so a call may reach the server twice, as any retried call can.
+    pub(crate) fn call<T>(
+        &self,
+        doing: &str,
+        mut call: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let mut connection = self.connection();
+        let mut outcome = call(&mut connection);
+        let mut backoff = Backoff::new(self.unreachable_timeout());
+        loop {
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(e) if !lost_link(&e) => return Err(server_error(doing, e)),
+                Err(e) => {
+                    backoff.pause(doing, e)?;
+                    match self.reconnect() {
+                        Ok(fresh) => {
+                            *connection = fresh;
+                            outcome = call(&mut connection);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Disconnected => outcome = Err(lost()),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a call that blocks on the server for up to the time it is given, until `deadline`
+    /// (`None`: for ever), on a connection of its own (see [`blocking_connection`]); `call`
+    /// returns `None` while it has nothing. A lost connection is replaced (as in [`call`]) and
+    /// the call issued again for the time left.
+    ///
+    /// [`blocking_connection`]: Self::blocking_connection
+    /// [`call`]: Self::call
+    pub(crate) fn wait_call<T>(
+        &self,
+        doing: &str,
+        deadline: Option<Instant>,
+        mut call: impl FnMut(&mut redis::Connection, Duration) -> redis::RedisResult<Option<T>>,
+    ) -> Result<Option<T>> {
+        let mut connection = self.blocking_connection()?;
+        let mut backoff = Backoff::new(self.unreachable_timeout());
+        loop {
+            let left = deadline.map_or(Duration::from_secs(5), |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // The server takes seconds as a float, rounded to its clock; the loop goes on until
+            // the deadline has really passed.
+            let left = left.min(Duration::from_secs(5)).max(Duration::from_millis(1));
+            let _ = connection.set_read_timeout(Some(left + REPLY_TIMEOUT));
+            match call(&mut connection, left) {
+                Ok(Some(value)) => return Ok(Some(value)),
+                Ok(None) => backoff = Backoff::new(self.unreachable_timeout()),
+                Err(e) if !lost_link(&e) => {
+                    connection.discard();
+                    return Err(server_error(doing, e));
+                }
+                Err(e) => {
+                    backoff.pause(doing, e)?;
+                    match self.reconnect() {
+                        Ok(fresh) => connection.connection = Some(fresh),
+                        Err(e) if e.kind() == ErrorKind::Disconnected => {}
+                        Err(e) => {
+                            connection.discard();
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new connection, checked to be to the server we knew: the epoch we connected under
+    /// must still be there.
+    fn reconnect(&self) -> Result<redis::Connection> {
+        let client = redis::Client::open(self.shared.url.as_str())
+            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cluster address", e))?;
+        let mut connection = open(&client).map_err(|e| server_error("reconnecting", e))?;
+        self.check_epoch(&mut connection)?;
+        Ok(connection)
+    }
+
+    /// Fails with [`ErrorKind::StateLost`] if the server no longer holds the epoch we
+    /// connected under.
+    pub(crate) fn check_epoch(&self, connection: &mut redis::Connection) -> Result<()> {
+        let key = format!("mp:{{{}}}:epoch", self.shared.namespace);
+        let now: Option<String> =
+            redis::cmd("GET").arg(&key).query(connection).map_err(|e| server_error("reading the epoch", e))?;
+        if now.as_deref() == Some(self.shared.epoch.as_str()) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::StateLost,
+            format!(
+                "the cluster server of namespace {:?} lost its data (it restarted without persistence, or was \
+                 flushed): queued items, tasks and locks from before are gone",
+                self.shared.namespace
+            ),
+        ))
+    }
+
+    /// Whether the server still holds the data we knew (a check for the pool's heartbeat).
+    pub(crate) fn epoch_holds(&self) -> Result<()> {
+        let mut connection = self.connection();
+        match self.check_epoch(&mut connection) {
+            Err(e) if e.kind() == ErrorKind::Disconnected => {
+                drop(connection);
+                self.call("checking the epoch", |c| redis::cmd("PING").query::<String>(c))?;
+                self.check_epoch(&mut self.connection())
+            }
+            other => other,
+        }
+    }
+
+    /// The nodes that refused to serve this namespace, newest first: each a
+    /// [`ErrorKind::BuildMismatch`] naming the node and both builds (the node exits, telling
+    /// this too on its standard error).
+    ///
+    /// # Errors
+    /// The server's errors.
+    ///
+    /// ```no_run
+    /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+    /// for refusal in cluster.refused_nodes().unwrap() {
+    ///     eprintln!("{refusal}");
+    /// }
+    /// ```
+    /// Python counterpart: none.
+    pub fn refused_nodes(&self) -> Result<Vec<Error>> {
+        let key = self.key("pool", "refusals");
+        let said: Vec<String> = self.call("reading refusals", |c| redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c))?;
+        Ok(said.into_iter().map(|why| Error::new(ErrorKind::BuildMismatch, why)).collect())
+    }
+
     /// The key of `part` of object `object` (all of one object's keys share a hash tag).
     pub(crate) fn key(&self, object: &str, part: &str) -> String {
         format!("mp:{{{}:{object}}}:{part}", self.shared.namespace)
@@ -231,44 +407,122 @@ impl Cluster {
         let kept = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let connection = match kept {
             Some(connection) => connection,
-            None => {
-                let client = redis::Client::open(self.shared.url.as_str())
-                    .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cluster address", e))?;
-                client.get_connection().map_err(|e| server_error("connecting", e))?
-            }
+            None => match self.reconnect() {
+                Ok(connection) => connection,
+                // Unreachable for now: the caller's retries (see `wait_call`) wait it out.
+                Err(e) if e.kind() == ErrorKind::Disconnected => {
+                    self.call("connecting", |c| redis::cmd("PING").query::<String>(c))?;
+                    self.reconnect()?
+                }
+                Err(e) => return Err(e),
+            },
         };
         Ok(Blocking { cluster: self, connection: Some(connection) })
     }
 
-    /// Stamps the namespace with this build, or checks the stamp another program left.
+    /// Checks the namespace's build stamp, if a live pool or node left one.
     fn check_build(&self) -> Result<()> {
-        let ours = hex(crate::sys::build_id::fingerprint());
-        let key = format!("mp:{{{}}}:build", self.shared.namespace);
-        let mut c = self.connection();
-        let set: bool = redis::cmd("SET")
-            .arg(&key)
-            .arg(&ours)
-            .arg("NX")
-            .query::<Option<String>>(&mut *c)
-            .map_err(|e| server_error("stamping the namespace", e))?
-            .is_some();
-        if set {
-            return Ok(());
-        }
         let theirs: Option<String> =
-            redis::cmd("GET").arg(&key).query(&mut *c).map_err(|e| server_error("reading the namespace's stamp", e))?;
+            self.call("reading the namespace's stamp", |c| redis::cmd("GET").arg(self.build_key()).query(c))?;
         match theirs {
-            Some(theirs) if theirs == ours => Ok(()),
-            theirs => Err(Error::new(
-                ErrorKind::BuildMismatch,
-                format!(
-                    "namespace {:?} belongs to build {} and this program is build {ours}: every process \
-                     of a namespace must run the same binary (use another namespace, or clear this one)",
-                    self.shared.namespace,
-                    theirs.as_deref().unwrap_or("?"),
-                ),
-            )),
+            Some(theirs) if theirs != build() => Err(self.mismatch(&theirs)),
+            _ => Ok(()),
         }
+    }
+
+    /// Stamps the namespace with this build for `ttl` (pools and nodes renew it while they
+    /// live: tasks travel as offsets into the binary, so the processes that run them must be
+    /// one build), or fails if another build holds it.
+    pub(crate) fn claim_build(&self, ttl: Duration) -> Result<()> {
+        const CLAIM: &str = "local v = redis.call('GET', KEYS[1]) \
+            if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return '' end \
+            return v";
+        let ours = build();
+        let theirs: String = self.call("stamping the namespace", |c| {
+            redis::Script::new(CLAIM).key(self.build_key()).arg(&ours).arg(ttl.as_millis() as u64).invoke(c)
+        })?;
+        if theirs.is_empty() { Ok(()) } else { Err(self.mismatch(&theirs)) }
+    }
+
+    fn build_key(&self) -> String {
+        format!("mp:{{{}}}:build", self.shared.namespace)
+    }
+
+    fn mismatch(&self, theirs: &str) -> Error {
+        Error::new(
+            ErrorKind::BuildMismatch,
+            format!(
+                "namespace {:?} is in use by build {theirs} and this program is build {}: every process of \
+                 a namespace's pool must run the same binary (stop the others, or use another namespace)",
+                self.shared.namespace,
+                build(),
+            ),
+        )
+    }
+}
+
+/// This program's build fingerprint, in hex.
+fn build() -> String {
+    hex(crate::sys::build_id::fingerprint())
+}
+
+/// A connection, with timeouts that keep a dead link from hanging a call.
+fn open(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let connection = client.get_connection_with_timeout(REPLY_TIMEOUT)?;
+    connection.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    connection.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    Ok(connection)
+}
+
+/// The namespace's epoch: made (a random value) by the first program to connect after the
+/// server started empty.
+fn epoch_of(connection: &mut redis::Connection, namespace: &str) -> Result<String> {
+    let key = format!("mp:{{{namespace}}}:epoch");
+    let fresh = hex(&crate::sys::random::bytes32().map_err(|e| Error::with_source(ErrorKind::Os, "making an epoch", e))?[..16]);
+    let _: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&fresh)
+        .arg("NX")
+        .query(connection)
+        .map_err(|e| server_error("reading the epoch", e))?;
+    let epoch: Option<String> =
+        redis::cmd("GET").arg(&key).query(connection).map_err(|e| server_error("reading the epoch", e))?;
+    Ok(epoch.unwrap_or(fresh))
+}
+
+/// Whether an error means the link to the server is gone (rather than a refused command).
+fn lost_link(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+fn lost() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::NotConnected, "the server cannot be reached"))
+}
+
+/// Pauses between reconnection attempts, doubling from 10 ms to 1 s, until the unreachable
+/// timeout runs out.
+struct Backoff {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Backoff {
+    fn new(unreachable: Duration) -> Backoff {
+        Backoff { deadline: Instant::now() + unreachable, pause: Duration::from_millis(10) }
+    }
+
+    fn pause(&mut self, doing: &str, e: redis::RedisError) -> Result<()> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(Error::with_source(
+                ErrorKind::Disconnected,
+                format!("cluster: {doing}: the server stayed unreachable past the unreachable timeout"),
+                e,
+            ));
+        }
+        std::thread::sleep(self.pause.min(self.deadline - now));
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        Ok(())
     }
 }
 

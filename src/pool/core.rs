@@ -681,16 +681,6 @@ impl Core {
         self.lock().finished
     }
 
-    /// Whether the pool still takes submissions.
-    pub(crate) fn is_open(&self) -> bool {
-        self.lock().phase == Phase::Running
-    }
-
-    /// The number of worker places.
-    pub(crate) fn processes(&self) -> usize {
-        self.size()
-    }
-
     /// Cancels batch `id` if it has not finished; returns whether it was cancelled. Its outcome
     /// becomes [`TaskError::Cancelled`] at once. A batch not started yet (in the parent or in a
     /// worker's hands) is dropped; a running one has its worker stopped (SIGTERM, then SIGKILL)

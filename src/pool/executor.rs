@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::Core;
+use super::Backend;
 use super::result::{Collected, Collector, Interest, TaskError, assemble_one};
 use super::{Imap, Pool, PoolBuilder, ResultTimeoutError};
 use crate::asyncio::{self, Watch};
@@ -269,7 +269,7 @@ pub fn get_reusable_executor(max_workers: usize) -> Result<Arc<ProcessPoolExecut
     if let Some((pid, executor)) = reusable.as_ref() {
         let core = &executor.pool.core;
         if *pid == me && core.is_open() {
-            if core.processes() != max_workers {
+            if core.size() != max_workers {
                 executor.resize(max_workers)?;
             }
             return Ok(executor.clone());
@@ -291,7 +291,7 @@ pub fn get_reusable_executor(max_workers: usize) -> Result<Arc<ProcessPoolExecut
 /// ```
 /// Python counterpart: `concurrent.futures.Future`.
 pub struct TaskFuture<R> {
-    core: Arc<Core>,
+    core: Arc<dyn Backend>,
     batch: u64,
     sink: Arc<Collector>,
     _type: PhantomData<fn() -> R>,

@@ -59,19 +59,23 @@ use crate::process::task::{Task, entry_offset};
 use crate::process::{Signal, StartMethod, cpu_count};
 
 mod batch;
+mod backend;
 mod core;
 mod executor;
 mod result;
-mod worker;
+pub(crate) mod worker;
 
 pub use self::core::WorkerStats;
-use self::core::{Batch, Config, Core, Initializer, Phase};
+pub(crate) use self::backend::Backend;
+pub(crate) use self::core::Batch;
+pub(crate) use self::result::{Collector, Delivery, Results};
+use self::core::{Config, Core, Initializer};
 pub use executor::{
     AsCompleted, CancelOnDrop, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed,
     get_reusable_executor, wait,
 };
 pub use result::{AsyncResult, TaskError};
-use result::{Collected, Collector, Delivery, Interest, Results, assemble_all, assemble_one};
+use result::{Collected, Interest, assemble_all, assemble_one};
 
 /// Why a wait with a timeout returned no value.
 ///
@@ -451,7 +455,7 @@ impl PoolBuilder {
 /// ```
 /// Python counterpart: `multiprocessing.Pool`.
 pub struct Pool {
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<dyn Backend>,
     /// Batches `imap` keeps submitted ahead of its reader.
     in_flight: usize,
     #[cfg(feature = "progress")]
@@ -460,7 +464,7 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("processes", &self.core.config.processes).finish()
+        f.debug_struct("Pool").field("processes", &self.core.size()).finish()
     }
 }
 
@@ -496,6 +500,20 @@ fn default_chunksize(items: usize, processes: usize) -> usize {
 }
 
 impl Pool {
+    /// A pool over a backend other than local workers (a cluster's), keeping `in_flight`
+    /// batches of an `imap` ahead of its reader.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn with_backend(core: Arc<dyn Backend>, in_flight: usize, progress: bool) -> Pool {
+        #[cfg(not(feature = "progress"))]
+        let _ = progress;
+        Pool {
+            core,
+            in_flight,
+            #[cfg(feature = "progress")]
+            progress,
+        }
+    }
+
     /// Submits `f(args)` as a batch of one, its outcome going to item 0 of `sink`, with its own
     /// time limit if any; returns the batch's id (an executor's future cancels by it).
     pub(crate) fn submit_one<F, A>(
@@ -511,10 +529,7 @@ impl Pool {
     {
         let mut batch = single_batch::<F, A>(args, sink)?;
         batch.timeout = timeout;
-        let mut st = self.core.lock();
-        let id = Core::next_batch_id(&st);
-        self.core.submit(&mut st, vec![batch])?;
-        Ok(id)
+        self.core.submit(vec![batch])
     }
 
     /// A collector for a `map`-like submission of `expected` items (unknown for `imap`), with a
@@ -677,17 +692,13 @@ impl Pool {
                 // encoded: the first at once, then in groups (one lock for many).
                 ends.reserve(chunksize.min(1 << 20));
                 if batches.len() >= submit_every {
-                    let mut st = self.core.lock();
-                    self.core.submit(&mut st, std::mem::take(&mut batches))?;
+                    self.core.submit(std::mem::take(&mut batches))?;
                     submit_every = 64;
                 }
             }
         }
         flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
-        {
-            let mut st = self.core.lock();
-            self.core.submit(&mut st, batches)?;
-        }
+        self.core.submit(batches)?;
         for delivery in early {
             delivery.deliver();
         }
@@ -1151,7 +1162,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        if self.core.lock().phase != Phase::Running {
+        if !self.core.is_open() {
             return Err(TaskError::Closed);
         }
         if chunksize == 0 {
@@ -1212,7 +1223,7 @@ impl Pool {
     /// ```
     /// Python counterpart: `pool.join()`.
     pub fn join(&self) -> Result<()> {
-        if self.core.lock().phase == Phase::Running {
+        if self.core.is_open() {
             return Err(Error::new(ErrorKind::InvalidInput, "join() on a pool that is still open: close() it first"));
         }
         if !self.core.is_finished() {

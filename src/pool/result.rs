@@ -31,7 +31,7 @@ use crate::sync::deadline_after;
 /// ```
 /// Python counterpart: the exception `AsyncResult.get()` or `Future.result()` re-raises
 /// (`BrokenProcessPool`, `TimeoutError`, `CancelledError`, the task's own exception).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the worker survived.
@@ -87,6 +87,45 @@ pub enum TaskError {
     /// An argument of the call itself is invalid (say, a chunk size of 0); nothing was submitted.
     #[error("invalid argument: {0}")]
     InvalidInput(String),
+    /// (A [cluster](crate::cluster) pool.) The task failed on node `node` as `error` says — the
+    /// same error a local pool gives, with the node it happened on. [`TaskError::cause`] looks
+    /// through it.
+    #[error("on node {node}: {error}")]
+    OnNode {
+        /// The node's name (its host and agent pid, unless it was given one).
+        node: String,
+        /// What happened there.
+        error: Box<TaskError>,
+    },
+    /// (A [cluster](crate::cluster) pool.) The nodes that took the task were lost while they
+    /// held it — they died, or were cut off past their lease — as many times as the pool
+    /// allows deliveries; the task is not tried again.
+    #[error("the task was lost with its node {deliveries} times (last on node {node}): no more deliveries")]
+    WorkerLost {
+        /// The last node that held it.
+        node: String,
+        /// How many times it was handed out.
+        deliveries: u32,
+    },
+}
+
+impl TaskError {
+    /// The error itself, looking through [`OnNode`](TaskError::OnNode): code written for a
+    /// local pool matches a cluster pool's errors on this.
+    ///
+    /// ```
+    /// use multiproc::pool::TaskError;
+    /// let remote = TaskError::OnNode { node: "n1".into(), error: Box::new(TaskError::Cancelled) };
+    /// assert_eq!(remote.cause(), &TaskError::Cancelled);
+    /// assert_eq!(TaskError::Cancelled.cause(), &TaskError::Cancelled);
+    /// ```
+    /// Python counterpart: none (Ray wraps the cause in `RayTaskError`, `.cause`).
+    pub fn cause(&self) -> &TaskError {
+        match self {
+            TaskError::OnNode { error, .. } => error.cause(),
+            other => other,
+        }
+    }
 }
 
 /// How long a reader keeps looking before it sleeps.
@@ -194,6 +233,17 @@ impl Results {
             }
         }
         Some(decoded)
+    }
+
+    /// The outcomes as they lie, for sending on whole: each chunk of values (its first item,
+    /// bytes and layout) and each failed item's error. A failed item's place inside a chunk
+    /// holds no value.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (Vec<(usize, &[u8], &Layout)>, Vec<(usize, &TaskError)>) {
+        let chunks = self.chunks.iter().map(|c| (c.first, c.bytes.as_slice(), &c.layout)).collect();
+        let mut failures: Vec<(usize, &TaskError)> = self.errors.iter().map(|(&i, e)| (i, e)).collect();
+        failures.sort_unstable_by_key(|(i, _)| *i);
+        (chunks, failures)
     }
 
     #[inline]

@@ -54,7 +54,7 @@ use registry::{ChildState, lock};
 /// assert_eq!(Signal::from_raw(15), Signal::TERM);
 /// ```
 /// Python counterpart: `signal.Signals`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Signal(i32);
 
 impl Signal {
@@ -184,7 +184,7 @@ impl fmt::Debug for Signal {
 /// assert_eq!(ExitStatus::Code(3).to_string(), "exit code 3");
 /// ```
 /// Python counterpart: `Process.exitcode` (an int, negative for a signal).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ExitStatus {
     /// The process exited with this code (0 after a task returned, 1 after a panic).
     Code(i32),

@@ -367,3 +367,34 @@ pub(crate) fn resident_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages.saturating_mul(rustix::param::page_size() as u64))
 }
+
+/// This machine's host name (for naming cluster nodes and drivers).
+pub(crate) fn hostname() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}
+
+/// Sets `flag` when SIGTERM arrives (instead of ending the process), so that a cluster node
+/// can drain. Only the flag is touched in the handler, which is async-signal-safe. Children
+/// that exec get the default disposition back; the node's workers are spawned, so it is never
+/// inherited where SIGTERM must still end a process.
+pub(crate) fn flag_on_terminate(flag: &'static std::sync::atomic::AtomicBool) {
+    static FLAG: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicBool> =
+        std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+    extern "C" fn on_term(_: libc::c_int) {
+        let flag = FLAG.load(std::sync::atomic::Ordering::SeqCst);
+        if !flag.is_null() {
+            // SAFETY: the pointer came from a `&'static AtomicBool`.
+            unsafe { (*flag).store(true, std::sync::atomic::Ordering::SeqCst) };
+        }
+    }
+    FLAG.store(std::ptr::from_ref(flag).cast_mut(), std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: a zeroed sigaction is a valid starting point; the handler only does an atomic
+    // load and store, which are async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_term as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: a watchdog, process probes, and per-method test sets.
 #![allow(dead_code)]
 
+#[cfg(feature = "cluster")]
+pub mod redis_server;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 

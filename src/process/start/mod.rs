@@ -361,6 +361,10 @@ fn divert() {
             Err(_) => sys::process::exit_now(1),
         }
     }
+    #[cfg(feature = "cluster")]
+    if let Some(url) = sys::process::take_env_before_main(crate::cluster::NODE_VAR) {
+        crate::cluster::node::run(url)
+    }
     if sys::process::take_env_before_main(SERVER_MARKER).is_some() {
         sys::process::ignore_broken_pipes();
         match sys::process::take_stdin() {
