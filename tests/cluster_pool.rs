@@ -121,3 +121,248 @@ fn a_task_that_panics_segfaults_or_exits_fails_alone_with_its_node() {
     let err = timed.apply(nap_ms, (30_000,)).unwrap_err();
     assert!(matches!(err.cause(), TaskError::TimedOut { .. }), "{err}");
 }
+
+/// Waits until `future`'s task is running on some node.
+fn await_running<R: serde::de::DeserializeOwned>(future: &multiproc::pool::TaskFuture<R>) {
+    let began = Instant::now();
+    while !future.running() {
+        assert!(!future.done(), "the task finished before it could be interrupted");
+        assert!(began.elapsed() < Duration::from_secs(30), "the task never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn agent_after_ms(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::os::unix::process::parent_id()
+}
+
+#[test]
+fn a_killed_node_s_task_is_delivered_again_then_lost_after_the_maximum() {
+    let _w = watchdog(180);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "kill").unwrap();
+    let lease = Duration::from_millis(600);
+    let executor = cluster.pool().lease(lease).max_deliveries(2).build_executor().unwrap();
+    let first = Node::start(&server.url(), "kill", "first", 1);
+    let future = executor.submit(agent_after_ms, (1500,)).unwrap();
+    await_running(&future);
+    first.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    drop(first);
+    // Another node takes it over once the dead one's lease ran out, and runs it.
+    let second = Node::start(&server.url(), "kill", "second", 1);
+    assert_eq!(future.result().unwrap(), second.pid());
+    assert!(killed.elapsed() >= lease, "taken over after {:?}", killed.elapsed());
+
+    // Handed out twice and lost twice: the third node fails it without running it.
+    let future = executor.submit(agent_after_ms, (1500,)).unwrap();
+    await_running(&future);
+    drop(second); // killed
+    let third = Node::start(&server.url(), "kill", "third", 1);
+    // Wait until the third node holds it, then kill that one too.
+    let began = Instant::now();
+    loop {
+        let owner: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg("mp:{kill:pool}:tasks")
+            .arg("nodes")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(&mut redis::Client::open(server.url()).unwrap().get_connection().unwrap())
+            .unwrap();
+        if owner.iter().any(|(_, node, _, _)| node == "third") {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "the third node never took the task: {owner:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(third);
+    let _fourth = Node::start(&server.url(), "kill", "fourth", 1);
+    match future.result() {
+        Err(TaskError::WorkerLost { node, deliveries }) => {
+            assert_eq!((node.as_str(), deliveries), ("third", 2));
+        }
+        other => panic!("expected the task lost, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_node_stopped_past_its_lease_loses_the_task_and_its_late_result_is_dropped() {
+    let _w = watchdog(180);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "stop").unwrap();
+    let pool = cluster.pool().lease(Duration::from_millis(500)).build().unwrap();
+    let stopped = Node::start(&server.url(), "stop", "stopped", 1);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = calls.clone();
+    let result = pool
+        .apply_async_with(
+            agent_after_ms,
+            (1200,),
+            move |_| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            },
+            |_| {},
+        )
+        .unwrap();
+    // Running on the first node (its lease is renewed meanwhile) ...
+    let began = Instant::now();
+    loop {
+        let owner: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg("mp:{stop:pool}:tasks")
+            .arg("nodes")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(&mut redis::Client::open(server.url()).unwrap().get_connection().unwrap())
+            .unwrap();
+        if !owner.is_empty() {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "the task never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ... which is stopped, and the task goes to another node after the lease.
+    stopped.signal(libc::SIGSTOP);
+    let other = Node::start(&server.url(), "stop", "other", 1);
+    assert_eq!(result.get().unwrap(), other.pid(), "the first result is the other node's");
+    // The stopped node comes back, finishes and reports late: dropped, the callback ran once.
+    stopped.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(result.get().unwrap(), other.pid());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Both nodes serve on.
+    assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
+}
+
+#[test]
+fn a_broker_killed_and_restarted_with_its_log_is_transparent() {
+    let _w = watchdog(240);
+    let Some(mut server) = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]) else { return };
+    let _node = Node::start(&server.url(), "aof", "survivor", 2);
+    let cluster = Cluster::connect(&server.url(), "aof").unwrap();
+    let pool = cluster.pool().build().unwrap();
+    std::thread::scope(|s| {
+        let mapping = s.spawn(|| pool.map_chunked(nap_ms, std::iter::repeat_n(20, 150), 1));
+        std::thread::sleep(Duration::from_millis(600));
+        server.kill();
+        std::thread::sleep(Duration::from_millis(1000));
+        server.restart();
+        let values = mapping.join().unwrap().unwrap();
+        assert_eq!(values, vec![20; 150], "nothing lost");
+    });
+    // And on it goes.
+    assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
+}
+
+#[test]
+fn a_broker_restarted_without_its_data_fails_every_outstanding_call_clearly() {
+    let _w = watchdog(180);
+    let Some(mut server) = Server::start(&[]) else { return };
+    let node = Node::start(&server.url(), "lost", "forgetful", 1);
+    let cluster = Cluster::connect(&server.url(), "lost").unwrap();
+    let pool = cluster.pool().build().unwrap();
+    let pending = pool.apply_async(nap_ms, (5_000,)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill();
+    server.restart();
+    match pending.get() {
+        Err(TaskError::Broken(why)) => assert!(why.contains("lost its data"), "{why}"),
+        other => panic!("expected a broken pool, got {other:?}"),
+    }
+    assert!(matches!(pool.apply_async(square, (1,)), Err(TaskError::Broken(_))));
+    // The cluster's objects say so too.
+    let q = cluster.queue::<u8>("q").unwrap();
+    assert_eq!(q.put(&1).unwrap_err().kind(), ErrorKind::StateLost);
+    // The node notices and exits.
+    let (code, said) = node.exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("lost its data"), "{said}");
+}
+
+fn drive_and_hang(url: String) {
+    let cluster = Cluster::connect(&url, "orphan").unwrap();
+    let pool = cluster.pool().heartbeat(Duration::from_millis(600)).build().unwrap();
+    let _running = pool.apply_async(nap_ms, (60_000,)).unwrap();
+    let _waiting: Vec<_> = (0..4).map(|_| pool.apply_async(nap_ms, (60_000,)).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_driver_s_work_is_dropped_by_the_nodes() {
+    let _w = watchdog(180);
+    let Some(server) = Server::start(&[]) else { return };
+    let _node = Node::start(&server.url(), "orphan", "orphans", 1);
+    let mut driver = Process::spawn(drive_and_hang, (server.url(),)).unwrap();
+    let mut raw = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let began = Instant::now();
+    loop {
+        // (No group yet is nothing pending yet.)
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg("mp:{orphan:pool}:tasks")
+            .arg("nodes")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(&mut raw)
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "the driver's task never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    driver.kill().unwrap();
+    let _ = driver.join();
+    // Once its heartbeat expires, the node stops its task and drops the rest.
+    let began = Instant::now();
+    loop {
+        let left: usize = redis::cmd("XLEN").arg("mp:{orphan:pool}:tasks").query(&mut raw).unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "{left} tasks of a dead driver stayed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The node is free for others at once (its worker was not kept busy for a minute).
+    let cluster = Cluster::connect(&server.url(), "orphan").unwrap();
+    let pool = cluster.pool().build().unwrap();
+    assert_eq!(pool.apply(square, (9,)).unwrap(), 81);
+}
+
+/// A copy of this test program that differs from it only in its build fingerprint.
+fn other_build() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let fingerprint = multiproc::process::build_fingerprint();
+    match bytes.windows(fingerprint.len()).position(|w| w == fingerprint) {
+        Some(at) => bytes[at] ^= 0xff,
+        None => bytes.push(0),
+    }
+    let path = std::env::temp_dir().join(format!("multiproc-other-build-{}", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_node_of_another_build_is_refused_and_both_sides_are_told() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "builds").unwrap();
+    let pool = cluster.pool().build().unwrap();
+    let exe = other_build();
+    let stranger = Node::start_exe(&exe, &server.url(), "builds", "stranger", 1, &[]);
+    let (code, said) = stranger.exit(Duration::from_secs(60));
+    let _ = std::fs::remove_file(&exe);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("build"), "{said}");
+    let refusals = cluster.refused_nodes().unwrap();
+    assert_eq!(refusals.len(), 1);
+    assert_eq!(refusals[0].kind(), ErrorKind::BuildMismatch);
+    assert!(refusals[0].to_string().contains("stranger"), "{}", refusals[0]);
+    // Nodes of this build still serve.
+    let _ours = Node::start(&server.url(), "builds", "ours", 1);
+    assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+}

@@ -116,11 +116,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         Q: Serialize + ?Sized,
     {
         let field = crate::handle::encode_bytes_only(key, WHAT)?;
-        let bytes: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(&self.key)
-            .arg(field)
-            .query(&mut *self.cluster.connection())
-            .map_err(|e| server_error("reading an entry", e))?;
+        let bytes: Option<Vec<u8>> =
+            self.cluster.call("reading an entry", |c| redis::cmd("HGET").arg(&self.key).arg(&field).query(c))?;
         bytes.map(|b| super::decode(&b, WHAT)).transpose()
     }
 
@@ -136,12 +133,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// ```
     /// Python counterpart: `d[key] = value`.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
-        let old: Option<Vec<u8>> = redis::Script::new(SWAP)
-            .key(&self.key)
-            .arg(crate::handle::encode_bytes_only(&key, WHAT)?)
-            .arg(crate::handle::encode_bytes_only(&value, WHAT)?)
-            .invoke(&mut *self.cluster.connection())
-            .map_err(|e| server_error("setting an entry", e))?;
+        let (key, value) =
+            (crate::handle::encode_bytes_only(&key, WHAT)?, crate::handle::encode_bytes_only(&value, WHAT)?);
+        let old: Option<Vec<u8>> = self
+            .cluster
+            .call("setting an entry", |c| redis::Script::new(SWAP).key(&self.key).arg(&key).arg(&value).invoke(c))?;
         old.map(|b| super::decode(&b, WHAT)).transpose()
     }
 
@@ -161,11 +157,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let old: Option<Vec<u8>> = redis::Script::new(TAKE)
-            .key(&self.key)
-            .arg(crate::handle::encode_bytes_only(key, WHAT)?)
-            .invoke(&mut *self.cluster.connection())
-            .map_err(|e| server_error("removing an entry", e))?;
+        let key = crate::handle::encode_bytes_only(key, WHAT)?;
+        let old: Option<Vec<u8>> =
+            self.cluster.call("removing an entry", |c| redis::Script::new(TAKE).key(&self.key).arg(&key).invoke(c))?;
         old.map(|b| super::decode(&b, WHAT)).transpose()
     }
 
@@ -180,10 +174,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// ```
     /// Python counterpart: `len(d)`.
     pub fn len(&self) -> Result<usize> {
-        redis::cmd("HLEN")
-            .arg(&self.key)
-            .query(&mut *self.cluster.connection())
-            .map_err(|e| server_error("counting entries", e))
+        self.cluster.call("counting entries", |c| redis::cmd("HLEN").arg(&self.key).query(c))
     }
 
     /// Whether the dict is empty.
@@ -212,10 +203,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// ```
     /// Python counterpart: `d.items()`.
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(&self.key)
-            .query(&mut *self.cluster.connection())
-            .map_err(|e| server_error("reading the entries", e))?;
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+            self.cluster.call("reading the entries", |c| redis::cmd("HGETALL").arg(&self.key).query(c))?;
         pairs.iter().map(|(k, v)| Ok((super::decode(k, WHAT)?, super::decode(v, WHAT)?))).collect()
     }
 
@@ -230,10 +219,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// ```
     /// Python counterpart: `d.clear()`.
     pub fn clear(&self) -> Result<()> {
-        redis::cmd("DEL")
-            .arg(&self.key)
-            .query::<i64>(&mut *self.cluster.connection())
-            .map_err(|e| server_error("clearing", e))?;
+        self.cluster.call("clearing", |c| redis::cmd("DEL").arg(&self.key).query::<i64>(c))?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Cluster, server_error};
+use super::Cluster;
 use crate::error::Result;
 
 /// Raises the flag and puts the one element in the waiters' list: every waiter blocked on it
@@ -80,11 +80,9 @@ impl Event {
     /// ```
     /// Python counterpart: `event.set()`.
     pub fn set(&self) -> Result<()> {
-        redis::Script::new(SET)
-            .key(&self.keys[0])
-            .key(&self.keys[1])
-            .invoke::<i64>(&mut *self.cluster.connection())
-            .map_err(|e| server_error("setting an event", e))?;
+        self.cluster.call("setting an event", |c| {
+            redis::Script::new(SET).key(&self.keys[0]).key(&self.keys[1]).invoke::<i64>(c)
+        })?;
         Ok(())
     }
 
@@ -101,11 +99,8 @@ impl Event {
     /// ```
     /// Python counterpart: `event.clear()`.
     pub fn clear(&self) -> Result<()> {
-        redis::cmd("DEL")
-            .arg(&self.keys[0])
-            .arg(&self.keys[1])
-            .query::<i64>(&mut *self.cluster.connection())
-            .map_err(|e| server_error("clearing an event", e))?;
+        self.cluster
+            .call("clearing an event", |c| redis::cmd("DEL").arg(&self.keys[0]).arg(&self.keys[1]).query::<i64>(c))?;
         Ok(())
     }
 
@@ -120,10 +115,7 @@ impl Event {
     /// ```
     /// Python counterpart: `event.is_set()`.
     pub fn is_set(&self) -> Result<bool> {
-        redis::cmd("EXISTS")
-            .arg(&self.keys[0])
-            .query::<bool>(&mut *self.cluster.connection())
-            .map_err(|e| server_error("reading an event", e))
+        self.cluster.call("reading an event", |c| redis::cmd("EXISTS").arg(&self.keys[0]).query::<bool>(c))
     }
 
     /// Waits until the flag is set.
@@ -156,33 +148,18 @@ impl Event {
         if self.is_set()? {
             return Ok(true);
         }
-        // A blocking move holds its connection on the server: it gets one of its own.
-        let mut connection = self.cluster.blocking_connection()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return self.is_set();
-            }
-            // The element moves from the list's end back to its end: nothing is consumed, and
-            // every waiter blocked on the list wakes when a set puts it there.
-            let moved: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
+        // A blocking move holds its connection on the server: it gets one of its own. The
+        // element moves from the list's end back to its end: nothing is consumed, and every
+        // waiter blocked on the list wakes when a set puts it there.
+        let moved = self.cluster.wait_call("waiting for an event", Some(Instant::now() + timeout), |c, left| {
+            redis::cmd("BLMOVE")
                 .arg(&self.keys[1])
                 .arg(&self.keys[1])
                 .arg("RIGHT")
                 .arg("RIGHT")
-                .arg(left.as_secs_f64().max(0.001))
-                .query(&mut *connection);
-            let moved = match moved {
-                Ok(moved) => moved,
-                Err(e) => {
-                    connection.discard();
-                    return Err(server_error("waiting for an event", e));
-                }
-            };
-            if moved.is_some() {
-                return Ok(true);
-            }
-        }
+                .arg(left.as_secs_f64())
+                .query::<Option<String>>(c)
+        })?;
+        if moved.is_some() { Ok(true) } else { self.is_set() }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Cluster, server_error};
+use super::Cluster;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Takes the lock if nobody holds it: a new fencing token, the holder's lease, and the mark that
@@ -135,14 +135,15 @@ impl Lock {
     pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
         let random = crate::sys::random::bytes32().map_err(|e| Error::os("reading random bytes", e))?;
         let holder = format!("{}-{}", std::process::id(), super::hex(&random[..8]));
-        let taken: Option<(u64, u8)> = redis::Script::new(ACQUIRE)
-            .key(&self.keys[0])
-            .key(&self.keys[1])
-            .key(&self.keys[2])
-            .arg(&holder)
-            .arg(self.lease.as_millis() as u64)
-            .invoke(&mut *self.cluster.connection())
-            .map_err(|e| server_error("taking a lock", e))?;
+        let taken: Option<(u64, u8)> = self.cluster.call("taking a lock", |c| {
+            redis::Script::new(ACQUIRE)
+                .key(&self.keys[0])
+                .key(&self.keys[1])
+                .key(&self.keys[2])
+                .arg(&holder)
+                .arg(self.lease.as_millis() as u64)
+                .invoke(c)
+        })?;
         let Some((token, died)) = taken else { return Ok(None) };
         let value = format!("{holder}:{token}");
         let stop = Arc::new(AtomicBool::new(false));
@@ -258,13 +259,14 @@ impl LockGuard {
             renewer.thread().unpark();
             let _ = renewer.join();
         }
-        let released: u8 = redis::Script::new(RELEASE)
-            .key(&self.lock.keys[0])
-            .key(&self.lock.keys[1])
-            .key(&self.lock.keys[2])
-            .arg(&self.holder)
-            .invoke(&mut *self.lock.cluster.connection())
-            .map_err(|e| server_error("letting a lock go", e))?;
+        let released: u8 = self.lock.cluster.call("letting a lock go", |c| {
+            redis::Script::new(RELEASE)
+                .key(&self.lock.keys[0])
+                .key(&self.lock.keys[1])
+                .key(&self.lock.keys[2])
+                .arg(&self.holder)
+                .invoke(c)
+        })?;
         Ok(released == 1)
     }
 }

@@ -178,6 +178,14 @@ impl Cluster {
     /// ```
     /// Python counterpart: `BaseManager(address, authkey).connect()`.
     pub fn connect(url: &str, namespace: &str) -> Result<Cluster> {
+        let cluster = Cluster::connect_unchecked(url, namespace)?;
+        cluster.check_build()?;
+        Ok(cluster)
+    }
+
+    /// As [`connect`](Self::connect), without the build check (a node makes its own, and
+    /// reports a refusal to the drivers).
+    pub(crate) fn connect_unchecked(url: &str, namespace: &str) -> Result<Cluster> {
         let bad_name = namespace.is_empty() || namespace.contains(['{', '}', ':']) || namespace.len() > 100;
         if bad_name {
             return Err(Error::new(
@@ -201,7 +209,6 @@ impl Cluster {
                 unreachable_ms: AtomicU64::new(UNREACHABLE.as_millis() as u64),
             }),
         };
-        cluster.check_build()?;
         Ok(cluster)
     }
 
@@ -387,7 +394,8 @@ impl Cluster {
     /// Python counterpart: none.
     pub fn refused_nodes(&self) -> Result<Vec<Error>> {
         let key = self.key("pool", "refusals");
-        let said: Vec<String> = self.call("reading refusals", |c| redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c))?;
+        let said: Vec<String> =
+            self.call("reading refusals", |c| redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c))?;
         Ok(said.into_iter().map(|why| Error::new(ErrorKind::BuildMismatch, why)).collect())
     }
 
@@ -478,7 +486,8 @@ fn open(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
 /// server started empty.
 fn epoch_of(connection: &mut redis::Connection, namespace: &str) -> Result<String> {
     let key = format!("mp:{{{namespace}}}:epoch");
-    let fresh = hex(&crate::sys::random::bytes32().map_err(|e| Error::with_source(ErrorKind::Os, "making an epoch", e))?[..16]);
+    let fresh =
+        hex(&crate::sys::random::bytes32().map_err(|e| Error::with_source(ErrorKind::Os, "making an epoch", e))?[..16]);
     let _: Option<String> = redis::cmd("SET")
         .arg(&key)
         .arg(&fresh)

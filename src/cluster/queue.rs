@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Cluster, server_error};
+use super::Cluster;
 use crate::error::Result;
 
 /// A FIFO queue that lives on the cluster under a name: any process of the namespace, on any
@@ -87,11 +87,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: &T) -> Result<()> {
         let bytes = crate::handle::encode_bytes_only(item, "a cluster queue")?;
-        redis::cmd("RPUSH")
-            .arg(&self.key)
-            .arg(bytes)
-            .query::<i64>(&mut *self.cluster.connection())
-            .map_err(|e| server_error("putting", e))?;
+        self.cluster.call("putting", |c| redis::cmd("RPUSH").arg(&self.key).arg(&bytes).query::<i64>(c))?;
         Ok(())
     }
 
@@ -129,27 +125,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Ok(Some(item));
         }
         // A blocking pop holds its connection on the server: it gets one of its own.
-        let mut connection = self.cluster.blocking_connection()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            // The server takes seconds as a float; it rounds to its own clock's resolution, so
-            // the loop goes on until the deadline has really passed.
+        let popped = self.cluster.wait_call("waiting for an item", Some(Instant::now() + timeout), |c, left| {
             let popped: Option<(String, Vec<u8>)> =
-                match redis::cmd("BLPOP").arg(&self.key).arg(left.as_secs_f64().max(0.001)).query(&mut *connection) {
-                    Ok(popped) => popped,
-                    Err(e) => {
-                        connection.discard();
-                        return Err(server_error("waiting for an item", e));
-                    }
-                };
-            if let Some((_, bytes)) = popped {
-                return super::decode(&bytes, "a cluster queue").map(Some);
-            }
-        }
+                redis::cmd("BLPOP").arg(&self.key).arg(left.as_secs_f64()).query(c)?;
+            Ok(popped.map(|(_, bytes)| bytes))
+        })?;
+        popped.map(|bytes| super::decode(&bytes, "a cluster queue")).transpose()
     }
 
     /// Takes the oldest item if there is one now.
@@ -163,10 +144,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     /// Python counterpart: `q.get_nowait()`.
     pub fn try_get(&self) -> Result<Option<T>> {
-        let popped: Option<Vec<u8>> = redis::cmd("LPOP")
-            .arg(&self.key)
-            .query(&mut *self.cluster.connection())
-            .map_err(|e| server_error("taking an item", e))?;
+        let popped: Option<Vec<u8>> =
+            self.cluster.call("taking an item", |c| redis::cmd("LPOP").arg(&self.key).query(c))?;
         popped.map(|bytes| super::decode(&bytes, "a cluster queue")).transpose()
     }
 
@@ -181,10 +160,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     /// Python counterpart: `q.qsize()`.
     pub fn len(&self) -> Result<usize> {
-        redis::cmd("LLEN")
-            .arg(&self.key)
-            .query::<usize>(&mut *self.cluster.connection())
-            .map_err(|e| server_error("counting items", e))
+        self.cluster.call("counting items", |c| redis::cmd("LLEN").arg(&self.key).query::<usize>(c))
     }
 
     /// Whether the queue is empty (a snapshot).

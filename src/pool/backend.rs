@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use super::WorkerStats;
 use super::core::{Batch, Core, Phase};
 use super::result::{Collector, TaskError};
-use super::WorkerStats;
 use crate::error::Result;
 use crate::process::Signal;
 

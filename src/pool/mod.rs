@@ -58,18 +58,18 @@ use crate::pool::worker::Layout;
 use crate::process::task::{Task, entry_offset};
 use crate::process::{Signal, StartMethod, cpu_count};
 
-mod batch;
 mod backend;
+mod batch;
 mod core;
 mod executor;
 mod result;
 pub(crate) mod worker;
 
-pub use self::core::WorkerStats;
 pub(crate) use self::backend::Backend;
 pub(crate) use self::core::Batch;
-pub(crate) use self::result::{Collector, Delivery, Results};
+pub use self::core::WorkerStats;
 use self::core::{Config, Core, Initializer};
+pub(crate) use self::result::{Collector, Delivery, Results};
 pub use executor::{
     AsCompleted, CancelOnDrop, ProcessPoolExecutor, ReturnWhen, TaskFuture, Timeout, as_completed,
     get_reusable_executor, wait,

@@ -60,8 +60,11 @@ impl Server {
             let ready = redis::Client::open(self.url())
                 .and_then(|c| c.get_connection())
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ready.is_ok() {
-                return;
+            match ready {
+                Ok(_) => return,
+                // It answers, if only to refuse us (a password is needed).
+                Err(e) if !e.is_io_error() && !e.is_connection_refusal() && !e.is_connection_dropped() => return,
+                Err(_) => {}
             }
             assert!(began.elapsed() < Duration::from_secs(20), "redis-server did not come up");
             std::thread::sleep(Duration::from_millis(10));
@@ -103,11 +106,12 @@ impl Drop for Server {
     }
 }
 
-
 /// A cluster node: a process of this test binary started with `MULTIPROC_NODE`, which makes it
 /// a node agent before the test harness runs. Killed (by pid) and reaped when dropped.
 pub struct Node {
     pub child: Child,
+    /// Where its standard error goes.
+    log: PathBuf,
 }
 
 impl Node {
@@ -116,16 +120,47 @@ impl Node {
     }
 
     pub fn start_with(url: &str, namespace: &str, name: &str, processes: usize, env: &[(&str, &str)]) -> Node {
-        let child = Command::new(std::env::current_exe().unwrap())
+        Node::start_exe(&std::env::current_exe().unwrap(), url, namespace, name, processes, env)
+    }
+
+    /// A node of the program at `exe` (another build, say).
+    pub fn start_exe(
+        exe: &std::path::Path,
+        url: &str,
+        namespace: &str,
+        name: &str,
+        processes: usize,
+        env: &[(&str, &str)],
+    ) -> Node {
+        let log = std::env::temp_dir().join(format!(
+            "multiproc-node-{}-{name}-{}.log",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        let child = Command::new(exe)
             .env("MULTIPROC_NODE", url)
             .env("MULTIPROC_NAMESPACE", namespace)
             .env("MULTIPROC_NODE_NAME", name)
             .env("MULTIPROC_NODE_PROCESSES", processes.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting a node");
-        Node { child }
+        Node { child, log }
+    }
+
+    /// Waits for the node to exit (within `limit`) and returns its exit code and what it
+    /// wrote on its standard error.
+    pub fn exit(mut self, limit: Duration) -> (Option<i32>, String) {
+        let began = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            assert!(began.elapsed() < limit, "the node did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -143,5 +178,6 @@ impl Drop for Node {
         self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
