@@ -242,7 +242,8 @@ fn a_broker_killed_and_restarted_with_its_log_is_transparent() {
     let Some(mut server) = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]) else { return };
     let _node = Node::start(&server.url(), "aof", "survivor", 2);
     let cluster = Cluster::connect(&server.url(), "aof").unwrap();
-    let pool = cluster.pool().build().unwrap();
+    // A read whose reply the kill cut off is taken again after a lease.
+    let pool = cluster.pool().lease(Duration::from_secs(1)).build().unwrap();
     std::thread::scope(|s| {
         let mapping = s.spawn(|| pool.map_chunked(nap_ms, std::iter::repeat_n(20, 150), 1));
         std::thread::sleep(Duration::from_millis(600));
@@ -365,4 +366,87 @@ fn a_node_of_another_build_is_refused_and_both_sides_are_told() {
     // Nodes of this build still serve.
     let _ours = Node::start(&server.url(), "builds", "ours", 1);
     assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+}
+
+#[test]
+fn a_node_drains_on_sigterm_finishing_what_it_holds() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let node = Node::start(&server.url(), "drain", "leaving", 1);
+    let cluster = Cluster::connect(&server.url(), "drain").unwrap();
+    let executor = cluster.pool().build_executor().unwrap();
+    let future = executor.submit(agent_after_ms, (800,)).unwrap();
+    await_running(&future);
+    let pid = node.pid();
+    node.signal(libc::SIGTERM);
+    // It finishes the task it runs, then leaves cleanly and unregisters.
+    assert_eq!(future.result().unwrap(), pid);
+    let (code, said) = node.exit(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{said}");
+    let mut raw = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let registered: bool = redis::cmd("HEXISTS").arg("mp:{drain:pool}:nodes").arg("leaving").query(&mut raw).unwrap();
+    assert!(!registered);
+    // Work submitted after it left waits for the next node.
+    let later = executor.submit(square, (5,)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!later.done());
+    let _next = Node::start(&server.url(), "drain", "next", 1);
+    assert_eq!(later.result().unwrap(), 25);
+}
+
+fn add_on_the_cluster(url: String, times: u32) -> u32 {
+    let hits = Cluster::connect(&url, "adds").unwrap().dict::<String, i64>("hits").unwrap();
+    for _ in 0..times {
+        hits.add("total", 1).unwrap();
+    }
+    times
+}
+
+#[test]
+fn the_atomic_add_from_eight_tasks_on_two_nodes_is_exact() {
+    let _w = watchdog(180);
+    let Some(server) = Server::start(&[]) else { return };
+    let _a = Node::start(&server.url(), "adds", "a", 4);
+    let _b = Node::start(&server.url(), "adds", "b", 4);
+    await_nodes(&server, "adds", 2);
+    let cluster = Cluster::connect(&server.url(), "adds").unwrap();
+    let pool = cluster.pool().build().unwrap();
+    let url = server.url();
+    let done = pool.starmap(add_on_the_cluster, (0..8).map(|_| (url.clone(), 100))).unwrap();
+    assert_eq!(done, vec![100; 8]);
+    assert_eq!(cluster.dict::<String, i64>("hits").unwrap().get("total").unwrap(), Some(800));
+}
+
+#[test]
+fn a_node_cut_off_by_a_partition_loses_its_task_and_serves_again_when_the_link_returns() {
+    let _w = watchdog(240);
+    let Some(link) = common::redis_server::Link::make() else { return };
+    let port = "6390";
+    let Some(server) = Server::start_in(Some(&link.server), &["--bind", &link.server_address, "--port", port]) else {
+        return;
+    };
+    let far_url = format!("redis://{}:{port}", link.server_address);
+    let far = Node::start_in(&link.node, &far_url, "split", "far", 1);
+    // The driver reaches the server through its socket file.
+    let cluster = Cluster::connect(&server.url(), "split").unwrap();
+    let executor = cluster.pool().lease(Duration::from_secs(1)).build_executor().unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let future = executor.submit(agent_after_ms, (2500,)).unwrap();
+    let counted = calls.clone();
+    future.add_done_callback(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    await_running(&future);
+    link.set_up(false);
+    let cut = Instant::now();
+    let near = Node::start(&server.url(), "split", "near", 1);
+    assert_eq!(future.result().unwrap(), near.pid(), "the task finished on the node that could be reached");
+    assert!(cut.elapsed() >= Duration::from_secs(1), "taken over after {:?}, within the lease", cut.elapsed());
+    // The link comes back: the far node reports late (dropped) and serves again.
+    link.set_up(true);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(future.result().unwrap(), near.pid());
+    drop(near);
+    assert_eq!(executor.submit(agent_after_ms, (0,)).unwrap().result().unwrap(), far.pid());
 }

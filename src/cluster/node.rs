@@ -380,7 +380,7 @@ impl Node {
                 pipe.atomic();
                 for f in &finished {
                     let results = Keys::results(&self.cluster, &f.driver);
-                    pipe.cmd("RPUSH").arg(&results).arg(f.report.as_slice()).ignore();
+                    pipe.cmd("XADD").arg(&results).arg("*").arg("r").arg(f.report.as_slice()).ignore();
                     pipe.cmd("PEXPIRE").arg(&results).arg(RESULTS_TTL_MS).ignore();
                     pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&f.stream_id).ignore();
                     pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&f.stream_id).ignore();
@@ -553,8 +553,10 @@ impl Node {
                 .query(c)
         })?;
         for (stream_id, owner, _idle, deliveries) in stale {
-            if owner == self.name {
-                // Ours, and not renewed (this node was stopped): it is renewed again now.
+            if owner == self.name && self.held().contains_key(&stream_id) {
+                // Ours, and not renewed (this node was stopped): it is renewed again now. One
+                // of ours that we do not hold was lost on its way to us (the reply of a read
+                // cut off by a server restart): taken again below.
                 continue;
             }
             type Claimed = Vec<(String, Option<HashMap<String, Vec<u8>>>)>;

@@ -7,8 +7,9 @@
 //! built on the same collectors; only where batches run differs (see
 //! [`pool::Backend`](crate::pool::Backend)). Three threads keep the driver going:
 //! - the **sender** puts submitted batches on the stream, many in one pipeline;
-//! - the **receiver** takes results off the driver's list and delivers them: the first result
-//!   of a batch wins, a later one (from a node that was cut off and came back) is dropped;
+//! - the **receiver** reads results off the driver's own stream and delivers them: the first
+//!   result of a batch wins, a later one (from a node that was cut off and came back) is
+//!   dropped;
 //! - the **heartbeat** keeps the driver's key alive (nodes drop the work of a driver whose key
 //!   expired), renews the namespace's build stamp, and checks the server's epoch: a server that
 //!   lost its data breaks the pool, failing every outstanding task.
@@ -29,7 +30,7 @@ use crate::process::Signal;
 
 /// The consumer group every node reads the task stream through.
 pub(crate) const GROUP: &str = "nodes";
-/// How long a driver's result list outlives its last write (ms): results nobody will read go.
+/// How long a driver's result stream outlives its last write (ms): results nobody will read go.
 pub(crate) const RESULTS_TTL_MS: u64 = 600_000;
 
 /// A batch on the task stream.
@@ -64,7 +65,7 @@ pub(crate) enum Outcome {
 }
 
 /// The keys of the namespace's pool (one hash tag, so that a node's `MULTI` over the task
-/// stream and a driver's result list stays valid on Redis Cluster).
+/// stream and a driver's result stream stays valid on Redis Cluster).
 pub(crate) struct Keys {
     pub(crate) tasks: String,
     pub(crate) config: String,
@@ -459,29 +460,42 @@ impl Dispatcher {
         }
     }
 
-    /// Takes results off the driver's list and delivers them.
+    /// Reads results off the driver's stream and delivers them. Reading leaves them there, so a
+    /// reply lost with the connection (a server restart) is read again from the last id
+    /// delivered; entries up to it are trimmed with the next read.
     fn receive_loop(&self) {
+        type Read = Option<Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)>>;
+        let mut last = "0-0".to_owned();
         loop {
             if self.lock().phase == Phase::Finished {
                 return;
             }
-            let popped = self.cluster.wait_call(
-                "waiting for results",
-                Some(Instant::now() + Duration::from_millis(500)),
-                |c, left| {
-                    let first: Option<(String, Vec<u8>)> =
-                        redis::cmd("BLPOP").arg(&self.results).arg(left.as_secs_f64()).query(c)?;
-                    let Some((_, first)) = first else { return Ok(None) };
-                    let more: Option<Vec<Vec<u8>>> = redis::cmd("LPOP").arg(&self.results).arg(255).query(c)?;
-                    let mut all = vec![first];
-                    all.extend(more.unwrap_or_default());
-                    Ok(Some(all))
-                },
-            );
-            match popped {
-                Ok(Some(reports)) => {
-                    for bytes in reports {
-                        self.deliver(&bytes);
+            let deadline = Some(Instant::now() + Duration::from_millis(500));
+            let read = self.cluster.wait_call("waiting for results", deadline, |c, left| {
+                let (read,): (Read,) = redis::pipe()
+                    .cmd("XTRIM")
+                    .arg(&self.results)
+                    .arg("MINID")
+                    .arg(&last)
+                    .ignore()
+                    .cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(256)
+                    .arg("BLOCK")
+                    .arg(left.as_millis().max(1) as u64)
+                    .arg("STREAMS")
+                    .arg(&self.results)
+                    .arg(&last)
+                    .query(c)?;
+                Ok(read.and_then(|streams| streams.into_iter().next()).map(|(_, entries)| entries))
+            });
+            match read {
+                Ok(Some(entries)) => {
+                    for (id, fields) in entries {
+                        if let Some(bytes) = fields.get("r") {
+                            self.deliver(bytes);
+                        }
+                        last = id;
                     }
                 }
                 Ok(None) => {}

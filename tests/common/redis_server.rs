@@ -11,12 +11,21 @@ pub struct Server {
     pub child: Child,
     pub dir: PathBuf,
     args: Vec<String>,
+    /// The network namespace it runs in, if not ours.
+    netns: Option<String>,
 }
 
 impl Server {
     /// Starts one with these extra arguments; `None` (after one loud line) if the binary is
     /// missing outside CI.
     pub fn start(extra: &[&str]) -> Option<Server> {
+        Server::start_in(None, extra)
+    }
+
+    /// As [`start`](Self::start), inside network namespace `netns` (its Unix socket is still
+    /// reachable from here: it is a file).
+    pub fn start_in(netns: Option<&str>, extra: &[&str]) -> Option<Server> {
+        let netns = netns.map(str::to_owned);
         let dir = std::env::temp_dir().join(format!(
             "multiproc-redis-{}-{}",
             std::process::id(),
@@ -24,7 +33,7 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        let child = match Server::launch(&dir, &args) {
+        let child = match Server::launch(netns.as_deref(), &dir, &args) {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 assert!(
@@ -37,19 +46,28 @@ impl Server {
             }
             Err(e) => panic!("starting redis-server: {e}"),
         };
-        let server = Server { child, dir, args };
+        let server = Server { child, dir, args, netns };
         server.wait_ready();
         Some(server)
     }
 
-    fn launch(dir: &std::path::Path, extra: &[String]) -> std::io::Result<Child> {
-        Command::new("redis-server")
+    fn launch(netns: Option<&str>, dir: &std::path::Path, extra: &[String]) -> std::io::Result<Child> {
+        let mut command = match netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, "redis-server"]);
+                c
+            }
+            None => Command::new("redis-server"),
+        };
+        command
             .args(["--port", "0", "--unixsocket"])
             .arg(dir.join("redis.sock"))
             .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
             .arg(dir)
             .args(extra)
             .stdout(Stdio::null())
+            .die_with_test()
             .spawn()
     }
 
@@ -81,7 +99,7 @@ impl Server {
     /// Starts it again in the same directory with the same arguments (so with AOF, with the
     /// same data).
     pub fn restart(&mut self) {
-        self.child = Server::launch(&self.dir, &self.args).expect("restarting redis-server");
+        self.child = Server::launch(self.netns.as_deref(), &self.dir, &self.args).expect("restarting redis-server");
         self.wait_ready();
     }
 
@@ -123,9 +141,36 @@ impl Node {
         Node::start_exe(&std::env::current_exe().unwrap(), url, namespace, name, processes, env)
     }
 
+    /// A node inside network namespace `netns`.
+    pub fn start_in(netns: &str, url: &str, namespace: &str, name: &str, processes: usize) -> Node {
+        Node::start_command(
+            {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(std::env::current_exe().unwrap());
+                c
+            },
+            url,
+            namespace,
+            name,
+            processes,
+            &[],
+        )
+    }
+
     /// A node of the program at `exe` (another build, say).
     pub fn start_exe(
         exe: &std::path::Path,
+        url: &str,
+        namespace: &str,
+        name: &str,
+        processes: usize,
+        env: &[(&str, &str)],
+    ) -> Node {
+        Node::start_command(Command::new(exe), url, namespace, name, processes, env)
+    }
+
+    fn start_command(
+        mut command: Command,
         url: &str,
         namespace: &str,
         name: &str,
@@ -137,7 +182,7 @@ impl Node {
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
-        let child = Command::new(exe)
+        let child = command
             .env("MULTIPROC_NODE", url)
             .env("MULTIPROC_NAMESPACE", namespace)
             .env("MULTIPROC_NODE_NAME", name)
@@ -145,6 +190,7 @@ impl Node {
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
+            .die_with_test()
             .spawn()
             .expect("starting a node");
         Node { child, log }
@@ -179,5 +225,77 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Children that die with the test (say, when its watchdog aborts it before any destructor
+/// could stop them).
+trait DieWithTest {
+    fn die_with_test(&mut self) -> &mut Self;
+}
+
+impl DieWithTest for Command {
+    fn die_with_test(&mut self) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe, and the closure touches nothing else.
+        unsafe {
+            self.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        }
+    }
+}
+
+/// A pair of network namespaces joined by a veth pair, with addresses inside the namespaces
+/// only: `server` (10.201.N.1) and `node` (10.201.N.2). Deleted when dropped.
+pub struct Link {
+    pub server: String,
+    pub node: String,
+    pub server_address: String,
+}
+
+impl Link {
+    /// `None` (after one loud line) where this machine does not let us make namespaces.
+    pub fn make() -> Option<Link> {
+        let tag = std::process::id() % 100_000;
+        let (server, node) = (format!("mps{tag}"), format!("mpn{tag}"));
+        let net = tag % 250;
+        let link = Link { server: server.clone(), node: node.clone(), server_address: format!("10.201.{net}.1") };
+        let steps: [&[&str]; 10] = [
+            &["netns", "add", &server],
+            &["netns", "add", &node],
+            &["-n", &server, "link", "add", "vs", "type", "veth", "peer", "name", "vn", "netns", &node],
+            &["-n", &server, "addr", "add", &format!("10.201.{net}.1/30"), "dev", "vs"],
+            &["-n", &node, "addr", "add", &format!("10.201.{net}.2/30"), "dev", "vn"],
+            &["-n", &server, "link", "set", "vs", "up"],
+            &["-n", &node, "link", "set", "vn", "up"],
+            &["-n", &server, "link", "set", "lo", "up"],
+            &["-n", &node, "link", "set", "lo", "up"],
+            &["-n", &node, "link", "show", "vn"],
+        ];
+        for step in steps {
+            let ok = Command::new("ip").args(step).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("SKIPPED: this machine does not let the test make network namespaces (ip {})", step.join(" "));
+                return None;
+            }
+        }
+        Some(link)
+    }
+
+    /// Cuts (`false`) or restores (`true`) the node's side of the link.
+    pub fn set_up(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let ok = Command::new("ip").args(["-n", &self.node, "link", "set", "vn", state]).status().unwrap().success();
+        assert!(ok, "setting the link {state}");
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for netns in [&self.server, &self.node] {
+            let _ = Command::new("ip").args(["netns", "del", netns]).stderr(Stdio::null()).status();
+        }
     }
 }
