@@ -422,13 +422,14 @@ fn a_node_cut_off_by_a_partition_loses_its_task_and_serves_again_when_the_link_r
     let _w = watchdog(240);
     let Some(link) = common::redis_server::Link::make() else { return };
     let port = "6390";
-    let Some(server) = Server::start_in(Some(&link.server), &["--bind", &link.server_address, "--port", port]) else {
-        return;
-    };
-    let far_url = format!("redis://{}:{port}", link.server_address);
+    // A server reachable from another host needs a password (Redis's protected mode).
+    let args = ["--bind", &link.server_address, "--port", port, "--requirepass", "secret"];
+    let Some(server) = Server::start_in(Some(&link.server), &args) else { return };
+    let far_url = format!("redis://:secret@{}:{port}", link.server_address);
+    let near_url = server.url_with_password("secret");
     let far = Node::start_in(&link.node, &far_url, "split", "far", 1);
     // The driver reaches the server through its socket file.
-    let cluster = Cluster::connect(&server.url(), "split").unwrap();
+    let cluster = Cluster::connect(&near_url, "split").unwrap();
     let executor = cluster.pool().lease(Duration::from_secs(1)).build_executor().unwrap();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let future = executor.submit(agent_after_ms, (2500,)).unwrap();
@@ -439,7 +440,7 @@ fn a_node_cut_off_by_a_partition_loses_its_task_and_serves_again_when_the_link_r
     await_running(&future);
     link.set_up(false);
     let cut = Instant::now();
-    let near = Node::start(&server.url(), "split", "near", 1);
+    let near = Node::start(&near_url, "split", "near", 1);
     assert_eq!(future.result().unwrap(), near.pid(), "the task finished on the node that could be reached");
     assert!(cut.elapsed() >= Duration::from_secs(1), "taken over after {:?}, within the lease", cut.elapsed());
     // The link comes back: the far node reports late (dropped) and serves again.
