@@ -241,3 +241,212 @@ fn a_cluster_event_wakes_every_waiter() {
     assert!(!go.is_set().unwrap());
     assert!(!go.wait_timeout(Duration::from_millis(50)).unwrap());
 }
+
+fn drain_slowly(q: multiproc::cluster::Queue<u32>, n: u32) {
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(100));
+        q.get().unwrap();
+    }
+}
+
+#[test]
+fn a_bounded_cluster_queue_makes_putters_wait_for_room() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let q = cluster.queue_with_capacity::<u32>("bounded", 2).unwrap();
+    assert!(q.try_put(&1).unwrap() && q.try_put(&2).unwrap());
+    assert!(q.is_full().unwrap());
+    assert!(!q.try_put(&3).unwrap(), "a full queue took an item");
+    let began = Instant::now();
+    assert!(!q.put_timeout(&3, Duration::from_millis(150)).unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(150));
+    // A consumer elsewhere makes room; the blocked puts go through, nothing is lost.
+    let mut consumer = Process::spawn(drain_slowly, (q.clone(), 3)).unwrap();
+    q.put(&3).unwrap();
+    q.put(&4).unwrap();
+    consumer.join().unwrap();
+    assert_eq!(q.get().unwrap(), 4);
+    assert_eq!(q.len().unwrap(), 0);
+}
+
+fn take_and_die(q: multiproc::cluster::JoinableQueue<u32>, taken: multiproc::cluster::Queue<u32>) {
+    let item = q.get().unwrap();
+    taken.put(&item).unwrap();
+    std::thread::sleep(Duration::from_secs(600)); // killed before task_done
+}
+
+fn consume_all(q: multiproc::cluster::JoinableQueue<u32>, seen: multiproc::cluster::List<u32>) {
+    while let Some(item) = q.get_timeout(Duration::from_secs(5)).unwrap() {
+        seen.append(&item).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn a_joinable_queue_item_whose_consumer_died_is_delivered_again_and_join_returns() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let lease = Duration::from_millis(400);
+    let q = cluster.joinable_queue::<u32>("jobs", lease).unwrap();
+    let taken = cluster.queue::<u32>("taken").unwrap();
+    assert!(q.task_done().is_err(), "task_done with nothing taken");
+    q.put(&7).unwrap();
+    let mut doomed = Process::spawn(take_and_die, (q.clone(), taken.clone())).unwrap();
+    assert_eq!(taken.get().unwrap(), 7);
+    doomed.kill().unwrap();
+    let _ = doomed.join();
+    for i in 0..5 {
+        q.put(&i).unwrap();
+    }
+    assert_eq!(q.unfinished().unwrap(), 6);
+    assert!(!q.join_timeout(Duration::from_millis(100)).unwrap());
+    let seen = cluster.list::<u32>("seen").unwrap();
+    let mut consumer = Process::spawn(consume_all, (q.clone(), seen.clone())).unwrap();
+    q.join().unwrap();
+    consumer.join().unwrap();
+    let mut all = seen.to_vec().unwrap();
+    all.sort();
+    assert_eq!(all, [0, 1, 2, 3, 4, 7], "the dead consumer's item came again, once");
+    assert_eq!(q.unfinished().unwrap(), 0);
+}
+
+fn use_the_objects(
+    list: multiproc::cluster::List<String>,
+    value: multiproc::cluster::Value<i64>,
+    ns: multiproc::cluster::Namespace,
+    lock: multiproc::cluster::Lock,
+) {
+    let _held = lock.acquire().unwrap();
+    list.append(&format!("from {}", std::process::id())).unwrap();
+    value.add(10).unwrap();
+    ns.set("child", &std::process::id()).unwrap();
+}
+
+#[test]
+fn lists_values_and_namespaces_on_the_cluster_ride_in_arguments() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let list = cluster.list::<String>("log").unwrap();
+    list.extend(&["a".into(), "b".into(), "c".into()]).unwrap();
+    assert_eq!(list.get(-1).unwrap().as_deref(), Some("c"));
+    list.set(1, &"B".into()).unwrap();
+    assert_eq!(list.set(9, &"x".into()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(list.pop(1).unwrap().as_deref(), Some("B"));
+    assert_eq!(list.apply(0, |s| s + "!").unwrap(), "a!");
+    assert_eq!(list.to_vec().unwrap(), ["a!", "c"]);
+    let value = cluster.value("total", 5i64).unwrap();
+    assert_eq!(cluster.value("total", 99i64).unwrap().get().unwrap(), 5, "an existing value stays");
+    let ns = cluster.namespace_object("shared").unwrap();
+    ns.set("label", &"run".to_string()).unwrap();
+    let lock = cluster.lock("objects", Duration::from_secs(5)).unwrap();
+    let mut children: Vec<_> = (0..3)
+        .map(|_| Process::spawn(use_the_objects, (list.clone(), value.clone(), ns.clone(), lock.clone())).unwrap())
+        .collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.pid()).collect();
+    children.iter_mut().for_each(|c| c.join().unwrap());
+    assert_eq!(list.len().unwrap(), 5);
+    assert_eq!(value.get().unwrap(), 35);
+    assert_eq!(value.apply(|v| v * 2).unwrap(), 70);
+    assert!(pids.contains(&ns.get::<u32>("child").unwrap().unwrap()));
+    assert_eq!(ns.get::<String>("label").unwrap().as_deref(), Some("run"));
+    assert_eq!(ns.get::<u8>("label").unwrap_err().kind(), ErrorKind::Decode);
+    let mut attrs = ns.attributes().unwrap();
+    attrs.sort();
+    assert_eq!(attrs, ["child", "label"]);
+    assert!(ns.remove("child").unwrap() && !ns.remove("child").unwrap());
+}
+
+fn hold_a_place(
+    s: multiproc::cluster::Semaphore,
+    inside: multiproc::cluster::Value<i64>,
+    most: multiproc::cluster::Value<i64>,
+) {
+    let _place = s.acquire().unwrap();
+    let now = inside.add(1).unwrap();
+    most.apply(|m| m.max(now)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    inside.add(-1).unwrap();
+}
+
+fn hold_a_place_and_hang(s: multiproc::cluster::Semaphore, held: multiproc::cluster::Queue<u8>) {
+    let _place = s.acquire().unwrap();
+    held.put(&1).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_cluster_semaphore_admits_its_value_and_a_dead_holder_s_place_returns() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let s = cluster.semaphore("slots", 2, Duration::from_millis(400)).unwrap();
+    let (inside, most) = (cluster.value("inside", 0i64).unwrap(), cluster.value("most", 0i64).unwrap());
+    let mut holders: Vec<_> =
+        (0..6).map(|_| Process::spawn(hold_a_place, (s.clone(), inside.clone(), most.clone())).unwrap()).collect();
+    holders.iter_mut().for_each(|h| h.join().unwrap());
+    assert_eq!(most.get().unwrap(), 2, "never more than the value inside, and it was full");
+    assert_eq!(s.value().unwrap(), 2);
+    let held = cluster.queue::<u8>("held").unwrap();
+    let mut doomed: Vec<_> =
+        (0..2).map(|_| Process::spawn(hold_a_place_and_hang, (s.clone(), held.clone())).unwrap()).collect();
+    held.get().unwrap();
+    held.get().unwrap();
+    assert!(s.try_acquire().unwrap().is_none());
+    doomed.iter_mut().for_each(|d| d.kill().unwrap());
+    let killed = Instant::now();
+    let place = s.acquire().unwrap();
+    assert!(killed.elapsed() >= Duration::from_millis(100), "a dead holder's place came back before its lease ran out");
+    drop(place);
+    doomed.iter_mut().for_each(|d| drop(d.join()));
+}
+
+fn try_the_rlock(lock: multiproc::cluster::RLock) -> bool {
+    lock.try_acquire().unwrap().is_some()
+}
+
+fn meet(b: multiproc::cluster::Barrier, arrived: multiproc::cluster::List<u32>) -> u32 {
+    let index = b.wait().unwrap().unwrap();
+    arrived.append(&index).unwrap();
+    index
+}
+
+#[test]
+fn a_cluster_rlock_reenters_and_a_barrier_releases_all_or_breaks() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "test").unwrap();
+    let lock = cluster.rlock("r", Duration::from_secs(5)).unwrap();
+    let outer = lock.acquire().unwrap();
+    let inner = lock.try_acquire().unwrap().expect("the holder takes it again");
+    assert_eq!(inner.token(), outer.token());
+    let mut other = Process::spawn(try_the_rlock, (lock.clone(),)).unwrap();
+    assert!(!other.join().unwrap(), "another process took a held lock");
+    drop(inner);
+    let mut other = Process::spawn(try_the_rlock, (lock.clone(),)).unwrap();
+    assert!(!other.join().unwrap(), "released at the inner take");
+    drop(outer);
+    let mut other = Process::spawn(try_the_rlock, (lock.clone(),)).unwrap();
+    assert!(other.join().unwrap(), "not released at the last take");
+
+    let b = cluster.barrier("meet", 3).unwrap();
+    let arrived = cluster.list::<u32>("arrived").unwrap();
+    let mut parties: Vec<_> = (0..2).map(|_| Process::spawn(meet, (b.clone(), arrived.clone())).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(arrived.is_empty().unwrap(), "released before all arrived");
+    assert_eq!(b.n_waiting().unwrap(), 2);
+    let mine = b.wait().unwrap().unwrap();
+    let mut indexes: Vec<u32> = parties.iter_mut().map(|p| p.join().unwrap()).collect();
+    indexes.push(mine);
+    indexes.sort();
+    assert_eq!(indexes, [0, 1, 2]);
+    // A wait that times out breaks it for all, until reset.
+    let began = Instant::now();
+    assert!(b.wait_timeout(Duration::from_millis(150)).unwrap().is_err());
+    assert!(began.elapsed() >= Duration::from_millis(150));
+    assert!(b.broken().unwrap() && b.wait().unwrap().is_err());
+    b.reset().unwrap();
+    assert!(!b.broken().unwrap());
+}

@@ -71,8 +71,15 @@ impl<K, V> Serialize for Dict<K, V> {
 impl<'de, K, V> serde::Deserialize<'de> for Dict<K, V> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Dict<K, V>, D::Error> {
         let (cluster, name) = <(Cluster, String)>::deserialize(deserializer)?;
+        Ok(Dict::named(cluster, name))
+    }
+}
+
+impl<K, V> Dict<K, V> {
+    /// The dict stored under object name `name` (checked by the caller).
+    pub(crate) fn named(cluster: Cluster, name: String) -> Dict<K, V> {
         let key = cluster.key(&name, "entries");
-        Ok(Dict { cluster, name, key, _type: PhantomData })
+        Dict { cluster, name, key, _type: PhantomData }
     }
 }
 
@@ -93,7 +100,7 @@ impl Cluster {
         V: Serialize + DeserializeOwned,
     {
         super::check_name(name)?;
-        Ok(Dict { cluster: self.clone(), name: name.to_owned(), key: self.key(name, "entries"), _type: PhantomData })
+        Ok(Dict::named(self.clone(), name.to_owned()))
     }
 }
 
@@ -240,12 +247,28 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
+        self.try_apply(key, |old| Ok(f(old)))
+    }
+
+    /// As [`apply`](Self::apply), where `f` may refuse (its error is returned, nothing stored).
+    pub(crate) fn try_apply<Q>(&self, key: &Q, mut f: impl FnMut(Option<V>) -> Result<V>) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let field = crate::handle::encode_bytes_only(key, WHAT)?;
         self.update(&field, |old| {
             let old = old.map(|b| super::decode(b, WHAT)).transpose()?;
-            let new = f(old);
+            let new = f(old)?;
             Ok((crate::handle::encode_bytes_only(&new, WHAT)?, new))
         })
+    }
+
+    /// Sets `key` to `value` unless it has a value already; whether it did.
+    pub(crate) fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool> {
+        let (key, value) =
+            (crate::handle::encode_bytes_only(key, WHAT)?, crate::handle::encode_bytes_only(value, WHAT)?);
+        self.cluster.call("setting an entry", |c| redis::cmd("HSETNX").arg(&self.key).arg(&key).arg(&value).query(c))
     }
 
     /// Runs `change` on the encoded entry at `field` and stores what it makes, atomically with

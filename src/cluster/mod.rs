@@ -31,12 +31,40 @@
 //! Python counterpart: none in the standard library (Ray's and Celery's queues, or a
 //! `BaseManager` served over TCP).
 
+/// A named object travels as its cluster, its name and up to two numbers of its make (a
+/// lease, a capacity); the receiving process makes the same object again with `make`.
+macro_rules! travels_by_name {
+    ($ty:ident $(<$($g:ident),+>)?, |$me:ident| $extra:expr, |$cluster:ident, $name:ident, $x:ident| $make:expr) => {
+        impl $(<$($g),+>)? serde::Serialize for $ty $(<$($g),+>)? {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                let $me = self;
+                let extra: [u64; 2] = $extra;
+                (&$me.cluster, &$me.name, extra).serialize(serializer)
+            }
+        }
+
+        impl<'de $(, $($g),+)?> serde::Deserialize<'de> for $ty $(<$($g),+>)? {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let ($cluster, $name, $x): ($crate::cluster::Cluster, String, [u64; 2]) =
+                    serde::Deserialize::deserialize(deserializer)?;
+                let _ = &$x;
+                $make.map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+mod barrier;
 mod dict;
 mod event;
+mod joinable;
+mod list;
 mod lock;
 pub(crate) mod node;
 mod pool;
 mod queue;
+mod semaphore;
+mod value;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,12 +73,17 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use barrier::Barrier;
 pub use dict::Dict;
 pub use event::Event;
-pub use lock::{Lock, LockGuard};
+pub use joinable::JoinableQueue;
+pub use list::List;
+pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use node::{NODE_NAME_VAR, NODE_PROCESSES_VAR, NODE_VAR};
 pub use pool::ClusterPoolBuilder;
 pub use queue::Queue;
+pub use semaphore::{Semaphore, SemaphoreGuard};
+pub use value::{Namespace, Value};
 
 /// The environment variable naming the cluster for [`Cluster::from_env`].
 pub const CLUSTER_VAR: &str = "MULTIPROC_CLUSTER";

@@ -1,4 +1,4 @@
-//! [`Queue`] on the cluster: a Redis list of encoded items.
+//! [`Queue`] on the cluster: a Redis list of encoded items, bounded or not.
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -7,11 +7,20 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Appends the item if the list is shorter than the capacity; returns whether it did.
+const PUT_BOUNDED: &str = r"
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
+";
 
 /// A FIFO queue that lives on the cluster under a name: any process of the namespace, on any
 /// machine, puts and gets. Items are encoded as locally (postcard) and must not hold handles. The
-/// handle itself travels in a process's arguments, as a local queue's does.
+/// handle itself travels in a process's arguments (or a task's), as a local queue's does. A
+/// queue made with [`Cluster::queue_with_capacity`] holds at most that many items: `put` waits
+/// for room.
 ///
 /// ```no_run
 /// use multiproc::cluster::Cluster;
@@ -25,42 +34,41 @@ pub struct Queue<T> {
     cluster: Cluster,
     name: String,
     key: String,
+    /// At most this many items (0: no bound).
+    capacity: usize,
     _type: PhantomData<fn(T) -> T>,
 }
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Queue<T> {
-        Queue { cluster: self.cluster.clone(), name: self.name.clone(), key: self.key.clone(), _type: PhantomData }
+        Queue::named(self.cluster.clone(), self.name.clone(), self.capacity)
     }
 }
 
 impl<T> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("cluster::Queue").field("name", &self.name).finish()
+        f.debug_struct("cluster::Queue").field("name", &self.name).field("capacity", &self.capacity).finish()
     }
 }
 
-/// A queue travels as its cluster and name, like a local queue's handle: the receiving process
-/// connects to the same queue.
-impl<T> Serialize for Queue<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.cluster, &self.name).serialize(serializer)
-    }
-}
+travels_by_name!(Queue<T>, |q| [q.capacity as u64, 0], |cluster, name, x| Ok::<_, Error>(Queue::named(
+    cluster,
+    name,
+    x[0] as usize
+)));
 
-impl<'de, T> serde::Deserialize<'de> for Queue<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Queue<T>, D::Error> {
-        let (cluster, name) = <(Cluster, String)>::deserialize(deserializer)?;
+impl<T> Queue<T> {
+    fn named(cluster: Cluster, name: String, capacity: usize) -> Queue<T> {
         let key = cluster.key(&name, "items");
-        Ok(Queue { cluster, name, key, _type: PhantomData })
+        Queue { cluster, name, key, capacity, _type: PhantomData }
     }
 }
 
 impl Cluster {
-    /// The queue named `name` in this namespace (made on first put).
+    /// The queue named `name` in this namespace (made on first put), with no bound.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a bad name (see [`Cluster::connect`]'s rules).
+    /// [`ErrorKind::InvalidInput`] for a bad name (see [`Cluster::connect`]'s rules).
     ///
     /// ```no_run
     /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
@@ -68,16 +76,36 @@ impl Cluster {
     /// ```
     /// Python counterpart: `manager.Queue()` registered under a name.
     pub fn queue<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Queue<T>> {
+        self.queue_with_capacity(name, 0)
+    }
+
+    /// The queue named `name`, holding at most `capacity` items (0: no bound): `put` waits for
+    /// room. Every handle of the queue should give the same capacity.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a bad name.
+    ///
+    /// ```no_run
+    /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
+    /// let q = cluster.queue_with_capacity::<u64>("numbers", 100).unwrap();
+    /// assert!(q.try_put(&1).unwrap());
+    /// ```
+    /// Python counterpart: `manager.Queue(maxsize)`.
+    pub fn queue_with_capacity<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        capacity: usize,
+    ) -> Result<Queue<T>> {
         super::check_name(name)?;
-        Ok(Queue { cluster: self.clone(), name: name.to_owned(), key: self.key(name, "items"), _type: PhantomData })
+        Ok(Queue::named(self.clone(), name.to_owned(), capacity))
     }
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    /// Appends an item.
+    /// Appends an item, waiting for room in a bounded queue for as long as it takes.
     ///
     /// # Errors
-    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) if it cannot be encoded (or holds a handle); the server's errors as
+    /// [`ErrorKind::Encode`] if it cannot be encoded (or holds a handle); the server's errors as
     /// for [`Cluster::connect`].
     ///
     /// ```no_run
@@ -87,8 +115,82 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Python counterpart: `q.put(obj)`.
     pub fn put(&self, item: &T) -> Result<()> {
         let bytes = crate::handle::encode_bytes_only(item, "a cluster queue")?;
-        self.cluster.call("putting", |c| redis::cmd("RPUSH").arg(&self.key).arg(&bytes).query::<i64>(c))?;
+        let mut pause = Duration::from_millis(1);
+        // Nobody tells a waiting putter that room was made: look again, less often the longer
+        // the queue stays full.
+        while !self.put_encoded(&bytes)? {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
         Ok(())
+    }
+
+    /// Appends an item if there is room now; whether it did (an unbounded queue always has).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue_with_capacity::<u8>("q", 1).unwrap();
+    /// assert!(q.try_put(&1).unwrap());
+    /// assert!(!q.try_put(&2).unwrap());
+    /// ```
+    /// Python counterpart: `q.put_nowait(obj)` (which raises `queue.Full`).
+    pub fn try_put(&self, item: &T) -> Result<bool> {
+        self.put_encoded(&crate::handle::encode_bytes_only(item, "a cluster queue")?)
+    }
+
+    /// Appends an item if room comes within `timeout`; whether it did.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue_with_capacity::<u8>("q", 1).unwrap();
+    /// q.put(&1).unwrap();
+    /// assert!(!q.put_timeout(&2, std::time::Duration::from_millis(10)).unwrap());
+    /// ```
+    /// Python counterpart: `q.put(obj, timeout=t)`.
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool> {
+        let bytes = crate::handle::encode_bytes_only(item, "a cluster queue")?;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if self.put_encoded(&bytes)? {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    fn put_encoded(&self, bytes: &[u8]) -> Result<bool> {
+        if self.capacity == 0 {
+            self.cluster.call("putting", |c| redis::cmd("RPUSH").arg(&self.key).arg(bytes).query::<i64>(c))?;
+            return Ok(true);
+        }
+        let put: i64 = self.cluster.call("putting", |c| {
+            redis::Script::new(PUT_BOUNDED).key(&self.key).arg(bytes).arg(self.capacity).invoke(c)
+        })?;
+        Ok(put == 1)
+    }
+
+    /// Whether a bounded queue is full (a snapshot).
+    ///
+    /// # Errors
+    /// The server's errors.
+    ///
+    /// ```no_run
+    /// # let q = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap().queue_with_capacity::<u8>("q", 1).unwrap();
+    /// assert!(!q.is_full().unwrap());
+    /// ```
+    /// Python counterpart: `q.full()`.
+    pub fn is_full(&self) -> Result<bool> {
+        Ok(self.capacity > 0 && self.len()? >= self.capacity)
     }
 
     /// Takes the oldest item, waiting for one for as long as it takes.

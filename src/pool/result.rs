@@ -239,7 +239,7 @@ impl Results {
     /// bytes and layout) and each failed item's error. A failed item's place inside a chunk
     /// holds no value.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn parts(&self) -> (Vec<(usize, &[u8], &Layout)>, Vec<(usize, &TaskError)>) {
+    pub(crate) fn parts(&self) -> Parts<'_> {
         let chunks = self.chunks.iter().map(|c| (c.first, c.bytes.as_slice(), &c.layout)).collect();
         let mut failures: Vec<(usize, &TaskError)> = self.errors.iter().map(|(&i, e)| (i, e)).collect();
         failures.sort_unstable_by_key(|(i, _)| *i);
@@ -254,6 +254,9 @@ impl Results {
         &mut self.items[index]
     }
 }
+
+/// A submission's outcomes as they lie (see [`Results::parts`]).
+pub(crate) type Parts<'a> = (Vec<(usize, &'a [u8], &'a Layout)>, Vec<(usize, &'a TaskError)>);
 
 /// Runs once, in the result thread, when a collector's last item is in (before waiters see it).
 pub(crate) type OnComplete = Box<dyn FnOnce(&Results) + Send>;

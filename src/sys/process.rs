@@ -369,6 +369,7 @@ pub(crate) fn resident_bytes() -> Option<u64> {
 }
 
 /// This machine's host name (for naming cluster nodes and drivers).
+#[cfg(feature = "cluster")]
 pub(crate) fn hostname() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
@@ -377,6 +378,7 @@ pub(crate) fn hostname() -> String {
 /// can drain. Only the flag is touched in the handler, which is async-signal-safe. Children
 /// that exec get the default disposition back; the node's workers are spawned, so it is never
 /// inherited where SIGTERM must still end a process.
+#[cfg(feature = "cluster")]
 pub(crate) fn flag_on_terminate(flag: &'static std::sync::atomic::AtomicBool) {
     static FLAG: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicBool> =
         std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());

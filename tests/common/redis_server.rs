@@ -275,9 +275,17 @@ impl Link {
             &["-n", &node, "link", "show", "vn"],
         ];
         for step in steps {
-            let ok = Command::new("ip").args(step).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+            let ok = Command::new("ip")
+                .args(step)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
             if !ok {
-                eprintln!("SKIPPED: this machine does not let the test make network namespaces (ip {})", step.join(" "));
+                eprintln!(
+                    "SKIPPED: this machine does not let the test make network namespaces (ip {})",
+                    step.join(" ")
+                );
                 return None;
             }
         }
