@@ -505,7 +505,19 @@ def manager_counter_locked(iterations):
     return elapsed / (each * 4)
 
 
+def _celery(kind):
+    def scenario(iterations):
+        import celery_bench
+
+        return celery_bench.run(kind, iterations)
+
+    return scenario
+
+
 SCENARIOS = {
+    "celery_delay_get": _celery("delay_get"),
+    "celery_group": _celery("group"),
+    "celery_chunked": _celery("chunked"),
     "manager_dict_calls": manager_dict_calls,
     "manager_counter_locked": manager_counter_locked,
     "manager_queue_calls": manager_queue_calls,

@@ -379,6 +379,11 @@ fn check(rows: &[Row]) -> Vec<Check> {
                     let value = row.rust_median().zip(medians.get(other.as_str())).map(|(ours, base)| ours / base);
                     (value, value.map(|v| v <= *max))
                 }
+                // The factor shown is ours over the target's time: at most 1 passes.
+                Target::AtMostSeconds(seconds) => {
+                    let value = row.rust_median().map(|ours| ours / seconds);
+                    (value, value.map(|v| v <= 1.0))
+                }
             };
             checks.push(Check { row: row.scenario.name.clone(), target: target.describe(), value, pass });
         }

@@ -47,6 +47,9 @@ pub const NODE_NAME_VAR: &str = "MULTIPROC_NODE_NAME";
 /// The lease when no pool has set one yet (ms).
 const DEFAULT_LEASE_MS: u64 = 30_000;
 
+/// A batch done this soon after it was handed over counts as short (see `Node::capacity`).
+const SHORT: Duration = Duration::from_millis(2);
+
 /// Set by SIGTERM: drain and exit.
 static DRAIN: AtomicBool = AtomicBool::new(false);
 
@@ -67,6 +70,8 @@ pub(crate) fn run(url: String) -> ! {
 struct Held {
     driver: String,
     sink: Arc<Collector>,
+    /// When it was handed to the local pool.
+    started: Instant,
 }
 
 /// A finished batch on its way to its driver.
@@ -88,6 +93,9 @@ struct Node {
     outbox: Mutex<Vec<Finished>>,
     ready: Condvar,
     lease_ms: AtomicU64,
+    /// A moving average of batches' time from hand-over to result (ns; `u64::MAX` until the
+    /// first).
+    batch_ns: AtomicU64,
     /// Drivers found alive, and when.
     drivers: Mutex<HashMap<String, Instant>>,
     stop: AtomicBool,
@@ -142,6 +150,7 @@ fn serve(url: &str) -> Result<()> {
         outbox: Mutex::new(Vec::new()),
         ready: Condvar::new(),
         lease_ms: AtomicU64::new(lease_ms),
+        batch_ns: AtomicU64::new(u64::MAX),
         drivers: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
     });
@@ -201,9 +210,21 @@ impl Node {
         Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
     }
 
-    /// Batches held at most: two per process, so each has the next at hand.
+    /// Batches held at most: two per process, so each has the next at hand — more while
+    /// batches are short (under [`SHORT`] from hand-over to result), so that a node of quick
+    /// tasks is not held up by its round trips to the server. Long batches keep it at two, so
+    /// that one node does not sit on work another could start.
     fn capacity(&self) -> usize {
-        self.processes * 2
+        let typical = Duration::from_nanos(self.batch_ns.load(Ordering::Relaxed));
+        self.processes * if typical < SHORT { 32 } else { 2 }
+    }
+
+    /// Folds one batch's time from hand-over to result into the typical time.
+    fn timed(&self, took: Duration) {
+        let took = took.as_nanos().min(u128::from(u64::MAX / 2)) as u64;
+        let old = self.batch_ns.load(Ordering::Relaxed);
+        let new = if old == u64::MAX { took } else { old - old / 8 + took / 8 };
+        self.batch_ns.store(new, Ordering::Relaxed);
     }
 
     /// Puts the node in the registry (drivers size their chunks by it) with a liveness key.
@@ -308,7 +329,7 @@ impl Node {
                 node.send(stream_id, driver, batch, outcome);
             }
         };
-        self.held().insert(stream_id.clone(), Held { driver: entry.driver.clone(), sink: sink.clone() });
+        self.held().insert(stream_id.clone(), Held { driver: entry.driver.clone(), sink: sink.clone(), started: Instant::now() });
         if n == 0 {
             self.send(stream_id, entry.driver, entry.batch, Outcome::Ran { chunks: Vec::new(), failures: Vec::new() });
             return;
@@ -329,6 +350,9 @@ impl Node {
 
     /// Queues a batch's outcome for its driver.
     fn send(&self, stream_id: String, driver: String, batch: u64, outcome: Outcome) {
+        if let Some(held) = self.held().get(&stream_id) {
+            self.timed(held.started.elapsed());
+        }
         let report = match postcard::to_allocvec(&Report { batch, outcome }) {
             Ok(report) => report,
             Err(e) => {
@@ -336,7 +360,17 @@ impl Node {
                 postcard::to_allocvec(&Report { batch, outcome: failed }).unwrap_or_default()
             }
         };
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).push(Finished { stream_id, driver, report });
+        let finished = Finished { stream_id, driver, report };
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        // The only batch in hand (one task after another): sent from here at once, saving the
+        // hand-over to the reporter. Otherwise the reporter gathers what finishes meanwhile.
+        if outbox.is_empty() && self.held().len() <= 1 {
+            drop(outbox);
+            self.report(vec![finished]);
+            return;
+        }
+        outbox.push(finished);
+        drop(outbox);
         self.ready.notify_all();
     }
 
@@ -375,29 +409,35 @@ impl Node {
                 }
                 std::mem::take(&mut *outbox)
             };
-            let sent = self.cluster.call("sending results", |c| {
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for f in &finished {
-                    let results = Keys::results(&self.cluster, &f.driver);
-                    pipe.cmd("XADD").arg(&results).arg("*").arg("r").arg(f.report.as_slice()).ignore();
-                    pipe.cmd("PEXPIRE").arg(&results).arg(RESULTS_TTL_MS).ignore();
-                    pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&f.stream_id).ignore();
-                    pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&f.stream_id).ignore();
-                }
-                pipe.query::<()>(c)
-            });
-            if let Err(e) = sent {
-                eprintln!("multiproc node {}: {e}", self.name);
-                DRAIN.store(true, Ordering::SeqCst);
-            }
-            let mut held = self.held();
-            for f in &finished {
-                held.remove(&f.stream_id);
-            }
-            drop(held);
-            self.room.notify_all();
+            self.report(finished);
         }
+    }
+
+    /// Sends finished batches to their drivers in one transaction (see `report_loop`), and
+    /// makes room for more.
+    fn report(&self, finished: Vec<Finished>) {
+        let sent = self.cluster.call("sending results", |c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for f in &finished {
+                let results = Keys::results(&self.cluster, &f.driver);
+                pipe.cmd("XADD").arg(&results).arg("*").arg("r").arg(f.report.as_slice()).ignore();
+                pipe.cmd("PEXPIRE").arg(&results).arg(RESULTS_TTL_MS).ignore();
+                pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&f.stream_id).ignore();
+                pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&f.stream_id).ignore();
+            }
+            pipe.query::<()>(c)
+        });
+        if let Err(e) = sent {
+            eprintln!("multiproc node {}: {e}", self.name);
+            DRAIN.store(true, Ordering::SeqCst);
+        }
+        let mut held = self.held();
+        for f in &finished {
+            held.remove(&f.stream_id);
+        }
+        drop(held);
+        self.room.notify_all();
     }
 
     /// Acknowledges entries this node will not run (and forgets them).
@@ -577,7 +617,7 @@ impl Node {
                     let lost = TaskError::WorkerLost { node: owner, deliveries: deliveries as u32 };
                     self.held().insert(
                         stream_id.clone(),
-                        Held { driver: entry.driver.clone(), sink: Collector::new(Some(0), false) },
+                        Held { driver: entry.driver.clone(), sink: Collector::new(Some(0), false), started: Instant::now() },
                     );
                     self.send(stream_id, entry.driver, entry.batch, Outcome::Failed(lost));
                 }

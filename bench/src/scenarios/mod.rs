@@ -25,6 +25,7 @@ use std::error::Error;
 use std::time::Instant;
 
 mod baseline;
+mod cluster;
 mod manager;
 mod pipe;
 mod pool;
@@ -51,6 +52,8 @@ pub enum Target {
     FasterThanCpython(f64),
     /// Our median divided by the named row's (Rust) median must be at most this.
     AtMostTimes(f64, String),
+    /// Our median must be at most this many seconds per operation (a throughput target).
+    AtMostSeconds(f64),
 }
 
 impl Target {
@@ -58,7 +61,8 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Target::FasterThanCpython(factor) => format!("≥{factor}× CPython"),
-            Target::AtMostTimes(factor, row) => format!("≤{factor}× {row}"),
+            Target::AtMostTimes(factor, row) => format!("≤{factor:.3}× {row}"),
+            Target::AtMostSeconds(seconds) => format!("≤{:.3} µs/op ({:.0}/s)", seconds * 1e6, 1.0 / seconds),
         }
     }
 }
@@ -120,6 +124,7 @@ pub fn all() -> Vec<Scenario> {
     all.extend(pool::scenarios());
     all.extend(shm::scenarios());
     all.extend(manager::scenarios());
+    all.extend(cluster::scenarios());
     all
 }
 

@@ -10,7 +10,7 @@ use multiproc::{Pool, ProcessPoolExecutor};
 
 use super::{BoxError, Scenario, Target};
 
-const SERIAL: &str = "baseline: CPU-bound item, serial in this process";
+pub(crate) const SERIAL: &str = "baseline: CPU-bound item, serial in this process";
 
 /// The pool rows.
 pub fn scenarios() -> Vec<Scenario> {
@@ -239,7 +239,7 @@ fn executor_map(n: u64) -> Result<f64, BoxError> {
 }
 
 /// About 5 ms of integer work that the optimizer cannot skip.
-fn cpu_bound(seed: u64) -> u64 {
+pub(crate) fn cpu_bound(seed: u64) -> u64 {
     let mut x = seed | 1;
     for _ in 0..3_000_000 {
         x ^= x << 13;
