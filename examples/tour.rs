@@ -1,7 +1,11 @@
 //! The tour: every story of the seeds that multiproc implements, run end to end.
 //!
-//! `cargo run --release --example tour`
+//! `cargo run --release --features cluster --example tour` (without the feature, the cluster
+//! story is left out).
 
+#[cfg(feature = "cluster")]
+#[path = "stories/cluster.rs"]
+mod cluster;
 #[path = "stories/pool.rs"]
 mod pool;
 #[path = "stories/process.rs"]
@@ -44,5 +48,9 @@ fn main() {
     pool::crawler_story();
     pool::cpu_map_story();
     pool::executor_story();
+    #[cfg(feature = "cluster")]
+    cluster::cluster_story();
+    #[cfg(not(feature = "cluster"))]
+    println!("== More than one machine == (left out: run with --features cluster)\n");
     println!("\nthe tour is over");
 }

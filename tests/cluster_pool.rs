@@ -451,3 +451,116 @@ fn a_node_cut_off_by_a_partition_loses_its_task_and_serves_again_when_the_link_r
     drop(near);
     assert_eq!(executor.submit(agent_after_ms, (0,)).unwrap().result().unwrap(), far.pid());
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1, made with `openssl`; `None`
+/// (after one loud line) if it is not installed.
+#[cfg(feature = "cluster-tls")]
+fn certificates(dir: &std::path::Path) -> Option<()> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    };
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=multiproc-test-ca",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    ];
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for step in steps {
+        match run(step) {
+            Ok(status) if status.success() => {}
+            Ok(status) => panic!("openssl {}: {status}", step.join(" ")),
+            Err(_) => {
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "openssl is not installed, and CI=true");
+                eprintln!("SKIPPED: openssl is not installed (it makes the test's certificates)");
+                return None;
+            }
+        }
+    }
+    Some(())
+}
+
+#[cfg(feature = "cluster-tls")]
+#[test]
+fn a_cluster_over_tls_runs_tasks_and_refuses_an_unknown_authority() {
+    let _w = watchdog(120);
+    let dir = std::env::temp_dir().join(format!("multiproc-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if certificates(&dir).is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let args = [
+        "--tls-port",
+        &port,
+        "--tls-cert-file",
+        &file("server.crt"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        "secret",
+    ];
+    let Some(_server) = Server::start(&args) else { return };
+    let url = format!("rediss://:secret@127.0.0.1:{port}/?ca={}", file("ca.crt"));
+    let cluster = Cluster::connect(&url, "tls").unwrap();
+    let q = cluster.queue::<String>("q").unwrap();
+    q.put(&"over TLS".to_string()).unwrap();
+    assert_eq!(q.get().unwrap(), "over TLS");
+    let _node = Node::start(&url, "tls", "private", 1);
+    let pool = cluster.pool().build().unwrap();
+    assert_eq!(pool.apply(square, (12,)).unwrap(), 144);
+    // Without the authority the server's certificate is not trusted: refused, not a hang.
+    let untrusted = format!("rediss://:secret@127.0.0.1:{port}/");
+    assert!(Cluster::connect(&untrusted, "tls").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,7 +12,7 @@ use multiproc::pool::{ReturnWhen, as_completed, wait};
 use multiproc::{Pool, ProcessPoolExecutor, cpu_count};
 
 /// A tiny local web site: `/page/N` answers a page with a title, for `pages` requests.
-fn serve_site(pages: usize) -> (String, std::thread::JoinHandle<()>) {
+pub(crate) fn serve_site(pages: usize) -> (String, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
     let address = format!("http://{}", listener.local_addr().unwrap());
     let server = std::thread::spawn(move || {
@@ -39,7 +39,7 @@ fn serve_site(pages: usize) -> (String, std::thread::JoinHandle<()>) {
 }
 
 /// Runs in a worker: fetches a page (plain HTTP/1.0 over a socket) and returns its HTML.
-fn fetch(url: String) -> String {
+pub(crate) fn fetch(url: String) -> String {
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut stream = TcpStream::connect(host).expect("connect to the local site");
@@ -50,7 +50,7 @@ fn fetch(url: String) -> String {
 }
 
 /// Runs in the parent (the callback): pulls the title out of a page.
-fn parse_title(html: &str) -> String {
+pub(crate) fn parse_title(html: &str) -> String {
     html.split_once("<title>").and_then(|(_, rest)| rest.split_once("</title>")).map_or("?", |(t, _)| t).to_string()
 }
 
@@ -94,7 +94,7 @@ pub fn crawler_story() {
 }
 
 /// A deliberately CPU-bound function: counts primes below `limit`.
-fn count_primes(limit: u64) -> usize {
+pub(crate) fn count_primes(limit: u64) -> usize {
     (2..limit).filter(|&n| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)).count()
 }
 

@@ -1,25 +1,90 @@
-//! Past one machine: objects on a Redis-protocol server (Redis ≥ 6.2, or Valkey), reachable by
-//! every process that can reach the server — on this machine or others (feature `cluster`).
+//! Past one machine: a pool whose workers are other machines, and queues, dicts, locks and the
+//! rest on a Redis-protocol server (Redis ≥ 6.2, or Valkey), reachable by every process that can
+//! reach the server (feature `cluster`).
 //!
-//! A [`Cluster`] is a connection to the server under a *namespace*: every object lives under
-//! it, by name, so programs that share the server's address and the namespace meet at the same
-//! objects. Every key of one object shares a hash tag (`mp:{namespace:name}:…`), so that scripts
-//! and transactions over it stay valid on Redis Cluster.
+//! # The pool
+//! A program moves from one machine to many by changing where its pool is built:
 //!
-//! At connect the server is checked:
-//! - its `maxmemory-policy` must be `noeviction`: a server allowed to evict would drop queue
-//!   items and locks silently, so any other policy is refused with an error that names it;
-//! - the namespace is stamped with the build that first used it, and a program of another build
-//!   is refused ([`ErrorKind::BuildMismatch`]) — tasks travel as offsets into the binary, which
-//!   mean nothing in another build.
+//! ```no_run
+//! use multiproc::{Pool, cluster::Cluster};
 //!
-//! The password or ACL user in the URL (`redis://user:password@host:6379`) plays the part of the
-//! authkey; a wrong one is [`ErrorKind::Authentication`].
+//! fn simulate(seed: u64) -> f64 { seed as f64 * 0.5 }
 //!
-//! So far: [`Cluster`], the named [`Queue`], [`Dict`] (with the atomic `add` and `apply`),
-//! [`Event`] and [`Lock`] (a lease with a fencing token, whose dead holder's lease runs out and
-//! the next acquirer is told). The pool, the node agents and
-//! the manager's objects on the cluster are to come (see issue 15).
+//! // MULTIPROC_CLUSTER=redis://:secret@10.0.0.5:6379 runs it on the cluster; unset, here.
+//! let pool = match Cluster::from_env().unwrap() {
+//!     Some(cluster) => cluster.pool().build().unwrap(),
+//!     None => Pool::new(4).unwrap(),
+//! };
+//! let results = pool.map(simulate, 0..10_000).unwrap();
+//! ```
+//! Everything else is the same [`Pool`](crate::Pool) (or
+//! [`ProcessPoolExecutor`](crate::ProcessPoolExecutor), with
+//! [`build_executor`](ClusterPoolBuilder::build_executor)): `map`, `imap`, `starmap`,
+//! `apply_async` with callbacks (run in the driver), `submit`, `as_completed`, `cancel`,
+//! per-task timeouts, progress bars, the same result types.
+//!
+//! **Nodes** run the tasks: the same binary, started with [`NODE_VAR`] naming the cluster,
+//! becomes a node agent before `main` runs. It reads batches off the namespace's task stream and
+//! runs them in a local pool of [`NODE_PROCESSES_VAR`] processes, so a task that panics,
+//! segfaults or is OOM-killed fails at once ([`TaskError::OnNode`], with the node, the pid and
+//! the signal) and the node goes on. Nodes join and leave at any time; SIGTERM drains one.
+//!
+//! ```text
+//! redis-server --requirepass secret --bind 10.0.0.5          # the server
+//! MULTIPROC_CLUSTER=redis://:secret@10.0.0.5 ./sims          # the driver
+//! MULTIPROC_NODE=redis://:secret@10.0.0.5 ./sims             # each worker machine
+//! ```
+//!
+//! What differs from a local pool, and why:
+//! - Functions travel as offsets into the binary, as locally, so every node must run **the
+//!   same build**: a node of another build refuses to serve and says so to the drivers
+//!   ([`Cluster::refused_nodes`]); a driver of another build than live nodes is refused at
+//!   connect.
+//! - `processes` only sizes chunks (4 per process, as locally); by default it is the live
+//!   nodes' processes. The nodes decide how many tasks run at once; `resize` is refused.
+//! - Arguments and results must not hold handles of one machine (pipes, local queues, shared
+//!   memory): the cluster's own objects, below, travel instead.
+//! - Errors that happened on a node come wrapped in [`TaskError::OnNode`]; [`TaskError::cause`]
+//!   looks through it.
+//! - `cancel` withdraws a task that has not started; one already running on a node finishes
+//!   there and its result is dropped.
+//! - `stats` is empty: the workers are the nodes'.
+//!
+//! # The failure contract
+//! Tasks are **at least once, with leases**: a node renews the leases of the batches it holds
+//! every third of the lease (default 30 s, [`ClusterPoolBuilder::lease`]).
+//!
+//! | what happens | what the driver sees |
+//! |---|---|
+//! | a task panics, segfaults, exits, is OOM-killed | that task fails at once ([`TaskError::OnNode`]); the node goes on |
+//! | a node dies, or is cut off from the server | its batches run again on other nodes after the lease |
+//! | … as many times as [`max_deliveries`](ClusterPoolBuilder::max_deliveries) (3) | [`TaskError::WorkerLost`] |
+//! | a cut-off node comes back and reports late | dropped: the first result wins, callbacks run once |
+//! | the driver dies | nodes drop its batches (stopping running ones) once its heartbeat expires |
+//! | the server restarts with its data (AOF) | nothing: calls reconnect with backoff and are issued again |
+//! | the server restarts without its data | every outstanding task fails ([`TaskError::Broken`]), every object call with [`ErrorKind::StateLost`] |
+//! | the server stays unreachable past [`Cluster::set_unreachable_timeout`] (30 s) | [`ErrorKind::Disconnected`]; the pool is broken |
+//!
+//! Nothing waits for ever: every blocking call has a deadline or a lease behind it.
+//!
+//! # The objects
+//! Named objects live under the handle's *namespace*; programs that share the server's address
+//! and the namespace meet at the same objects, and every handle rides in a process's or a
+//! task's arguments as a local one does: [`Queue`] (bounded too), [`JoinableQueue`] (an item
+//! whose consumer dies before `task_done` goes to another after its lease), [`List`], [`Dict`],
+//! [`Value`] and [`Namespace`] with atomic `add` and `apply` (run here, retried if another
+//! write came in between — the server never runs our code), [`Lock`] and [`RLock`] with leases,
+//! fencing tokens and the owner-died outcome, [`Semaphore`], [`Event`] and [`Barrier`]. Every key
+//! of one object shares a hash tag (`mp:{namespace:name}:…`), so that scripts and transactions
+//! over it stay valid on Redis Cluster.
+//!
+//! # The server
+//! At connect the server is checked: its `maxmemory-policy` must be `noeviction` (a server
+//! allowed to evict would drop queue items and locks silently). The password or ACL user in the
+//! URL (`redis://user:password@host:6379`) plays the part of the authkey; a wrong one is
+//! [`ErrorKind::Authentication`]. Anyone who can write to the namespace can make its nodes run
+//! any function of the binary: give the server a password (or an ACL user per namespace), bind
+//! it to a private network, and use TLS across untrusted ones (`rediss://` — see the README).
 //!
 //! ```no_run
 //! use multiproc::cluster::Cluster;
@@ -28,8 +93,13 @@
 //! urls.put(&"https://example.com".to_string()).unwrap();
 //! assert_eq!(urls.get().unwrap(), "https://example.com");
 //! ```
-//! Python counterpart: none in the standard library (Ray's and Celery's queues, or a
-//! `BaseManager` served over TCP).
+//! Python counterpart: `ray.util.multiprocessing.Pool` for the pool; for the objects, none in
+//! the standard library (a `BaseManager` served over TCP).
+//!
+//! [`TaskError::OnNode`]: crate::pool::TaskError::OnNode
+//! [`TaskError::WorkerLost`]: crate::pool::TaskError::WorkerLost
+//! [`TaskError::Broken`]: crate::pool::TaskError::Broken
+//! [`TaskError::cause`]: crate::pool::TaskError::cause
 
 /// A named object travels as its cluster, its name and up to two numbers of its make (a
 /// lease, a capacity); the receiving process makes the same object again with `make`.
@@ -197,8 +267,12 @@ pub(crate) fn server_error(doing: &str, e: redis::RedisError) -> Error {
 }
 
 impl Cluster {
-    /// Connects to the server at `url` (`redis://`, `redis+unix://`) under `namespace`, and
-    /// checks it (see the [module docs](self)).
+    /// Connects to the server at `url` under `namespace`, and checks it (see the
+    /// [module docs](self)). `redis://host:port`, `redis+unix:///path/to/socket`, and with the
+    /// feature `cluster-tls`, `rediss://host:port` over TLS — trusting the system's certificate
+    /// authorities, or those of a PEM file named by a `ca` query parameter
+    /// (`rediss://:secret@10.0.0.5:6380/?ca=/etc/multiproc/ca.pem`). The password or ACL user
+    /// in the URL is the authkey.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a bad URL or namespace, or a server whose
@@ -226,9 +300,7 @@ impl Cluster {
                 format!("namespace {namespace:?}: 1 to 100 characters, none of {{, }} or :"),
             ));
         }
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::with_source(ErrorKind::InvalidInput, format!("cluster address {}", redacted(url)), e)
-        })?;
+        let client = client(url)?;
         let mut connection = open(&client).map_err(|e| server_error("connecting", e))?;
         check_eviction(&mut connection)?;
         let epoch = epoch_of(&mut connection, namespace)?;
@@ -372,8 +444,7 @@ impl Cluster {
     /// A new connection, checked to be to the server we knew: the epoch we connected under
     /// must still be there.
     fn reconnect(&self) -> Result<redis::Connection> {
-        let client = redis::Client::open(self.shared.url.as_str())
-            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cluster address", e))?;
+        let client = client(&self.shared.url)?;
         let mut connection = open(&client).map_err(|e| server_error("reconnecting", e))?;
         self.check_epoch(&mut connection)?;
         Ok(connection)
@@ -500,6 +571,50 @@ impl Cluster {
             ),
         )
     }
+}
+
+/// A client for `url`; `rediss://` ones over TLS, trusting the system's certificate
+/// authorities, or those in the PEM file a `ca=PATH` query parameter names.
+fn client(url: &str) -> Result<redis::Client> {
+    let bad = |e| Error::with_source(ErrorKind::InvalidInput, format!("cluster address {}", redacted(url)), e);
+    if !url.starts_with("rediss://") {
+        return redis::Client::open(url).map_err(bad);
+    }
+    #[cfg(feature = "cluster-tls")]
+    {
+        // The process-wide default, unless the program installed another.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, ca) = split_ca(url);
+        let Some(path) = ca else { return redis::Client::open(url).map_err(bad) };
+        let pem = std::fs::read(&path)
+            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, format!("the cluster's CA file {path}"), e))?;
+        redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem) })
+            .map_err(bad)
+    }
+    #[cfg(not(feature = "cluster-tls"))]
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!("cluster address {}: TLS (rediss://) needs the feature cluster-tls", redacted(url)),
+    ))
+}
+
+/// `url` without its `ca=PATH` query parameter, and the path.
+#[cfg(feature = "cluster-tls")]
+fn split_ca(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut ca = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("ca=") {
+            Some(path) => {
+                ca = Some(path.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    (url, ca)
 }
 
 /// This program's build fingerprint, in hex.

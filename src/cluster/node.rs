@@ -329,7 +329,10 @@ impl Node {
                 node.send(stream_id, driver, batch, outcome);
             }
         };
-        self.held().insert(stream_id.clone(), Held { driver: entry.driver.clone(), sink: sink.clone(), started: Instant::now() });
+        self.held().insert(
+            stream_id.clone(),
+            Held { driver: entry.driver.clone(), sink: sink.clone(), started: Instant::now() },
+        );
         if n == 0 {
             self.send(stream_id, entry.driver, entry.batch, Outcome::Ran { chunks: Vec::new(), failures: Vec::new() });
             return;
@@ -617,7 +620,11 @@ impl Node {
                     let lost = TaskError::WorkerLost { node: owner, deliveries: deliveries as u32 };
                     self.held().insert(
                         stream_id.clone(),
-                        Held { driver: entry.driver.clone(), sink: Collector::new(Some(0), false), started: Instant::now() },
+                        Held {
+                            driver: entry.driver.clone(),
+                            sink: Collector::new(Some(0), false),
+                            started: Instant::now(),
+                        },
                     );
                     self.send(stream_id, entry.driver, entry.batch, Outcome::Failed(lost));
                 }

@@ -61,7 +61,8 @@ fn dies_with_us(command: &mut Command) -> &mut Command {
 }
 
 fn start() -> Result<Running, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let dir = std::env::temp_dir().join(format!("multiproc-bench-redis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let server = dies_with_us(
