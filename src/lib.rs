@@ -204,6 +204,26 @@
 //! });
 //! ```
 //!
+//! ## More than one machine
+//! With the feature `cluster`, the same pool runs on many machines: build it on a cluster (a
+//! Redis-protocol server) instead of here, and start this same program on each worker machine
+//! with `MULTIPROC_NODE` naming the server — it becomes a node before `main` runs. Tasks are at
+//! least once with leases: a node that dies or is cut off has its tasks run elsewhere, a task
+//! that crashes fails alone, and nothing waits for ever (see the `cluster` module).
+//!
+//! ```no_run
+//! # #[cfg(feature = "cluster")]
+//! # fn main() -> Result<(), multiproc::Error> {
+//! let pool = match multiproc::cluster::Cluster::from_env()? {
+//!     Some(cluster) => cluster.pool().build()?, // MULTIPROC_CLUSTER=redis://… set
+//!     None => multiproc::Pool::new(4)?,
+//! };
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "cluster"))]
+//! # fn main() {}
+//! ```
+//!
 //! ## Children never linger
 //! Beyond Python: children are SIGKILLed when their parent dies, even by SIGKILL
 //! ([`ProcessBuilder::die_with_parent`] turns that off for one child); every finished child is
@@ -214,9 +234,11 @@
 //! - `progress`: a progress bar for `Pool::map` and `Pool::imap` (`PoolBuilder::progress`).
 //! - `self-describing`: `codec::SelfDescribing`, for values with serde features postcard cannot
 //!   carry (see [`codec`]).
-//! - `cluster`: objects on a Redis-protocol server, reachable from other machines:
-//!   `cluster::Cluster` and its named `Queue`, `Dict`, `Event` and `Lock` so far (the module's
-//!   docs say what is to come).
+//! - `cluster`: past one machine, on a Redis-protocol server: `Cluster::pool()` builds the same
+//!   `Pool` and `ProcessPoolExecutor` with tasks run by nodes of the same binary (started with
+//!   `MULTIPROC_NODE`), and named queues, dicts, lists, locks, semaphores, events and barriers
+//!   with leases (see the `cluster` module: what differs, and the failure contract).
+//! - `cluster-tls`: `rediss://` addresses for the cluster (rustls).
 //! - `tracing`: events for the program's `tracing` subscriber (target `multiproc`): children
 //!   started and their exits seen, pool workers replaced, the fork server launched or found gone,
 //!   connections that failed their handshake or were pushed out by strangers, what happens at

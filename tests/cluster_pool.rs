@@ -564,3 +564,53 @@ fn a_cluster_over_tls_runs_tasks_and_refuses_an_unknown_authority() {
     assert!(Cluster::connect(&untrusted, "tls").is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn hold_the_lock(url: String, lease_ms: u64) -> u64 {
+    let lock = Cluster::connect(&url, "locks").unwrap().lock("ledger", Duration::from_millis(lease_ms)).unwrap();
+    let guard = lock.acquire().unwrap();
+    let token = guard.token();
+    std::mem::forget(guard);
+    std::thread::sleep(Duration::from_secs(600)); // the node is killed meanwhile
+    token
+}
+
+fn pid_of_worker(_: u8) -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn a_lock_whose_holder_node_is_killed_goes_to_the_next_acquirer_with_owner_died() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let holder = Node::start(&server.url(), "locks", "holder", 1);
+    let cluster = Cluster::connect(&server.url(), "locks").unwrap();
+    let executor = cluster.pool().build_executor().unwrap();
+    let lease = Duration::from_millis(500);
+    let _held = executor.submit(hold_the_lock, (server.url(), lease.as_millis() as u64)).unwrap();
+    let lock = cluster.lock("ledger", lease).unwrap();
+    let began = Instant::now();
+    // Until the task holds it (taken here first, it is let go at once and looked at again).
+    while let Some(early) = lock.try_acquire().unwrap() {
+        drop(early);
+        assert!(began.elapsed() < Duration::from_secs(30), "the task never took the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The holder's node (and with it the task's worker) is killed.
+    holder.signal(libc::SIGKILL);
+    drop(holder);
+    let guard = lock.acquire().unwrap();
+    assert!(guard.owner_died(), "the next acquirer must be told its holder died");
+}
+
+#[test]
+fn a_node_replaces_its_workers_after_max_tasks_per_child() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let _node =
+        Node::start_with(&server.url(), "recycle", "recycler", 1, &[("MULTIPROC_NODE_MAX_TASKS_PER_CHILD", "2")]);
+    let cluster = Cluster::connect(&server.url(), "recycle").unwrap();
+    let pool = cluster.pool().build().unwrap();
+    let pids: Vec<u32> = (0..6).map(|_| pool.apply(pid_of_worker, (0,)).unwrap()).collect();
+    let distinct: std::collections::HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "two tasks per worker: {pids:?}");
+}

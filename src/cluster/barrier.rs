@@ -56,7 +56,7 @@ return 1
 /// ```no_run
 /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "sims").unwrap();
 /// let step = cluster.barrier("step", 1).unwrap();
-/// assert_eq!(step.wait().unwrap(), 0);
+/// assert_eq!(step.wait().unwrap(), Ok(0));
 /// ```
 /// Python counterpart: `multiprocessing.Barrier`, reached through a manager.
 #[derive(Clone, Debug)]

@@ -149,7 +149,7 @@ pub use event::Event;
 pub use joinable::JoinableQueue;
 pub use list::List;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
-pub use node::{NODE_NAME_VAR, NODE_PROCESSES_VAR, NODE_VAR};
+pub use node::{NODE_MAX_TASKS_VAR, NODE_NAME_VAR, NODE_PROCESSES_VAR, NODE_VAR};
 pub use pool::ClusterPoolBuilder;
 pub use queue::Queue;
 pub use semaphore::{Semaphore, SemaphoreGuard};

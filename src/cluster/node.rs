@@ -43,6 +43,9 @@ pub const NODE_VAR: &str = "MULTIPROC_NODE";
 pub const NODE_PROCESSES_VAR: &str = "MULTIPROC_NODE_PROCESSES";
 /// A node's name in errors and in the registry (default: `host:pid`).
 pub const NODE_NAME_VAR: &str = "MULTIPROC_NODE_NAME";
+/// Tasks a node's worker process runs before it is replaced by a fresh one (default: no
+/// limit), as [`PoolBuilder::max_tasks_per_child`](crate::pool::PoolBuilder::max_tasks_per_child).
+pub const NODE_MAX_TASKS_VAR: &str = "MULTIPROC_NODE_MAX_TASKS_PER_CHILD";
 
 /// The lease when no pool has set one yet (ms).
 const DEFAULT_LEASE_MS: u64 = 30_000;
@@ -134,11 +137,11 @@ fn serve(url: &str) -> Result<()> {
     crate::sys::process::flag_on_terminate(&DRAIN);
     // Spawned workers: the node's threads are busy with the server, and its SIGTERM handler
     // must not be inherited by workers a timeout stops with SIGTERM.
-    let pool = Pool::builder()
-        .processes(processes)
-        .start_method(StartMethod::Spawn)
-        .build()
-        .map_err(|e| Error::with_source(e.kind(), "starting the node's pool", e))?;
+    let mut builder = Pool::builder().processes(processes).start_method(StartMethod::Spawn);
+    if let Some(n) = std::env::var(NODE_MAX_TASKS_VAR).ok().and_then(|n| n.parse::<u64>().ok()) {
+        builder = builder.max_tasks_per_child(n);
+    }
+    let pool = builder.build().map_err(|e| Error::with_source(e.kind(), "starting the node's pool", e))?;
     let node = Arc::new(Node {
         cluster,
         keys,
