@@ -122,6 +122,32 @@ fn a_task_that_panics_segfaults_or_exits_fails_alone_with_its_node() {
     assert!(matches!(err.cause(), TaskError::TimedOut { .. }), "{err}");
 }
 
+/// Waits until the namespace's pending tasks (id, node, idle ms, deliveries) satisfy `ready`;
+/// returns them. No group yet is nothing pending yet.
+fn await_pending(
+    server: &Server,
+    namespace: &str,
+    ready: impl Fn(&[(String, String, u64, u64)]) -> bool,
+) -> Vec<(String, String, u64, u64)> {
+    let mut raw = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let began = Instant::now();
+    loop {
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(format!("mp:{{{namespace}:pool}}:tasks"))
+            .arg("nodes")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(&mut raw)
+            .unwrap_or_default();
+        if ready(&pending) {
+            return pending;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "pending tasks never got there: {pending:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until `future`'s task is running on some node.
 fn await_running<R: serde::de::DeserializeOwned>(future: &multiproc::pool::TaskFuture<R>) {
     let began = Instant::now();
@@ -161,22 +187,7 @@ fn a_killed_node_s_task_is_delivered_again_then_lost_after_the_maximum() {
     drop(second); // killed
     let third = Node::start(&server.url(), "kill", "third", 1);
     // Wait until the third node holds it, then kill that one too.
-    let began = Instant::now();
-    loop {
-        let owner: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg("mp:{kill:pool}:tasks")
-            .arg("nodes")
-            .arg("-")
-            .arg("+")
-            .arg(10)
-            .query(&mut redis::Client::open(server.url()).unwrap().get_connection().unwrap())
-            .unwrap();
-        if owner.iter().any(|(_, node, _, _)| node == "third") {
-            break;
-        }
-        assert!(began.elapsed() < Duration::from_secs(30), "the third node never took the task: {owner:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_pending(&server, "kill", |pending| pending.iter().any(|(_, node, _, _)| node == "third"));
     drop(third);
     let _fourth = Node::start(&server.url(), "kill", "fourth", 1);
     match future.result() {
@@ -207,22 +218,7 @@ fn a_node_stopped_past_its_lease_loses_the_task_and_its_late_result_is_dropped()
         )
         .unwrap();
     // Running on the first node (its lease is renewed meanwhile) ...
-    let began = Instant::now();
-    loop {
-        let owner: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg("mp:{stop:pool}:tasks")
-            .arg("nodes")
-            .arg("-")
-            .arg("+")
-            .arg(10)
-            .query(&mut redis::Client::open(server.url()).unwrap().get_connection().unwrap())
-            .unwrap();
-        if !owner.is_empty() {
-            break;
-        }
-        assert!(began.elapsed() < Duration::from_secs(30), "the task never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    await_pending(&server, "stop", |pending| !pending.is_empty());
     // ... which is stopped, and the task goes to another node after the lease.
     stopped.signal(libc::SIGSTOP);
     let other = Node::start(&server.url(), "stop", "other", 1);
@@ -296,24 +292,8 @@ fn a_killed_driver_s_work_is_dropped_by_the_nodes() {
     let Some(server) = Server::start(&[]) else { return };
     let _node = Node::start(&server.url(), "orphan", "orphans", 1);
     let mut driver = Process::spawn(drive_and_hang, (server.url(),)).unwrap();
+    await_pending(&server, "orphan", |pending| !pending.is_empty());
     let mut raw = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
-    let began = Instant::now();
-    loop {
-        // (No group yet is nothing pending yet.)
-        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg("mp:{orphan:pool}:tasks")
-            .arg("nodes")
-            .arg("-")
-            .arg("+")
-            .arg(10)
-            .query(&mut raw)
-            .unwrap_or_default();
-        if !pending.is_empty() {
-            break;
-        }
-        assert!(began.elapsed() < Duration::from_secs(30), "the driver's task never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
     driver.kill().unwrap();
     let _ = driver.join();
     // Once its heartbeat expires, the node stops its task and drops the rest.

@@ -97,6 +97,29 @@ impl Barrier {
         self.cluster.key(&self.name, &format!("released.{generation}"))
     }
 
+    /// The current generation, and the key of its release list.
+    fn generation(&self) -> Result<(String, String)> {
+        let generation: Option<String> =
+            self.cluster.call("reading a barrier", |c| redis::cmd("GET").arg(&self.keys[1]).query(c))?;
+        let generation = generation.unwrap_or_else(|| "0".to_owned());
+        let released = self.released(&generation);
+        Ok((generation, released))
+    }
+
+    /// Breaks `generation` unless it was released already; whether it broke it.
+    fn break_generation(&self, generation: &str, released: &str) -> Result<bool> {
+        let broke: i64 = self.cluster.call("breaking a barrier", |c| {
+            redis::Script::new(BREAK)
+                .key(&self.keys[0])
+                .key(&self.keys[1])
+                .key(&self.keys[2])
+                .key(released)
+                .arg(generation)
+                .invoke(c)
+        })?;
+        Ok(broke == 1)
+    }
+
     /// The number of parties.
     ///
     /// ```no_run
@@ -140,10 +163,7 @@ impl Barrier {
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<std::result::Result<u32, BrokenBarrier>> {
         let (generation, arrived, released) = loop {
-            let generation: Option<String> =
-                self.cluster.call("reading a barrier", |c| redis::cmd("GET").arg(&self.keys[1]).query(c))?;
-            let generation = generation.unwrap_or_else(|| "0".to_owned());
-            let released = self.released(&generation);
+            let (generation, released) = self.generation()?;
             let reply: Vec<i64> = self.cluster.call("arriving at a barrier", |c| {
                 redis::Script::new(ARRIVE)
                     .key(&self.keys[0])
@@ -182,16 +202,8 @@ impl Barrier {
                 Some(_) => return Ok(Err(BrokenBarrier)),
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     // Timed out: break it for everyone — unless it was released just now.
-                    let broke: i64 = self.cluster.call("breaking a barrier", |c| {
-                        redis::Script::new(BREAK)
-                            .key(&self.keys[0])
-                            .key(&self.keys[1])
-                            .key(&self.keys[2])
-                            .key(&released)
-                            .arg(&generation)
-                            .invoke(c)
-                    })?;
-                    return Ok(if broke == 1 { Err(BrokenBarrier) } else { Ok(arrived) });
+                    let broke = self.break_generation(&generation, &released)?;
+                    return Ok(if broke { Err(BrokenBarrier) } else { Ok(arrived) });
                 }
                 None => {}
             }
@@ -210,21 +222,10 @@ impl Barrier {
     /// ```
     /// Python counterpart: `barrier.abort()`.
     pub fn abort(&self) -> Result<()> {
+        // The generation may move on between the read and the break: then break the next.
         loop {
-            let generation: Option<String> =
-                self.cluster.call("reading a barrier", |c| redis::cmd("GET").arg(&self.keys[1]).query(c))?;
-            let generation = generation.unwrap_or_else(|| "0".to_owned());
-            let released = self.released(&generation);
-            let broke: i64 = self.cluster.call("breaking a barrier", |c| {
-                redis::Script::new(BREAK)
-                    .key(&self.keys[0])
-                    .key(&self.keys[1])
-                    .key(&self.keys[2])
-                    .key(&released)
-                    .arg(&generation)
-                    .invoke(c)
-            })?;
-            if broke == 1 {
+            let (generation, released) = self.generation()?;
+            if self.break_generation(&generation, &released)? {
                 return Ok(());
             }
         }
@@ -243,9 +244,7 @@ impl Barrier {
     /// ```
     /// Python counterpart: `barrier.reset()`.
     pub fn reset(&self) -> Result<()> {
-        let generation: Option<String> =
-            self.cluster.call("reading a barrier", |c| redis::cmd("GET").arg(&self.keys[1]).query(c))?;
-        let released = self.released(generation.as_deref().unwrap_or("0"));
+        let (_, released) = self.generation()?;
         self.cluster.call("resetting a barrier", |c| {
             redis::Script::new(RESET)
                 .key(&self.keys[0])

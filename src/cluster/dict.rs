@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Cluster, server_error};
+use super::Cluster;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manager::Number;
 
@@ -274,37 +274,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// Runs `change` on the encoded entry at `field` and stores what it makes, atomically with
     /// respect to every other write of the dict (`WATCH`; retried if one came in between).
     fn update(&self, field: &[u8], mut change: impl FnMut(Option<&[u8]>) -> Result<(Vec<u8>, V)>) -> Result<V> {
-        let mut c = self.cluster.connection();
-        loop {
-            redis::cmd("WATCH").arg(&self.key).query::<()>(&mut *c).map_err(|e| server_error("watching", e))?;
-            let old: Option<Vec<u8>> = match redis::cmd("HGET").arg(&self.key).arg(field).query(&mut *c) {
-                Ok(old) => old,
-                Err(e) => {
-                    let _ = redis::cmd("UNWATCH").query::<()>(&mut *c);
-                    return Err(server_error("reading an entry", e));
-                }
-            };
-            let (bytes, value) = match change(old.as_deref()) {
-                Ok(made) => made,
-                Err(e) => {
-                    let _ = redis::cmd("UNWATCH").query::<()>(&mut *c);
-                    return Err(e);
-                }
-            };
-            let done: Option<()> = redis::pipe()
-                .atomic()
-                .cmd("HSET")
-                .arg(&self.key)
-                .arg(field)
-                .arg(bytes)
-                .ignore()
-                .query(&mut *c)
-                .map_err(|e| server_error("updating an entry", e))?;
-            if done.is_some() {
-                return Ok(value);
-            }
-            // Another write came in between: look again.
-        }
+        self.cluster.watched(
+            &self.key,
+            |c| redis::cmd("HGET").arg(&self.key).arg(field).query(c),
+            |old| change(old.as_deref()),
+            |pipe, bytes| {
+                pipe.cmd("HSET").arg(&self.key).arg(field).arg(bytes).ignore();
+            },
+        )
     }
 }
 

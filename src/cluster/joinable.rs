@@ -78,9 +78,7 @@ travels_by_name!(JoinableQueue<T>, |q| [q.lease.as_millis() as u64, 0], |cluster
 impl<T> JoinableQueue<T> {
     fn named(cluster: Cluster, name: String, lease: Duration) -> Result<JoinableQueue<T>> {
         let keys = [cluster.key(&name, "items"), cluster.key(&name, "unfinished")];
-        let random = crate::sys::random::bytes32().map_err(|e| Error::os("reading random bytes", e))?;
-        let consumer =
-            format!("{}:{}:{}", crate::sys::process::hostname(), std::process::id(), super::hex(&random[..6]));
+        let consumer = super::holder_id(true)?;
         cluster.call("making a joinable queue", |c| {
             match redis::cmd("XGROUP").arg("CREATE").arg(&keys[0]).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c) {
                 Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),

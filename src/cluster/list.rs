@@ -191,43 +191,19 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// ```
     /// Python counterpart: none (`with lock: l[i] = f(l[i])`).
     pub fn apply(&self, i: isize, mut f: impl FnMut(T) -> T) -> Result<T> {
-        let mut c = self.cluster.connection();
-        loop {
-            let step: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("WATCH")
-                .arg(&self.key)
-                .query::<()>(&mut *c)
-                .and_then(|()| redis::cmd("LINDEX").arg(&self.key).arg(i as i64).query(&mut *c));
-            let old = match step.map_err(|e| super::server_error("reading an element", e))? {
-                Some(old) => old,
-                None => {
-                    let _ = redis::cmd("UNWATCH").query::<()>(&mut *c);
-                    return Err(Error::new(ErrorKind::InvalidInput, format!("{WHAT}: no element at index {i}")));
-                }
-            };
-            let decoded = super::decode(&old, WHAT).and_then(|old| {
-                let new = f(old);
+        self.cluster.watched(
+            &self.key,
+            |c| redis::cmd("LINDEX").arg(&self.key).arg(i as i64).query(c),
+            |old| {
+                let old =
+                    old.ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("{WHAT}: no element at index {i}")))?;
+                let new = f(super::decode(&old, WHAT)?);
                 Ok((crate::handle::encode_bytes_only(&new, WHAT)?, new))
-            });
-            let (bytes, new) = match decoded {
-                Ok(made) => made,
-                Err(e) => {
-                    let _ = redis::cmd("UNWATCH").query::<()>(&mut *c);
-                    return Err(e);
-                }
-            };
-            let done: Option<()> = redis::pipe()
-                .atomic()
-                .cmd("LSET")
-                .arg(&self.key)
-                .arg(i as i64)
-                .arg(bytes)
-                .ignore()
-                .query(&mut *c)
-                .map_err(|e| super::server_error("updating an element", e))?;
-            if done.is_some() {
-                return Ok(new);
-            }
-        }
+            },
+            |pipe, bytes| {
+                pipe.cmd("LSET").arg(&self.key).arg(i as i64).arg(bytes).ignore();
+            },
+        )
     }
 
     /// Every value, in order (a snapshot).

@@ -138,8 +138,7 @@ impl Lock {
     /// ```
     /// Python counterpart: `lock.acquire(block=False)`.
     pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
-        let random = crate::sys::random::bytes32().map_err(|e| Error::os("reading random bytes", e))?;
-        let holder = format!("{}-{}", std::process::id(), super::hex(&random[..8]));
+        let holder = super::holder_id(false)?;
         let taken: Option<(u64, u8)> = self.cluster.call("taking a lock", |c| {
             redis::Script::new(ACQUIRE)
                 .key(&self.keys[0])

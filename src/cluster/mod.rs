@@ -503,6 +503,43 @@ impl Cluster {
         Ok(said.into_iter().map(|why| Error::new(ErrorKind::BuildMismatch, why)).collect())
     }
 
+    /// An optimistic update of one value at `key`: `read` fetches it under `WATCH`, `change`
+    /// makes the new bytes (and what to return), `write` adds the commands that store them to a
+    /// transaction, which the server refuses if another write reached `key` since the read —
+    /// then it all runs again. A `change` that fails leaves everything as it was. `change` runs
+    /// in this process: the server never runs our code.
+    pub(crate) fn watched<T>(
+        &self,
+        key: &str,
+        read: impl Fn(&mut redis::Connection) -> redis::RedisResult<Option<Vec<u8>>>,
+        mut change: impl FnMut(Option<Vec<u8>>) -> Result<(Vec<u8>, T)>,
+        write: impl Fn(&mut redis::Pipeline, Vec<u8>),
+    ) -> Result<T> {
+        let mut c = self.connection();
+        loop {
+            let old = redis::cmd("WATCH")
+                .arg(key)
+                .query::<()>(&mut *c)
+                .and_then(|()| read(&mut c))
+                .map_err(|e| server_error("reading a value to change", e))?;
+            let (bytes, made) = match change(old) {
+                Ok(made) => made,
+                Err(e) => {
+                    let _ = redis::cmd("UNWATCH").query::<()>(&mut *c);
+                    return Err(e);
+                }
+            };
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            write(&mut pipe, bytes);
+            let done: Option<()> = pipe.query(&mut *c).map_err(|e| server_error("storing a changed value", e))?;
+            if done.is_some() {
+                return Ok(made);
+            }
+            // Another write came in between: look again.
+        }
+    }
+
     /// The key of `part` of object `object` (all of one object's keys share a hash tag).
     pub(crate) fn key(&self, object: &str, part: &str) -> String {
         format!("mp:{{{}:{object}}}:{part}", self.shared.namespace)
@@ -728,6 +765,14 @@ fn redacted(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
         _ => url.to_owned(),
     }
+}
+
+/// A name for one holder of a lease or one consumer, unique across machines: the host (with
+/// `with_host`), this process and random bytes.
+pub(crate) fn holder_id(with_host: bool) -> Result<String> {
+    let random = crate::sys::random::bytes32().map_err(|e| Error::os("reading random bytes", e))?;
+    let host = if with_host { format!("{}:", crate::sys::process::hostname()) } else { String::new() };
+    Ok(format!("{host}{}-{}", std::process::id(), hex(&random[..8])))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -140,8 +140,7 @@ impl Semaphore {
     /// ```
     /// Python counterpart: `sem.acquire(block=False)`.
     pub fn try_acquire(&self) -> Result<Option<SemaphoreGuard>> {
-        let random = crate::sys::random::bytes32().map_err(|e| Error::os("reading random bytes", e))?;
-        let holder = format!("{}-{}", std::process::id(), super::hex(&random[..8]));
+        let holder = super::holder_id(false)?;
         let taken: i64 = self.cluster.call("taking a semaphore", |c| {
             redis::Script::new(ACQUIRE)
                 .key(&self.key)
