@@ -312,31 +312,18 @@ fn a_killed_driver_s_work_is_dropped_by_the_nodes() {
     assert_eq!(pool.apply(square, (9,)).unwrap(), 81);
 }
 
-/// A copy of this test program that differs from it only in its build fingerprint.
-fn other_build() -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    let fingerprint = multiproc::process::build_fingerprint();
-    match bytes.windows(fingerprint.len()).position(|w| w == fingerprint) {
-        Some(at) => bytes[at] ^= 0xff,
-        None => bytes.push(0),
-    }
-    let path = std::env::temp_dir().join(format!("multiproc-other-build-{}", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 #[test]
 fn a_node_of_another_build_is_refused_and_both_sides_are_told() {
     let _w = watchdog(120);
     let Some(server) = Server::start(&[]) else { return };
     let cluster = Cluster::connect(&server.url(), "builds").unwrap();
     let pool = cluster.pool().build().unwrap();
-    let exe = other_build();
+    let dir = std::env::temp_dir().join(format!("multiproc-cluster-build-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = common::other_build(&dir);
     let stranger = Node::start_exe(&exe, &server.url(), "builds", "stranger", 1, &[]);
     let (code, said) = stranger.exit(Duration::from_secs(60));
-    let _ = std::fs::remove_file(&exe);
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, Some(3), "{said}");
     assert!(said.contains("build"), "{said}");
     let refusals = cluster.refused_nodes().unwrap();

@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
 use common::watchdog;
 use multiproc::{Context, ErrorKind, JoinError, StartMethod};
 
@@ -12,28 +9,12 @@ fn touch(path: String) {
     std::fs::write(path, b"the task ran").unwrap();
 }
 
-/// A copy of this test program that differs from it only in its build fingerprint.
-fn other_build(dir: &Path) -> PathBuf {
-    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    let fingerprint = multiproc::process::build_fingerprint();
-    match bytes.windows(fingerprint.len()).position(|w| w == fingerprint) {
-        // The fingerprint is the build-id note: change one byte of it.
-        Some(at) => bytes[at] ^= 0xff,
-        // The fingerprint is a hash of the file: any change makes another build.
-        None => bytes.push(0),
-    }
-    let path = dir.join("other-build");
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 #[test]
 fn a_child_of_another_build_refuses_to_run() {
     let _w = watchdog(120);
     let dir = std::env::temp_dir().join(format!("multiproc-build-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let exe = other_build(&dir);
+    let exe = common::other_build(&dir);
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
         let marker = dir.join(format!("ran-{method}"));
         let mut p = Context::new(method)

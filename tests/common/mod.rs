@@ -127,3 +127,20 @@ impl Counter {
         multiproc::Fd::from(self.fd.as_fd().try_clone_to_owned().unwrap())
     }
 }
+
+/// A copy of this test program that differs from it only in its build fingerprint.
+pub fn other_build(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let fingerprint = multiproc::process::build_fingerprint();
+    match bytes.windows(fingerprint.len()).position(|w| w == fingerprint) {
+        // The fingerprint is the build-id note: change one byte of it.
+        Some(at) => bytes[at] ^= 0xff,
+        // The fingerprint is a hash of the file: any change makes another build.
+        None => bytes.push(0),
+    }
+    let path = dir.join("other-build");
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
