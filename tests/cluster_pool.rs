@@ -585,3 +585,33 @@ fn a_node_replaces_its_workers_after_max_tasks_per_child() {
     let distinct: std::collections::HashSet<u32> = pids.iter().copied().collect();
     assert_eq!(distinct.len(), 3, "two tasks per worker: {pids:?}");
 }
+
+#[test]
+fn a_cluster_executor_cancels_waits_and_shuts_down_like_a_local_one() {
+    let _w = watchdog(120);
+    let Some(server) = Server::start(&[]) else { return };
+    let _node = Node::start(&server.url(), "futures", "busy", 1);
+    let cluster = Cluster::connect(&server.url(), "futures").unwrap();
+    let executor = cluster.pool().build_executor().unwrap();
+    let long = executor.submit(nap_ms, (1_000,)).unwrap();
+    let quick: Vec<_> = (0..4).map(|x| executor.submit(square, (x,)).unwrap()).collect();
+    // Cancelled before it ran: it never does, and says so.
+    let doomed = executor.submit(nap_ms, (60_000,)).unwrap();
+    assert!(doomed.cancel() && doomed.cancelled());
+    assert_eq!(doomed.result(), Err(TaskError::Cancelled));
+    // as_completed yields each index once; wait sees them all done.
+    let mut seen: Vec<usize> = multiproc::pool::as_completed(&quick, None).map(Result::unwrap).collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3]);
+    let (done, not_done) = multiproc::pool::wait(&quick, multiproc::pool::ReturnWhen::AllCompleted, None);
+    assert_eq!((done.len(), not_done.len()), (4, 0));
+    // A progress bar does not change the results.
+    #[cfg(feature = "progress")]
+    {
+        let shown = cluster.pool().progress(true).build().unwrap();
+        assert_eq!(shown.map(square, 0..50).unwrap().len(), 50);
+    }
+    executor.shutdown(true, false);
+    assert_eq!(long.result().unwrap(), 1_000, "shutdown waits for the work in hand");
+    assert!(executor.submit(square, (1,)).is_err(), "a shut-down executor takes nothing");
+}
