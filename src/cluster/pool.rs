@@ -466,18 +466,21 @@ impl Dispatcher {
     fn receive_loop(&self) {
         type Read = Option<Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)>>;
         let mut last = "0-0".to_owned();
+        // Entries read since the stream was last trimmed: trimmed every 64 (or when idle),
+        // not at every read, which would cost the server a trim per task.
+        let mut untrimmed = 0usize;
         loop {
             if self.lock().phase == Phase::Finished {
                 return;
             }
             let deadline = Some(Instant::now() + Duration::from_millis(500));
+            let trim = untrimmed >= 64;
             let read = self.cluster.wait_call("waiting for results", deadline, |c, left| {
-                let (read,): (Read,) = redis::pipe()
-                    .cmd("XTRIM")
-                    .arg(&self.results)
-                    .arg("MINID")
-                    .arg(&last)
-                    .ignore()
+                let mut pipe = redis::pipe();
+                if trim {
+                    pipe.cmd("XTRIM").arg(&self.results).arg("MINID").arg(&last).ignore();
+                }
+                let (read,): (Read,) = pipe
                     .cmd("XREAD")
                     .arg("COUNT")
                     .arg(256)
@@ -489,8 +492,12 @@ impl Dispatcher {
                     .query(c)?;
                 Ok(read.and_then(|streams| streams.into_iter().next()).map(|(_, entries)| entries))
             });
+            if trim {
+                untrimmed = 0;
+            }
             match read {
                 Ok(Some(entries)) => {
+                    untrimmed += entries.len();
                     for (id, fields) in entries {
                         if let Some(bytes) = fields.get("r") {
                             self.deliver(bytes);
@@ -498,7 +505,8 @@ impl Dispatcher {
                         last = id;
                     }
                 }
-                Ok(None) => {}
+                // Idle: a good time to trim what was read.
+                Ok(None) => untrimmed = untrimmed.max(64 * usize::from(untrimmed > 0)),
                 Err(e) => self.break_pool(&format!("{e}")),
             }
         }
