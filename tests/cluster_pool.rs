@@ -615,3 +615,24 @@ fn a_cluster_executor_cancels_waits_and_shuts_down_like_a_local_one() {
     assert_eq!(long.result().unwrap(), 1_000, "shutdown waits for the work in hand");
     assert!(executor.submit(square, (1,)).is_err(), "a shut-down executor takes nothing");
 }
+
+#[test]
+fn a_server_unreachable_past_the_timeout_is_a_typed_error_and_a_broken_pool() {
+    let _w = watchdog(120);
+    let Some(mut server) = Server::start(&[]) else { return };
+    let cluster = Cluster::connect(&server.url(), "gone").unwrap();
+    let unreachable = Duration::from_millis(500);
+    cluster.set_unreachable_timeout(unreachable);
+    let pool = cluster.pool().build().unwrap();
+    let pending = pool.apply_async(square, (3,)).unwrap(); // no node: it waits on the server
+    let q = cluster.queue::<u8>("q").unwrap();
+    server.kill();
+    let began = Instant::now();
+    assert_eq!(q.put(&1).unwrap_err().kind(), ErrorKind::Disconnected);
+    assert!(began.elapsed() >= unreachable, "gave up after {:?}", began.elapsed());
+    match pending.get() {
+        Err(TaskError::Broken(why)) => assert!(why.contains("unreachable"), "{why}"),
+        other => panic!("expected a broken pool, got {other:?}"),
+    }
+    assert!(matches!(pool.apply_async(square, (1,)), Err(TaskError::Broken(_))));
+}
