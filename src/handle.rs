@@ -231,6 +231,19 @@ pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usi
     Ok((size?, has_handles))
 }
 
+/// `value`'s encoded size if it holds no handles, in one pass and without a side table: with
+/// none open, a handle's serialization fails, so a size measured cleanly is a size of bytes
+/// only. `None` if it holds handles, cannot be encoded, or a table is already open (an outer
+/// transfer would take the handles in): [`measure`] then says which. The fast path of a queue's
+/// put; call it inside [`sending`].
+#[inline]
+pub(crate) fn bytes_only_size<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
+    if TABLE.with(|t| t.borrow().is_some()) {
+        return None;
+    }
+    postcard::experimental::serialized_size(value).ok()
+}
+
 /// `value`'s bytes for `holder` (named in the error), which keeps bytes only — a shared-memory
 /// slot, a cluster's server — so a value with handles is refused
 /// ([`ErrorKind::HandleOutsideTransfer`]).

@@ -458,29 +458,46 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, item: &T, deadline: Option<Instant>) -> std::result::Result<(), Outcome> {
-        // Measure first: an item that fits goes straight into the ring, encoded in place, with
-        // no buffer in between; a bigger one is encoded into a buffer and streamed in chunks.
-        let (len, has_handles) = handle::measure(item).map_err(|e| Outcome::Failed(Self::encode_error(item, e)))?;
+        let ring_error = |e| match e {
+            RingError::Timeout => Outcome::Timeout,
+            RingError::Failed(err) => Outcome::Failed(err),
+        };
+        handle::sending(|| {
+            // The common case: an item of bytes only that fits goes straight into the ring,
+            // measured and then encoded in place, with no buffer in between.
+            match handle::bytes_only_size(item) {
+                Some(len) if len <= self.ring.whole_limit() => self
+                    .ring
+                    .put_whole(len, deadline, &mut |room| {
+                        postcard::to_slice(item, room).map(drop).map_err(|e| Self::encode_error(item, e))
+                    })
+                    .map_err(ring_error),
+                _ => self.put_measured(item, deadline).map_err(ring_error),
+            }
+        })
+    }
+
+    /// The careful put: measure the item and look for handles with a side table open (and say
+    /// why it cannot go, if it cannot); a big item is encoded into a buffer and streamed in
+    /// chunks.
+    #[cold]
+    fn put_measured(&self, item: &T, deadline: Option<Instant>) -> std::result::Result<(), RingError> {
+        let (len, has_handles) = handle::measure(item).map_err(|e| RingError::Failed(Self::encode_error(item, e)))?;
         if has_handles {
-            return Err(Outcome::Failed(Error::new(
+            return Err(RingError::Failed(Error::new(
                 ErrorKind::HandleOutsideTransfer,
                 "a queue carries bytes only; send handles over a Connection",
             )));
         }
         // Measured and encoded as a transfer alike: both passes must agree byte for byte.
-        let result = if len <= self.ring.whole_limit() {
+        if len <= self.ring.whole_limit() {
             self.ring.put_whole(len, deadline, &mut |room| {
-                handle::sending(|| postcard::to_slice(item, room)).map(drop).map_err(|e| Self::encode_error(item, e))
+                postcard::to_slice(item, room).map(drop).map_err(|e| Self::encode_error(item, e))
             })
         } else {
-            let bytes = handle::sending(|| postcard::to_stdvec(item))
-                .map_err(|e| Outcome::Failed(Self::encode_error(item, e)))?;
+            let bytes = postcard::to_stdvec(item).map_err(|e| RingError::Failed(Self::encode_error(item, e)))?;
             self.ring.put(&bytes, deadline)
-        };
-        result.map_err(|e| match e {
-            RingError::Timeout => Outcome::Timeout,
-            RingError::Failed(err) => Outcome::Failed(err),
-        })
+        }
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> std::result::Result<T, Outcome> {

@@ -59,41 +59,55 @@ const ABORT_RESERVE: u64 = HEADER;
 /// How long a chunked put with a deadline goes on past it while no consumer takes a chunk.
 const STALL: Duration = Duration::from_millis(10);
 
-/// The shared header of a ring. Each side's hot words sit on their own cache line, so a
-/// producer and a consumer running flat out do not bounce one line between their CPUs.
+/// The shared header of a ring. Each side's words sit on cache lines of their own, and each
+/// side's are split in two: the words only its own kind touches (its lock, its cached view of
+/// the other side) and the words the other side polls (`tail`, `head`, the counts, the wake-up
+/// words). A consumer spinning on `tail` then never steals the line a producer is about to lock,
+/// so a put moves the polled line between the CPUs once, not once per store.
 #[repr(C)]
 pub(crate) struct RingState {
     maxsize: u64,
     capacity: u64,
+    /// `capacity - 1` when the capacity is a power of two (the default), so that a counter's
+    /// position is a mask rather than a division; 0 otherwise.
+    mask: u64,
+    /// 1 for a joinable queue: gets record their holder. Set before the ring is shared.
+    joinable: AtomicU32,
+    put: PutSide,
     producer: ProducerSide,
+    get: GetSide,
     consumer: ConsumerSide,
     sleepers: Sleepers,
     tasks: Tasks,
 }
 
-/// Written by the producer holding `put_lock`.
+/// Touched only by producers, under `put_lock`.
 #[repr(C, align(64))]
-struct ProducerSide {
+struct PutSide {
     put_lock: RawMutex,
-    tail: AtomicU64,
-    /// Whole messages ever published.
-    put_count: AtomicU64,
     /// The last `head` a producer read: room up to there is certainly free, known without
     /// touching the consumer's cache line (`head` only grows).
     head_seen: AtomicU64,
-    /// Bumped after every publish; consumers sleep on it.
-    published: AtomicU32,
     /// 1 while a producer is in the middle of a chunked message.
     streaming: AtomicU32,
 }
 
-/// Written by the consumer holding `get_lock`.
+/// Written by the producer holding `put_lock`, read by consumers.
 #[repr(C, align(64))]
-struct ConsumerSide {
+struct ProducerSide {
+    tail: AtomicU64,
+    /// Whole messages ever published.
+    put_count: AtomicU64,
+    /// Bumped after a publish when a consumer sleeps (see [`signal`]); consumers sleep on it.
+    published: AtomicU32,
+}
+
+/// Touched only by consumers, under `get_lock`.
+#[repr(C, align(64))]
+struct GetSide {
     get_lock: RawMutex,
-    head: AtomicU64,
-    /// Whole messages ever taken.
-    get_count: AtomicU64,
+    /// The last `tail` a consumer read: records up to there are certainly published.
+    tail_seen: AtomicU64,
     /// A whole message's consume in progress: the `head` it moves to (0: none) and the
     /// `get_count` that goes with it. `head` and `get_count` are two words; a consumer killed
     /// between the two stores would leave the message gone from the ring yet not counted taken
@@ -101,12 +115,18 @@ struct ConsumerSide {
     /// holder finishes the count from here (see [`Ring::repair_consume`]).
     taking_head: AtomicU64,
     taking_count: AtomicU64,
-    /// The last `tail` a consumer read: records up to there are certainly published.
-    tail_seen: AtomicU64,
-    /// Bumped after every consume; producers sleep on it.
-    consumed: AtomicU32,
     /// 1 while a consumer is in the middle of a chunked message.
     assembling: AtomicU32,
+}
+
+/// Written by the consumer holding `get_lock`, read by producers.
+#[repr(C, align(64))]
+struct ConsumerSide {
+    head: AtomicU64,
+    /// Whole messages ever taken.
+    get_count: AtomicU64,
+    /// Bumped after a consume when a producer sleeps (see [`signal`]); producers sleep on it.
+    consumed: AtomicU32,
 }
 
 /// How many of each side are asleep: read on every publish and consume, written only around a
@@ -130,8 +150,6 @@ struct Tasks {
     asleep: AtomicU32,
     /// Held by a `task_done` of a joinable queue from its holder word's change to its finish.
     done_lock: RawMutex,
-    /// 1 for a joinable queue: gets record their holder.
-    joinable: AtomicU32,
     /// Unfinished messages counted done because the process holding them died.
     lost: AtomicU64,
     /// Per consumer process, one [`Holder`] word: who, how many taken and not yet done.
@@ -244,23 +262,25 @@ impl Ring {
         let state = RingState {
             maxsize,
             capacity,
+            mask: if capacity.is_power_of_two() { capacity - 1 } else { 0 },
+            joinable: AtomicU32::new(0),
+            put: PutSide { put_lock: RawMutex::new(), head_seen: AtomicU64::new(0), streaming: AtomicU32::new(0) },
             producer: ProducerSide {
-                put_lock: RawMutex::new(),
                 tail: AtomicU64::new(0),
                 put_count: AtomicU64::new(0),
-                head_seen: AtomicU64::new(0),
                 published: AtomicU32::new(0),
-                streaming: AtomicU32::new(0),
             },
-            consumer: ConsumerSide {
+            get: GetSide {
                 get_lock: RawMutex::new(),
-                head: AtomicU64::new(0),
-                get_count: AtomicU64::new(0),
+                tail_seen: AtomicU64::new(0),
                 taking_head: AtomicU64::new(0),
                 taking_count: AtomicU64::new(0),
-                tail_seen: AtomicU64::new(0),
-                consumed: AtomicU32::new(0),
                 assembling: AtomicU32::new(0),
+            },
+            consumer: ConsumerSide {
+                head: AtomicU64::new(0),
+                get_count: AtomicU64::new(0),
+                consumed: AtomicU32::new(0),
             },
             sleepers: Sleepers { consumers: AtomicU32::new(0), producers: AtomicU32::new(0) },
             tasks: Tasks {
@@ -268,7 +288,6 @@ impl Ring {
                 drained: AtomicU32::new(0),
                 asleep: AtomicU32::new(0),
                 done_lock: RawMutex::new(),
-                joinable: AtomicU32::new(0),
                 lost: AtomicU64::new(0),
                 holders: std::array::from_fn(|_| AtomicU64::new(0)),
             },
@@ -344,7 +363,7 @@ impl Ring {
     /// Takes `put_lock` (finishing a dead holder's message first), released when dropped — also
     /// when a caller's `fill` panics.
     fn lock_put(&self, deadline: Option<Instant>) -> Result<Held<'_>, RingError> {
-        let lock = &self.state.producer.put_lock;
+        let lock = &self.state.put.put_lock;
         match lock.lock(deadline) {
             Err(TimedOut) => return Err(RingError::Timeout),
             Ok(Acquired::OwnerDied(_)) => {
@@ -360,12 +379,12 @@ impl Ring {
     /// Called with `put_lock` taken over from a dead holder: finish its message with ABORT.
     fn abort_stream_locked(&self) {
         let s = &*self.state;
-        if s.producer.streaming.load(Ordering::Relaxed) != 0 {
+        if s.put.streaming.load(Ordering::Relaxed) != 0 {
             // Room for this record was kept free by the dead producer.
             let at = self.wrap_for(HEADER);
             self.write_record(at, ABORT, &[], &[]);
             self.publish(at + HEADER, false);
-            s.producer.streaming.store(0, Ordering::Relaxed);
+            s.put.streaming.store(0, Ordering::Relaxed);
         }
     }
 
@@ -379,7 +398,7 @@ impl Ring {
         // Chunked: wait (until the deadline) for room for a first chunk; from then on stream
         // whatever the consumers free, always keeping room for an ABORT record.
         self.wait_for_room(record_size(16) + ABORT_RESERVE, deadline)?;
-        s.producer.streaming.store(1, Ordering::Relaxed);
+        s.put.streaming.store(1, Ordering::Relaxed);
         let start = s.producer.tail.load(Ordering::Relaxed);
         let mut sent = 0u64;
         let mut first = true;
@@ -428,7 +447,7 @@ impl Ring {
                 break;
             }
         }
-        s.producer.streaming.store(0, Ordering::Relaxed);
+        s.put.streaming.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -437,12 +456,12 @@ impl Ring {
     /// back, freeing its room; otherwise an ABORT record ends it and the consumer drops its part.
     fn withdraw_stream_locked(&self, start: u64) {
         let s = &*self.state;
-        let get_lock = &s.consumer.get_lock;
+        let get_lock = &s.get.get_lock;
         if let Some(how) = get_lock.try_lock() {
             if let Acquired::OwnerDied(pid) = how {
                 // The takeover duties of a get: orphaned chunks are skipped by the next get
                 // (they have no FIRST before them); what the dead consumer held is counted.
-                s.consumer.assembling.store(0, Ordering::Relaxed);
+                s.get.assembling.store(0, Ordering::Relaxed);
                 self.repair_consume();
                 self.release_holder(pid, true);
             }
@@ -450,8 +469,8 @@ impl Ring {
             if untouched {
                 // Both locks held: no producer or consumer looks at the ring until we let go.
                 s.producer.tail.store(start, Ordering::Release);
-                s.consumer.tail_seen.store(s.consumer.tail_seen.load(Ordering::Relaxed).min(start), Ordering::Relaxed);
-                s.producer.streaming.store(0, Ordering::Relaxed);
+                s.get.tail_seen.store(s.get.tail_seen.load(Ordering::Relaxed).min(start), Ordering::Relaxed);
+                s.put.streaming.store(0, Ordering::Relaxed);
             }
             get_lock.unlock();
             if untouched {
@@ -462,21 +481,25 @@ impl Ring {
     }
 
     /// Offset in the ring of byte counter `counter`.
+    #[inline]
     fn position(&self, counter: u64) -> u64 {
-        counter % self.state.capacity
+        match self.state.mask {
+            0 => counter % self.state.capacity,
+            mask => counter & mask,
+        }
     }
 
     fn free(&self) -> u64 {
         let s = &*self.state;
         let head = s.consumer.head.load(Ordering::Acquire);
-        s.producer.head_seen.store(head, Ordering::Relaxed);
+        s.put.head_seen.store(head, Ordering::Relaxed);
         s.capacity - (s.producer.tail.load(Ordering::Relaxed) - head)
     }
 
     /// A lower bound of [`free`](Self::free) from the producers' own cache line.
     fn free_seen(&self) -> u64 {
         let s = &*self.state;
-        s.capacity - (s.producer.tail.load(Ordering::Relaxed) - s.producer.head_seen.load(Ordering::Relaxed))
+        s.capacity - (s.producer.tail.load(Ordering::Relaxed) - s.put.head_seen.load(Ordering::Relaxed))
     }
 
     fn contiguous_to_end(&self) -> u64 {
@@ -510,8 +533,11 @@ impl Ring {
         /// Smaller records keep the small-message path free of the extra read.
         const REWIND_FROM: u64 = 4096;
         let s = &*self.state;
+        if need < REWIND_FROM {
+            return;
+        }
         let at = self.position(s.producer.tail.load(Ordering::Relaxed));
-        if need >= REWIND_FROM && at >= need && self.free() == s.capacity {
+        if at >= need && self.free() == s.capacity {
             self.write_pad(at);
         }
     }
@@ -612,13 +638,13 @@ impl Ring {
     /// panics, so a message that makes decoding panic cannot jam the queue.
     pub(crate) fn get(&self, deadline: Option<Instant>, decode: &mut dyn FnMut(&[u8])) -> Result<(), RingError> {
         let s = &*self.state;
-        let lock = &s.consumer.get_lock;
+        let lock = &s.get.get_lock;
         let mut discard = false;
         match lock.lock(deadline) {
             Err(TimedOut) => return Err(RingError::Timeout),
             // A consumer died in the middle of a chunked message: its remaining chunks are orphans.
             Ok(Acquired::OwnerDied(pid)) => {
-                discard = s.consumer.assembling.swap(0, Ordering::Relaxed) != 0;
+                discard = s.get.assembling.swap(0, Ordering::Relaxed) != 0;
                 // Settle what it held before any get moves `get_count` past its mark.
                 self.repair_consume();
                 self.release_holder(pid, true);
@@ -640,7 +666,7 @@ impl Ring {
         loop {
             let head = s.consumer.head.load(Ordering::Relaxed);
             let waiting_deadline = if message.is_some() { None } else { deadline };
-            if s.consumer.tail_seen.load(Ordering::Relaxed) == head && self.refresh_tail() == head {
+            if s.get.tail_seen.load(Ordering::Relaxed) == head && self.refresh_tail() == head {
                 let ready = || s.producer.tail.load(Ordering::Acquire) != head;
                 if message.is_some() {
                     self.wait_for_chunk(&ready);
@@ -668,7 +694,7 @@ impl Ring {
                     if message.is_some() || discard {
                         // Cannot follow an unfinished chunked message (an ABORT comes first);
                         // whatever was being assembled is gone.
-                        s.consumer.assembling.store(0, Ordering::Relaxed);
+                        s.get.assembling.store(0, Ordering::Relaxed);
                     }
                     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(payload)));
                     let held = self.hold_one();
@@ -690,7 +716,7 @@ impl Ring {
                     buf.extend_from_slice(&payload[8..]);
                     message = Some((buf, total));
                     discard = false;
-                    s.consumer.assembling.store(1, Ordering::Relaxed);
+                    s.get.assembling.store(1, Ordering::Relaxed);
                     self.consume(head + size, false);
                 }
                 MIDDLE | LAST => {
@@ -704,7 +730,7 @@ impl Ring {
                     self.consume(head + size, done);
                     self.settle_hold(held);
                     if done {
-                        s.consumer.assembling.store(0, Ordering::Relaxed);
+                        s.get.assembling.store(0, Ordering::Relaxed);
                         if let Some((buf, total)) = message.take() {
                             if buf.len() as u64 != total {
                                 return Err(self.corrupt(format!("message of {} bytes, {total} announced", buf.len())));
@@ -719,7 +745,7 @@ impl Ring {
                     self.consume(head + size, false);
                     message = None;
                     discard = false;
-                    s.consumer.assembling.store(0, Ordering::Relaxed);
+                    s.get.assembling.store(0, Ordering::Relaxed);
                 }
                 other => return Err(self.corrupt(format!("unknown record kind {other}"))),
             }
@@ -730,7 +756,7 @@ impl Ring {
     fn refresh_tail(&self) -> u64 {
         let s = &*self.state;
         let tail = s.producer.tail.load(Ordering::Acquire);
-        s.consumer.tail_seen.store(tail, Ordering::Relaxed);
+        s.get.tail_seen.store(tail, Ordering::Relaxed);
         tail
     }
 
@@ -755,11 +781,11 @@ impl Ring {
             // Only the holder of get_lock writes these. The intent goes first, so that a kill
             // between the moves of `head` and `get_count` can be finished by the next holder.
             let count = s.consumer.get_count.load(Ordering::Relaxed) + 1;
-            s.consumer.taking_count.store(count, Ordering::Relaxed);
-            s.consumer.taking_head.store(head, Ordering::Release);
+            s.get.taking_count.store(count, Ordering::Relaxed);
+            s.get.taking_head.store(head, Ordering::Release);
             s.consumer.head.store(head, Ordering::Release);
             s.consumer.get_count.store(count, Ordering::Release);
-            s.consumer.taking_head.store(0, Ordering::Release);
+            s.get.taking_head.store(0, Ordering::Release);
         } else {
             s.consumer.head.store(head, Ordering::Release);
         }
@@ -773,13 +799,13 @@ impl Ring {
     /// was consuming when it died (its `head` moved, its `get_count` not yet), or forgets the
     /// intent if `head` never moved.
     fn repair_consume(&self) {
-        let c = &self.state.consumer;
-        let taking = c.taking_head.load(Ordering::Acquire);
+        let (g, c) = (&self.state.get, &self.state.consumer);
+        let taking = g.taking_head.load(Ordering::Acquire);
         if taking != 0 {
             if c.head.load(Ordering::Acquire) == taking {
-                c.get_count.store(c.taking_count.load(Ordering::Relaxed), Ordering::Release);
+                c.get_count.store(g.taking_count.load(Ordering::Relaxed), Ordering::Release);
             }
-            c.taking_head.store(0, Ordering::Release);
+            g.taking_head.store(0, Ordering::Release);
         }
     }
 
@@ -791,12 +817,12 @@ impl Ring {
         if wait_on(&s.producer.published, &s.sleepers.consumers, Some(slice), ready).is_ok() {
             return;
         }
-        if let Some(how) = s.producer.put_lock.try_lock() {
+        if let Some(how) = s.put.put_lock.try_lock() {
             // Nobody (alive) holds put_lock, so no chunk is coming unless we write the ABORT.
-            if how != Acquired::Clean || s.producer.streaming.load(Ordering::Relaxed) != 0 {
+            if how != Acquired::Clean || s.put.streaming.load(Ordering::Relaxed) != 0 {
                 self.abort_stream_locked();
             }
-            s.producer.put_lock.unlock();
+            s.put.put_lock.unlock();
         }
     }
 
@@ -822,7 +848,7 @@ impl Ring {
 
     /// Whether a `try_put` that failed may have been kept out by another producer.
     pub(crate) fn put_contended(&self) -> bool {
-        self.state.producer.put_lock.is_locked()
+        self.state.put.put_lock.is_locked()
     }
 
     /// Sleeps like a consumer while the wake-up word is `seen`, until `stop` is set (then
@@ -881,7 +907,7 @@ impl Ring {
     /// Makes the ring follow who holds each message taken (a joinable queue's ring, before it is
     /// shared).
     pub(crate) fn set_joinable(&self) {
-        self.state.tasks.joinable.store(1, Ordering::SeqCst);
+        self.state.joinable.store(1, Ordering::SeqCst);
     }
 
     /// Unfinished messages that were counted done because the process that took them died.
@@ -893,7 +919,7 @@ impl Ring {
     /// [`settle_hold`](Self::settle_hold)). Holds get_lock. Returns the holder slot used.
     fn hold_one(&self) -> Option<usize> {
         let s = &*self.state;
-        if s.tasks.joinable.load(Ordering::Relaxed) == 0 {
+        if s.joinable.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let me = sys::process::cached_pid();
@@ -984,15 +1010,15 @@ impl Ring {
     /// finished first); `None` if a live getter holds it — it settles the dead one itself when
     /// it took the lock over.
     fn pending_consumed(&self, mark: u8, holding_get_lock: bool) -> Option<bool> {
-        let c = &self.state.consumer;
+        let (g, c) = (&self.state.get, &self.state.consumer);
         let read = || (c.get_count.load(Ordering::SeqCst) & 0x7f) as u8 != mark;
         if holding_get_lock {
             return Some(read());
         }
-        let how = c.get_lock.try_lock()?;
-        let _held = Held(&c.get_lock);
+        let how = g.get_lock.try_lock()?;
+        let _held = Held(&g.get_lock);
         if let Acquired::OwnerDied(_) = how {
-            c.assembling.store(0, Ordering::Relaxed);
+            g.assembling.store(0, Ordering::Relaxed);
             self.repair_consume();
         }
         Some(read())
@@ -1049,7 +1075,7 @@ impl Ring {
     /// Marks one message done; false if none was unfinished.
     pub(crate) fn task_done(&self) -> bool {
         let s = &*self.state;
-        if s.tasks.joinable.load(Ordering::Relaxed) == 0 {
+        if s.joinable.load(Ordering::Relaxed) == 0 {
             return self.finish_one(false);
         }
         let _held = self.lock_done(false);
@@ -1142,7 +1168,7 @@ impl Ring {
     fn sleep_until_drained(&self, deadline: Option<Instant>, stop: &AtomicBool) -> Result<(), TimedOut> {
         let s = &*self.state;
         let ready = || s.tasks.unfinished.load(Ordering::SeqCst) as u32 == 0 || stop.load(Ordering::SeqCst);
-        let joinable = s.tasks.joinable.load(Ordering::Relaxed) != 0;
+        let joinable = s.joinable.load(Ordering::Relaxed) != 0;
         loop {
             // Items taken by a consumer that died will never be marked done: count them done
             // now (and look again every slice: nobody tells us of a death).
@@ -1238,14 +1264,14 @@ mod tests {
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             let s = &*ring.state;
-            let _ = s.consumer.get_lock.lock(None);
+            let _ = s.get.get_lock.lock(None);
             let held = ring.hold_one();
             assert!(held.is_some());
             ring.refresh_tail(); // as a get does before it reads a record
             let next = s.consumer.head.load(std::sync::atomic::Ordering::Relaxed) + super::record_size(12);
             let count = s.consumer.get_count.load(std::sync::atomic::Ordering::Relaxed) + 1;
-            s.consumer.taking_count.store(count, std::sync::atomic::Ordering::Relaxed);
-            s.consumer.taking_head.store(next, std::sync::atomic::Ordering::Release);
+            s.get.taking_count.store(count, std::sync::atomic::Ordering::Relaxed);
+            s.get.taking_head.store(next, std::sync::atomic::Ordering::Release);
             s.consumer.head.store(next, std::sync::atomic::Ordering::Release);
             // Killed here: `get_count` never moves, `get_lock` is never let go.
             // SAFETY: ends the child at once.

@@ -81,6 +81,7 @@ impl fmt::Debug for LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Only our own hold: the lock may have been released through `Lock::release` while the
         // guard lived, and taken by someone else since.
@@ -103,10 +104,12 @@ impl Lock {
         Ok(Lock { state: Shared::new(LockState { raw: RawMutex::new() })? })
     }
 
+    #[inline]
     pub(crate) fn raw(&self) -> &RawMutex {
         &self.state.raw
     }
 
+    #[inline]
     fn guard(&self, how: Acquired) -> LockResult<LockGuard<'_>> {
         let guard = LockGuard { lock: self, _not_send: std::marker::PhantomData };
         match how {
@@ -126,6 +129,7 @@ impl Lock {
     /// drop(guard);
     /// ```
     /// Python counterpart: `lock.acquire()` / `with lock:`.
+    #[inline]
     pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
         let how = self.raw().lock(None).unwrap_or(Acquired::Clean);
         self.guard(how)

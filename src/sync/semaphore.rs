@@ -94,6 +94,7 @@ impl Semaphore {
     /// assert_eq!(room.value(), 0);
     /// ```
     /// Python counterpart: `sem.acquire()`.
+    #[inline]
     pub fn acquire(&self) {
         let _ = self.state.raw.acquire(None);
     }
@@ -145,6 +146,7 @@ impl Semaphore {
     /// assert_eq!(room.value(), 1);
     /// ```
     /// Python counterpart: `sem.release()`.
+    #[inline]
     pub fn release(&self) -> std::result::Result<(), SemaphoreReleaseError> {
         if self.state.raw.release() { Ok(()) } else { Err(SemaphoreReleaseError) }
     }
@@ -206,6 +208,7 @@ impl BoundedSemaphore {
     /// assert_eq!(sem.value(), 0);
     /// ```
     /// Python counterpart: `sem.acquire()`.
+    #[inline]
     pub fn acquire(&self) {
         self.inner.acquire()
     }
@@ -256,6 +259,7 @@ impl BoundedSemaphore {
     /// sem.acquire();
     /// sem.release().unwrap();
     /// ```
+    #[inline]
     pub fn release(&self) -> std::result::Result<(), SemaphoreReleaseError> {
         self.inner.release()
     }

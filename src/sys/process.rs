@@ -283,18 +283,27 @@ pub(crate) fn gettid() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
 }
 
+/// Our pid, cached by [`cached_pid`]; 0 until first asked for, and again in a forked child.
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Our pid, cached: lock fast paths need it in a few nanoseconds, and `getpid` is a system call.
 /// A `pthread_atfork` child handler clears the cache, so a forked child never sees its parent's.
+/// Inlined (the fast path is one load), so that the lock fast paths of a caller's crate stay
+/// free of calls.
+#[inline]
 pub(crate) fn cached_pid() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static PID: AtomicU32 = AtomicU32::new(0);
+    match PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => fetch_pid(),
+        pid => pid,
+    }
+}
+
+#[cold]
+fn fetch_pid() -> u32 {
+    use std::sync::atomic::Ordering;
     static HOOK: std::sync::Once = std::sync::Once::new();
     extern "C" fn forget() {
         PID.store(0, Ordering::Relaxed);
-    }
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
     }
     HOOK.call_once(|| {
         // SAFETY: registers a plain C-ABI function as the child-side fork handler; it only stores
@@ -306,22 +315,26 @@ pub(crate) fn cached_pid() -> u32 {
     pid
 }
 
+thread_local! {
+    /// This thread's kernel id and the pid it was read in (a forked child reads its own).
+    static TID: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 /// The calling thread's kernel id, cached per thread (and refreshed in a forked child).
+#[inline]
 pub(crate) fn cached_tid() -> u32 {
-    use std::cell::Cell;
-    thread_local! {
-        static TID: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
-    }
     let pid = cached_pid();
-    TID.with(|cell| {
-        let (for_pid, tid) = cell.get();
-        if for_pid == pid {
-            return tid;
-        }
-        let tid = gettid();
-        cell.set((pid, tid));
-        tid
-    })
+    match TID.with(std::cell::Cell::get) {
+        (for_pid, tid) if for_pid == pid => tid,
+        _ => fetch_tid(pid),
+    }
+}
+
+#[cold]
+fn fetch_tid(pid: u32) -> u32 {
+    let tid = gettid();
+    TID.with(|cell| cell.set((pid, tid)));
+    tid
 }
 
 /// Ignores SIGPIPE, as Rust's own `main` does before it runs: a child writing to a closed pipe
