@@ -137,6 +137,43 @@ fn a_cancelled_get_never_takes_an_item() {
     assert!(q.try_get().is_err());
 }
 
+fn get_slowly(q: Queue<u64>, n: u64) -> Vec<u64> {
+    (0..n)
+        .map(|i| {
+            if i % 7 == 0 {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            q.get().unwrap()
+        })
+        .collect()
+}
+
+/// `put_async` on a full queue leaves its wait to a watcher, which must wake for the room the
+/// next get makes — though a get wakes only sleepers it sees counted — and a cancelled put puts
+/// nothing: every item arrives once, in order.
+#[test]
+fn async_puts_wait_for_room_made_by_another_process() {
+    let _w = watchdog(120);
+    const N: u64 = 2000;
+    let q = Queue::bounded(1).unwrap();
+    let mut consumer = Process::spawn(get_slowly, (q.clone(), N)).unwrap();
+    let mut cancelled = 0;
+    runtime().block_on(async {
+        let mut next_item = 0;
+        while next_item < N {
+            match tokio::time::timeout(Duration::from_micros(50), q.put_async(next_item)).await {
+                Ok(put) => {
+                    put.unwrap();
+                    next_item += 1;
+                }
+                Err(_) => cancelled += 1,
+            }
+        }
+    });
+    assert_eq!(consumer.join().unwrap(), (0..N).collect::<Vec<_>>(), "{cancelled} puts were cancelled");
+    assert!(cancelled > 0, "no put was cancelled: the test proved nothing");
+}
+
 #[test]
 fn a_cancelled_put_puts_nothing() {
     let _w = watchdog(60);

@@ -327,3 +327,33 @@ fn wait_over_queues_pipes_and_processes() {
     jq.put(9).unwrap();
     assert_eq!(wait(&[&q as &dyn Waitable, &jq], None).unwrap(), [1]);
 }
+
+fn put_with_pauses(q: Queue<u64>, n: u64) {
+    for i in 0..n {
+        if i % 7 == 0 {
+            // Longer than a getter spins: it goes to sleep, and this put must wake it.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        q.put(i).unwrap();
+    }
+}
+
+/// A put or get wakes a sleeper of the other kind only if it sees one counted asleep (the busy
+/// path pays no wake-up write). Both kinds sleep here, many times over: getters on an empty
+/// queue while the producer pauses, the producer on a full one (bounded to 2) while the getter
+/// pauses. A wake-up slept through would stop the exchange, and the watchdog would fail it.
+#[test]
+fn sleepers_on_both_sides_are_always_woken() {
+    let _w = watchdog(120);
+    const N: u64 = 3_000;
+    let q = Queue::bounded(2).unwrap();
+    let mut producer = Process::spawn(put_with_pauses, (q.clone(), N)).unwrap();
+    for expected in 0..N {
+        if expected % 11 == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(q.get().unwrap(), expected);
+    }
+    producer.join().unwrap();
+    assert!(q.is_empty());
+}

@@ -697,16 +697,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// looks again: nobody wakes it when the ring is let go.
 const CONTENDED: Duration = Duration::from_millis(1);
 
-/// Ready when an item may have come (a put since `seen`, the consumers' word read before the
-/// failed try).
-fn watch_items(ring: &Ring, seen: u32) -> Watch {
+/// Ready when an item may have come (a put past `seen`, the ring's published mark read before
+/// the failed try).
+fn watch_items(ring: &Ring, seen: u64) -> Watch {
     let slice = ring.get_contended().then_some(CONTENDED);
     let (sleeper, waker) = (ring.clone(), ring.clone());
     Watch::start(move |stop| sleeper.sleep_consumer(seen, stop.flag(), slice), move || waker.wake_watchers())
 }
 
-/// Ready when room may have come (a get since `seen`).
-fn watch_room(ring: &Ring, seen: u32) -> Watch {
+/// Ready when room may have come (a get past `seen`, the consumed mark).
+fn watch_room(ring: &Ring, seen: u64) -> Watch {
     let slice = ring.put_contended().then_some(CONTENDED);
     let (sleeper, waker) = (ring.clone(), ring.clone());
     Watch::start(move |stop| sleeper.sleep_producer(seen, stop.flag(), slice), move || waker.wake_room_watchers())
@@ -742,7 +742,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// cancelled).
     pub async fn get_async(&self) -> std::result::Result<T, GetError> {
         asyncio::retry(|| {
-            let seen = self.ring.published_word();
+            let seen = self.ring.published_mark();
             match self.try_get() {
                 Ok(item) => Step::Done(Ok(item)),
                 Err(TryGetError::Empty) => Step::Wait(watch_items(&self.ring, seen)),
@@ -786,7 +786,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> std::result::Result<(), PutError<T>> {
         let mut item = Some(item);
         asyncio::retry(|| {
-            let seen = self.ring.consumed_word();
+            let seen = self.ring.consumed_mark();
             match try_put(self, item.take().expect("kept between attempts")) {
                 Ok(()) => Step::Done(Ok(())),
                 Err(TryPutError::Full(back)) => {

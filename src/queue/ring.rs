@@ -342,21 +342,25 @@ impl Ring {
     ) -> Result<(), RingError> {
         let s = &*self.state;
         assert!(len <= self.whole_limit(), "put_whole of {len} bytes");
-        let _held = self.lock_put(deadline)?;
-        if s.maxsize > 0 {
-            self.wait_for_producers(deadline, || self.len() < s.maxsize)?;
+        {
+            let _held = self.lock_put(deadline)?;
+            if s.maxsize > 0 {
+                self.wait_for_producers(deadline, || self.len() < s.maxsize)?;
+            }
+            let need = record_size(len as u64);
+            self.wait_for_room(need, deadline)?;
+            self.rewind_if_empty(need);
+            let at = self.wrap_for(need);
+            let offset = self.position(at);
+            self.write_header(offset, len as u32, WHOLE);
+            // SAFETY: the record fits before the end of the ring (wrap_for) and lies past `tail`,
+            // so only this producer (holding put_lock) touches these bytes until it publishes them.
+            let room = unsafe { std::slice::from_raw_parts_mut(self.bytes().add((offset + HEADER) as usize), len) };
+            fill(room).map_err(RingError::Failed)?;
+            self.make_visible(at + need, true);
         }
-        let need = record_size(len as u64);
-        self.wait_for_room(need, deadline)?;
-        self.rewind_if_empty(need);
-        let at = self.wrap_for(need);
-        let offset = self.position(at);
-        self.write_header(offset, len as u32, WHOLE);
-        // SAFETY: the record fits before the end of the ring (wrap_for) and lies past `tail`, so
-        // only this producer (holding put_lock) touches these bytes until it publishes them.
-        let room = unsafe { std::slice::from_raw_parts_mut(self.bytes().add((offset + HEADER) as usize), len) };
-        fill(room).map_err(RingError::Failed)?;
-        self.publish(at + need, true);
+        // After put_lock is let go, whose release a sleeping consumer synchronizes with.
+        self.wake_after_unlock(&s.producer.published, &s.sleepers.consumers);
         Ok(())
     }
 
@@ -586,20 +590,51 @@ impl Ring {
         }
     }
 
-    /// Makes everything up to `tail` visible to consumers, and wakes them if asleep.
+    /// Makes everything up to `tail` visible to consumers, and wakes them if asleep: for records
+    /// published while `put_lock` stays held (chunks, pads, an abort), which consumers may be
+    /// waiting for under their own lock.
     fn publish(&self, tail: u64, whole_message: bool) {
+        let s = &*self.state;
+        self.make_visible(tail, whole_message);
+        // The bump comes after the stores a sleeper waits for; a sleeper reads the word before it
+        // looks, so either it sees them or its sleep fails on the changed word.
+        s.producer.published.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.consumers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&s.producer.published, u32::MAX);
+        }
+    }
+
+    /// Moves `tail` (and the message count) without waking anyone: the caller wakes sleepers
+    /// once it lets go of `put_lock` ([`wake_after_unlock`](Self::wake_after_unlock)).
+    #[inline]
+    fn make_visible(&self, tail: u64, whole_message: bool) {
         let s = &*self.state;
         s.producer.tail.store(tail, Ordering::Release);
         if whole_message {
             // After `tail`: a count never runs ahead of what a consumer can see (a producer
-            // killed between the two stores leaves `len()` one short, never one too many). Before
-            // the bump: a `wait` watcher woken by the bump sees the count.
+            // killed between the two stores leaves `len()` one short, never one too many).
             // Only the holder of put_lock writes it: a plain store, no read-modify-write.
             s.producer.put_count.store(s.producer.put_count.load(Ordering::Relaxed) + 1, Ordering::Release);
         }
-        s.producer.published.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.consumers.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.producer.published, u32::MAX);
+    }
+
+    /// Wakes the sleepers of `word` (counted in `asleep`) after a put or get whose changes were
+    /// made under a ring lock and published by letting go of it — a sequentially consistent
+    /// swap ([`RawMutex::unlock`]). The busy case pays no read-modify-write here: the word is
+    /// bumped only when somebody sleeps.
+    ///
+    /// Why no sleeper is missed: a sleeper reads `word`, counts itself in `asleep`, then reads
+    /// the lock word of the side it waits for ([`RawMutex::observe`]) before it looks at the
+    /// ring. Our unlock, our read of `asleep` and its two steps are all sequentially consistent.
+    /// If we read `asleep` before its count, our unlock precedes its read of the lock word, which
+    /// then synchronizes with the unlock (or a later lock operation in its release sequence), so
+    /// it sees our changes and does not sleep. Otherwise we see it and bump the word, and its
+    /// sleep fails on the changed word.
+    #[inline]
+    fn wake_after_unlock(&self, word: &AtomicU32, asleep: &AtomicU32) {
+        if asleep.load(Ordering::SeqCst) > 0 {
+            word.fetch_add(1, Ordering::SeqCst);
+            sys::futex::wake(word, u32::MAX);
         }
     }
 
@@ -607,9 +642,8 @@ impl Ring {
     /// the ring, `stop` is set (then [`wake_watchers`](Self::wake_watchers) must follow), or
     /// `deadline` passes; returns whether a message is there.
     pub(crate) fn watch(&self, stop: &AtomicBool, deadline: Option<Instant>) -> bool {
-        let s = &*self.state;
         let ready = || self.len() > 0 || stop.load(Ordering::SeqCst);
-        let _ = wait_on(&s.producer.published, &s.sleepers.consumers, deadline, &ready);
+        let _ = self.consumers_sleep().wait(deadline, &ready);
         self.len() > 0
     }
 
@@ -623,10 +657,21 @@ impl Ring {
         sys::futex::wake(&s.producer.published, u32::MAX);
     }
 
+    /// How consumers sleep: on `published`, woken by producers.
+    fn consumers_sleep(&self) -> Sleeper<'_> {
+        let s = &*self.state;
+        Sleeper { word: &s.producer.published, asleep: &s.sleepers.consumers, lock: &s.put.put_lock }
+    }
+
+    /// How producers sleep: on `consumed`, woken by consumers.
+    fn producers_sleep(&self) -> Sleeper<'_> {
+        let s = &*self.state;
+        Sleeper { word: &s.consumer.consumed, asleep: &s.sleepers.producers, lock: &s.get.get_lock }
+    }
+
     /// Producers wait here (for room, or for the message count to drop).
     fn wait_for_producers(&self, deadline: Option<Instant>, ready: impl Fn() -> bool) -> Result<(), RingError> {
-        let s = &*self.state;
-        wait_on(&s.consumer.consumed, &s.sleepers.producers, deadline, &ready).map_err(|TimedOut| RingError::Timeout)
+        self.producers_sleep().wait(deadline, &ready).map_err(|TimedOut| RingError::Timeout)
     }
 
     // ----- consumer side -----
@@ -651,8 +696,13 @@ impl Ring {
             }
             Ok(Acquired::Clean) => {}
         }
-        let _held = Held(lock);
-        self.get_locked(deadline, discard, decode)
+        let taken = {
+            let _held = Held(lock);
+            self.get_locked(deadline, discard, decode)
+        };
+        // After get_lock is let go (see `wake_after_unlock`).
+        self.wake_after_unlock(&s.consumer.consumed, &s.sleepers.producers);
+        taken
     }
 
     fn get_locked(
@@ -672,8 +722,7 @@ impl Ring {
                     self.wait_for_chunk(&ready);
                     continue;
                 }
-                wait_on(&s.producer.published, &s.sleepers.consumers, waiting_deadline, &ready)
-                    .map_err(|TimedOut| RingError::Timeout)?;
+                self.consumers_sleep().wait(waiting_deadline, &ready).map_err(|TimedOut| RingError::Timeout)?;
                 continue;
             }
             let at = self.position(head);
@@ -698,7 +747,7 @@ impl Ring {
                     }
                     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(payload)));
                     let held = self.hold_one();
-                    self.consume(head + size, true);
+                    self.move_head(head + size, true);
                     self.settle_hold(held);
                     if let Err(panic) = decoded {
                         std::panic::resume_unwind(panic);
@@ -774,8 +823,22 @@ impl Ring {
         RingError::Failed(Error::new(ErrorKind::Decode, format!("queue ring: {what}")))
     }
 
-    /// Frees everything up to `head` for producers, and wakes one if asleep.
+    /// Frees everything up to `head` for producers, and wakes them if asleep: for records taken
+    /// while `get_lock` stays held (chunks, pads, an abort), which a producer streaming a message
+    /// may be waiting on under its own lock.
     fn consume(&self, head: u64, whole_message: bool) {
+        let s = &*self.state;
+        self.move_head(head, whole_message);
+        s.consumer.consumed.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.producers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&s.consumer.consumed, u32::MAX);
+        }
+    }
+
+    /// Frees everything up to `head` without waking anyone: [`get`](Self::get) wakes sleeping
+    /// producers once it lets go of `get_lock`.
+    #[inline]
+    fn move_head(&self, head: u64, whole_message: bool) {
         let s = &*self.state;
         if whole_message {
             // Only the holder of get_lock writes these. The intent goes first, so that a kill
@@ -788,10 +851,6 @@ impl Ring {
             s.get.taking_head.store(0, Ordering::Release);
         } else {
             s.consumer.head.store(head, Ordering::Release);
-        }
-        s.consumer.consumed.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.producers.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.consumer.consumed, u32::MAX);
         }
     }
 
@@ -814,7 +873,7 @@ impl Ring {
     fn wait_for_chunk(&self, ready: &dyn Fn() -> bool) {
         let s = &*self.state;
         let slice = Instant::now() + Duration::from_millis(20);
-        if wait_on(&s.producer.published, &s.sleepers.consumers, Some(slice), ready).is_ok() {
+        if self.consumers_sleep().wait(Some(slice), ready).is_ok() {
             return;
         }
         if let Some(how) = s.put.put_lock.try_lock() {
@@ -828,16 +887,16 @@ impl Ring {
 
     // ----- watchers for async callers -----
 
-    /// A snapshot of the consumers' wake-up word, taken before a `try_get`: a watcher started
-    /// after the try fails sleeps only while it still holds this value, so a put in between is
-    /// not slept through.
-    pub(crate) fn published_word(&self) -> u32 {
-        self.state.producer.published.load(Ordering::SeqCst)
+    /// A snapshot of what producers have published, taken before a `try_get`: a watcher started
+    /// after the try fails sleeps only while nothing more has been, so a put in between is not
+    /// slept through.
+    pub(crate) fn published_mark(&self) -> u64 {
+        self.state.producer.tail.load(Ordering::SeqCst)
     }
 
-    /// The producers' wake-up word, as [`published_word`](Self::published_word).
-    pub(crate) fn consumed_word(&self) -> u32 {
-        self.state.consumer.consumed.load(Ordering::SeqCst)
+    /// What consumers have taken, as [`published_mark`](Self::published_mark) (for a `try_put`).
+    pub(crate) fn consumed_mark(&self) -> u64 {
+        self.state.consumer.head.load(Ordering::SeqCst)
     }
 
     /// Whether a `try_get` that found nothing was kept out by another consumer holding the ring
@@ -851,19 +910,19 @@ impl Ring {
         self.state.put.put_lock.is_locked()
     }
 
-    /// Sleeps like a consumer while the wake-up word is `seen`, until `stop` is set (then
+    /// Sleeps like a consumer while nothing is published past `mark`, until `stop` is set (then
     /// [`wake_watchers`](Self::wake_watchers) must follow) or `slice` has passed.
-    pub(crate) fn sleep_consumer(&self, seen: u32, stop: &AtomicBool, slice: Option<Duration>) {
+    pub(crate) fn sleep_consumer(&self, mark: u64, stop: &AtomicBool, slice: Option<Duration>) {
         let s = &*self.state;
-        sleep_while(&s.producer.published, &s.sleepers.consumers, seen, stop, slice);
+        self.consumers_sleep().sleep_while(&s.producer.tail, mark, stop, slice);
     }
 
-    /// Sleeps like a producer while the wake-up word is `seen` (see
+    /// Sleeps like a producer while nothing is taken past `mark` (see
     /// [`sleep_consumer`](Self::sleep_consumer); [`wake_room_watchers`](Self::wake_room_watchers)
     /// interrupts it).
-    pub(crate) fn sleep_producer(&self, seen: u32, stop: &AtomicBool, slice: Option<Duration>) {
+    pub(crate) fn sleep_producer(&self, mark: u64, stop: &AtomicBool, slice: Option<Duration>) {
         let s = &*self.state;
-        sleep_while(&s.consumer.consumed, &s.sleepers.producers, seen, stop, slice);
+        self.producers_sleep().sleep_while(&s.consumer.head, mark, stop, slice);
     }
 
     /// Wakes every producer-side sleeper so that it looks at its stop flag; producers waiting
@@ -1202,43 +1261,62 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Sleeps on futex `word` (announcing itself in `asleep`) while it holds `seen`, until `stop`
-/// is set or `slice` (if any) has passed. Whoever sets `stop` then bumps and wakes `word`.
-fn sleep_while(word: &AtomicU32, asleep: &AtomicU32, seen: u32, stop: &AtomicBool, slice: Option<Duration>) {
-    let until = slice.map(|s| Instant::now() + s);
-    asleep.fetch_add(1, Ordering::SeqCst);
-    while word.load(Ordering::SeqCst) == seen && !stop.load(Ordering::SeqCst) {
-        if sys::futex::wait_until(word, seen, until, Duration::from_secs(3600)) == sys::futex::Wake::TimedOut {
-            break;
-        }
-    }
-    asleep.fetch_sub(1, Ordering::SeqCst);
+/// One kind of sleeper on a ring — consumers waiting for records, or producers for room: the
+/// futex word it sleeps on, the count it announces itself in, and the lock of the side that
+/// wakes it (see [`Ring::wake_after_unlock`]).
+struct Sleeper<'a> {
+    word: &'a AtomicU32,
+    asleep: &'a AtomicU32,
+    lock: &'a RawMutex,
 }
 
-/// Spins, then sleeps on futex `word` (announcing itself in `asleep`) until `ready()`.
-fn wait_on(
-    word: &AtomicU32,
-    asleep: &AtomicU32,
-    deadline: Option<Instant>,
-    ready: &dyn Fn() -> bool,
-) -> Result<(), TimedOut> {
-    if ready() || raw::spin(raw::SPIN, ready) {
-        return Ok(());
+impl Sleeper<'_> {
+    /// Counts itself asleep, then synchronizes with the waking side's last unlock, so that what
+    /// it looks at next is at least what that put or get left (see
+    /// [`Ring::wake_after_unlock`]).
+    fn announce(&self) {
+        self.asleep.fetch_add(1, Ordering::SeqCst);
+        self.lock.observe();
     }
-    loop {
-        let seen = word.load(Ordering::SeqCst);
-        asleep.fetch_add(1, Ordering::SeqCst);
-        if ready() {
-            asleep.fetch_sub(1, Ordering::SeqCst);
+
+    /// Spins, then sleeps until `ready()` or `deadline`.
+    fn wait(&self, deadline: Option<Instant>, ready: &dyn Fn() -> bool) -> Result<(), TimedOut> {
+        if ready() || raw::spin(raw::SPIN, ready) {
             return Ok(());
         }
-        let woke = sys::futex::wait_until(word, seen, deadline, Duration::from_secs(3600));
-        asleep.fetch_sub(1, Ordering::SeqCst);
-        if ready() {
-            return Ok(());
+        loop {
+            let seen = self.word.load(Ordering::SeqCst);
+            self.announce();
+            if ready() {
+                self.asleep.fetch_sub(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            let woke = sys::futex::wait_until(self.word, seen, deadline, Duration::from_secs(3600));
+            self.asleep.fetch_sub(1, Ordering::SeqCst);
+            if ready() {
+                return Ok(());
+            }
+            if woke == sys::futex::Wake::TimedOut {
+                return Err(TimedOut);
+            }
         }
-        if woke == sys::futex::Wake::TimedOut {
-            return Err(TimedOut);
+    }
+
+    /// Sleeps while `counter` stays at `mark`, until `stop` is set or `slice` (if any) has
+    /// passed. Whoever sets `stop` then bumps and wakes the word.
+    fn sleep_while(&self, counter: &AtomicU64, mark: u64, stop: &AtomicBool, slice: Option<Duration>) {
+        let until = slice.map(|s| Instant::now() + s);
+        loop {
+            let seen = self.word.load(Ordering::SeqCst);
+            self.announce();
+            let done = counter.load(Ordering::SeqCst) != mark
+                || stop.load(Ordering::SeqCst)
+                || sys::futex::wait_until(self.word, seen, until, Duration::from_secs(3600))
+                    == sys::futex::Wake::TimedOut;
+            self.asleep.fetch_sub(1, Ordering::SeqCst);
+            if done {
+                return;
+            }
         }
     }
 }

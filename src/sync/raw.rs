@@ -282,7 +282,10 @@ impl<P: Platform> RawMutex<P> {
     #[inline]
     pub(crate) fn unlock(&self) -> bool {
         self.owner_tid.store(0, Ordering::Relaxed);
-        let previous = self.word.swap(0, Ordering::Release);
+        // Sequentially consistent, not only Release (the same instruction on x86): the queue
+        // ring wakes its sleepers by reading their count after this, relying on its place in
+        // the single total order (see `queue::ring`'s `wake_after_unlock`).
+        let previous = self.word.swap(0, Ordering::SeqCst);
         if previous & WAITERS != 0 {
             P::wake(&self.word, 1);
         }
@@ -306,6 +309,14 @@ impl<P: Platform> RawMutex<P> {
         // Nobody else can take the lock between the check and the release: if it is ours, we
         // hold it.
         self.word.load(Ordering::Relaxed) & PID_MASK == me && self.unlock()
+    }
+
+    /// Synchronizes with the last release of the lock (or a later lock operation): what its
+    /// holders did before letting go is visible after this. For sleepers that a holder wakes
+    /// after its unlock only if it sees them counted (the queue ring).
+    #[inline]
+    pub(crate) fn observe(&self) {
+        self.word.load(Ordering::SeqCst);
     }
 
     /// Whether the lock is held by anybody.
