@@ -231,6 +231,13 @@ pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usi
     Ok((size?, has_handles))
 }
 
+/// Whether no transfer's side table is open on this thread: a handle serialized now fails
+/// (and deserializing one fails too), so a value that encodes or decodes cleanly holds none.
+#[inline]
+pub(crate) fn outside_transfers() -> bool {
+    TABLE.with(|t| t.borrow().is_none())
+}
+
 /// `value`'s encoded size if it holds no handles, in one pass and without a side table: with
 /// none open, a handle's serialization fails, so a size measured cleanly is a size of bytes
 /// only. `None` if it holds handles, cannot be encoded, or a table is already open (an outer
@@ -238,7 +245,7 @@ pub(crate) fn measure<T: Serialize + ?Sized>(value: &T) -> postcard::Result<(usi
 /// put; call it inside [`sending`].
 #[inline]
 pub(crate) fn bytes_only_size<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
-    if TABLE.with(|t| t.borrow().is_some()) {
+    if !outside_transfers() {
         return None;
     }
     postcard::experimental::serialized_size(value).ok()

@@ -536,3 +536,22 @@ fn a_lone_task_past_its_timeout_is_stopped() {
     }
     assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
 }
+
+fn echo_bytes(bytes: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+    bytes
+}
+
+/// Items and results so big that a worker's order ring holds two orders and the report ring two
+/// reports: the thread that hands out orders is also the one that takes reports, so it must
+/// never wait for room in an order ring — a worker blocked on a full report ring would never
+/// make any. Every item comes back, in order.
+#[test]
+fn big_items_and_results_never_jam_the_rings() {
+    let _w = watchdog(120);
+    let pool = Pool::new(1).unwrap();
+    let items: Vec<serde_bytes::ByteBuf> = (0..24u8).map(|i| serde_bytes::ByteBuf::from(vec![i; 3 << 19])).collect();
+    let back = pool.map_chunked(echo_bytes, items.clone(), 1).unwrap();
+    assert!(back == items, "items came back changed or out of order");
+    pool.close();
+    pool.join().unwrap();
+}

@@ -164,3 +164,92 @@ fn items_with_handles_fit_the_flat_shape_yet_travel_alone_with_their_descriptors
     pool.close();
     pool.join().unwrap();
 }
+
+/// A number whose `Serialize` panics at 13 and whose `Deserialize` refuses odd numbers above 90:
+/// the failures of the flat lane, each in one item only.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Touchy(u64);
+
+impl Serialize for Touchy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(self.0 != 13, "13 will not be written");
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Touchy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Touchy, D::Error> {
+        let n = u64::deserialize(d)?;
+        if n > 90 && n % 2 == 1 {
+            return Err(serde::de::Error::custom(format!("{n} is odd and big")));
+        }
+        Ok(Touchy(n))
+    }
+}
+
+fn touchy(i: u64) -> Touchy {
+    Touchy(i)
+}
+
+fn untouched(t: Touchy) -> u64 {
+    t.0
+}
+
+/// Plain numbers both ways take the workers' flat lane (decode, run and encode in one pass): a
+/// result whose encoding panics, and arguments that do not decode, fail their own items and no
+/// other, with the reason of the careful path.
+#[test]
+fn the_flat_lane_fails_only_the_items_that_fail() {
+    let _watchdog = common::watchdog(60);
+    let pool = Pool::new(2).unwrap();
+    let outcomes: Vec<Result<Touchy, TaskError>> = pool.imap(touchy, 0..90u64).unwrap().collect();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(t) => assert_eq!(t.0, i as u64),
+            Err(TaskError::Panicked { message, .. }) => {
+                assert_eq!(i, 13);
+                assert!(message.contains("encoding the task's result") && message.contains("13 will not"), "{message}");
+            }
+            Err(other) => panic!("item {i}: {other}"),
+        }
+    }
+    // Arguments: sent flat as u64s (Touchy's Serialize writes one), refused on the way in.
+    let outcomes: Vec<Result<u64, TaskError>> = pool.imap(untouched, (80..100u64).map(Touchy)).unwrap().collect();
+    for (i, outcome) in (80..100u64).zip(&outcomes) {
+        match outcome {
+            Ok(v) => assert_eq!(*v, i),
+            Err(TaskError::Decode(why)) => assert!(i > 90 && i % 2 == 1 && why.contains("odd and big"), "{i}: {why}"),
+            Err(other) => panic!("item {i}: {other}"),
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 5);
+    pool.close();
+    pool.join().unwrap();
+}
+
+fn fail_first_then_nap(i: u64) -> u64 {
+    assert!(i != 1, "item 1 fails");
+    if i == 90 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    i
+}
+
+/// `map` decodes chunks as they arrive, yet a failure in an early chunk is told only once every
+/// item has finished (Python's `map`), and it is the first failing item's.
+#[test]
+fn map_tells_its_first_failure_only_when_every_item_is_in() {
+    let _watchdog = common::watchdog(60);
+    let pool = Pool::new(2).unwrap();
+    let began = std::time::Instant::now();
+    match pool.map_chunked(fail_first_then_nap, 0..100u64, 10) {
+        Err(TaskError::Panicked { message, .. }) => assert!(message.contains("item 1 fails"), "{message}"),
+        other => panic!("expected item 1's failure: {other:?}"),
+    }
+    assert!(began.elapsed() >= std::time::Duration::from_millis(300));
+    let began = std::time::Instant::now();
+    assert!(pool.map(fail_first_then_nap, 0..100u64).is_err());
+    assert!(began.elapsed() >= std::time::Duration::from_millis(300));
+    pool.close();
+    pool.join().unwrap();
+}

@@ -48,11 +48,13 @@ fn refuse<T>(what: &str) -> Result<T, NotFlat> {
 
 /// Appends `value`'s flat encoding to `out`. On error `out` may hold part of it; callers
 /// truncate.
+#[inline]
 pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), NotFlat> {
     value.serialize(&mut Writer { out })
 }
 
 /// Decodes the whole of `bytes` as a flat `T`.
+#[inline]
 pub(crate) fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NotFlat> {
     let mut reader = Reader { input: bytes };
     let value = T::deserialize(&mut reader)?;

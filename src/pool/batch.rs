@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ErrorKind;
 use crate::handle;
-use crate::pool::worker::Layout;
+use crate::pool::worker::{Layout, Marker};
 use crate::process::task::{Panic, Task};
 
 /// How one item of a batch failed.
@@ -78,9 +78,9 @@ pub(crate) struct BatchIn<'a> {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// The type-erased form of a task run over a batch (a pool's chunk): its arguments, a hook
-/// called with each item's index before it runs, and the output.
-pub(crate) type BatchEntry = fn(BatchIn<'_>, &mut dyn FnMut(usize), &mut BatchOut);
+/// The type-erased form of a task run over a batch (a pool's chunk): its arguments, the marker
+/// told each item's index before it runs, and the output.
+pub(crate) type BatchEntry = fn(BatchIn<'_>, &Marker<'_>, &mut BatchOut);
 
 /// The offset of task `F`'s batch trampoline (see [`entry`](crate::entry)).
 pub(crate) fn batch_entry_offset<F, A>() -> i64
@@ -108,12 +108,13 @@ pub(crate) unsafe fn batch_entry_from_offset(offset: i64) -> BatchEntry {
 /// of a transfer thin, few enough that a block's values stay in cache and its buffers small.
 const BLOCK: usize = 256;
 
-/// The monomorphised body that runs task `F` over a batch, a block of items at a time in three
-/// passes: decode the block's arguments, run the block's items, encode the block's results.
-/// Each pass sets its transfer up once per block (see [`handle::EncodeScope`]), and user code —
-/// the task — runs only in the middle one, outside both transfers. Results are packed straight
-/// into one buffer, on the flat wire while they all have the first one's flat size.
-fn batch_trampoline<F, A>(input: BatchIn<'_>, starting: &mut dyn FnMut(usize), out: &mut BatchOut)
+/// The monomorphised body that runs task `F` over a batch. Items of plain numbers both ways
+/// take the [flat lane](flat_lane_run) while they can; the rest go a block of items at a time in
+/// three passes: decode the block's arguments, run the block's items, encode the block's
+/// results. Each pass sets its transfer up once per block (see [`handle::EncodeScope`]), and user
+/// code — the task — runs only in the middle one, outside both transfers. Results are packed
+/// straight into one buffer, on the flat wire while they all have the first one's flat size.
+fn batch_trampoline<F, A>(input: BatchIn<'_>, marker: &Marker<'_>, out: &mut BatchOut)
 where
     F: Task<A>,
     A: DeserializeOwned,
@@ -121,9 +122,16 @@ where
 {
     let BatchIn { args, layout, mut fds } = input;
     let (n, flat) = (layout.len(), layout.is_flat());
-    let mut decoded: Vec<Option<A>> = Vec::with_capacity(BLOCK.min(n));
-    let mut returned: Vec<Option<F::Output>> = Vec::with_capacity(BLOCK.min(n));
-    for first in (0..n).step_by(BLOCK) {
+    let mut start = 0;
+    if let Layout::Flat { stride, .. } = *layout
+        && fds.is_empty()
+        && handle::outside_transfers()
+    {
+        start = flat_lane_run::<F, A>(args, stride as usize, n, marker, out);
+    }
+    let mut decoded: Vec<Option<A>> = Vec::with_capacity(BLOCK.min(n - start));
+    let mut returned: Vec<Option<F::Output>> = Vec::with_capacity(BLOCK.min(n - start));
+    for first in (start..n).step_by(BLOCK) {
         let block = BLOCK.min(n - first);
         let failures = &mut out.failures;
         let decode_block = || {
@@ -148,7 +156,7 @@ where
             block,
             |i| match block_args.next().flatten() {
                 Some(args) => {
-                    starting(first + i);
+                    marker.starting(first + i);
                     let task: F = crate::entry::summon();
                     Ok(Some(task.call(args)))
                 }
@@ -189,6 +197,101 @@ where
     }
     // Failures were found pass by pass; the parent reads them in item order.
     out.failures.sort_by_key(|(index, _)| *index);
+}
+
+/// Where an item of the flat lane was when it panicked.
+#[derive(Clone, Copy)]
+enum Step {
+    Decoding,
+    Running,
+    Encoding,
+}
+
+/// The flat lane of a batch: items whose arguments came flat are decoded, run and encoded one
+/// after another in a single pass, their results appended flat — no per-block passes, no
+/// transfer scope, no staging vectors: a few nanoseconds an item around the task itself. No
+/// side table is open (the caller checked), so a value holding a handle fails to encode or
+/// decode flat instead of slipping through, and the task runs outside any transfer, as in the
+/// careful passes. A panic fails its item only, as there. Returns how many items it settled;
+/// it stops at the first result that is not flat like the others (which is encoded the careful
+/// way, possibly moving the batch to postcard), and the caller takes the rest.
+fn flat_lane_run<F, A>(args: &[u8], stride: usize, n: usize, marker: &Marker<'_>, out: &mut BatchOut) -> usize
+where
+    F: Task<A>,
+    A: DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let mut next = 0;
+    while next < n && out.wire != ItemWire::Postcard {
+        // A result that did not go flat: encoded the careful way below.
+        let mut odd: Option<F::Output> = None;
+        let mut step = Step::Decoding;
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            while next < n {
+                step = Step::Decoding;
+                let Some(item) = args.get(next * stride..(next + 1) * stride) else { return };
+                let args = match crate::codec::flat::read::<A>(item) {
+                    Ok(args) => args,
+                    Err(_) => {
+                        // Decoded again, the careful way, for the failure's words.
+                        let failure = decode_args::<A>(item, true).err().unwrap_or_else(|| {
+                            Box::new(ItemFailure::Failed(ErrorKind::Decode, "the arguments did not decode".into()))
+                        });
+                        out.failures.push((next as u32, *failure));
+                        out.ends.push(out.bytes.len() as u64);
+                        next += 1;
+                        continue;
+                    }
+                };
+                step = Step::Running;
+                marker.starting(next);
+                let task: F = crate::entry::summon();
+                let value = task.call(args);
+                step = Step::Encoding;
+                let ItemWire::Flat(width) = out.wire else {
+                    odd = Some(value); // the batch's first result decides the wire
+                    return;
+                };
+                let before = out.bytes.len();
+                if crate::codec::flat::append(&value, &mut out.bytes).is_err() || out.bytes.len() - before != width {
+                    out.bytes.truncate(before);
+                    odd = Some(value);
+                    return;
+                }
+                out.ends.push(out.bytes.len() as u64);
+                next += 1;
+            }
+        }));
+        if let Err(payload) = run {
+            let failure = match step {
+                Step::Decoding => Panic::during("decoding the task's arguments", payload.as_ref()),
+                Step::Running => Panic::caught(payload.as_ref()),
+                Step::Encoding => Panic::during("encoding the task's result", payload.as_ref()),
+            };
+            out.failures.push((next as u32, ItemFailure::Panicked(failure)));
+            // A `Serialize` that panicked part-way may have left bytes behind: a failed item's
+            // place is empty.
+            out.bytes.truncate(out.ends.last().map_or(0, |&end| end as usize));
+            out.ends.push(out.bytes.len() as u64);
+            next += 1;
+            continue;
+        }
+        let Some(value) = odd else { break };
+        // The careful way for this one result, inside a transfer scope: it may decide the wire
+        // (the batch's first result), move the batch to postcard, or fail to encode.
+        let mut scope = handle::EncodeScope::begin();
+        if !append_if_flat(&mut scope, &value, &mut out.bytes, &mut out.wire) {
+            to_postcard::<F::Output>(&mut scope, out);
+            if let Some(failure) = encode_result(&mut scope, &value, &mut out.bytes) {
+                out.failures.push((next as u32, failure));
+            }
+        }
+        out.ends.push(out.bytes.len() as u64);
+        drop(scope);
+        drop(value); // a destructor is user code: outside the transfer
+        next += 1;
+    }
+    next
 }
 
 /// The flat wire's fast lane for a batch's results: values like the first (`stride` bytes

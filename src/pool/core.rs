@@ -177,6 +177,11 @@ struct WorkerHandle {
     held_back: Option<u64>,
     /// Since when it has had nothing to do (`None` while it holds batches).
     idle_since: Option<Instant>,
+    /// When its order ring last had no room for an order: nothing more is offered to it until it
+    /// reports a batch or [`FULL_RETRY`] has passed. Orders are never waited for — the thread
+    /// that hands them out also takes the reports, and a worker blocked on a full report ring
+    /// would never make room for them.
+    full_since: Option<Instant>,
     /// Told to stop for good (idle past the pool's idle timeout, or its place removed by a
     /// shrink): its place is not filled when it ends.
     leaving: bool,
@@ -188,6 +193,7 @@ impl WorkerHandle {
         !self.ended
             && self.stopping.is_none()
             && !self.retiring
+            && self.full_since.is_none()
             && self.in_flight.len() < self.prefetch()
             && self.held_back.is_none_or(|b| !self.in_flight.contains(&b))
     }
@@ -399,6 +405,7 @@ impl Core {
             sent: 0,
             held_back: None,
             idle_since: Some(Instant::now()),
+            full_since: None,
             leaving: false,
         });
         self.wake_supervisor();
@@ -491,7 +498,15 @@ impl Core {
             let worker = st.workers[index].as_mut().expect("chosen above");
             worker.sent += 1;
             batch.seq = worker.sent;
-            if send(worker, id, batch) {
+            let sent = send(worker, id, batch);
+            if sent == Sent::Full {
+                // Offered again once it has made room (see `full_since`).
+                worker.sent -= 1;
+                worker.full_since = Some(Instant::now());
+                st.pending.push_front(id);
+                continue;
+            }
+            if sent == Sent::Yes {
                 batch.worker = Some(index as u32);
                 worker.in_flight.push_back(id);
                 worker.idle_since = None;
@@ -860,6 +875,7 @@ impl Core {
         if let Some(index) = batch.worker {
             if let Some(w) = st.workers[index as usize].as_mut() {
                 w.in_flight.retain(|&b| b != id);
+                w.full_since = None;
                 pid = w.pid;
                 st.startup_deaths = 0;
                 if w.in_flight.is_empty() && self.config.idle_timeout.is_some() {
@@ -1033,6 +1049,18 @@ impl Core {
                     }
                 }
                 self.enforce_deadlines(&mut st);
+                // Workers whose order rings were full are offered orders again.
+                let now = Instant::now();
+                let mut retry = false;
+                for w in st.workers.iter_mut().flatten() {
+                    if w.full_since.is_some_and(|at| now >= at + FULL_RETRY) {
+                        w.full_since = None;
+                        retry = true;
+                    }
+                }
+                if retry {
+                    self.dispatch(&mut st);
+                }
                 #[cfg(feature = "progress")]
                 if self.config.progress {
                     ticks = running_items(&st);
@@ -1068,6 +1096,9 @@ impl Core {
             let mut consider = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
             if let Some(at) = w.kill_at {
                 consider(at);
+            }
+            if let Some(at) = w.full_since {
+                consider(at + FULL_RETRY);
             }
             if let (Some(limit), Some(since)) = (self.config.idle_timeout, w.idle_since) {
                 if !w.retiring {
@@ -1171,19 +1202,26 @@ fn index_of(st: &State, pid: u32) -> u32 {
     st.workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid == pid)).expect("a worker's place") as u32
 }
 
-/// Hands a batch to a worker: its descriptors first (on the worker's connection), then the order.
-fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
+/// What became of an order offered to a worker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sent {
+    Yes,
+    /// Its order ring has no room now.
+    Full,
+    /// It cannot take orders (it is dying).
+    No,
+}
+
+/// Hands a batch to a worker if its order ring has room now: the order, then its descriptors
+/// (on the worker's connection; the worker waits for them once it reads the order).
+fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> Sent {
     let with_fds = !batch.fds.is_empty();
-    if with_fds {
-        let fds: Vec<Fd> = match batch.fds.iter().map(|fd| fd.try_clone().map(Fd::from)).collect() {
-            Ok(fds) => fds,
-            Err(_) => return false,
-        };
-        if w.handles.send(&fds).is_err() {
-            return false;
-        }
-    }
-    let mut order = Order::Run {
+    // Copied before the order goes: once it is in, its descriptors must follow.
+    let fds: Vec<Fd> = match batch.fds.iter().map(|fd| fd.try_clone().map(Fd::from)).collect() {
+        Ok(fds) => fds,
+        Err(_) => return Sent::No,
+    };
+    let order = Order::Run {
         batch: id,
         seq: batch.seq,
         entry: batch.entry,
@@ -1191,16 +1229,17 @@ fn send(w: &WorkerHandle, id: u64, batch: &Batch) -> bool {
         layout: batch.layout.clone(),
         with_fds,
     };
-    // Orders are small next to the ring, so this rarely waits; when it does (huge arguments), it
-    // checks that the worker is still there to make room.
-    loop {
-        match w.orders.put_timeout(order, Duration::from_millis(100)) {
-            Ok(()) => return true,
-            Err(crate::queue::PutTimeoutError::Timeout(back)) if w.process.is_alive() => order = back,
-            Err(_) => return false,
-        }
+    match w.orders.try_put(order) {
+        Ok(()) if with_fds && w.handles.send(&fds).is_err() => Sent::No,
+        Ok(()) => Sent::Yes,
+        Err(crate::queue::TryPutError::Full(_)) => Sent::Full,
+        Err(_) => Sent::No,
     }
 }
+
+/// How soon a worker whose order ring was full is offered orders again if it has not reported
+/// a batch meanwhile (its pending orders may all have been taken back).
+const FULL_RETRY: Duration = Duration::from_millis(1);
 
 /// Delivers outcomes to their collectors (with the state lock released: callbacks run here).
 fn deliver(deliveries: Deliveries) {

@@ -897,7 +897,9 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned,
     {
-        self.map_async(f, items)?.get()
+        let _ = f;
+        let sink = self.map_collect::<F, (T,)>(items.into_iter().map(|item| (item,)), None)?;
+        sink.collect_in_order()
     }
 
     /// [`map`](Self::map) with an explicit chunk size.

@@ -201,6 +201,55 @@ impl Results {
 
     /// [`decode`](Self::decode) inside a transfer already set up (one for many items).
     #[inline]
+    /// Decodes the values of the items after those already in `values`, in order, for as long
+    /// as they have finished with one: `Ok` where the next item is still pending (or none is
+    /// left), `Err` at an item that failed or whose value does not decode (the item at
+    /// `values.len()`; [`error_at`](Self::error_at) says why). Runs of items in one chunk are
+    /// decoded in a tight loop, with no look-up per item.
+    pub(crate) fn decode_ready<R: DeserializeOwned>(&self, values: &mut Vec<R>) -> Result<(), ()> {
+        let n = self.items.len();
+        let mut i = values.len();
+        while i < n {
+            let slot = self.items[i];
+            if slot == Slot::PENDING {
+                return Ok(());
+            }
+            let c = slot.chunk().ok_or(())?;
+            let chunk = &self.chunks[c];
+            let run = self.items[i..].iter().take_while(|&&s| s == slot).count();
+            match chunk.layout {
+                Layout::Flat { stride, .. } => {
+                    let stride = stride as usize;
+                    let from = (i - chunk.first) * stride;
+                    let bytes = chunk.bytes.get(from..from + run * stride).ok_or(())?;
+                    values.reserve(run);
+                    if stride == 0 {
+                        for _ in 0..run {
+                            values.push(crate::codec::flat::read(&[]).map_err(drop)?);
+                        }
+                    } else {
+                        for item in bytes.chunks_exact(stride) {
+                            values.push(crate::codec::flat::read(item).map_err(drop)?);
+                        }
+                    }
+                }
+                Layout::Ends(_) => {
+                    for j in i..i + run {
+                        let bytes = chunk.bytes.get(chunk.layout.range(j - chunk.first)).ok_or(())?;
+                        values.push(postcard::from_bytes(bytes).map_err(drop)?);
+                    }
+                }
+            }
+            i += run;
+        }
+        Ok(())
+    }
+
+    /// Why item `i` gives no value: its error, or why its value does not decode.
+    pub(crate) fn error_at<R: DeserializeOwned>(&self, i: usize) -> TaskError {
+        self.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome)
+    }
+
     fn decode_within<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
         let slot = *self.items.get(i)?;
         let Some(chunk) = slot.chunk() else {
@@ -487,6 +536,36 @@ impl Collector {
         }
     }
 
+    /// Every value in input order, as [`assemble_all`] makes them once all are in — but decoded
+    /// chunk by chunk as they arrive, while later chunks still run, so that the caller is not
+    /// left decoding them all after the last one comes. As `assemble_all`, the first failing
+    /// item's error in input order, once every item has finished (Python's `map`).
+    pub(crate) fn collect_in_order<R: DeserializeOwned>(&self) -> Result<Vec<R>, TaskError> {
+        let mut values: Vec<R> = Vec::new();
+        loop {
+            let next = values.len();
+            let arrived = |c: &Collected| c.is_complete() || c.results.finished(next);
+            // No spinning between chunks: the workers and the thread that takes their reports
+            // need the CPUs more than this thread needs a quick wake-up.
+            let spin = if next == 0 { SPIN } else { Duration::ZERO };
+            let c = self.wait_until_spinning(None, Interest::Item(next), arrived, spin).expect("no deadline");
+            if values.capacity() == 0 {
+                values.reserve_exact(c.results.len());
+            }
+            let decoded = crate::handle::receiving(|| c.results.decode_ready(&mut values));
+            match decoded {
+                Ok(()) if c.is_complete() && values.len() == c.results.len() => return Ok(values),
+                Ok(()) if !c.is_complete() => continue,
+                Ok(()) | Err(()) => {
+                    drop(c);
+                    // The first failure in input order is this one; it is told once all are in.
+                    let c = self.wait_until(None, Interest::Complete, Collected::is_complete).expect("no deadline");
+                    return Err(c.results.error_at::<R>(values.len()));
+                }
+            }
+        }
+    }
+
     /// Waits until `ready` holds of the collected state, or `deadline` passes; `interest` says
     /// which deliveries may make it hold.
     pub(crate) fn wait_until(
@@ -495,10 +574,21 @@ impl Collector {
         interest: Interest,
         ready: impl Fn(&Collected) -> bool,
     ) -> Option<MutexGuard<'_, Collected>> {
-        let mut c = self.lock();
         // Results often follow one another closely: look again for a few tens of microseconds
         // (yielding the CPU in between) before paying for a sleep and a wake-up.
-        let spin_until = Instant::now() + SPIN;
+        self.wait_until_spinning(deadline, interest, ready, SPIN)
+    }
+
+    /// [`wait_until`](Self::wait_until), looking again for `spin` before it sleeps.
+    pub(crate) fn wait_until_spinning(
+        &self,
+        deadline: Option<Instant>,
+        interest: Interest,
+        ready: impl Fn(&Collected) -> bool,
+        spin: Duration,
+    ) -> Option<MutexGuard<'_, Collected>> {
+        let mut c = self.lock();
+        let spin_until = Instant::now() + spin;
         while !ready(&c) && deadline.is_none_or(|d| Instant::now() < d) && Instant::now() < spin_until {
             drop(c);
             std::thread::yield_now();
@@ -567,32 +657,11 @@ pub(crate) fn assemble_one<R: DeserializeOwned>(results: &Results) -> Result<R, 
 /// Every item's value in order, or the first error in order (Python's `map`).
 pub(crate) fn assemble_all<R: DeserializeOwned>(results: &Results) -> Result<Vec<R>, TaskError> {
     crate::handle::receiving(|| {
-        let n = results.len();
-        let mut values = Vec::with_capacity(n);
-        let mut i = 0;
-        while i < n {
-            let slot = results.items[i];
-            let Some(c) = slot.chunk() else {
-                return Err(results.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome));
-            };
-            // A run of items whose values lie one after another in chunk `c`: decoded in a
-            // tight loop, with no look-up per item.
-            let chunk = &results.chunks[c];
-            while i < n && results.items[i] == slot {
-                let bytes = &chunk.bytes[chunk.layout.range(i - chunk.first)];
-                let decoded = match chunk.layout {
-                    Layout::Flat { .. } => crate::codec::flat::read(bytes).ok(),
-                    Layout::Ends(_) => postcard::from_bytes(bytes).ok(),
-                };
-                match decoded {
-                    Some(value) => values.push(value),
-                    // Decoded again for the reason (and the error's words).
-                    None => return Err(results.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome)),
-                }
-                i += 1;
-            }
+        let mut values = Vec::with_capacity(results.len());
+        match results.decode_ready(&mut values) {
+            Ok(()) if values.len() == results.len() => Ok(values),
+            Ok(()) | Err(()) => Err(results.error_at::<R>(values.len())),
         }
-        Ok(values)
     })
 }
 

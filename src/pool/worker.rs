@@ -128,6 +128,11 @@ impl Slot {
         self.item.store(index as u32, Ordering::Release);
     }
 
+    /// How a batch marks each item's start in this slot.
+    pub(crate) fn marker(&self, timed: bool) -> Marker<'_> {
+        Marker { slot: self, timed }
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) != 0
     }
@@ -142,6 +147,21 @@ impl Slot {
 
     pub(crate) fn busy(&self) -> Duration {
         Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Marks in a worker's [`Slot`] which item of the running batch starts, and when if items are
+/// timed: called for every item, so a concrete type whose marking inlines into the batch loop.
+pub(crate) struct Marker<'a> {
+    slot: &'a Slot,
+    timed: bool,
+}
+
+impl Marker<'_> {
+    /// Item `index` starts now.
+    #[inline]
+    pub(crate) fn starting(&self, index: usize) {
+        self.slot.at_item(index, self.timed.then(now_ns));
     }
 }
 
@@ -369,9 +389,8 @@ pub(crate) fn worker_main(setup: Setup) {
         let slot = &*setup.slot;
         let began = now_ns();
         slot.begin(batch, began);
-        let timed = setup.timed;
         let input = BatchIn { args: &args.0, layout: &layout, fds };
-        run(input, &mut |index| slot.at_item(index, timed.then(now_ns)), &mut out);
+        run(input, &slot.marker(setup.timed), &mut out);
         slot.busy_ns.fetch_add(now_ns().saturating_sub(began), Ordering::Relaxed);
         slot.items_done.fetch_add(n as u64, Ordering::Relaxed);
         _last_order = Some((args, layout));

@@ -528,11 +528,16 @@ impl Ring {
     }
 
     /// Goes back to the start of the ring if it is empty and a big record of `need` bytes fits
-    /// before the tail. A queue of big messages, each taken before the next comes (a pool's
+    /// well before the tail. A queue of big messages, each taken before the next comes (a pool's
     /// chunks), then keeps to the first pages of its ring — mapped and warm — instead of walking
     /// the whole ring and faulting every page of it in, once per process. It is a PAD to the
     /// end, as when a record does not fit there; the head's cache line is read only for records
     /// this big.
+    ///
+    /// The pad counts as used until the consumer passes it, which it does only when it takes the
+    /// record after it: so the rewind is made only where it leaves a quarter of the ring free
+    /// behind the record. (Made right behind it, it left room for no second message: a ring that
+    /// holds one message while its consumer is blocked elsewhere is a deadlock waiting to happen.)
     fn rewind_if_empty(&self, need: u64) {
         /// Smaller records keep the small-message path free of the extra read.
         const REWIND_FROM: u64 = 4096;
@@ -541,7 +546,7 @@ impl Ring {
             return;
         }
         let at = self.position(s.producer.tail.load(Ordering::Relaxed));
-        if at >= need && self.free() == s.capacity {
+        if at >= need + s.capacity / 4 && self.free() == s.capacity {
             self.write_pad(at);
         }
     }
