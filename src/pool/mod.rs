@@ -495,8 +495,16 @@ pub(crate) fn own_timeout(timeout: Duration) -> Option<Duration> {
 /// How many items `submit_items` gathers, then encodes, at a time.
 const BLOCK: usize = 256;
 
+/// The most items a default chunk holds.
+const MAX_DEFAULT_CHUNK: usize = 4096;
+
+/// Python's default chunk size — four chunks per worker — but at most [`MAX_DEFAULT_CHUNK`]
+/// items. Python's big chunks spread the cost of a chunk (a pickle, a pipe write) over many
+/// items; ours costs a few microseconds, while a big chunk's buffers and ring space are fresh
+/// memory, whose page faults cost more than that on a pool's first map. Chunks of at most 4096
+/// items keep a map's rings and buffers to a few warm pages, and still many items per chunk.
 fn default_chunksize(items: usize, processes: usize) -> usize {
-    items.div_ceil(processes * 4).max(1)
+    items.div_ceil(processes * 4).clamp(1, MAX_DEFAULT_CHUNK)
 }
 
 impl Pool {
@@ -614,8 +622,32 @@ impl Pool {
         // iterator) may run inside the encoding's scope.
         let mut chunk: Vec<A> = Vec::with_capacity(chunksize.min(BLOCK));
         loop {
-            chunk.extend(items.by_ref().take((chunksize - ends.len()).min(BLOCK)));
-            if chunk.is_empty() {
+            // The flat lane: once the wire is flat, items like the first go straight from the
+            // iterator into the chunk's buffer, with no block gathered and no transfer scope. No
+            // side table is open (checked), so an item holding a handle fails to encode flat
+            // rather than slipping through; it and any other item not like the first are left in
+            // `chunk` for the careful way below.
+            if let ItemWire::Flat(stride) = wire
+                && chunk.is_empty()
+                && handle::outside_transfers()
+            {
+                if ends.is_empty() {
+                    chunk_first = first + count;
+                }
+                while ends.len() < chunksize {
+                    let Some(item) = items.next() else { break };
+                    let before = buf.len();
+                    if crate::codec::flat::append(&item, &mut buf).is_err() || buf.len() - before != stride {
+                        buf.truncate(before);
+                        chunk.push(item);
+                        break;
+                    }
+                    ends.push(buf.len() as u64);
+                    count += 1;
+                }
+            }
+            chunk.extend(items.by_ref().take((chunksize - ends.len() - chunk.len()).min(BLOCK)));
+            if chunk.is_empty() && ends.len() < chunksize {
                 break;
             }
             let mut scope = handle::EncodeScope::begin();

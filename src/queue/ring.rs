@@ -535,9 +535,10 @@ impl Ring {
     /// this big.
     ///
     /// The pad counts as used until the consumer passes it, which it does only when it takes the
-    /// record after it: so the rewind is made only where it leaves a quarter of the ring free
-    /// behind the record. (Made right behind it, it left room for no second message: a ring that
-    /// holds one message while its consumer is blocked elsewhere is a deadlock waiting to happen.)
+    /// record after it: so the rewind is made only where it leaves room behind the record for
+    /// three more like it (or a quarter of the ring). Made right behind it, it left room for no
+    /// second message: a ring that holds one message while its consumer is blocked elsewhere is
+    /// a deadlock waiting to happen.
     fn rewind_if_empty(&self, need: u64) {
         /// Smaller records keep the small-message path free of the extra read.
         const REWIND_FROM: u64 = 4096;
@@ -546,7 +547,7 @@ impl Ring {
             return;
         }
         let at = self.position(s.producer.tail.load(Ordering::Relaxed));
-        if at >= need + s.capacity / 4 && self.free() == s.capacity {
+        if at >= need + (3 * need).min(s.capacity / 4) && self.free() == s.capacity {
             self.write_pad(at);
         }
     }
