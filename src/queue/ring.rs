@@ -527,18 +527,19 @@ impl Ring {
         self.wait_for_producers(deadline, || fits_in(self.free()))
     }
 
-    /// Goes back to the start of the ring if it is empty and a big record of `need` bytes fits
-    /// well before the tail. A queue of big messages, each taken before the next comes (a pool's
-    /// chunks), then keeps to the first pages of its ring — mapped and warm — instead of walking
-    /// the whole ring and faulting every page of it in, once per process. It is a PAD to the
-    /// end, as when a record does not fit there; the head's cache line is read only for records
-    /// this big.
+    /// Goes back to the start of the ring for a big record of `need` bytes when the consumer is
+    /// well past the start: a queue of big messages (a pool's chunks) then cycles through the
+    /// first pages of its ring — mapped and warm — instead of walking the whole ring and
+    /// faulting every page of it in, once per process that touches it. It is a PAD to the end,
+    /// as when a record does not fit there; the head's cache line is read only for records this
+    /// big. Records not yet taken may remain, as long as they lie between the head and the tail
+    /// without wrapping: the start of the ring up to the head is then free.
     ///
     /// The pad counts as used until the consumer passes it, which it does only when it takes the
-    /// record after it: so the rewind is made only where it leaves room behind the record for
-    /// three more like it (or a quarter of the ring). Made right behind it, it left room for no
-    /// second message: a ring that holds one message while its consumer is blocked elsewhere is
-    /// a deadlock waiting to happen.
+    /// records before the rewound one: so the rewind is made only where the head leaves room
+    /// behind the rewound record for three more like it (or a quarter of the ring). Made right
+    /// behind it, it left room for no second message: a ring that holds one message while its
+    /// consumer is blocked elsewhere is a deadlock waiting to happen.
     fn rewind_if_empty(&self, need: u64) {
         /// Smaller records keep the small-message path free of the extra read.
         const REWIND_FROM: u64 = 4096;
@@ -546,8 +547,11 @@ impl Ring {
         if need < REWIND_FROM {
             return;
         }
-        let at = self.position(s.producer.tail.load(Ordering::Relaxed));
-        if at >= need + (3 * need).min(s.capacity / 4) && self.free() == s.capacity {
+        let tail = s.producer.tail.load(Ordering::Relaxed);
+        let used = s.capacity - self.free();
+        let head = tail - used;
+        let (at, head_at) = (self.position(tail), self.position(head));
+        if used < s.capacity && head_at <= at && head_at >= need + (3 * need).min(s.capacity / 4) {
             self.write_pad(at);
         }
     }
@@ -1337,6 +1341,32 @@ mod tests {
     /// the ring, not yet counted taken): the next getter, taking `get_lock` over, finishes the
     /// count, sees the message left the ring with the dead getter, and counts it lost — so the
     /// ring is empty by its count too, and `join` returns.
+    /// A big record goes back to the start of the ring once the consumer is far enough past it,
+    /// even with records not yet taken: they are read first, then the pad, then the rewound
+    /// record — every record once, in order.
+    #[test]
+    fn big_records_rewind_behind_records_not_yet_taken() {
+        use std::sync::atomic::Ordering;
+        let ring = Ring::new(0, 64 << 10).unwrap();
+        let record = |i: u8| vec![i; 5000];
+        let mut taken = Vec::new();
+        let mut take = |ring: &Ring| ring.get(None, &mut |bytes| taken.push(bytes.to_vec())).unwrap();
+        for i in 0..5 {
+            ring.put(&record(i), None).unwrap();
+        }
+        for _ in 0..4 {
+            take(&ring);
+        }
+        let before = ring.position(ring.state.producer.tail.load(Ordering::Relaxed));
+        ring.put(&record(5), None).unwrap();
+        let after = ring.position(ring.state.producer.tail.load(Ordering::Relaxed));
+        assert!(after < before, "the sixth record went to the start: {before} -> {after}");
+        take(&ring);
+        take(&ring);
+        assert_eq!(taken, (0..6).map(record).collect::<Vec<_>>());
+        assert_eq!(ring.len(), 0);
+    }
+
     #[test]
     fn a_getter_killed_between_head_and_count_leaves_nothing_unaccounted() {
         let ring = Ring::new(0, 4096).unwrap();
