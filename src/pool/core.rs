@@ -870,7 +870,11 @@ impl Core {
         layout: Layout,
         failures: Vec<(u32, Wire)>,
     ) -> Deliveries {
-        let Some(batch) = st.batches.remove(&id) else { return Deliveries::new() };
+        let Some(mut batch) = st.batches.remove(&id) else { return Deliveries::new() };
+        // Its arguments' buffer, for the next chunks to be packed.
+        if let Ok(args) = Arc::try_unwrap(std::mem::take(&mut batch.args.0)) {
+            crate::pool::spare::give(args);
+        }
         let mut pid = 0;
         if let Some(index) = batch.worker {
             if let Some(w) = st.workers[index as usize].as_mut() {

@@ -63,6 +63,7 @@ mod batch;
 mod core;
 mod executor;
 mod result;
+mod spare;
 pub(crate) mod worker;
 
 pub(crate) use self::backend::Backend;
@@ -719,7 +720,7 @@ impl Pool {
             if ends.len() >= chunksize {
                 let chunk_bytes = buf.len();
                 flush(&mut buf, &mut ends, chunk_first, &mut batches, wire);
-                buf.reserve(chunk_bytes); // the next chunk is likely the same size
+                buf = spare::take(chunk_bytes); // the next chunk is likely the same size
                 // Hand batches over as they are made, so workers start while the rest is
                 // encoded: the first at once, then in groups (one lock for many).
                 ends.reserve(chunksize.min(1 << 20));

@@ -158,6 +158,12 @@ pub(crate) struct Chunk {
     pub(crate) remaining: usize,
 }
 
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        crate::pool::spare::give(std::mem::take(&mut self.bytes));
+    }
+}
+
 /// Every finished item of one submission.
 #[derive(Default)]
 pub(crate) struct Results {
@@ -273,7 +279,7 @@ impl Results {
                 let chunk = &mut self.chunks[chunk];
                 chunk.remaining -= 1;
                 if chunk.remaining == 0 {
-                    chunk.bytes = Vec::new();
+                    crate::pool::spare::give(std::mem::take(&mut chunk.bytes));
                     chunk.layout = Layout::Flat { stride: 0, count: 0 };
                 }
             }

@@ -252,7 +252,24 @@ impl Serialize for Packed {
 
 impl<'de> Deserialize<'de> for Packed {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Packed, D::Error> {
-        Ok(Packed(Arc::new(ByteBuf::deserialize(deserializer)?.into_vec())))
+        /// Copies the bytes into a spare buffer (see [`spare`](crate::pool::spare)) rather than
+        /// a fresh one.
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("packed bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                let mut buffer = crate::pool::spare::take(v.len());
+                buffer.extend_from_slice(v);
+                Ok(buffer)
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        Ok(Packed(Arc::new(deserializer.deserialize_byte_buf(Bytes)?)))
     }
 }
 
@@ -354,9 +371,9 @@ pub(crate) fn worker_main(setup: Setup) {
     // Buffers kept from one batch to the next. A chunk's buffers are big; handed back to the
     // allocator after each batch they would often go back to the kernel, and every batch would
     // pay for fresh pages again (page faults are most of the cost of a chunk of small items).
-    // So the last order stays alive until the next one is read, and the result buffers are
-    // taken back from each report once it is sent, to be filled again.
-    let mut _last_order: Option<(Packed, Layout)> = None;
+    // So an order's buffer goes to the spare buffers (see `pool::spare`) for the next order to
+    // be read into, and the result buffers are taken back from each report once it is sent, to
+    // be filled again.
     let (mut spare_bytes, mut spare_ends) = (Arc::new(Vec::new()), Vec::new());
     while setup.max_batches == 0 || batches < setup.max_batches {
         let (batch, seq, entry, args, layout, with_fds) = match setup.orders.get() {
@@ -393,7 +410,10 @@ pub(crate) fn worker_main(setup: Setup) {
         run(input, &slot.marker(setup.timed), &mut out);
         slot.busy_ns.fetch_add(now_ns().saturating_sub(began), Ordering::Relaxed);
         slot.items_done.fetch_add(n as u64, Ordering::Relaxed);
-        _last_order = Some((args, layout));
+        if let Ok(args) = Arc::try_unwrap(args.0) {
+            crate::pool::spare::give(args);
+        }
+        drop(layout);
         let layout = out.layout();
         spare_ends = out.ends;
         let failures = out.failures.into_iter().map(|(i, f)| (i, failure_to_wire(f))).collect();
