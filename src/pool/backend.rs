@@ -37,6 +37,12 @@ pub(crate) trait Backend: Send + Sync {
     fn cancel_pending(&self);
     /// Whether batch `id` is being run right now.
     fn is_running(&self, id: u64) -> bool;
+    /// The most items a default chunk holds (see `default_chunksize`): none by default — a
+    /// cluster's chunk costs a round trip to its server, and Python's four chunks per process
+    /// suit it.
+    fn max_default_chunk(&self) -> usize {
+        usize::MAX
+    }
 }
 
 impl Backend for Core {
@@ -89,6 +95,10 @@ impl Backend for Core {
 
     fn cancel_pending(&self) {
         Core::cancel_pending(self)
+    }
+
+    fn max_default_chunk(&self) -> usize {
+        super::MAX_DEFAULT_CHUNK
     }
 
     fn is_running(&self, id: u64) -> bool {

@@ -477,7 +477,6 @@ impl Drop for Pool {
     }
 }
 
-/// Python's default chunk size for `map`: four chunks per worker.
 /// Python's `ValueError` for `chunksize=0`.
 const ZERO_CHUNKSIZE: &str = "chunksize must be at least 1";
 
@@ -496,16 +495,17 @@ pub(crate) fn own_timeout(timeout: Duration) -> Option<Duration> {
 /// How many items `submit_items` gathers, then encodes, at a time.
 const BLOCK: usize = 256;
 
-/// The most items a default chunk holds.
+/// The most items a default chunk of a local pool holds.
 const MAX_DEFAULT_CHUNK: usize = 4096;
 
-/// Python's default chunk size — four chunks per worker — but at most [`MAX_DEFAULT_CHUNK`]
-/// items. Python's big chunks spread the cost of a chunk (a pickle, a pipe write) over many
-/// items; ours costs a few microseconds, while a big chunk's buffers and ring space are fresh
-/// memory, whose page faults cost more than that on a pool's first map. Chunks of at most 4096
-/// items keep a map's rings and buffers to a few warm pages, and still many items per chunk.
-fn default_chunksize(items: usize, processes: usize) -> usize {
-    items.div_ceil(processes * 4).clamp(1, MAX_DEFAULT_CHUNK)
+/// Python's default chunk size — four chunks per worker — but at most `max` items
+/// ([`MAX_DEFAULT_CHUNK`] for a local pool). Python's big chunks spread the cost of a chunk (a
+/// pickle, a pipe write) over many items; a local chunk of ours costs a few microseconds, while
+/// a big chunk's buffers and ring space are fresh memory, whose page faults cost more than that
+/// on a pool's first map. Chunks of at most 4096 items keep a map's rings and buffers to a few
+/// warm pages, and still many items per chunk.
+fn default_chunksize(items: usize, processes: usize, max: usize) -> usize {
+    items.div_ceil(processes * 4).clamp(1, max.max(1))
 }
 
 impl Pool {
@@ -902,7 +902,8 @@ impl Pool {
         if chunksize == Some(0) {
             return Err(TaskError::InvalidInput(ZERO_CHUNKSIZE.into()));
         }
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(low, self.core.size()));
+        let chunksize =
+            chunksize.unwrap_or_else(|| default_chunksize(low, self.core.size(), self.core.max_default_chunk()));
         let sink = self.collector(Some(low), false);
         let submitted = self.submit_items::<F, A>(items, chunksize, &sink, 0)?;
         if submitted != low {
@@ -912,7 +913,8 @@ impl Pool {
     }
 
     /// `f(item)` for every item, in parallel, in input order; waits for all of them. Items go to
-    /// workers in chunks (Python's default: four chunks per worker).
+    /// workers in chunks: Python's default of four chunks per worker, but at most 4096 items
+    /// each (a cluster's pool: no limit). Values are decoded chunk by chunk as they come back.
     ///
     /// # Errors
     /// The first failing item's [`TaskError`] in input order, once every item has finished (as
@@ -1016,7 +1018,7 @@ impl Pool {
     {
         let _ = f;
         let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        let chunksize = default_chunksize(items.len(), self.core.size());
+        let chunksize = default_chunksize(items.len(), self.core.size(), self.core.max_default_chunk());
         let sink = self.collector(Some(items.len()), false);
         sink.lock().on_complete = Some(Box::new(move |results: &Results| match assemble_all::<F::Output>(results) {
             Ok(values) => callback(&values),
