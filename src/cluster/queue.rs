@@ -68,7 +68,7 @@ impl Cluster {
     /// The queue named `name` in this namespace (made on first put), with no bound.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a bad name (see [`Cluster::connect`]'s rules).
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a bad name (see [`Cluster::connect`]'s rules).
     ///
     /// ```no_run
     /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
@@ -83,7 +83,7 @@ impl Cluster {
     /// room. Every handle of the queue should give the same capacity.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a bad name.
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a bad name.
     ///
     /// ```no_run
     /// let cluster = multiproc::cluster::Cluster::connect("redis://127.0.0.1", "jobs").unwrap();
@@ -105,7 +105,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Appends an item, waiting for room in a bounded queue for as long as it takes.
     ///
     /// # Errors
-    /// [`ErrorKind::Encode`] if it cannot be encoded (or holds a handle); the server's errors as
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) if it cannot be encoded (or holds a handle); the server's errors as
     /// for [`Cluster::connect`].
     ///
     /// ```no_run

@@ -205,8 +205,6 @@ impl Results {
         crate::handle::receiving(|| self.decode_within(i))
     }
 
-    /// [`decode`](Self::decode) inside a transfer already set up (one for many items).
-    #[inline]
     /// Decodes the values of the items after those already in `values`, in order, for as long
     /// as they have finished with one: `Ok` where the next item is still pending (or none is
     /// left), `Err` at an item that failed or whose value does not decode (the item at
@@ -256,6 +254,8 @@ impl Results {
         self.decode_within::<R>(i).and_then(Result::err).unwrap_or_else(no_outcome)
     }
 
+    /// [`decode`](Self::decode) inside a transfer already set up (one for many items).
+    #[inline]
     fn decode_within<R: DeserializeOwned>(&self, i: usize) -> Option<Result<R, TaskError>> {
         let slot = *self.items.get(i)?;
         let Some(chunk) = slot.chunk() else {

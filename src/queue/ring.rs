@@ -606,12 +606,7 @@ impl Ring {
     fn publish(&self, tail: u64, whole_message: bool) {
         let s = &*self.state;
         self.make_visible(tail, whole_message);
-        // The bump comes after the stores a sleeper waits for; a sleeper reads the word before it
-        // looks, so either it sees them or its sleep fails on the changed word.
-        s.producer.published.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.consumers.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.producer.published, u32::MAX);
-        }
+        bump_and_wake(&s.producer.published, &s.sleepers.consumers);
     }
 
     /// Moves `tail` (and the message count) without waking anyone: the caller wakes sleepers
@@ -839,10 +834,7 @@ impl Ring {
     fn consume(&self, head: u64, whole_message: bool) {
         let s = &*self.state;
         self.move_head(head, whole_message);
-        s.consumer.consumed.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.producers.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&s.consumer.consumed, u32::MAX);
-        }
+        bump_and_wake(&s.consumer.consumed, &s.sleepers.producers);
     }
 
     /// Frees everything up to `head` without waking anyone: [`get`](Self::get) wakes sleeping
@@ -1268,6 +1260,16 @@ struct Held<'a>(&'a RawMutex);
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.unlock();
+    }
+}
+
+/// Bumps `word` and wakes its sleepers (counted in `asleep`), after the stores they wait for,
+/// with the ring's lock still held. The bump comes first: a sleeper reads the word before it
+/// looks, so either it sees the stores or its sleep fails on the changed word.
+fn bump_and_wake(word: &AtomicU32, asleep: &AtomicU32) {
+    word.fetch_add(1, Ordering::SeqCst);
+    if asleep.load(Ordering::SeqCst) > 0 {
+        sys::futex::wake(word, u32::MAX);
     }
 }
 
