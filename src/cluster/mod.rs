@@ -395,6 +395,17 @@ impl Cluster {
         }
     }
 
+    /// Which of `keys` exist, in one round trip.
+    pub(crate) fn exist(&self, doing: &str, keys: &[String]) -> Result<Vec<bool>> {
+        self.call(doing, |c| {
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.cmd("EXISTS").arg(key);
+            }
+            pipe.query(c)
+        })
+    }
+
     /// Runs a call that blocks on the server for up to the time it is given, until `deadline`
     /// (`None`: for ever), on a connection of its own (see [`blocking_connection`]); `call`
     /// returns `None` while it has nothing. A lost connection is replaced (as in [`call`]) and

@@ -553,13 +553,8 @@ impl Node {
         if drivers.is_empty() {
             return Ok(());
         }
-        let alive: Vec<bool> = self.cluster.call("checking drivers", |c| {
-            let mut pipe = redis::pipe();
-            for driver in &drivers {
-                pipe.cmd("EXISTS").arg(Keys::driver(&self.cluster, driver));
-            }
-            pipe.query(c)
-        })?;
+        let keys: Vec<String> = drivers.iter().map(|driver| Keys::driver(&self.cluster, driver)).collect();
+        let alive = self.cluster.exist("checking drivers", &keys)?;
         let dead: HashSet<&String> = drivers.iter().zip(alive).filter(|(_, a)| !a).map(|(d, _)| d).collect();
         if dead.is_empty() {
             return Ok(());

@@ -609,13 +609,8 @@ impl Dispatcher {
         if names.is_empty() {
             return Ok(0);
         }
-        let alive: Vec<bool> = self.cluster.call("counting nodes", |c| {
-            let mut pipe = redis::pipe();
-            for name in &names {
-                pipe.cmd("EXISTS").arg(Keys::node(&self.cluster, name));
-            }
-            pipe.query(c)
-        })?;
+        let keys: Vec<String> = names.iter().map(|name| Keys::node(&self.cluster, name)).collect();
+        let alive = self.cluster.exist("counting nodes", &keys)?;
         Ok(names.iter().zip(alive).filter(|(_, alive)| *alive).map(|(name, _)| nodes[*name]).sum())
     }
 

@@ -627,7 +627,7 @@ impl Pool {
             // iterator into the chunk's buffer, with no block gathered and no transfer scope. No
             // side table is open (checked), so an item holding a handle fails to encode flat
             // rather than slipping through; it and any other item not like the first are left in
-            // `chunk` for the careful way below.
+            // `chunk` for the careful way below (as is every item inside another transfer).
             if let ItemWire::Flat(stride) = wire
                 && chunk.is_empty()
                 && handle::outside_transfers()
@@ -652,33 +652,7 @@ impl Pool {
                 break;
             }
             let mut scope = handle::EncodeScope::begin();
-            // The flat wire's fast lane: items like the first written back to back, one look at
-            // the handle table for the block; what it leaves goes the careful way below. Written
-            // out here rather than through the workers' `batch::flat_lane`, which contains a
-            // panicking `Serialize` (a worker must live on; here the panic is the caller's).
-            let mut done = 0;
-            if let ItemWire::Flat(stride) = wire {
-                if ends.is_empty() {
-                    chunk_first = first + count;
-                }
-                let (block_bytes, block_ends) = (buf.len(), ends.len());
-                for item in &chunk {
-                    let before = buf.len();
-                    if crate::codec::flat::append(item, &mut buf).is_err() || buf.len() - before != stride {
-                        buf.truncate(before);
-                        break;
-                    }
-                    ends.push(buf.len() as u64);
-                    done += 1;
-                }
-                if scope.saw_handles() {
-                    done = 0;
-                    buf.truncate(block_bytes);
-                    ends.truncate(block_ends);
-                }
-                count += done;
-            }
-            for item in chunk.drain(..).skip(done) {
+            for item in chunk.drain(..) {
                 let index = first + count;
                 count += 1;
                 if ends.is_empty() {

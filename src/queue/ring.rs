@@ -349,7 +349,7 @@ impl Ring {
             }
             let need = record_size(len as u64);
             self.wait_for_room(need, deadline)?;
-            self.rewind_if_empty(need);
+            self.rewind_to_start(need);
             let at = self.wrap_for(need);
             let offset = self.position(at);
             self.write_header(offset, len as u32, WHOLE);
@@ -540,7 +540,7 @@ impl Ring {
     /// behind the rewound record for three more like it (or a quarter of the ring). Made right
     /// behind it, it left room for no second message: a ring that holds one message while its
     /// consumer is blocked elsewhere is a deadlock waiting to happen.
-    fn rewind_if_empty(&self, need: u64) {
+    fn rewind_to_start(&self, need: u64) {
         /// Smaller records keep the small-message path free of the extra read.
         const REWIND_FROM: u64 = 4096;
         let s = &*self.state;
