@@ -432,6 +432,11 @@ impl Dispatcher {
                 }
                 (ids, entries, std::mem::take(&mut st.withdraw))
             };
+            if entries.is_empty() && withdraw.is_empty() {
+                // Everything taken off the outbox was cancelled before it was sent: nothing to
+                // say to the server (an empty pipeline is an error there).
+                continue;
+            }
             let sent = self.cluster.call("sending tasks", |c| {
                 let mut pipe = redis::pipe();
                 for entry in &entries {
